@@ -1,0 +1,11 @@
+//! axiscope: read and steer a small chat model's residual stream, natively or in the browser.
+//!
+//! - [`engine`]: GGUF loading, tokenizer, chat template, the model forward with hooks,
+//!   sampling. No UI code.
+//! - [`science`]: the Assistant Axis method (role vectors, axis, PCA, drift, capping).
+//!   No backend detail.
+//! - `web` (wasm32 only): the leptos app and its worker.
+pub mod engine;
+pub mod science;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
