@@ -1,0 +1,183 @@
+//! Subcommands over the engine alone: inspect, tokenize, generate.
+
+use anyhow::{Context, Result};
+use axiscope::engine::chat::{Message, Role};
+use axiscope::engine::{GenerateOptions, Hooks, Model, SamplerConfig, Session};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "axiscope", version, about = "Read and steer a small chat model's persona: the Assistant Axis, natively.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Architecture, sizes, quantization types and chat template of a GGUF model.
+    Inspect {
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Token ids of a text (special tokens such as <|im_start|> recognised), as JSON.
+    Tokenize {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        text: String,
+    },
+    /// Generate a reply to one prompt.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// System prompt; without it the model's template decides (SmolLM2 injects its own).
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long)]
+    pub prompt: String,
+    /// The prompt is already templated text (special tokens included); no chat template.
+    #[arg(long)]
+    pub raw: bool,
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    /// 0 is off.
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads; 0 is one per core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn load(path: &Path) -> Result<Model> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Model::from_bytes(bytes).with_context(|| format!("cannot load {}", path.display()))
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect { model, json } => inspect(&model, json),
+        Command::Tokenize { model, text } => {
+            let m = load(&model)?;
+            let ids = m.tokenizer.encode(&text)?;
+            println!("{}", json!({ "ids": ids }));
+            Ok(())
+        }
+        Command::Generate(args) => generate(args),
+    }
+}
+
+fn inspect(path: &Path, as_json: bool) -> Result<()> {
+    let m = load(path)?;
+    let mut quants: BTreeMap<String, usize> = BTreeMap::new();
+    for t in m.gguf.tensors.values() {
+        *quants.entry(format!("{:?}", t.qtype)).or_default() += 1;
+    }
+    let default_system = match &m.template.kind {
+        axiscope::engine::chat::TemplateKind::ChatMl { default_system } => default_system.clone(),
+        _ => None,
+    };
+    let info = json!({
+        "file": path.display().to_string(),
+        "bytes": m.gguf.bytes().len(),
+        "config": m.config,
+        "tensors": m.gguf.tensors.len(),
+        "quant_types": quants,
+        "chat_template": m.template.name(),
+        "default_system_prompt": default_system,
+        "tokenizer_pre": m.gguf.get_str("tokenizer.ggml.pre").ok(),
+        "stop_tokens": m.stop_tokens(),
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        let c = &m.config;
+        println!("{} ({:?}), {:.1} MB", c.name, c.architecture, m.gguf.bytes().len() as f64 / 1e6);
+        println!("  layers {}, hidden {}, ffn {}, heads {} (kv {}), head dim {}", c.n_layers, c.hidden, c.ffn, c.n_heads, c.n_kv_heads, c.head_dim);
+        println!("  vocab {}, context {}, rope theta {}, rms eps {}", c.vocab, c.context, c.rope_theta, c.rms_eps);
+        println!("  tied embeddings {}, qkv bias {}", c.tied_embeddings, c.qkv_bias);
+        println!("  tensors {}: {}", m.gguf.tensors.len(), quants.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", "));
+        println!("  chat template {}, default system prompt {:?}", m.template.name(), default_system);
+    }
+    Ok(())
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let m = load(&a.model)?;
+    let prompt = if a.raw {
+        m.tokenizer.encode(&a.prompt)?
+    } else {
+        let mut msgs = Vec::new();
+        if let Some(s) = &a.system {
+            msgs.push(Message::new(Role::System, s.clone()));
+        }
+        msgs.push(Message::new(Role::User, a.prompt.clone()));
+        m.render(&msgs, true)?.ids
+    };
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        sampler: SamplerConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            repeat_penalty: a.repeat_penalty,
+            seed: a.seed,
+            ..SamplerConfig::default()
+        },
+        stop: m.stop_tokens(),
+    };
+    let mut session = Session::new(Box::new(m.cpu_backend(a.threads)?));
+    let stream = !a.json;
+    let mut out = std::io::stdout();
+    let g = session.generate(&m.tokenizer, &prompt, &opts, &mut Hooks::none(), &mut |_, piece| {
+        if stream {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+        true
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "text": g.text,
+                "tokens": g.tokens,
+                "prompt_tokens": g.prompt_tokens,
+                "prefill_tok_s": g.prefill_tok_s(),
+                "decode_tok_s": g.decode_tok_s(),
+                "stop": g.stop,
+                "backend": session.backend.describe(),
+            })
+        );
+    } else {
+        println!();
+        eprintln!(
+            "[{} prompt tokens, {:.1} tok/s prefill; {} generated, {:.1} tok/s decode; {}]",
+            g.prompt_tokens,
+            g.prefill_tok_s(),
+            g.tokens.len(),
+            g.decode_tok_s(),
+            session.backend.describe()
+        );
+    }
+    Ok(())
+}

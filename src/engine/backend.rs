@@ -1,0 +1,23 @@
+//! The one interface the science and the UI drive; the CPU engine and the GPU engine both
+//! implement it, so neither knows which one runs.
+
+use super::config::ModelConfig;
+use super::error::Result;
+use super::hooks::Hooks;
+
+pub trait Backend {
+    fn config(&self) -> &ModelConfig;
+
+    /// Runs `tokens` at positions `pos..pos + n` on top of the KV cache's `0..pos`. Returns the
+    /// last token's logits, or every token's (`[n][vocab]`) with `all_logits`.
+    fn forward(&mut self, tokens: &[u32], pos: usize, hooks: &mut Hooks, all_logits: bool) -> Result<Vec<f32>>;
+
+    /// Forgets cached positions from `len` on (undo, regenerate, branching replies).
+    fn truncate(&mut self, len: usize);
+
+    /// Positions currently cached.
+    fn cached(&self) -> usize;
+
+    /// "cpu (2 threads)", "webgpu (adapter name)": shown to the user.
+    fn describe(&self) -> String;
+}

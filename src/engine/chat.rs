@@ -1,0 +1,210 @@
+//! Chat templates (ChatML for SmolLM2 and Qwen2.5, Llama 3), rendered by us rather than by a
+//! Jinja engine, with every token labelled: the science averages over assistant content only.
+
+use super::error::Result;
+use super::gguf::GgufFile;
+use super::tokenizer::Tokenizer;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into() }
+    }
+}
+
+/// What a token of a rendered chat is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Begin-of-text and other framing outside any message.
+    Control,
+    /// A role header such as `<|im_start|>assistant\n`.
+    Header,
+    System,
+    User,
+    AssistantContent,
+    /// The end-of-turn token and the separator after it.
+    EndOfTurn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateKind {
+    /// `<|im_start|>role\ncontent<|im_end|>\n`; the template's own system prompt, if it injects
+    /// one when the conversation has none.
+    ChatMl { default_system: Option<String> },
+    /// `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>`.
+    Llama3,
+}
+
+/// A piece of rendered text, what it is, and which message it belongs to.
+#[derive(Debug, Clone)]
+struct Piece {
+    text: String,
+    kind: TokenKind,
+    message: Option<usize>,
+}
+
+/// A tokenized chat: ids, a kind per token, and per token the index of its message (in the
+/// list passed to `render`, `None` for an injected default system prompt or framing).
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub kinds: Vec<TokenKind>,
+    pub messages: Vec<Option<usize>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatTemplate {
+    pub kind: TemplateKind,
+}
+
+impl ChatTemplate {
+    /// Recognises the template in `tokenizer.chat_template`; ChatML when there is none.
+    pub fn from_gguf(f: &GgufFile) -> Self {
+        let src = f.get_str("tokenizer.chat_template").unwrap_or("");
+        Self::from_source(src)
+    }
+
+    pub fn from_source(src: &str) -> Self {
+        let kind = if src.contains("<|start_header_id|>") {
+            TemplateKind::Llama3
+        } else {
+            TemplateKind::ChatMl { default_system: default_system_prompt(src) }
+        };
+        Self { kind }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            TemplateKind::ChatMl { .. } => "chatml",
+            TemplateKind::Llama3 => "llama3",
+        }
+    }
+
+    /// Token texts that end an assistant turn.
+    pub fn end_of_turn(&self) -> &'static str {
+        match self.kind {
+            TemplateKind::ChatMl { .. } => "<|im_end|>",
+            TemplateKind::Llama3 => "<|eot_id|>",
+        }
+    }
+
+    fn pieces(&self, messages: &[Message], add_generation_prompt: bool) -> Vec<Piece> {
+        let p = |text: String, kind, message| Piece { text, kind, message };
+        let content_kind = |r: Role| match r {
+            Role::System => TokenKind::System,
+            Role::User => TokenKind::User,
+            Role::Assistant => TokenKind::AssistantContent,
+        };
+        let role_name = |r: Role| match r {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        let mut out = Vec::new();
+        match &self.kind {
+            TemplateKind::ChatMl { default_system } => {
+                if let (Some(sys), false) = (default_system, messages.first().is_some_and(|m| m.role == Role::System)) {
+                    out.push(p("<|im_start|>system\n".into(), TokenKind::Header, None));
+                    out.push(p(sys.clone(), TokenKind::System, None));
+                    out.push(p("<|im_end|>\n".into(), TokenKind::EndOfTurn, None));
+                }
+                for (i, m) in messages.iter().enumerate() {
+                    out.push(p(format!("<|im_start|>{}\n", role_name(m.role)), TokenKind::Header, Some(i)));
+                    out.push(p(m.content.clone(), content_kind(m.role), Some(i)));
+                    out.push(p("<|im_end|>\n".into(), TokenKind::EndOfTurn, Some(i)));
+                }
+                if add_generation_prompt {
+                    out.push(p("<|im_start|>assistant\n".into(), TokenKind::Header, None));
+                }
+            }
+            TemplateKind::Llama3 => {
+                out.push(p("<|begin_of_text|>".into(), TokenKind::Control, None));
+                for (i, m) in messages.iter().enumerate() {
+                    let header = format!("<|start_header_id|>{}<|end_header_id|>\n\n", role_name(m.role));
+                    out.push(p(header, TokenKind::Header, Some(i)));
+                    out.push(p(m.content.trim().to_string(), content_kind(m.role), Some(i)));
+                    out.push(p("<|eot_id|>".into(), TokenKind::EndOfTurn, Some(i)));
+                }
+                if add_generation_prompt {
+                    out.push(p("<|start_header_id|>assistant<|end_header_id|>\n\n".into(), TokenKind::Header, None));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn render_text(&self, messages: &[Message], add_generation_prompt: bool) -> String {
+        self.pieces(messages, add_generation_prompt).into_iter().map(|p| p.text).collect()
+    }
+
+    /// Renders and tokenizes the whole text at once (as llama.cpp does), then labels each token
+    /// by the piece its first byte falls in.
+    pub fn tokenize(&self, tok: &Tokenizer, messages: &[Message], add_generation_prompt: bool) -> Result<Rendered> {
+        let pieces = self.pieces(messages, add_generation_prompt);
+        let mut bounds = Vec::with_capacity(pieces.len());
+        let mut text = String::new();
+        for pc in &pieces {
+            text.push_str(&pc.text);
+            bounds.push(text.len());
+        }
+        let (ids, offsets) = tok.encode_with_offsets(&text)?;
+        let mut kinds = Vec::with_capacity(ids.len());
+        let mut msgs = Vec::with_capacity(ids.len());
+        for &(start, _) in &offsets {
+            let i = bounds.partition_point(|&b| b <= start).min(pieces.len().saturating_sub(1));
+            kinds.push(pieces.get(i).map_or(TokenKind::Control, |pc| pc.kind));
+            msgs.push(pieces.get(i).and_then(|pc| pc.message));
+        }
+        Ok(Rendered { text, ids, kinds, messages: msgs })
+    }
+}
+
+/// Finds the system prompt a ChatML template injects when the conversation has none: the first
+/// pure string literal of the form `<|im_start|>system\n...<|im_end|>` in the template source.
+fn default_system_prompt(src: &str) -> Option<String> {
+    let marker = "<|im_start|>system\\n";
+    src.match_indices(marker).find_map(|(at, _)| {
+        let rest = &src[at + marker.len()..];
+        let body = &rest[..rest.find("<|im_end|>")?];
+        // Quotes or braces mean the text comes from the messages, not a literal.
+        (!body.contains(['\'', '"', '{', '}'])).then(|| body.replace("\\n", "\n"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_smollm2_default_system_prompt() {
+        let src = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
+        let t = ChatTemplate::from_source(src);
+        assert_eq!(
+            t.kind,
+            TemplateKind::ChatMl { default_system: Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face".into()) }
+        );
+        let text = t.render_text(&[Message::new(Role::User, "Hi")], true);
+        assert_eq!(
+            text,
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let with_system = t.render_text(&[Message::new(Role::System, "Be brief."), Message::new(Role::User, "Hi")], false);
+        assert_eq!(with_system, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+    }
+}

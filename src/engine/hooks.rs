@@ -1,0 +1,110 @@
+//! Hook points: the residual stream at the output of each decoder block. A caller names the
+//! layers to record and the edits to apply; both backends honour the same contract (see
+//! docs/ARCHITECTURE.md). With nothing recorded and no edits, a hook point costs one check.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EditOp {
+    /// `h += vector` (steering).
+    Add { vector: Vec<f32> },
+    /// `p = h . unit; h += unit * (clamp(p, min, max) - p)`. `min` alone is the paper's cap.
+    Clamp { unit: Vec<f32>, min: Option<f32>, max: Option<f32> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    pub layer: usize,
+    pub op: EditOp,
+}
+
+impl EditOp {
+    /// Applies the edit to one token's residual vector.
+    pub fn apply(&self, h: &mut [f32]) {
+        match self {
+            EditOp::Add { vector } => h.iter_mut().zip(vector).for_each(|(x, v)| *x += v),
+            EditOp::Clamp { unit, min, max } => {
+                let p: f32 = h.iter().zip(unit).map(|(a, b)| a * b).sum();
+                let mut target = p;
+                if let Some(lo) = min {
+                    target = target.max(*lo);
+                }
+                if let Some(hi) = max {
+                    target = target.min(*hi);
+                }
+                let delta = target - p;
+                if delta != 0.0 {
+                    h.iter_mut().zip(unit).for_each(|(x, u)| *x += u * delta);
+                }
+            }
+        }
+    }
+}
+
+/// Recorded residuals, `[token][recorded layer][hidden]`, appended across forward calls.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    pub layers: Vec<usize>,
+    pub hidden: usize,
+    pub data: Vec<f32>,
+}
+
+impl Recording {
+    pub fn n_tokens(&self) -> usize {
+        if self.layers.is_empty() || self.hidden == 0 { 0 } else { self.data.len() / (self.layers.len() * self.hidden) }
+    }
+
+    /// The residual of token `t` at recorded layer `layer`, if that layer is recorded.
+    pub fn get(&self, t: usize, layer: usize) -> Option<&[f32]> {
+        let li = self.layers.iter().position(|&l| l == layer)?;
+        let start = (t * self.layers.len() + li) * self.hidden;
+        self.data.get(start..start + self.hidden)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// Layers to record, ascending.
+    pub record: Vec<usize>,
+    pub edits: Vec<Edit>,
+    pub recording: Recording,
+    /// This forward call's recorded layers, in `record` order, until `end_forward`.
+    pending: Vec<Vec<f32>>,
+}
+
+impl Hooks {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn recording(layers: Vec<usize>) -> Self {
+        Self { record: layers, ..Self::default() }
+    }
+
+    /// Hook point `layer` for the tokens in `x` (`[n_tok][hidden]`): edits in order, then record.
+    pub fn at_layer(&mut self, layer: usize, x: &mut [f32], hidden: usize) {
+        for e in self.edits.iter().filter(|e| e.layer == layer) {
+            x.chunks_exact_mut(hidden).for_each(|h| e.op.apply(h));
+        }
+        if self.record.contains(&layer) {
+            self.pending.push(x.to_vec());
+        }
+    }
+
+    /// Appends this forward call's recordings to `recording`, token-major.
+    pub fn end_forward(&mut self, n_tok: usize, hidden: usize) {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return;
+        }
+        if self.recording.layers != self.record || self.recording.hidden != hidden {
+            self.recording = Recording { layers: self.record.clone(), hidden, data: Vec::new() };
+        }
+        self.recording.data.reserve(n_tok * pending.len() * hidden);
+        for t in 0..n_tok {
+            for buf in &pending {
+                self.recording.data.extend_from_slice(&buf[t * hidden..(t + 1) * hidden]);
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The llama-family forward pass on the CPU (llama: SmolLM2, Llama 3; qwen2: Qwen2.5), written
+//! out plainly so every hook point is ours. Numerics follow llama.cpp's CPU path where it
+//! matters for agreement: activations quantized before each matmul (see `quant`), an f16 KV
+//! cache, queries and attention weights rounded to f16 before their products with it, RMSNorm
+//! summed in f64, RoPE angles advanced by repeated multiplication.
+
+use super::backend::Backend;
+use super::config::{ModelConfig, RopeStyle};
+use super::error::{Error, Result};
+use super::gguf::GgufFile;
+use super::hooks::Hooks;
+use super::quant::{QMatrix, QType};
+use super::threads::Threads;
+use half::f16;
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: QMatrix,
+    wk: QMatrix,
+    wv: QMatrix,
+    bias: Option<[Vec<f32>; 3]>,
+    wo: QMatrix,
+    ffn_norm: Vec<f32>,
+    w_gate: QMatrix,
+    w_up: QMatrix,
+    w_down: QMatrix,
+}
+
+pub struct CpuModel {
+    cfg: ModelConfig,
+    embed: QMatrix,
+    layers: Vec<Layer>,
+    out_norm: Vec<f32>,
+    output: QMatrix,
+    /// Per layer, `[pos][kv_dim]` keys and values, stored in f16 as llama.cpp does by default.
+    k_cache: Vec<Vec<f16>>,
+    v_cache: Vec<Vec<f16>>,
+    cached: usize,
+    threads: Threads,
+}
+
+/// Loads a weight matrix, checking its shape against the config.
+pub(crate) fn matrix(f: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<QMatrix> {
+    let t = f.tensor(name)?;
+    if t.shape != [rows, cols] {
+        return Err(Error::BadShape { name: name.into(), got: t.shape.clone(), expected: vec![rows, cols] });
+    }
+    Ok(QMatrix::new(t.qtype, rows, cols, f.bytes().clone(), t.offset))
+}
+
+/// Loads a small f32 vector (norm weights, biases), from F32 or F16 storage.
+pub(crate) fn vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
+    let t = f.tensor(name)?;
+    if t.shape != [len] || !matches!(t.qtype, QType::F32 | QType::F16) {
+        return Err(Error::BadShape { name: name.into(), got: t.shape.clone(), expected: vec![len] });
+    }
+    let mut out = vec![0f32; len];
+    t.qtype.dequantize_row(f.tensor_bytes(t), &mut out);
+    Ok(out)
+}
+
+impl CpuModel {
+    pub fn load(f: &GgufFile, threads: usize) -> Result<Self> {
+        let cfg = ModelConfig::from_gguf(f)?;
+        let (d, kv, ffn) = (cfg.hidden, cfg.kv_dim(), cfg.ffn);
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for l in 0..cfg.n_layers {
+            let n = |s: &str| format!("blk.{l}.{s}");
+            let bias = if cfg.qkv_bias {
+                Some([
+                    vector(f, &n("attn_q.bias"), d)?,
+                    vector(f, &n("attn_k.bias"), kv)?,
+                    vector(f, &n("attn_v.bias"), kv)?,
+                ])
+            } else {
+                None
+            };
+            layers.push(Layer {
+                attn_norm: vector(f, &n("attn_norm.weight"), d)?,
+                wq: matrix(f, &n("attn_q.weight"), d, d)?,
+                wk: matrix(f, &n("attn_k.weight"), kv, d)?,
+                wv: matrix(f, &n("attn_v.weight"), kv, d)?,
+                bias,
+                wo: matrix(f, &n("attn_output.weight"), d, d)?,
+                ffn_norm: vector(f, &n("ffn_norm.weight"), d)?,
+                w_gate: matrix(f, &n("ffn_gate.weight"), ffn, d)?,
+                w_up: matrix(f, &n("ffn_up.weight"), ffn, d)?,
+                w_down: matrix(f, &n("ffn_down.weight"), d, ffn)?,
+            });
+        }
+        let embed = matrix(f, "token_embd.weight", cfg.vocab, d)?;
+        let output = if cfg.tied_embeddings { embed.clone() } else { matrix(f, "output.weight", cfg.vocab, d)? };
+        Ok(Self {
+            out_norm: vector(f, "output_norm.weight", d)?,
+            k_cache: vec![Vec::new(); cfg.n_layers],
+            v_cache: vec![Vec::new(); cfg.n_layers],
+            cached: 0,
+            threads: Threads::new(threads),
+            embed,
+            layers,
+            output,
+            cfg,
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads.count()
+    }
+}
+
+/// `y = (x * 1/sqrt(mean(x^2) + eps)) * w`, row by row, the sum in f64 as ggml does.
+pub(crate) fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    for (xr, yr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let sum: f64 = xr.iter().map(|&v| (v * v) as f64).sum();
+        let mean = (sum / d as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((y, &xv), &wv) in yr.iter_mut().zip(xr).zip(w) {
+            *y = (xv * scale) * wv;
+        }
+    }
+}
+
+/// Rotates each head of `x` (`[n_heads][head_dim]`) for absolute position `pos`.
+pub(crate) fn rope(x: &mut [f32], head_dim: usize, pos: usize, theta_base: f32, style: RopeStyle) {
+    let half = head_dim / 2;
+    let theta_scale = theta_base.powf(-2.0 / head_dim as f32);
+    let mut cs = Vec::with_capacity(half);
+    let mut theta = pos as f32;
+    for _ in 0..half {
+        cs.push((theta.cos(), theta.sin()));
+        theta *= theta_scale;
+    }
+    for h in x.chunks_exact_mut(head_dim) {
+        for (i, &(c, s)) in cs.iter().enumerate() {
+            let (a, b) = match style {
+                RopeStyle::Norm => (2 * i, 2 * i + 1),
+                RopeStyle::Neox => (i, i + half),
+            };
+            let (x0, x1) = (h[a], h[b]);
+            h[a] = x0 * c - x1 * s;
+            h[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+fn silu_mul(g: &mut [f32], u: &[f32]) {
+    g.iter_mut().zip(u).for_each(|(a, &b)| *a = *a / (1.0 + (-*a).exp()) * b);
+}
+
+impl CpuModel {
+    /// Causal attention for `n` new tokens whose keys/values are already in the cache.
+    fn attention(&self, l: usize, q: &[f32], pos: usize, n: usize, out: &mut [f32]) {
+        let c = &self.cfg;
+        let (hd, kvd) = (c.head_dim, c.kv_dim());
+        let group = c.n_heads / c.n_kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let (kc, vc) = (&self.k_cache[l], &self.v_cache[l]);
+        let mut scores = vec![0f32; pos + n];
+        let mut q16 = vec![0f32; hd];
+        let mut acc = vec![0f32; hd];
+        for i in 0..n {
+            let len = pos + i + 1;
+            for h in 0..c.n_heads {
+                let kvh = h / group;
+                let qh = &q[(i * c.n_heads + h) * hd..][..hd];
+                q16.iter_mut().zip(qh).for_each(|(a, &b)| *a = f16::from_f32(b).to_f32());
+                let mut max = f32::NEG_INFINITY;
+                for (j, s) in scores[..len].iter_mut().enumerate() {
+                    let k = &kc[j * kvd + kvh * hd..][..hd];
+                    let dot: f32 = q16.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum();
+                    *s = dot * scale;
+                    max = max.max(*s);
+                }
+                let mut sum = 0f64;
+                for s in &mut scores[..len] {
+                    *s = (*s - max).exp();
+                    sum += *s as f64;
+                }
+                let inv = (1.0 / sum) as f32;
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                for (j, &s) in scores[..len].iter().enumerate() {
+                    let p = f16::from_f32(s * inv).to_f32();
+                    let v = &vc[j * kvd + kvh * hd..][..hd];
+                    acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b.to_f32());
+                }
+                out[(i * c.n_heads + h) * hd..][..hd].copy_from_slice(&acc);
+            }
+        }
+    }
+}
+
+impl Backend for CpuModel {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn forward(&mut self, tokens: &[u32], pos: usize, hooks: &mut Hooks, all_logits: bool) -> Result<Vec<f32>> {
+        let c = self.cfg.clone();
+        let (d, kvd, n) = (c.hidden, c.kv_dim(), tokens.len());
+        if n == 0 {
+            return Err(Error::Invalid("no tokens to run".into()));
+        }
+        if pos > self.cached {
+            return Err(Error::Invalid(format!("position {pos} is past the {} cached tokens", self.cached)));
+        }
+        if pos + n > c.context {
+            return Err(Error::ContextOverflow { needed: pos + n, limit: c.context });
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
+            return Err(Error::Invalid(format!("token id {t} is outside the vocabulary of {}", c.vocab)));
+        }
+        self.truncate(pos);
+        let mut x = vec![0f32; n * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+            self.embed.dequantize_row(t as usize, row);
+        }
+        let mut xn = vec![0f32; n * d];
+        let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * kvd], vec![0f32; n * kvd]);
+        let mut att = vec![0f32; n * d];
+        let mut proj = vec![0f32; n * d];
+        let (mut g, mut u) = (vec![0f32; n * c.ffn], vec![0f32; n * c.ffn]);
+        for l in 0..c.n_layers {
+            let layer = &self.layers[l];
+            rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut xn);
+            layer.wq.matmul(&xn, &mut q, &self.threads);
+            layer.wk.matmul(&xn, &mut k, &self.threads);
+            layer.wv.matmul(&xn, &mut v, &self.threads);
+            if let Some([bq, bk, bv]) = &layer.bias {
+                q.chunks_exact_mut(d).for_each(|r| add_in_place(r, bq));
+                k.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bk));
+                v.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bv));
+            }
+            for i in 0..n {
+                rope(&mut q[i * d..(i + 1) * d], c.head_dim, pos + i, c.rope_theta, c.rope_style);
+                rope(&mut k[i * kvd..(i + 1) * kvd], c.head_dim, pos + i, c.rope_theta, c.rope_style);
+            }
+            self.k_cache[l].extend(k.iter().map(|&a| f16::from_f32(a)));
+            self.v_cache[l].extend(v.iter().map(|&a| f16::from_f32(a)));
+            self.attention(l, &q, pos, n, &mut att);
+            let layer = &self.layers[l];
+            layer.wo.matmul(&att, &mut proj, &self.threads);
+            add_in_place(&mut x, &proj);
+            rms_norm(&x, &layer.ffn_norm, c.rms_eps, &mut xn);
+            layer.w_gate.matmul(&xn, &mut g, &self.threads);
+            layer.w_up.matmul(&xn, &mut u, &self.threads);
+            silu_mul(&mut g, &u);
+            layer.w_down.matmul(&g, &mut proj, &self.threads);
+            add_in_place(&mut x, &proj);
+            hooks.at_layer(l, &mut x, d);
+        }
+        hooks.end_forward(n, d);
+        self.cached = pos + n;
+        let rows = if all_logits { &x[..] } else { &x[(n - 1) * d..] };
+        let mut normed = vec![0f32; rows.len()];
+        rms_norm(rows, &self.out_norm, c.rms_eps, &mut normed);
+        let mut logits = vec![0f32; rows.len() / d * c.vocab];
+        self.output.matmul(&normed, &mut logits, &self.threads);
+        Ok(logits)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        let len = len.min(self.cached);
+        let kvd = self.cfg.kv_dim();
+        for (kc, vc) in self.k_cache.iter_mut().zip(&mut self.v_cache) {
+            kc.truncate(len * kvd);
+            vc.truncate(len * kvd);
+        }
+        self.cached = len;
+    }
+
+    fn cached(&self) -> usize {
+        self.cached
+    }
+
+    fn describe(&self) -> String {
+        let t = self.threads.count();
+        format!("cpu ({t} thread{})", if t == 1 { "" } else { "s" })
+    }
+}

@@ -1,0 +1,108 @@
+//! Activation quantization before a dot product, mirroring llama.cpp's x86 path: Q8_0/Q8_1 use
+//! `id = 127 / amax` and round-half-even, store `d` (and Q8_1's `s = d * sum(q)`) as f16;
+//! Q8_K keeps `d` in f32 and the sums of each 16 values. Rounding the stored scales matters:
+//! it is part of what makes greedy decoding agree with llama.cpp token for token.
+
+use super::{QType, QK, QK_K};
+
+#[derive(Clone, Copy)]
+pub struct BlockQ8_0 {
+    pub d: f32,
+    pub qs: [i8; QK],
+}
+
+#[derive(Clone, Copy)]
+pub struct BlockQ8_1 {
+    pub d: f32,
+    pub s: f32,
+    pub qs: [i8; QK],
+}
+
+#[derive(Clone, Copy)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+/// One activation row, in the form the weight type's dot product wants.
+pub enum Acts {
+    F32(Vec<f32>),
+    /// Values rounded to f16 (kept as f32 for arithmetic).
+    F16(Vec<f32>),
+    Q8_0(Vec<BlockQ8_0>),
+    Q8_1(Vec<BlockQ8_1>),
+    Q8K(Vec<BlockQ8K>),
+}
+
+fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// Quantizes 32 values to i8 with llama.cpp's x86 rounding; returns (d as stored, sum of q).
+fn q8_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, f32, i32) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        let r = (v * id).round_ties_even() as i32;
+        *q = r as i8;
+        sum += r;
+    }
+    (round_f16(d), d, sum)
+}
+
+impl Acts {
+    pub fn quantize(qtype: QType, x: &[f32]) -> Acts {
+        match qtype {
+            QType::F32 => Acts::F32(x.to_vec()),
+            QType::F16 => Acts::F16(x.iter().map(|&v| round_f16(v)).collect()),
+            QType::Q4_0 | QType::Q5_0 | QType::Q8_0 => Acts::Q8_0(
+                x.chunks_exact(QK)
+                    .map(|c| {
+                        let mut b = BlockQ8_0 { d: 0.0, qs: [0; QK] };
+                        b.d = q8_block(c, &mut b.qs).0;
+                        b
+                    })
+                    .collect(),
+            ),
+            QType::Q4_1 => Acts::Q8_1(
+                x.chunks_exact(QK)
+                    .map(|c| {
+                        let mut b = BlockQ8_1 { d: 0.0, s: 0.0, qs: [0; QK] };
+                        let (d16, d, sum) = q8_block(c, &mut b.qs);
+                        b.d = d16;
+                        b.s = round_f16(d * sum as f32);
+                        b
+                    })
+                    .collect(),
+            ),
+            QType::Q4K | QType::Q5K | QType::Q6K => Acts::Q8K(x.chunks_exact(QK_K).map(q8k_block).collect()),
+        }
+    }
+}
+
+fn q8k_block(x: &[f32]) -> BlockQ8K {
+    let mut b = BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] };
+    // The signed value of largest magnitude sets the scale, so it maps to exactly -127.
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax == 0.0 {
+        return b;
+    }
+    let iscale = -127.0 / max;
+    for (q, &v) in b.qs.iter_mut().zip(x) {
+        *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+    }
+    for (s, c) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+        *s = c.iter().map(|&q| q as i16).sum();
+    }
+    b.d = 1.0 / iscale;
+    b
+}

@@ -1,0 +1,136 @@
+//! CPU quantized kernels. Weights stay in their GGUF blocks and are read in place; activations
+//! are quantized the way llama.cpp quantizes them before each dot product (Q8_0, Q8_1 or Q8_K,
+//! f16 for f16 weights), so our logits track llama.cpp's, not just the float ideal.
+//!
+//! - `legacy.rs`: Q4_0, Q4_1, Q5_0, Q8_0 blocks (32 values).
+//! - `kquants.rs`: Q4_K, Q5_K, Q6_K super-blocks (256 values).
+//! - `float.rs`: F32 and F16.
+//! - `act.rs`: activation quantization.
+//! - `reference.rs`: the unoptimised twin (dequantize, f64 dot with unquantized activations)
+//!   that tests hold the fast kernels to.
+//! - `matrix.rs`: `QMatrix`, a weight matrix inside the file's bytes, and its threaded matmul.
+
+pub mod act;
+pub mod float;
+pub mod kquants;
+pub mod legacy;
+pub mod matrix;
+pub mod reference;
+
+pub use act::Acts;
+pub use matrix::QMatrix;
+
+use candle_core::quantized::GgmlDType;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum QType {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q8_0,
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+pub const QK: usize = 32;
+pub const QK_K: usize = 256;
+
+impl QType {
+    pub const ALL: [QType; 9] = [
+        QType::F32, QType::F16, QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q8_0, QType::Q4K, QType::Q5K, QType::Q6K,
+    ];
+
+    pub fn from_ggml(t: GgmlDType) -> Option<Self> {
+        Some(match t {
+            GgmlDType::F32 => QType::F32,
+            GgmlDType::F16 => QType::F16,
+            GgmlDType::Q4_0 => QType::Q4_0,
+            GgmlDType::Q4_1 => QType::Q4_1,
+            GgmlDType::Q5_0 => QType::Q5_0,
+            GgmlDType::Q8_0 => QType::Q8_0,
+            GgmlDType::Q4K => QType::Q4K,
+            GgmlDType::Q5K => QType::Q5K,
+            GgmlDType::Q6K => QType::Q6K,
+            _ => return None,
+        })
+    }
+
+    pub fn to_ggml(self) -> GgmlDType {
+        match self {
+            QType::F32 => GgmlDType::F32,
+            QType::F16 => GgmlDType::F16,
+            QType::Q4_0 => GgmlDType::Q4_0,
+            QType::Q4_1 => GgmlDType::Q4_1,
+            QType::Q5_0 => GgmlDType::Q5_0,
+            QType::Q8_0 => GgmlDType::Q8_0,
+            QType::Q4K => GgmlDType::Q4K,
+            QType::Q5K => GgmlDType::Q5K,
+            QType::Q6K => GgmlDType::Q6K,
+        }
+    }
+
+    /// Values per block.
+    pub fn block_size(self) -> usize {
+        match self {
+            QType::F32 | QType::F16 => 1,
+            QType::Q4_0 | QType::Q4_1 | QType::Q5_0 | QType::Q8_0 => QK,
+            QType::Q4K | QType::Q5K | QType::Q6K => QK_K,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn type_size(self) -> usize {
+        match self {
+            QType::F32 => 4,
+            QType::F16 => 2,
+            QType::Q4_0 => 18,
+            QType::Q4_1 => 20,
+            QType::Q5_0 => 22,
+            QType::Q8_0 => 34,
+            QType::Q4K => 144,
+            QType::Q5K => 176,
+            QType::Q6K => 210,
+        }
+    }
+
+    /// Dequantizes one row (a whole number of blocks) into `out`.
+    pub fn dequantize_row(self, bytes: &[u8], out: &mut [f32]) {
+        match self {
+            QType::F32 => float::dequantize_f32(bytes, out),
+            QType::F16 => float::dequantize_f16(bytes, out),
+            QType::Q4_0 => legacy::dequantize_q4_0(bytes, out),
+            QType::Q4_1 => legacy::dequantize_q4_1(bytes, out),
+            QType::Q5_0 => legacy::dequantize_q5_0(bytes, out),
+            QType::Q8_0 => legacy::dequantize_q8_0(bytes, out),
+            QType::Q4K => kquants::dequantize_q4k(bytes, out),
+            QType::Q5K => kquants::dequantize_q5k(bytes, out),
+            QType::Q6K => kquants::dequantize_q6k(bytes, out),
+        }
+    }
+
+    /// Dot product of one weight row with one activation row quantized by [`Acts::quantize`]
+    /// for this weight type.
+    pub fn dot(self, row: &[u8], x: &Acts) -> f32 {
+        match (self, x) {
+            (QType::F32, Acts::F32(x)) => float::dot_f32(row, x),
+            (QType::F16, Acts::F16(x)) => float::dot_f16(row, x),
+            (QType::Q4_0, Acts::Q8_0(x)) => legacy::dot_q4_0(row, x),
+            (QType::Q4_1, Acts::Q8_1(x)) => legacy::dot_q4_1(row, x),
+            (QType::Q5_0, Acts::Q8_0(x)) => legacy::dot_q5_0(row, x),
+            (QType::Q8_0, Acts::Q8_0(x)) => legacy::dot_q8_0(row, x),
+            (QType::Q4K, Acts::Q8K(x)) => kquants::dot_q4k(row, x),
+            (QType::Q5K, Acts::Q8K(x)) => kquants::dot_q5k(row, x),
+            (QType::Q6K, Acts::Q8K(x)) => kquants::dot_q6k(row, x),
+            _ => unreachable!("activations quantized for another weight type"),
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
