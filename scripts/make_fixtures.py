@@ -11,6 +11,7 @@ It writes into tests/fixtures/ (or --out):
   PREFIX_chat.json          the GGUF chat template rendered with jinja2, and its token ids
   PREFIX_greedy.json        greedy generation with the top-10 logits at every step
   PREFIX_first_logits.f32   the full logit vector of the first step of every greedy case
+                            (or of the first --first-logits-cases of them)
 
 Every number here comes from llama.cpp itself; nothing is computed by our engine.
 The output depends only on the model, the llama-cpp-python version and the CPU's
@@ -316,12 +317,18 @@ def main():
     ap.add_argument("--prefix", required=True, help="file name prefix, e.g. smollm2")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--out", default=os.path.join(root, "tests", "fixtures"))
+    # Each case costs 4 * n_vocab bytes (0.2 MB for SmolLM2, 0.6 MB for Qwen2.5's 151,936
+    # tokens); this keeps the file of a large-vocabulary model small.
+    ap.add_argument("--first-logits-cases", type=int, default=len(GREEDY_CASES),
+                    help="write the full first-step logits of only the first N greedy cases")
     args = ap.parse_args()
 
     if not os.path.isfile(args.model):
         die(f"model file not found: {args.model}")
     if not args.prefix.replace("_", "").isalnum():
         die(f"prefix must be letters, digits and '_': {args.prefix!r}")
+    if not 1 <= args.first_logits_cases <= len(GREEDY_CASES):
+        die(f"--first-logits-cases must be 1..{len(GREEDY_CASES)}")
     os.makedirs(args.out, exist_ok=True)
 
     llm = load(args.model)
@@ -424,12 +431,14 @@ def main():
                 top_n=TOP_N,
                 near_tie=NEAR_TIE,
                 first_logits_file=logits_file,
-                first_logits_layout="little-endian f32, [case][n_vocab], cases in this order",
+                first_logits_cases=args.first_logits_cases,
+                first_logits_layout="little-endian f32, [first_logits_cases][n_vocab], "
+                "the first greedy cases in order",
             ),
             "cases": greedy,
         },
     )
-    np.stack(first).astype("<f4").tofile(os.path.join(args.out, logits_file))
+    np.stack(first[: args.first_logits_cases]).astype("<f4").tofile(os.path.join(args.out, logits_file))
 
     for suffix in ("tokenize.json", "chat.json", "greedy.json", "first_logits.f32"):
         path = os.path.join(args.out, f"{args.prefix}_{suffix}")
