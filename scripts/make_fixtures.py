@@ -331,7 +331,10 @@ def main():
         die(f"--first-logits-cases must be 1..{len(GREEDY_CASES)}")
     os.makedirs(args.out, exist_ok=True)
 
-    llm = load(args.model)
+    try:
+        llm = load(args.model)
+    except ValueError as e:  # llama-cpp-python's way of saying the file did not load
+        die(f"llama.cpp could not load {args.model}: {e}")
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
         die("the GGUF has no tokenizer.chat_template")
