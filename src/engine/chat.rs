@@ -178,12 +178,14 @@ impl ChatTemplate {
 /// Finds the system prompt a ChatML template injects when the conversation has none: the first
 /// pure string literal of the form `<|im_start|>system\n...<|im_end|>` in the template source.
 fn default_system_prompt(src: &str) -> Option<String> {
-    let marker = "<|im_start|>system\\n";
+    // Templates stored in GGUF files hold real newlines; hand-written ones may hold `\n` escapes.
+    let src = src.replace("\\n", "\n");
+    let marker = "<|im_start|>system\n";
     src.match_indices(marker).find_map(|(at, _)| {
         let rest = &src[at + marker.len()..];
         let body = &rest[..rest.find("<|im_end|>")?];
         // Quotes or braces mean the text comes from the messages, not a literal.
-        (!body.contains(['\'', '"', '{', '}'])).then(|| body.replace("\\n", "\n"))
+        (!body.contains(['\'', '"', '{', '}'])).then(|| body.to_string())
     })
 }
 
