@@ -205,18 +205,12 @@ fn describe_adapter(adapter: &JsValue) -> String {
 }
 
 fn has_feature(adapter: &JsValue, feature: &str) -> bool {
-    let Ok(features) = get(adapter, "features") else {
-        return false;
-    };
-    let Ok(has) = get(&features, "has").and_then(|f| {
-        f.dyn_into::<Function>()
-            .map_err(|_| "features.has is not a function".to_owned())
-    }) else {
-        return false;
-    };
-    has.call1(&features, &JsValue::from_str(feature))
-        .map(|v| v.is_truthy())
-        .unwrap_or(false)
+    let features = get(adapter, "features").unwrap_or(JsValue::UNDEFINED);
+    let has = get(&features, "has")
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok());
+    has.and_then(|has| has.call1(&features, &JsValue::from_str(feature)).ok())
+        .is_some_and(|v| v.is_truthy())
 }
 
 fn get(target: &JsValue, key: &str) -> Result<JsValue, String> {

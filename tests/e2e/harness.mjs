@@ -85,9 +85,18 @@ export async function startApp() {
         if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
       });
       page.on('pageerror', (err) => problems.push(`uncaught: ${err.message}`));
-      page.on('requestfailed', (req) => problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`));
+      // Chromium reports every HEAD request as failed (net::ERR_ABORTED) once its headers
+      // have arrived, so a request that got a response is not a failure.
+      const answered = new WeakSet();
       page.on('response', (res) => {
+        answered.add(res.request());
         if (res.status() >= 400) problems.push(`HTTP ${res.status()}: ${res.url()}`);
+      });
+      page.on('requestfailed', (req) => {
+        const headAborted = req.method() === 'HEAD' && req.failure()?.errorText === 'net::ERR_ABORTED';
+        if (!(headAborted && answered.has(req))) {
+          problems.push(`request failed: ${req.method()} ${req.url()} ${req.failure()?.errorText}`);
+        }
       });
       if (beforeLoad) await beforeLoad(page);
       await page.goto(new URL(relative, server.url).href, { waitUntil: 'load' });
