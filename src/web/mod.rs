@@ -25,7 +25,9 @@ pub fn start() {
 enum ModelStatus {
     Checking,
     /// The server answered the HEAD request; `bytes` is its Content-Length, if it sent one.
-    Reachable { bytes: Option<u64> },
+    Reachable {
+        bytes: Option<u64>,
+    },
     Unreachable(String),
 }
 
@@ -199,8 +201,12 @@ fn describe_adapter(adapter: &JsValue) -> String {
     if let Some(description) = field("description") {
         text.push_str(&format!(" ({description})"));
     }
-    let f16 = has_feature(adapter, "shader-f16");
-    text.push_str(if f16 { ", shader-f16: yes" } else { ", shader-f16: no" });
+    let f16 = if has_feature(adapter, "shader-f16") {
+        "yes"
+    } else {
+        "no"
+    };
+    text.push_str(&format!(", shader-f16: {f16}"));
     text
 }
 
@@ -235,7 +241,7 @@ fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
