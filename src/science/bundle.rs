@@ -16,7 +16,7 @@
 //! | `default_vector` | f32 | L, H | mean of the default rollouts |
 //! | `mu_roles` | f32 | L, H | mean of the role vectors |
 //! | `axis` | f32 | L, H | `default_vector - mu_roles` |
-//! | `unit_axis` | f32 | L, H | `axis / |axis|` per layer |
+//! | `unit_axis` | f32 | L, H | `axis / ‖axis‖` per layer |
 //! | `mean_token_norm` | f32 | L | `n_L`, for steering |
 //! | `projection_percentiles` | f32 | L, 99 | centred `(h - mu).u`, q = 1..99 |
 //! | `raw_projection_percentiles` | f32 | L, 99 | raw `h.u`, q = 1..99: capping `tau_l` |

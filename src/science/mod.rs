@@ -9,7 +9,7 @@
 //! |---|---|
 //! | rollout activation = mean residual over the reply's content tokens | [`RolloutActivation::from_tokens`] |
 //! | role vector = mean of its rollouts; default vector = mean of default rollouts | [`PersonaVectors::from_rollouts`] |
-//! | `mu_roles` = mean of role vectors; axis = default - `mu_roles`; `u = axis/|axis|` | [`PersonaVectors::from_means`] |
+//! | `mu_roles` = mean of role vectors; axis = default - `mu_roles`; `u = axis / ‖axis‖` | [`PersonaVectors::from_means`] |
 //! | projection `p = (h - mu_roles) . u` | [`AxisAt::project`] (raw `h . u`: [`AxisAt::project_raw`]) |
 //! | `n_L` = mean token norm at L | [`PersonaVectors::mean_token_norm`] (token-weighted) |
 //! | `tau_l` = percentile of per-rollout projections, roles + default | [`ProjectionStats::tau`] (raw), [`ProjectionStats::percentile`] (centred) |

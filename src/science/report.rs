@@ -199,15 +199,14 @@ pub fn split_half(
     if !both.contains(&super::vectors::DEFAULT_ROLE) || both.len() < 2 {
         return Ok(None);
     }
-    let half = |a: bool| -> Vec<RolloutActivation> {
+    let (in_a, both) = (&in_a, &both);
+    let half = |a: bool| {
         rollouts
             .iter()
-            .filter(|r| in_a(r.question_id) == a && both.contains(&r.role.as_str()))
-            .cloned()
-            .collect()
+            .filter(move |r| in_a(r.question_id) == a && both.contains(&r.role.as_str()))
     };
-    let pa = PersonaVectors::from_rollouts(&half(true), n_layers, hidden)?;
-    let pb = PersonaVectors::from_rollouts(&half(false), n_layers, hidden)?;
+    let pa = PersonaVectors::from_rollouts(half(true), n_layers, hidden)?;
+    let pb = PersonaVectors::from_rollouts(half(false), n_layers, hidden)?;
     let cos_per_layer = (0..n_layers)
         .map(|l| stats::cosine(pa.axis_raw_at(l), pb.axis_raw_at(l)) as f32)
         .collect();

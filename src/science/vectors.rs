@@ -224,8 +224,10 @@ impl AxisAt<'_> {
 impl PersonaVectors {
     /// Builds every vector from the rollouts; [`DEFAULT_ROLE`] rollouts form the default.
     /// Needs at least one role and one default rollout, all of shape `[n_layers][hidden]`.
-    pub fn from_rollouts(
-        rollouts: &[RolloutActivation],
+    /// Takes references (a `&Vec`, a slice or a filtered iterator) so subsets need no copies:
+    /// a rollout holds `n_layers * hidden` floats (69 KB for SmolLM2-135M).
+    pub fn from_rollouts<'a>(
+        rollouts: impl IntoIterator<Item = &'a RolloutActivation>,
         n_layers: usize,
         hidden: usize,
     ) -> Result<Self> {
