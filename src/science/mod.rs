@@ -1,1 +1,55 @@
+//! The Assistant Axis method (Lu et al. 2026; our plan in `shared/docs/method.md`), as plain
+//! arithmetic on `f32` vectors with `f64` accumulation. No backend, no UI: the engine hands
+//! in activations, this module hands back vectors, numbers and edits.
+//!
+//! Layers are hook points: layer `l` is the residual stream at the output of decoder block
+//! `l`. Per-layer arrays are row-major `[n_layers][hidden]`.
+//!
+//! | method.md | here |
+//! |---|---|
+//! | rollout activation = mean residual over the reply's content tokens | [`RolloutActivation::from_tokens`] |
+//! | role vector = mean of its rollouts; default vector = mean of default rollouts | [`PersonaVectors::from_rollouts`] |
+//! | `mu_roles` = mean of role vectors; axis = default - `mu_roles`; `u = axis / ‖axis‖` | [`PersonaVectors::from_means`] |
+//! | projection `p = (h - mu_roles) . u` | [`AxisAt::project`] (raw `h . u`: [`AxisAt::project_raw`]) |
+//! | `n_L` = mean token norm at L | [`PersonaVectors::mean_token_norm`] (token-weighted) |
+//! | `tau_l` = percentile of per-rollout projections, roles + default | [`ProjectionStats::tau`] (raw), [`ProjectionStats::percentile`] (centred) |
+//! | persona space: PCA (no scaling) of centred role vectors, PC1 toward the default | [`persona_pca`], [`Pca::fit`] |
+//! | drift: per assistant turn, projection of the turn's mean | [`drift_curve`]; per token: [`token_projections`] |
+//! | capping `h <- h + u_l max(tau_l - h.u_l, 0)` over a band | [`capping_edits`] (floor), [`clamp_edits`] (floor/ceiling) |
+//! | steering `h <- h + alpha n_L u` | [`steering_edits`] |
+//! | the edits' arithmetic | [`EditKind::apply`] |
+//! | cos(PC1, axis), explained variance, default's place, split-half stability | [`FidelityReport::compute`] |
+//! | shipping all of it | [`Bundle`] (directory or single blob) |
+//!
+//! Percentiles use numpy's default linear interpolation ([`stats::percentiles`]).
 
+pub mod bundle;
+pub mod drift;
+pub mod pca;
+pub mod report;
+pub mod stats;
+pub mod steer;
+pub mod vectors;
+
+pub use bundle::{BuildSettings, Bundle, Manifest, ModelInfo, RoleInfo};
+pub use drift::{TurnPoint, drift_curve, token_projections};
+pub use pca::{Pca, persona_pca};
+pub use report::{FidelityReport, RoleDistance, SplitHalf, split_half};
+pub use steer::{EditKind, LayerEdit, capping_edits, clamp_edits, steering_edits};
+pub use vectors::{
+    AxisAt, DEFAULT_ROLE, PERCENTILE_STEPS, PersonaVectors, ProjectionStats, RolloutActivation,
+    RolloutMeta, TokenActivations,
+};
+
+/// Errors from the science code: one line, saying what was wrong with which input.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Inconsistent or unusable input (shapes, empty sets, non-finite values).
+    #[error("{0}")]
+    Invalid(String),
+    /// A bundle that cannot be read, naming the file at fault.
+    #[error("bundle: {file}: {msg}")]
+    Bundle { file: String, msg: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
