@@ -94,6 +94,11 @@ fn App() -> impl IntoView {
 
     let app = AppState::new(embed, backend_pref, bundle_url);
     provide_context(app);
+    // The capping embed exists to show Default and Capped side by side: start with the
+    // paper's recommended cap.
+    if embed == Some(Embed::Cap) {
+        app.cap_percentile.set(75);
+    }
     if !notices.is_empty() {
         app.notice.set(Some(notices.join("; ")));
     }

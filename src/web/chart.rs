@@ -68,6 +68,30 @@ pub fn ticks(lo: f32, hi: f32, count: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Labels for `ticks` with as many decimals as their spacing needs ("0", "0.5", "-10").
+pub fn tick_labels(ticks: &[f32]) -> Vec<String> {
+    let step = match ticks {
+        [a, b, ..] => (b - a).abs(),
+        _ => 1.0,
+    };
+    let decimals = if step > 0.0 {
+        (-step.log10().floor()).max(0.0) as usize
+    } else {
+        0
+    };
+    ticks
+        .iter()
+        .map(|t| {
+            let s = format!("{t:.decimals$}");
+            if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+                s[1..].to_string()
+            } else {
+                s
+            }
+        })
+        .collect()
+}
+
 /// Colour for a projection relative to `scale` (the largest magnitude shown): toward the
 /// Assistant (positive) blue, toward role-play (negative) orange, grey near 0. The two ends
 /// differ in lightness too, so the ramp survives red-green colour blindness and greyscale.
@@ -160,6 +184,17 @@ mod tests {
             assert!((-13.0..=57.0).contains(&t));
             assert_eq!(t % 10.0, 0.0, "{t}");
         }
+    }
+
+    #[test]
+    fn tick_labels_carry_the_decimals_their_step_needs() {
+        assert_eq!(tick_labels(&[-10.0, 0.0, 10.0]), ["-10", "0", "10"]);
+        assert_eq!(
+            tick_labels(&[-0.2, 0.0, 0.2, 0.4]),
+            ["-0.2", "0.0", "0.2", "0.4"]
+        );
+        assert_eq!(tick_labels(&[0.05, 0.1]), ["0.05", "0.10"]);
+        assert_eq!(tick_labels(&[3.0]), ["3"]);
     }
 
     #[test]

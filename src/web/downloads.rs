@@ -7,7 +7,7 @@ use wasm_bindgen::JsCast;
 use super::client;
 use super::dom;
 use super::export::{conversation_json, drift_csv};
-use super::protocol::{ModelSource, Request};
+use super::protocol::{AxisFormat, ModelSource, Request};
 use super::share::{ShareState, VERSION};
 use super::state::{AppState, DEFAULT_MODEL_URL, use_app};
 
@@ -22,6 +22,7 @@ const EXPORT_CSS: &str = "text{font:11px sans-serif;fill:#333}.tick line{stroke:
 pub fn Downloads() -> impl IntoView {
     let app = use_app();
     let empty = move || app.turns.with(|t| t.is_empty());
+    let no_bundle = move || app.bundle.with(|b| b.is_none());
     let save = move |name: &str, mime: &str, text: String| {
         if let Err(e) = dom::download(name, mime, &text) {
             app.notice.set(Some(format!("download failed: {e}")));
@@ -47,9 +48,20 @@ pub fn Downloads() -> impl IntoView {
                     Some(svg) => save("axiscope-map.svg", "image/svg+xml", svg),
                     None => app.notice.set(Some("the map is not shown yet".into())),
                 }>"Map (SVG)"</button>
-                <button type="button" data-testid="download-axis" disabled=move || app.bundle.with(|b| b.is_none()) on:click=move |_| {
-                    client::send(|id| Request::ExportAxis { id }, None);
+                <button type="button" data-testid="download-axis" disabled=no_bundle on:click=move |_| {
+                    client::send(|id| Request::ExportAxis { id, format: AxisFormat::Json }, None);
                 }>"Axis (JSON)"</button>
+                <button
+                    type="button"
+                    data-testid="download-cvec"
+                    disabled=no_bundle
+                    title="llama.cpp control vector: direction.L = mean token norm x unit axis at layer L, toward the Assistant. Use e.g. --control-vector-scaled axiscope-axis.control-vector.gguf 0.25 --control-vector-layer-range 15 15"
+                    on:click=move |_| {
+                        client::send(|id| Request::ExportAxis { id, format: AxisFormat::ControlVector }, None);
+                    }
+                >
+                    "Axis (llama.cpp control vector)"
+                </button>
             </div>
             {move || app.share_link.get().map(|link| view! {
                 <label class="grow">

@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use super::chart::{Scale, extent, fmt, polyline, ticks};
+use super::chart::{Scale, extent, fmt, polyline, tick_labels, ticks};
 use super::dom;
 use super::protocol::Branch;
 use super::state::use_app;
@@ -129,12 +129,13 @@ pub fn DriftChart() -> impl IntoView {
                 <rect class="band" x=LEFT y=band.0 width=W - LEFT - RIGHT height=(band.1 - band.0).max(1.0)></rect>
                 {y_ticks
                     .iter()
-                    .map(|&t| {
+                    .zip(tick_labels(&y_ticks))
+                    .map(|(&t, label)| {
                         let ty = y.map(t);
                         view! {
                             <g class="tick">
                                 <line x1=LEFT x2=W - RIGHT y1=ty y2=ty></line>
-                                <text x=LEFT - 6.0 y=ty + 4.0 text-anchor="end">{fmt(t)}</text>
+                                <text x=LEFT - 6.0 y=ty + 4.0 text-anchor="end">{label}</text>
                             </g>
                         }
                     })

@@ -332,6 +332,29 @@ impl Host {
         Ok(serde_json::to_string_pretty(&doc).expect("json values serialise"))
     }
 
+    /// A llama.cpp control vector: `direction.L = n_L * u_L` (one mean token norm toward the
+    /// Assistant) for every layer; llama.cpp scales it (`--control-vector-scaled`) and picks
+    /// layers (`--control-vector-layer-range`).
+    pub fn control_vector(&self) -> Result<Vec<u8>, String> {
+        let b = self.bundle.as_ref().ok_or("no persona bundle is loaded")?;
+        let pv = &b.vectors;
+        let layers: Vec<(usize, Vec<f32>)> = (0..pv.n_layers)
+            .map(|l| {
+                (
+                    l,
+                    pv.unit_at(l)
+                        .iter()
+                        .map(|u| u * pv.mean_token_norm[l])
+                        .collect(),
+                )
+            })
+            .collect();
+        let hint = self.model.as_ref().map_or("llama".to_string(), |m| {
+            format!("{:?}", m.config.architecture).to_lowercase()
+        });
+        Ok(super::export::control_vector_gguf(&hint, &layers))
+    }
+
     /// Where residuals are read: the bundle's analysis layer, or the middle layer without one.
     fn analysis_layer(&self) -> Option<usize> {
         let m = self.model.as_ref()?;

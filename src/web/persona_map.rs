@@ -4,13 +4,15 @@
 
 use leptos::prelude::*;
 
-use super::chart::{Scale, extent, fmt, polyline, projection_colour, ticks};
+use super::chart::{Scale, extent, fmt, polyline, projection_colour, tick_labels, ticks};
 use super::protocol::{Branch, BundleView};
-use super::state::use_app;
+use super::state::{Embed, use_app};
 
 const W: f32 = 600.0;
 const H: f32 = 430.0;
 const PAD: f32 = 40.0;
+/// Room for the y tick labels and the rotated axis title.
+const LEFT: f32 = 58.0;
 
 #[component]
 pub fn PersonaMap() -> impl IntoView {
@@ -54,7 +56,8 @@ pub fn PersonaMap() -> impl IntoView {
             .chain(customs.iter().map(|r| at(&r.pcs, py)));
         let (x0, x1) = extent(xs.chain(tx), 0.08);
         let (y0, y1) = extent(ys.chain(ty), 0.08);
-        let x = Scale::new((x0, x1), (PAD, W - 12.0));
+        let x = Scale::new((x0, x1), (LEFT, W - 12.0));
+        let (x_ticks, y_ticks) = (ticks(x0, x1, 6), ticks(y0, y1, 6));
         let y = Scale::new((y0, y1), (H - PAD, 12.0));
         let scale = bundle
             .roles
@@ -169,11 +172,11 @@ pub fn PersonaMap() -> impl IntoView {
         Some(view! {
             <svg class="chart map" data-testid="persona-map" viewBox=format!("0 0 {W} {H}") role="img"
                 aria-label=format!("Persona map: {} roles on PC{} and PC{}", bundle.roles.len(), px + 1, py + 1)>
-                {ticks(x0, x1, 6).into_iter().map(|t| view! { <text class="xtick" x=x.map(t) y=H - PAD + 16.0 text-anchor="middle">{fmt(t)}</text> }).collect_view()}
-                {ticks(y0, y1, 6).into_iter().map(|t| view! { <text class="xtick" x=PAD - 6.0 y=y.map(t) + 4.0 text-anchor="end">{fmt(t)}</text> }).collect_view()}
+                {x_ticks.iter().zip(tick_labels(&x_ticks)).map(|(&t, l)| view! { <text class="xtick" x=x.map(t) y=H - PAD + 16.0 text-anchor="middle">{l}</text> }).collect_view()}
+                {y_ticks.iter().zip(tick_labels(&y_ticks)).map(|(&t, l)| view! { <text class="xtick" x=LEFT - 6.0 y=y.map(t) + 4.0 text-anchor="end">{l}</text> }).collect_view()}
                 <line class="zero" x1=zero_x x2=zero_x y1="12" y2=H - PAD></line>
-                <line class="zero" x1=PAD x2=W - 12.0 y1=zero_y y2=zero_y></line>
-                <text class="axis-label" x=(PAD + W) / 2.0 y=H - 6.0 text-anchor="middle">{format!("PC{} ({:.0}% of the role variance)", px + 1, evr(px))}</text>
+                <line class="zero" x1=LEFT x2=W - 12.0 y1=zero_y y2=zero_y></line>
+                <text class="axis-label" x=(LEFT + W) / 2.0 y=H - 6.0 text-anchor="middle">{format!("PC{} ({:.0}% of the role variance)", px + 1, evr(px))}</text>
                 <text class="axis-label" x="12" y=(H - PAD) / 2.0 text-anchor="middle" transform=format!("rotate(-90 12 {})", (H - PAD) / 2.0)>
                     {format!("PC{} ({:.0}%)", py + 1, evr(py))}
                 </text>
@@ -190,13 +193,15 @@ pub fn PersonaMap() -> impl IntoView {
             </svg>
         })
     };
+    // The map embed has no model to place a role with.
+    let builder = move || (app.embed != Some(Embed::Map)).then(|| view! { <RoleBuilder/> });
     view! {
         <section class="card map-card" aria-labelledby="map-h">
             <h2 id="map-h">"Persona space"</h2>
             {move || match (app.bundle.with(|b| b.is_some()), app.bundle_error.get()) {
                 (false, Some(e)) => view! { <p class="error" data-testid="bundle-error">{format!("No persona bundle, so no map: {e}")}</p> }.into_any(),
                 (false, None) => view! { <p class="muted">"Loading the persona bundle …"</p> }.into_any(),
-                (true, _) => view! { <div class="chart-box">{map}</div> <MapControls/> <RoleBuilder/> }.into_any(),
+                (true, _) => view! { <div class="chart-box">{map}</div> <MapControls/> {builder} }.into_any(),
             }}
         </section>
     }

@@ -154,8 +154,9 @@ pub enum Request {
         turns: Vec<SharedTurn>,
         settings: TurnSettings,
     },
-    /// The unit axis at the analysis layer and the bundle's metadata, for download.
-    ExportAxis { id: u32 },
+    /// The axis for download: JSON (unit axis and mean token norm per layer), or a llama.cpp
+    /// control vector (GGUF).
+    ExportAxis { id: u32, format: AxisFormat },
     /// Places a role of the visitor's own on the map: its replies to the first `questions`
     /// shared questions, averaged like the bundle's rollouts.
     PlaceRole {
@@ -176,10 +177,17 @@ impl Request {
             | Request::Undo { id }
             | Request::Reset { id }
             | Request::Restore { id, .. }
-            | Request::ExportAxis { id }
+            | Request::ExportAxis { id, .. }
             | Request::PlaceRole { id, .. } => *id,
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AxisFormat {
+    Json,
+    ControlVector,
 }
 
 /// What the page shows about a loaded model.
@@ -332,10 +340,12 @@ pub enum Event {
         id: u32,
         role: RolePoint,
     },
-    /// The unit axis and its metadata as pretty JSON.
-    Axis {
+    /// A file for the visitor to save, its bytes in base64url.
+    File {
         id: u32,
-        json: String,
+        name: String,
+        mime: String,
+        base64: String,
     },
     /// The request finished (successfully or not); the worker takes the next one.
     Done {

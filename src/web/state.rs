@@ -640,8 +640,13 @@ impl AppState {
                 self.role_progress.set(None);
                 self.custom_roles.update(|r| r.push(role));
             }
-            Event::Axis { json, .. } => {
-                if let Err(e) = dom::download("axiscope-axis.json", "application/json", &json) {
+            Event::File {
+                name, mime, base64, ..
+            } => {
+                let saved = super::share::base64url_decode(&base64)
+                    .ok_or_else(|| "the worker sent a damaged file".to_string())
+                    .and_then(|bytes| dom::download_bytes(&name, &mime, &bytes));
+                if let Err(e) = saved {
                     self.notice.set(Some(format!("download failed: {e}")));
                 }
             }

@@ -22,7 +22,8 @@ use crate::science::Bundle;
 
 use super::dom::js_error_text;
 use super::host::{BackendFactory, Host};
-use super::protocol::{BackendPref, Event, ModelSource, Request, decode, encode};
+use super::protocol::{AxisFormat, BackendPref, Event, ModelSource, Request, decode, encode};
+use super::share::base64url_encode;
 
 /// Cache Storage bucket for models and bundles; bump the suffix when the entry format changes.
 const CACHE_NAME: &str = "axiscope-v1";
@@ -181,9 +182,29 @@ impl Worker {
                         .place_role(id, &name, &system, asked, &sampling, &cancelled, &mut emit),
                 )
             }
-            Request::ExportAxis { .. } => {
-                let json = self.host.borrow().axis_json();
-                ("axis", json.map(|json| self.emit(Event::Axis { id, json })))
+            Request::ExportAxis { format, .. } => {
+                let host = self.host.borrow();
+                let file = match format {
+                    AxisFormat::Json => host
+                        .axis_json()
+                        .map(|j| ("axiscope-axis.json", "application/json", j.into_bytes())),
+                    AxisFormat::ControlVector => host.control_vector().map(|b| {
+                        (
+                            "axiscope-axis.control-vector.gguf",
+                            "application/octet-stream",
+                            b,
+                        )
+                    }),
+                };
+                let sent = file.map(|(name, mime, bytes)| {
+                    self.emit(Event::File {
+                        id,
+                        name: name.into(),
+                        mime: mime.into(),
+                        base64: base64url_encode(&bytes),
+                    })
+                });
+                ("axis", sent)
             }
         };
         if let Err(message) = result {
@@ -372,21 +393,37 @@ impl Worker {
         from_cache: bool,
     ) -> Result<Vec<u8>, String> {
         let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+        let result = self.read_chunks(id, &reader, total, from_cache).await;
+        if result.is_err() {
+            // Stop the transfer too: an abandoned body would keep downloading into a buffer.
+            let _ = reader.cancel();
+        }
+        result
+    }
+
+    async fn read_chunks(
+        &self,
+        id: u32,
+        reader: &ReadableStreamDefaultReader,
+        total: Option<u64>,
+        from_cache: bool,
+    ) -> Result<Vec<u8>, String> {
         let mut out: Vec<u8> = Vec::new();
         if let Some(t) = total {
-            out.try_reserve_exact(t as usize)
-                .map_err(|_| out_of_memory(t))?;
+            // A length beyond the 32-bit address space cannot be held at all.
+            let n = usize::try_from(t).map_err(|_| out_of_memory(t))?;
+            out.try_reserve_exact(n).map_err(|_| out_of_memory(t))?;
         }
-        let mut last = 0.0;
-        self.emit(Event::Progress {
+        let progress = |loaded: usize| Event::Progress {
             id,
-            loaded: 0,
+            loaded: loaded as u64,
             total,
             from_cache,
-        });
+        };
+        let mut last = 0.0;
+        self.emit(progress(0));
         loop {
             if self.cancelled(id) {
-                let _ = reader.cancel();
                 return Err("loading was cancelled".into());
             }
             let chunk = JsFuture::from(reader.read())
@@ -411,20 +448,10 @@ impl Worker {
             let now = js_sys::Date::now();
             if now - last > 100.0 {
                 last = now;
-                self.emit(Event::Progress {
-                    id,
-                    loaded: out.len() as u64,
-                    total,
-                    from_cache,
-                });
+                self.emit(progress(out.len()));
             }
         }
-        self.emit(Event::Progress {
-            id,
-            loaded: out.len() as u64,
-            total,
-            from_cache,
-        });
+        self.emit(progress(out.len()));
         Ok(out)
     }
 

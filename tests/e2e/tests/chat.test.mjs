@@ -100,6 +100,18 @@ test('a message gets a streamed reply, a drift point and a trail point; undo and
   const [csv] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download-csv').click()]);
   assert.equal((await streamText(await csv.createReadStream())).trim().split('\n').length, 3);
 
+  // The axis, as JSON and as a llama.cpp control vector (GGUF, direction.1 .. direction.29).
+  const [axis] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download-axis').click()]);
+  const axisJson = JSON.parse(await streamText(await axis.createReadStream()));
+  assert.equal(axisJson.layers.length, 30);
+  assert.equal(axisJson.layers[ANALYSIS_LAYER].unit_axis.length, 576);
+  const [cvec] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download-cvec').click()]);
+  const gguf = await streamBytes(await cvec.createReadStream());
+  assert.equal(gguf.subarray(0, 4).toString('latin1'), 'GGUF');
+  assert.equal(gguf.readUInt32LE(4), 3);
+  assert.equal(Number(gguf.readBigUInt64LE(8)), 29, 'one tensor per layer but layer 0');
+  assert.ok(gguf.includes(Buffer.from('direction.15')));
+
   // Undo drops the last turn and its point; reset empties everything.
   await page.getByTestId('chat-undo').click();
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="drift-point"]').length === 1);
@@ -131,8 +143,33 @@ test('a share link restores the conversation and measures it again', async () =>
   assert.deepEqual(second.problems, []);
 });
 
-async function streamText(stream) {
+test("a visitor's own role is answered in the worker and lands on the map", async () => {
+  const { page, problems } = await openReady(app, { maxTokens: 6 });
+  await page.getByTestId('role-builder').locator('summary').click();
+  await page.getByTestId('role-name').fill('lighthouse <keeper>');
+  await page.getByTestId('role-prompt').fill('You are a lonely lighthouse keeper. You talk about the sea and the light.');
+  await page.getByTestId('role-questions').selectOption('2');
+  await page.getByTestId('role-place').click();
+  await page.getByTestId('role-progress').waitFor({ timeout: 60_000 });
+  const point = page.getByTestId('custom-role-point');
+  await point.waitFor({ state: 'attached', timeout: 240_000 });
+  assert.equal(await point.getAttribute('data-role'), 'lighthouse <keeper>');
+  assert.ok(Number.isFinite(Number(await point.getAttribute('data-projection'))));
+  // The name is text in the SVG, not markup.
+  assert.match(await point.locator('text').textContent(), /^lighthouse <keeper> · axis /);
+  assert.equal(await page.locator('svg keeper').count(), 0);
+  // The conversation is untouched.
+  assert.equal(await page.getByTestId('assistant-message').count(), 0);
+  await app.screenshot(page, 'custom-role');
+  assert.deepEqual(problems, []);
+});
+
+async function streamBytes(stream) {
   const chunks = [];
   for await (const c of stream) chunks.push(c);
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+async function streamText(stream) {
+  return (await streamBytes(stream)).toString('utf8');
 }

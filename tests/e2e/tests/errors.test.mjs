@@ -28,8 +28,17 @@ async function modelError(page) {
 
 test('bad files and failed downloads show an error; the model and the conversation survive', async () => {
   const { page, problems } = await openReady(app, {
-    beforeLoad: (p) =>
-      p.route('**/missing.gguf', (route) => route.fulfill({ status: 404, body: 'not here' })),
+    beforeLoad: async (p) => {
+      await p.route('**/missing.gguf', (route) => route.fulfill({ status: 404, body: 'not here' }));
+      // Only the announced length matters: the worker must refuse before reading the body.
+      await p.route('**/huge-*.gguf', (route) =>
+        route.fulfill({
+          status: 200,
+          headers: { 'content-length': route.request().url().match(/huge-(\d+)/)[1], 'content-type': 'application/octet-stream' },
+          body: Buffer.from('GGUF'),
+        }),
+      );
+    },
   });
   await chat(page, 'Hi!');
   const before = (await page.getByTestId('assistant-message').first().textContent()).trim();
@@ -57,6 +66,17 @@ test('bad files and failed downloads show an error; the model and the conversati
     timeout: MODEL_TIMEOUT_MS,
   });
 
+  // A file too big for the page's memory (the server announces 3.9 GB, and beyond 4 GB).
+  for (const bytes of ['3900000000', '5000000000']) {
+    await page.getByTestId('model-url').fill(`huge-${bytes}.gguf`);
+    await page.getByTestId('model-url-load').click();
+    await page.waitForFunction(
+      (b) => new RegExp(`not enough memory.* ${Math.round(Number(b) / 1e6)} MB`).test(document.querySelector('[data-testid="model-error"]')?.textContent ?? ''),
+      bytes,
+      { timeout: MODEL_TIMEOUT_MS },
+    );
+  }
+
   // The conversation and the model are still there, and the chat goes on.
   assert.equal(await page.getByTestId('model-status').getAttribute('data-state'), 'ready');
   assert.equal(await page.getByTestId('model-status').textContent(), statusBefore);
@@ -64,7 +84,8 @@ test('bad files and failed downloads show an error; the model and the conversati
   await chat(page, 'Still there?');
   assert.equal(await page.getByTestId('assistant-message').count(), 2);
   await app.screenshot(page, 'bad-file-kept-conversation');
-  assert.ok(problems.every((p) => /404/.test(p)), problems.join('\n'));
+  // The 404 itself, and the fake huge responses whose bodies the worker (rightly) abandons.
+  assert.ok(problems.every((p) => /404|huge-/.test(p)), problems.join('\n'));
 });
 
 test('a second visit loads the model from Cache Storage, with no network; page-load numbers', async () => {
