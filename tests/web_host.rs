@@ -450,3 +450,74 @@ fn a_visitors_role_lands_where_its_replies_average() {
     // The conversation is untouched.
     assert_eq!(host.turns(), 0);
 }
+
+#[test]
+fn a_map_built_in_the_worker_is_a_valid_bundle_of_real_rollouts() {
+    use axiscope::web::host::BuildPlan;
+    use axiscope::web::protocol::BuildSize;
+    let m = model();
+    let mut host = Host::new();
+    host.set_model(m, factory(), Some("ab".repeat(32))).unwrap();
+    let m = model();
+    let sampling = GenSettings {
+        max_tokens: 4,
+        ..GenSettings::default()
+    };
+    let plan = BuildPlan::new(BuildSize::Tiny, 4, sampling);
+    // 8 roles once, and the default's 5 prompts, on one question.
+    assert_eq!(plan.len(), 13);
+    let mut replies = Vec::new();
+    let bundle = host
+        .build_bundle(5, &plan, &|| false, &mut |e| {
+            if let Event::BuildProgress { reply, role, .. } = e {
+                replies.push((role, reply));
+            }
+        })
+        .unwrap();
+    assert_eq!(replies.len(), 13);
+    let empty = replies.iter().filter(|(_, r)| r.is_empty()).count();
+    assert_eq!(bundle.stats.rollouts.len(), 13 - empty);
+    assert_eq!(bundle.vectors.n_roles(), 8);
+    assert_eq!(bundle.analysis_layer, 15);
+    assert_eq!(bundle.model.sha256, "ab".repeat(32));
+    assert!(bundle.fidelity.is_some());
+    // The blob reads back equal (the format's own validation passes).
+    assert_eq!(Bundle::from_blob(&bundle.to_blob()).unwrap(), bundle);
+    // The bundle is in use: the map view describes it.
+    let view = host.bundle_view().unwrap();
+    assert_eq!((view.roles.len(), view.matches_model), (8, Some(true)));
+
+    // Rollout 0 is the default's first prompt (no system prompt) on question 0: its stored
+    // projections at a few layers equal an uncached pass over the same text (f16 storage).
+    let (role, reply) = &replies[0];
+    assert_eq!(role, "default");
+    assert!(!reply.is_empty());
+    let q = axiscope::web::catalog::questions()[0].clone();
+    let msgs = vec![
+        Message::new(Role::User, q),
+        Message::new(Role::Assistant, reply.clone()),
+    ];
+    let r = m.render(&msgs, false).unwrap();
+    let layers = vec![0, 15, 29];
+    let mut backend = m.cpu_backend(2).unwrap();
+    let mut hooks = Hooks::recording(layers.clone());
+    backend.forward(&r.ids, 0, &mut hooks, false).unwrap();
+    let pos: Vec<usize> = (0..r.ids.len())
+        .filter(|&t| r.messages[t] == Some(1) && r.kinds[t] == TokenKind::AssistantContent)
+        .collect();
+    for &l in &layers {
+        let mut mean = vec![0f64; m.config.hidden];
+        for &p in &pos {
+            mean.iter_mut()
+                .zip(hooks.recording.get(p, l).unwrap())
+                .for_each(|(s, &x)| *s += x as f64);
+        }
+        let mean: Vec<f32> = mean.iter().map(|s| (s / pos.len() as f64) as f32).collect();
+        let want = bundle.vectors.at(l).project(&mean);
+        let got = bundle.stats.projection(0, l);
+        assert!(
+            (got - want).abs() < 5e-3 * (1.0 + want.abs()),
+            "layer {l}: bundle {got}, reference {want}"
+        );
+    }
+}

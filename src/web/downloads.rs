@@ -51,6 +51,9 @@ pub fn Downloads() -> impl IntoView {
                 <button type="button" data-testid="download-axis" disabled=no_bundle on:click=move |_| {
                     client::send(|id| Request::ExportAxis { id, format: AxisFormat::Json }, None);
                 }>"Axis (JSON)"</button>
+                <button type="button" data-testid="download-bundle" disabled=no_bundle on:click=move |_| {
+                    client::send(|id| Request::ExportAxis { id, format: AxisFormat::Bundle }, None);
+                }>"Persona bundle (.axb)"</button>
                 <button
                     type="button"
                     data-testid="download-cvec"

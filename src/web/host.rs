@@ -15,38 +15,50 @@ use crate::engine::{
     Backend, Edit, EditOp, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
 };
 use crate::science::stats::{cosine, percentile};
-use crate::science::{Bundle, EditKind, LayerEdit, capping_edits, steering_edits};
+use crate::science::{
+    BuildSettings, Bundle, DEFAULT_ROLE, EditKind, FidelityReport, LayerEdit, ModelInfo,
+    PersonaVectors, ProjectionStats, RolloutActivation, TokenActivations, capping_edits,
+    steering_edits,
+};
+
+use super::catalog::RoleEntry;
 
 use super::protocol::{
-    Branch, BundleView, Event, Finish, ModelView, RolePoint, SharedTurn, TokenPoint, TurnPointView,
-    TurnSettings,
+    Branch, BuildSize, BundleView, Event, Finish, ModelView, RolePoint, SharedTurn, TokenPoint,
+    TurnPointView, TurnSettings,
 };
 
 /// Makes a backend for the loaded model. The worker decides once which kind (CPU, WebGPU) and
 /// hands the host this factory, so sessions created later (capped branch, readers) match.
 pub type BackendFactory = Box<dyn Fn(&Model) -> crate::engine::Result<Box<dyn Backend>>>;
 
-/// A session plus the analysis-layer residual of every position in its KV cache.
+/// A session plus the residuals at the recorded layers (the analysis layer for a chat, every
+/// layer when building a bundle) of every position in its KV cache.
 struct Track {
     session: Session,
     hooks: Hooks,
-    layer: usize,
+    layers: Vec<usize>,
     hidden: usize,
-    /// `[position][hidden]`, positions `0..session.tokens().len()`.
+    /// `[position][recorded layer][hidden]`, positions `0..session.tokens().len()`.
     log: Vec<f32>,
 }
 
 impl Track {
-    fn new(backend: Box<dyn Backend>, layer: usize, hidden: usize, edits: Vec<Edit>) -> Self {
-        let mut hooks = Hooks::recording(vec![layer]);
+    fn new(backend: Box<dyn Backend>, layers: Vec<usize>, hidden: usize, edits: Vec<Edit>) -> Self {
+        let mut hooks = Hooks::recording(layers.clone());
         hooks.edits = edits;
         Self {
             session: Session::new(backend),
             hooks,
-            layer,
+            layers,
             hidden,
             log: Vec::new(),
         }
+    }
+
+    /// Floats per position in the log.
+    fn width(&self) -> usize {
+        self.layers.len() * self.hidden
     }
 
     fn reset(&mut self) {
@@ -58,10 +70,10 @@ impl Track {
     /// Moves what the last forward calls recorded (positions `start..`) into the log.
     fn absorb(&mut self, start: usize) {
         let rec = std::mem::take(&mut self.hooks.recording);
-        self.log.truncate(start * self.hidden);
+        self.log.truncate(start * self.width());
         self.log.extend_from_slice(&rec.data);
         // Rows and cached positions must agree, or no row can be trusted: start over.
-        if self.log.len() != self.session.tokens().len() * self.hidden {
+        if self.log.len() != self.session.tokens().len() * self.width() {
             self.reset();
         }
     }
@@ -102,8 +114,10 @@ impl Track {
         }
     }
 
+    /// The first recorded layer's residual at `pos` (the analysis layer of a chat track).
     fn row(&self, pos: usize) -> &[f32] {
-        &self.log[pos * self.hidden..(pos + 1) * self.hidden]
+        let start = pos * self.width();
+        &self.log[start..start + self.hidden]
     }
 }
 
@@ -199,7 +213,7 @@ impl Host {
             .bundle
             .as_ref()
             .map_or(model.config.n_layers / 2, |b| b.analysis_layer);
-        let first = Track::new(backend, layer, model.config.hidden, Vec::new());
+        let first = Track::new(backend, vec![layer], model.config.hidden, Vec::new());
         for b in &mut self.branches {
             b.writer = None;
             b.reader = None;
@@ -243,6 +257,19 @@ impl Host {
 
     pub fn set_bundle(&mut self, bundle: Bundle) {
         self.bundle = Some(bundle);
+    }
+
+    /// Whether a bundle is loaded and describes the loaded model.
+    pub fn bundle_fits_model(&self) -> bool {
+        self.bundle_matches() == Some(true)
+    }
+
+    /// The bundle in use, as a single blob (for download).
+    pub fn bundle_blob(&self) -> Result<Vec<u8>, String> {
+        self.bundle
+            .as_ref()
+            .map(Bundle::to_blob)
+            .ok_or_else(|| "no persona bundle is loaded".into())
     }
 
     /// The bundle, if it describes the loaded model (or no model is loaded yet).
@@ -395,23 +422,23 @@ impl Host {
         let layer = self.analysis_layer().ok_or("no model is loaded")?;
         let state = &self.branches[branch];
         let fresh = match &state.writer {
-            Some(t) => t.hooks.edits != edits || t.layer != layer,
+            Some(t) => t.hooks.edits != edits || t.layers != [layer],
             None => true,
         };
         if fresh {
-            let track = self.new_track(layer, edits)?;
+            let track = self.new_track(vec![layer], edits)?;
             self.branches[branch].writer = Some(track);
         }
         Ok(())
     }
 
-    fn new_track(&self, layer: usize, edits: Vec<Edit>) -> Result<Track, String> {
+    fn new_track(&self, layers: Vec<usize>, edits: Vec<Edit>) -> Result<Track, String> {
         let (m, f) = (
             self.model.as_ref().ok_or("no model is loaded")?,
             self.factory.as_ref().ok_or("no backend")?,
         );
         let backend = f(m).map_err(|e| e.to_string())?;
-        Ok(Track::new(backend, layer, m.config.hidden, edits))
+        Ok(Track::new(backend, layers, m.config.hidden, edits))
     }
 
     fn with_system(&self, messages: &[Message]) -> Vec<Message> {
@@ -617,10 +644,10 @@ impl Host {
             } else {
                 &self.branches[bi].writer
             };
-            slot.as_ref().is_none_or(|t| t.layer != layer)
+            slot.as_ref().is_none_or(|t| t.layers != [layer])
         };
         if needs_new {
-            let track = self.new_track(layer, Vec::new())?;
+            let track = self.new_track(vec![layer], Vec::new())?;
             let b = &mut self.branches[bi];
             *(if edited { &mut b.reader } else { &mut b.writer }) = Some(track);
         }
@@ -668,7 +695,7 @@ impl Host {
         if questions.is_empty() {
             return Err("no questions to ask".into());
         }
-        let mut track = self.new_track(layer, Vec::new())?;
+        let mut track = self.new_track(vec![layer], Vec::new())?;
         let model = self.model.as_ref().ok_or("no model is loaded")?;
         let bundle = self.usable_bundle().expect("checked above");
         let mut sum = vec![0f64; model.config.hidden];
@@ -724,6 +751,132 @@ impl Host {
         };
         emit(Event::RolePlaced { id, role });
         Ok(())
+    }
+
+    /// Builds a persona bundle for the loaded model in the worker, the way `axiscope build`
+    /// does natively (method.md): for every role prompt and question a sampled reply, its
+    /// content tokens' mean residual at every layer (one rollout), then role vectors, the axis,
+    /// projection percentiles, PCA at the middle layer and the fidelity report. Makes it the
+    /// bundle in use and returns it (for caching and download).
+    pub fn build_bundle(
+        &mut self,
+        id: u32,
+        plan: &BuildPlan,
+        cancelled: &dyn Fn() -> bool,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Bundle, String> {
+        let model = self.model.as_ref().ok_or("no model is loaded")?;
+        let (nl, hidden) = (model.config.n_layers, model.config.hidden);
+        let model_name = model.config.name.clone();
+        let mut track = self.new_track((0..nl).collect(), Vec::new())?;
+        let model = self.model.as_ref().expect("checked above");
+        let jobs = plan.rollouts();
+        let mut rollouts = Vec::with_capacity(jobs.len());
+        for (k, job) in jobs.iter().enumerate() {
+            if cancelled() {
+                return Err("building the map was cancelled".into());
+            }
+            let system = job.system.replace("{model_name}", &model_name);
+            let mut messages = Vec::new();
+            if !system.is_empty() {
+                messages.push(Message::new(Role::System, system));
+            }
+            messages.push(Message::new(Role::User, job.question.clone()));
+            let prompt = model.render(&messages, true).map_err(|e| e.to_string())?;
+            let opts = GenerateOptions {
+                max_tokens: plan.max_tokens.max(1),
+                sampler: SamplerConfig {
+                    temperature: plan.sampling.temperature.max(0.0),
+                    top_p: plan.sampling.top_p.clamp(0.01, 1.0),
+                    repeat_penalty: plan.sampling.repeat_penalty.max(1.0),
+                    seed: plan.sampling.seed.wrapping_add(k as u64),
+                    ..SamplerConfig::default()
+                },
+                stop: model.stop_tokens(),
+            };
+            let g = track
+                .generate(model, &prompt.ids, &opts, &mut |_, _| !cancelled())
+                .map_err(|e| e.to_string())?;
+            messages.push(Message::new(Role::Assistant, g.text.clone()));
+            let rendered = model.render(&messages, false).map_err(|e| e.to_string())?;
+            track.prefill(&rendered.ids).map_err(|e| e.to_string())?;
+            let reply = messages.len() - 1;
+            let include: Vec<bool> = (0..rendered.ids.len())
+                .map(|t| {
+                    rendered.messages[t] == Some(reply)
+                        && rendered.kinds[t] == TokenKind::AssistantContent
+                })
+                .collect();
+            // An empty reply has nothing to average: that rollout is skipped, as natively.
+            if include.iter().any(|&b| b) {
+                let acts =
+                    TokenActivations::new(&track.log, nl, hidden).map_err(|e| e.to_string())?;
+                rollouts.push(
+                    RolloutActivation::from_tokens(
+                        &job.role,
+                        job.prompt_index,
+                        job.question_id,
+                        &acts,
+                        &include,
+                    )
+                    .map_err(|e| e.to_string())?,
+                );
+            }
+            emit(Event::BuildProgress {
+                id,
+                done: k + 1,
+                total: jobs.len(),
+                role: job.role.clone(),
+                reply: g.text,
+            });
+        }
+        let err = |e: crate::science::Error| e.to_string();
+        let pv = PersonaVectors::from_rollouts(&rollouts, nl, hidden).map_err(err)?;
+        let stats = ProjectionStats::compute(&pv, &rollouts).map_err(err)?;
+        let layer = nl / 2;
+        let fidelity = FidelityReport::compute(&pv, layer, Some(&rollouts)).ok();
+        let categories = pv
+            .roles
+            .iter()
+            .map(|r| {
+                plan.roles
+                    .iter()
+                    .find(|e| &e.name == r)
+                    .map_or("other".into(), |e| e.category.clone())
+            })
+            .collect();
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert(
+            "built_in".to_string(),
+            serde_json::json!("the browser (axiscope web app)"),
+        );
+        extra.insert(
+            "judge".to_string(),
+            serde_json::json!("none: every rollout is kept"),
+        );
+        let settings = BuildSettings {
+            questions: plan.questions.len() as u32,
+            prompts_per_role: plan.prompts_per_role as u32,
+            max_new_tokens: plan.max_tokens as u32,
+            temperature: plan.sampling.temperature,
+            top_p: plan.sampling.top_p,
+            repetition_penalty: plan.sampling.repeat_penalty,
+            seed: plan.sampling.seed,
+            extra,
+        };
+        let info = ModelInfo {
+            name: model_name,
+            sha256: self.model_sha256.clone().unwrap_or_default(),
+            n_layers: nl,
+            hidden,
+        };
+        let n_pcs = pv.n_roles().saturating_sub(1).clamp(1, 3);
+        let bundle = Bundle::new(
+            info, layer, categories, settings, fidelity, pv, stats, n_pcs,
+        )
+        .map_err(err)?;
+        self.set_bundle(bundle.clone());
+        Ok(bundle)
     }
 
     /// Drops the last user turn and its replies.
@@ -812,6 +965,102 @@ impl Host {
             }
         }
         Ok(())
+    }
+}
+
+/// Which rollouts an in-browser bundle build runs.
+pub struct BuildPlan {
+    /// The roles to use, `default` among them.
+    pub roles: Vec<RoleEntry>,
+    /// System prompts per role (the default always uses all of its prompts).
+    pub prompts_per_role: usize,
+    /// `(id, question)`.
+    pub questions: Vec<(u32, String)>,
+    pub max_tokens: usize,
+    pub sampling: super::protocol::GenSettings,
+}
+
+/// One rollout of a build.
+struct RolloutJob {
+    role: String,
+    prompt_index: u32,
+    system: String,
+    question_id: u32,
+    question: String,
+}
+
+impl BuildPlan {
+    /// Our roles and questions at one of the page's sizes. `Tiny` is a first look (8 roles,
+    /// one question), `Quick` every role once on two questions, `Fuller` two prompts on four.
+    pub fn new(size: BuildSize, max_tokens: usize, sampling: super::protocol::GenSettings) -> Self {
+        const TINY: &[&str] = &[
+            "default",
+            "tutor",
+            "evaluator",
+            "consultant",
+            "teenager",
+            "hermit",
+            "ghost",
+            "bard",
+            "demon",
+        ];
+        let all = super::catalog::roles();
+        let (roles, prompts_per_role, n_questions) = match size {
+            BuildSize::Tiny => (
+                all.into_iter()
+                    .filter(|r| TINY.contains(&r.name.as_str()))
+                    .collect(),
+                1,
+                1,
+            ),
+            BuildSize::Quick => (all, 1, 2),
+            BuildSize::Fuller => (all, 2, 4),
+        };
+        let questions = super::catalog::questions()
+            .into_iter()
+            .take(n_questions)
+            .enumerate()
+            .map(|(i, q)| (i as u32, q))
+            .collect();
+        Self {
+            roles,
+            prompts_per_role,
+            questions,
+            max_tokens,
+            sampling,
+        }
+    }
+
+    fn rollouts(&self) -> Vec<RolloutJob> {
+        let mut out = Vec::new();
+        for r in &self.roles {
+            let n = if r.name == DEFAULT_ROLE {
+                r.prompts.len()
+            } else {
+                self.prompts_per_role.min(r.prompts.len())
+            };
+            for (p, system) in r.prompts.iter().take(n).enumerate() {
+                for (qid, q) in &self.questions {
+                    out.push(RolloutJob {
+                        role: r.name.clone(),
+                        prompt_index: p as u32,
+                        system: system.clone(),
+                        question_id: *qid,
+                        question: q.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// How many rollouts the plan runs.
+    pub fn len(&self) -> usize {
+        self.rollouts().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -5,8 +5,9 @@
 use leptos::prelude::*;
 
 use super::chart::{Scale, extent, fmt, polyline, projection_colour, tick_labels, ticks};
-use super::protocol::{Branch, BundleView};
-use super::state::{Embed, use_app};
+use super::dom;
+use super::protocol::{Branch, BuildSize, BundleView};
+use super::state::{BUILD_MAX_TOKENS, Embed, use_app};
 
 const W: f32 = 600.0;
 const H: f32 = 430.0;
@@ -194,16 +195,84 @@ pub fn PersonaMap() -> impl IntoView {
         })
     };
     // The map embed has no model to place a role with.
-    let builder = move || (app.embed != Some(Embed::Map)).then(|| view! { <RoleBuilder/> });
+    // The map embed has no model to place a role or build a map with.
+    let with_model = app.embed != Some(Embed::Map);
+    let fits = move || {
+        app.bundle
+            .with(|b| b.as_ref().is_some_and(|b| b.matches_model != Some(false)))
+    };
+    let builders = move || {
+        with_model.then(|| {
+            view! {
+                <Show when=fits>
+                    <RoleBuilder/>
+                </Show>
+                <MapBuilder open=!fits()/>
+            }
+        })
+    };
     view! {
         <section class="card map-card" aria-labelledby="map-h">
             <h2 id="map-h">"Persona space"</h2>
             {move || match (app.bundle.with(|b| b.is_some()), app.bundle_error.get()) {
                 (false, Some(e)) => view! { <p class="error" data-testid="bundle-error">{format!("No persona bundle, so no map: {e}")}</p> }.into_any(),
                 (false, None) => view! { <p class="muted">"Loading the persona bundle …"</p> }.into_any(),
-                (true, _) => view! { <div class="chart-box">{map}</div> <MapControls/> {builder} }.into_any(),
+                (true, _) => view! { <div class="chart-box">{map}</div> <MapControls/> }.into_any(),
             }}
+            {builders}
         </section>
+    }
+}
+
+/// Builds the map for the loaded model in the worker: the rollouts, the axis and the PCA, as
+/// `axiscope build` does natively, at a size this machine can afford.
+#[component]
+fn MapBuilder(open: bool) -> impl IntoView {
+    let app = use_app();
+    let size = RwSignal::new("quick".to_string());
+    let start = move |_| {
+        let s = match size.get_untracked().as_str() {
+            "tiny" => BuildSize::Tiny,
+            "fuller" => BuildSize::Fuller,
+            _ => BuildSize::Quick,
+        };
+        app.build_map(s);
+    };
+    let progress = move || {
+        app.build_progress.get().map(|(done, total, role, started)| {
+            let elapsed = (dom::now_ms() - started) / 1000.0;
+            let left = if done > 0 { elapsed / done as f64 * (total - done) as f64 } else { f64::NAN };
+            let eta = if left.is_finite() { format!(", about {:.0} min left", (left / 60.0).ceil()) } else { String::new() };
+            view! {
+                <div class="progress" data-testid="build-progress">
+                    <progress max=total.max(1) value=done></progress>
+                    <span>{format!("{done} of {total} replies{}{eta}", if role.is_empty() { String::new() } else { format!(" ({})", role.replace('_', " ")) })}</span>
+                </div>
+            }
+        })
+    };
+    view! {
+        <details class="map-builder" data-testid="map-builder" open=open>
+            <summary>"Build the map for this model, in this browser"</summary>
+            <div class="row">
+                <label>
+                    "Size: "
+                    <select data-testid="build-size" prop:value=move || size.get() on:change=move |ev| size.set(event_target_value(&ev))>
+                        <option value="tiny">"first look: 8 roles, 1 question (13 replies)"</option>
+                        <option value="quick">"quick: all 66 roles, 2 questions (142 replies)"</option>
+                        <option value="fuller">"fuller: 2 prompts per role, 4 questions (548 replies)"</option>
+                    </select>
+                </label>
+                <button type="button" data-testid="build-start" disabled=move || !app.can_chat() on:click=start>"Build"</button>
+            </div>
+            {progress}
+            {move || app.build_error.get().map(|e| view! { <p class="error" data-testid="build-error">{e}</p> })}
+            <p class="muted small">
+                {format!("Each reply is {BUILD_MAX_TOKENS} tokens, sampled with the generation settings, in the model worker (Stop cancels). ")}
+                "The roles and questions are axiscope's own; no judge model filters the replies. The map is kept in this "
+                "browser for this model; \"Persona bundle\" under Share and download saves it."
+            </p>
+        </details>
     }
 }
 

@@ -157,6 +157,13 @@ pub enum Request {
     /// The axis for download: JSON (unit axis and mean token norm per layer), or a llama.cpp
     /// control vector (GGUF).
     ExportAxis { id: u32, format: AxisFormat },
+    /// Builds the persona map for the loaded model in the browser.
+    BuildBundle {
+        id: u32,
+        size: BuildSize,
+        max_tokens: usize,
+        sampling: GenSettings,
+    },
     /// Places a role of the visitor's own on the map: its replies to the first `questions`
     /// shared questions, averaged like the bundle's rollouts.
     PlaceRole {
@@ -178,9 +185,19 @@ impl Request {
             | Request::Reset { id }
             | Request::Restore { id, .. }
             | Request::ExportAxis { id, .. }
-            | Request::PlaceRole { id, .. } => *id,
+            | Request::PlaceRole { id, .. }
+            | Request::BuildBundle { id, .. } => *id,
         }
     }
+}
+
+/// How big an in-browser bundle build is (see `host::BuildPlan::new`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildSize {
+    Tiny,
+    Quick,
+    Fuller,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +205,8 @@ impl Request {
 pub enum AxisFormat {
     Json,
     ControlVector,
+    /// The whole persona bundle (single-blob form), e.g. one built in the browser.
+    Bundle,
 }
 
 /// What the page shows about a loaded model.
@@ -326,6 +345,15 @@ pub enum Event {
         branch: Branch,
         turn: usize,
         point: Option<TurnPointView>,
+    },
+    /// One more rollout of an in-browser bundle build done.
+    BuildProgress {
+        id: u32,
+        done: usize,
+        total: usize,
+        role: String,
+        /// The reply just made (empty replies are skipped in the build).
+        reply: String,
     },
     /// One more question answered in the role being placed.
     RoleProgress {

@@ -9,8 +9,8 @@ use super::client;
 use super::dom;
 use super::export::ExportTurn;
 use super::protocol::{
-    BackendPref, Branch, BundleView, CapSettings, Event, Finish, GenSettings, ModelSource,
-    ModelView, Request, RolePoint, SharedTurn, TurnPointView, TurnSettings,
+    BackendPref, Branch, BuildSize, BundleView, CapSettings, Event, Finish, GenSettings,
+    ModelSource, ModelView, Request, RolePoint, SharedTurn, TurnPointView, TurnSettings,
 };
 
 /// The default model, served next to the page (the build links it into `dist/models/`).
@@ -20,6 +20,9 @@ pub const DEFAULT_MODEL_SHA256: &str =
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 /// The persona bundle for the default model (single-blob form, `axiscope build`).
 pub const DEFAULT_BUNDLE_URL: &str = "bundles/smollm2-135m-instruct.axb";
+/// Reply length of the rollouts of an in-browser map build (short: the wasm CPU path is slow,
+/// and the persona shows in the first sentence).
+pub const BUILD_MAX_TOKENS: usize = 24;
 
 /// `?embed=`: one view alone, for an iframe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +133,7 @@ pub enum Job {
     Chat { turn: usize },
     Restore,
     PlaceRole,
+    Build,
     Other,
 }
 
@@ -172,6 +176,9 @@ pub struct AppState {
     pub custom_roles: RwSignal<Vec<RolePoint>>,
     pub role_progress: RwSignal<Option<(usize, usize, String)>>,
     pub role_error: RwSignal<Option<String>>,
+    /// An in-browser map build: (done, total, current role, started at ms).
+    pub build_progress: RwSignal<Option<(usize, usize, String, f64)>>,
+    pub build_error: RwSignal<Option<String>>,
     /// Turns waiting for a model to be measured (from a share link).
     pub pending_restore: StoredValue<Option<Vec<SharedTurn>>>,
     pub first_token_mark: StoredValue<bool>,
@@ -216,6 +223,8 @@ impl AppState {
             custom_roles: RwSignal::new(Vec::new()),
             role_progress: RwSignal::new(None),
             role_error: RwSignal::new(None),
+            build_progress: RwSignal::new(None),
+            build_error: RwSignal::new(None),
             pending_restore: StoredValue::new(None),
             first_token_mark: StoredValue::new(false),
             crashes: StoredValue::new(0),
@@ -228,8 +237,12 @@ impl AppState {
 
     pub fn chatting(&self) -> bool {
         self.jobs.with(|j| {
-            j.iter()
-                .any(|(_, job)| matches!(job, Job::Chat { .. } | Job::Restore | Job::PlaceRole))
+            j.iter().any(|(_, job)| {
+                matches!(
+                    job,
+                    Job::Chat { .. } | Job::Restore | Job::PlaceRole | Job::Build
+                )
+            })
         })
     }
 
@@ -369,6 +382,27 @@ impl AppState {
                 name,
                 system,
                 questions,
+                sampling,
+            },
+            None,
+        );
+    }
+
+    /// Builds the persona map for the loaded model in the worker.
+    pub fn build_map(&self, size: BuildSize) {
+        if !self.can_chat() {
+            return;
+        }
+        self.build_error.set(None);
+        self.build_progress
+            .set(Some((0, 0, String::new(), dom::now_ms())));
+        let sampling = self.sampling.get_untracked();
+        self.request(
+            Job::Build,
+            |id| Request::BuildBundle {
+                id,
+                size,
+                max_tokens: BUILD_MAX_TOKENS,
                 sampling,
             },
             None,
@@ -633,6 +667,12 @@ impl AppState {
                     r.point.set(point);
                 }
             }
+            Event::BuildProgress {
+                done, total, role, ..
+            } => self.build_progress.update(|p| {
+                let started = p.as_ref().map_or_else(dom::now_ms, |p| p.3);
+                *p = Some((done, total, role, started));
+            }),
             Event::RoleProgress {
                 done, total, reply, ..
             } => self.role_progress.set(Some((done, total, reply))),
@@ -667,6 +707,10 @@ impl AppState {
                     });
                     self.bundle_error.set(Some(message));
                 }
+                Some(Job::Build) => {
+                    self.build_progress.set(None);
+                    self.build_error.set(Some(message));
+                }
                 Some(Job::PlaceRole) => {
                     self.role_progress.set(None);
                     self.role_error.set(Some(message));
@@ -686,6 +730,9 @@ impl AppState {
             Event::Memory { bytes } => self.memory.set(Some(bytes)),
             Event::Done { id } => {
                 let job = self.finish_job(id);
+                if job == Some(Job::Build) {
+                    self.build_progress.set(None);
+                }
                 if matches!(job, Some(Job::Chat { .. }))
                     && self.chat_error.get_untracked().is_none()
                 {

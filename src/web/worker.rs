@@ -21,8 +21,10 @@ use crate::engine::{Backend, Model};
 use crate::science::Bundle;
 
 use super::dom::js_error_text;
-use super::host::{BackendFactory, Host};
-use super::protocol::{AxisFormat, BackendPref, Event, ModelSource, Request, decode, encode};
+use super::host::{BackendFactory, BuildPlan, Host};
+use super::protocol::{
+    AxisFormat, BackendPref, BuildSize, Event, GenSettings, ModelSource, Request, decode, encode,
+};
 use super::share::base64url_encode;
 
 /// Cache Storage bucket for models and bundles; bump the suffix when the entry format changes.
@@ -116,7 +118,7 @@ impl Worker {
             .borrow()
             .as_ref()
             .and_then(|flag| Atomics::load(flag, 0).ok())
-            .is_some_and(|c| c >= 0 && c as u32 >= id)
+            .is_some_and(|c| c > 0 && c as u32 >= id)
     }
 
     async fn handle(self: &Rc<Self>, request: Request, file: Option<File>) {
@@ -182,12 +184,24 @@ impl Worker {
                         .place_role(id, &name, &system, asked, &sampling, &cancelled, &mut emit),
                 )
             }
+            Request::BuildBundle {
+                size,
+                max_tokens,
+                sampling,
+                ..
+            } => (
+                "build",
+                self.build_bundle(id, size, max_tokens, sampling).await,
+            ),
             Request::ExportAxis { format, .. } => {
                 let host = self.host.borrow();
                 let file = match format {
                     AxisFormat::Json => host
                         .axis_json()
                         .map(|j| ("axiscope-axis.json", "application/json", j.into_bytes())),
+                    AxisFormat::Bundle => host
+                        .bundle_blob()
+                        .map(|b| ("axiscope-persona.axb", "application/octet-stream", b)),
                     AxisFormat::ControlVector => host.control_vector().map(|b| {
                         (
                             "axiscope-axis.control-vector.gguf",
@@ -275,11 +289,70 @@ impl Worker {
         if let Some(model) = view {
             self.emit(Event::ModelLoaded { id, model });
         }
+        // A map built in this browser for this very model, if the served bundle does not fit.
+        if !self.host.borrow().bundle_fits_model()
+            && let Ok(key) = built_bundle_key(&self.scope, &fetched.sha256)
+            && let Some(bytes) = self.cached(id, &key).await
+            && let Ok(bundle) = Bundle::from_blob(&bytes)
+        {
+            self.host.borrow_mut().set_bundle(bundle);
+        }
         self.after_change(id)
     }
 
+    /// Builds the map for the loaded model here, keeps it in Cache Storage under the model's
+    /// hash (the next visit with this model finds it), and shows it.
+    async fn build_bundle(
+        &self,
+        id: u32,
+        size: BuildSize,
+        max_tokens: usize,
+        sampling: GenSettings,
+    ) -> Result<(), String> {
+        let plan = BuildPlan::new(size, max_tokens.clamp(1, 256), sampling);
+        let mut emit = |e| self.emit(e);
+        let bundle =
+            self.host
+                .borrow_mut()
+                .build_bundle(id, &plan, &|| self.cancelled(id), &mut emit)?;
+        if !bundle.model.sha256.is_empty()
+            && let Ok(key) = built_bundle_key(&self.scope, &bundle.model.sha256)
+        {
+            let blob = bundle.to_blob();
+            self.store(&key, &blob, "").await;
+        }
+        self.after_change(id)
+    }
+
+    /// The bytes of a complete Cache Storage entry, if there is one.
+    async fn cached(&self, id: u32, key: &str) -> Option<Vec<u8>> {
+        let cache = self.open_cache().await?;
+        let response: Response = JsFuture::from(cache.match_with_str(key))
+            .await
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        let want: u64 = response.headers().get(HEADER_BYTES).ok()??.parse().ok()?;
+        let bytes = self
+            .read_stream(id, &response.body()?, Some(want), true)
+            .await
+            .ok()?;
+        (bytes.len() as u64 == want).then_some(bytes)
+    }
+
     async fn load_bundle(&self, id: u32, url: &str) -> Result<(), String> {
-        let fetched = self.fetch_cached(id, url, None).await?;
+        // Network first, so a rebuilt bundle on the server is seen; the cache when offline.
+        let fetched = match self.fetch_network(id, url, None).await {
+            Ok(f) => f,
+            Err(network) => match self.cached(id, url).await {
+                Some(bytes) => Fetched {
+                    bytes,
+                    sha256: String::new(),
+                    from_cache: true,
+                },
+                None => return Err(network),
+            },
+        };
         let bundle = Bundle::from_blob(&fetched.bytes).map_err(|e| e.to_string())?;
         if !fetched.from_cache {
             self.store(url, &fetched.bytes, &fetched.sha256).await;
@@ -337,6 +410,17 @@ impl Worker {
             // An entry that does not check out is dropped and fetched again.
             let _ = JsFuture::from(cache.delete_with_str(url)).await;
         }
+        self.fetch_network(id, url, expected_sha256).await
+    }
+
+    /// The bytes at `url` from the network, checked against Content-Length and
+    /// `expected_sha256`.
+    async fn fetch_network(
+        &self,
+        id: u32,
+        url: &str,
+        expected_sha256: Option<&str>,
+    ) -> Result<Fetched, String> {
         let response = JsFuture::from(self.scope.fetch_with_str(url))
             .await
             .map_err(|e| format!("download of {url} failed: {} (offline, or the host refuses cross-origin requests)", js_error_text(&e)))?;
@@ -526,4 +610,12 @@ fn memory_bytes() -> u64 {
         .buffer()
         .unchecked_into::<js_sys::ArrayBuffer>()
         .byte_length() as u64
+}
+
+/// Where a map built in this browser is cached: beside the app, named by the model's hash.
+fn built_bundle_key(scope: &DedicatedWorkerGlobalScope, sha256: &str) -> Result<String, String> {
+    let base = scope.location().href();
+    web_sys::Url::new_with_base(&format!("axiscope-built/{sha256}.axb"), &base)
+        .map(|u| u.href())
+        .map_err(|e| js_error_text(&e))
 }
