@@ -10,7 +10,13 @@ pub trait Backend {
 
     /// Runs `tokens` at positions `pos..pos + n` on top of the KV cache's `0..pos`. Returns the
     /// last token's logits, or every token's (`[n][vocab]`) with `all_logits`.
-    fn forward(&mut self, tokens: &[u32], pos: usize, hooks: &mut Hooks, all_logits: bool) -> Result<Vec<f32>>;
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        hooks: &mut Hooks,
+        all_logits: bool,
+    ) -> Result<Vec<f32>>;
 
     /// Forgets cached positions from `len` on (undo, regenerate, branching replies).
     fn truncate(&mut self, len: usize);

@@ -43,16 +43,30 @@ pub struct CpuModel {
 pub(crate) fn matrix(f: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<QMatrix> {
     let t = f.tensor(name)?;
     if t.shape != [rows, cols] {
-        return Err(Error::BadShape { name: name.into(), got: t.shape.clone(), expected: vec![rows, cols] });
+        return Err(Error::BadShape {
+            name: name.into(),
+            got: t.shape.clone(),
+            expected: vec![rows, cols],
+        });
     }
-    Ok(QMatrix::new(t.qtype, rows, cols, f.bytes().clone(), t.offset))
+    Ok(QMatrix::new(
+        t.qtype,
+        rows,
+        cols,
+        f.bytes().clone(),
+        t.offset,
+    ))
 }
 
 /// Loads a small f32 vector (norm weights, biases), from F32 or F16 storage.
 pub(crate) fn vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
     let t = f.tensor(name)?;
     if t.shape != [len] || !matches!(t.qtype, QType::F32 | QType::F16) {
-        return Err(Error::BadShape { name: name.into(), got: t.shape.clone(), expected: vec![len] });
+        return Err(Error::BadShape {
+            name: name.into(),
+            got: t.shape.clone(),
+            expected: vec![len],
+        });
     }
     let mut out = vec![0f32; len];
     t.qtype.dequantize_row(f.tensor_bytes(t), &mut out);
@@ -89,7 +103,11 @@ impl CpuModel {
             });
         }
         let embed = matrix(f, "token_embd.weight", cfg.vocab, d)?;
-        let output = if cfg.tied_embeddings { embed.clone() } else { matrix(f, "output.weight", cfg.vocab, d)? };
+        let output = if cfg.tied_embeddings {
+            embed.clone()
+        } else {
+            matrix(f, "output.weight", cfg.vocab, d)?
+        };
         Ok(Self {
             out_norm: vector(f, "output_norm.weight", d)?,
             k_cache: vec![Vec::new(); cfg.n_layers],
@@ -149,7 +167,9 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 }
 
 fn silu_mul(g: &mut [f32], u: &[f32]) {
-    g.iter_mut().zip(u).for_each(|(a, &b)| *a = *a / (1.0 + (-*a).exp()) * b);
+    g.iter_mut()
+        .zip(u)
+        .for_each(|(a, &b)| *a = *a / (1.0 + (-*a).exp()) * b);
 }
 
 impl CpuModel {
@@ -168,7 +188,9 @@ impl CpuModel {
             for h in 0..c.n_heads {
                 let kvh = h / group;
                 let qh = &q[(i * c.n_heads + h) * hd..][..hd];
-                q16.iter_mut().zip(qh).for_each(|(a, &b)| *a = f16::from_f32(b).to_f32());
+                q16.iter_mut()
+                    .zip(qh)
+                    .for_each(|(a, &b)| *a = f16::from_f32(b).to_f32());
                 let mut max = f32::NEG_INFINITY;
                 for (j, s) in scores[..len].iter_mut().enumerate() {
                     let k = &kc[j * kvd + kvh * hd..][..hd];
@@ -186,7 +208,9 @@ impl CpuModel {
                 for (j, &s) in scores[..len].iter().enumerate() {
                     let p = f16::from_f32(s * inv).to_f32();
                     let v = &vc[j * kvd + kvh * hd..][..hd];
-                    acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b.to_f32());
+                    acc.iter_mut()
+                        .zip(v)
+                        .for_each(|(a, b)| *a += p * b.to_f32());
                 }
                 out[(i * c.n_heads + h) * hd..][..hd].copy_from_slice(&acc);
             }
@@ -199,20 +223,35 @@ impl Backend for CpuModel {
         &self.cfg
     }
 
-    fn forward(&mut self, tokens: &[u32], pos: usize, hooks: &mut Hooks, all_logits: bool) -> Result<Vec<f32>> {
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        hooks: &mut Hooks,
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
         let c = self.cfg.clone();
         let (d, kvd, n) = (c.hidden, c.kv_dim(), tokens.len());
         if n == 0 {
             return Err(Error::Invalid("no tokens to run".into()));
         }
         if pos > self.cached {
-            return Err(Error::Invalid(format!("position {pos} is past the {} cached tokens", self.cached)));
+            return Err(Error::Invalid(format!(
+                "position {pos} is past the {} cached tokens",
+                self.cached
+            )));
         }
         if pos + n > c.context {
-            return Err(Error::ContextOverflow { needed: pos + n, limit: c.context });
+            return Err(Error::ContextOverflow {
+                needed: pos + n,
+                limit: c.context,
+            });
         }
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
-            return Err(Error::Invalid(format!("token id {t} is outside the vocabulary of {}", c.vocab)));
+            return Err(Error::Invalid(format!(
+                "token id {t} is outside the vocabulary of {}",
+                c.vocab
+            )));
         }
         self.truncate(pos);
         let mut x = vec![0f32; n * d];
@@ -236,8 +275,20 @@ impl Backend for CpuModel {
                 v.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bv));
             }
             for i in 0..n {
-                rope(&mut q[i * d..(i + 1) * d], c.head_dim, pos + i, c.rope_theta, c.rope_style);
-                rope(&mut k[i * kvd..(i + 1) * kvd], c.head_dim, pos + i, c.rope_theta, c.rope_style);
+                rope(
+                    &mut q[i * d..(i + 1) * d],
+                    c.head_dim,
+                    pos + i,
+                    c.rope_theta,
+                    c.rope_style,
+                );
+                rope(
+                    &mut k[i * kvd..(i + 1) * kvd],
+                    c.head_dim,
+                    pos + i,
+                    c.rope_theta,
+                    c.rope_style,
+                );
             }
             self.k_cache[l].extend(k.iter().map(|&a| f16::from_f32(a)));
             self.v_cache[l].extend(v.iter().map(|&a| f16::from_f32(a)));
@@ -255,7 +306,11 @@ impl Backend for CpuModel {
         }
         hooks.end_forward(n, d);
         self.cached = pos + n;
-        let rows = if all_logits { &x[..] } else { &x[(n - 1) * d..] };
+        let rows = if all_logits {
+            &x[..]
+        } else {
+            &x[(n - 1) * d..]
+        };
         let mut normed = vec![0f32; rows.len()];
         rms_norm(rows, &self.out_norm, c.rms_eps, &mut normed);
         let mut logits = vec![0f32; rows.len() / d * c.vocab];

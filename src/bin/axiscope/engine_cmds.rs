@@ -10,7 +10,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "axiscope", version, about = "Read and steer a small chat model's persona: the Assistant Axis, natively.")]
+#[command(
+    name = "axiscope",
+    version,
+    about = "Read and steer a small chat model's persona: the Assistant Axis, natively."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -111,12 +115,38 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
         let c = &m.config;
-        println!("{} ({:?}), {:.1} MB", c.name, c.architecture, m.gguf.bytes().len() as f64 / 1e6);
-        println!("  layers {}, hidden {}, ffn {}, heads {} (kv {}), head dim {}", c.n_layers, c.hidden, c.ffn, c.n_heads, c.n_kv_heads, c.head_dim);
-        println!("  vocab {}, context {}, rope theta {}, rms eps {}", c.vocab, c.context, c.rope_theta, c.rms_eps);
-        println!("  tied embeddings {}, qkv bias {}", c.tied_embeddings, c.qkv_bias);
-        println!("  tensors {}: {}", m.gguf.tensors.len(), quants.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", "));
-        println!("  chat template {}, default system prompt {:?}", m.template.name(), default_system);
+        println!(
+            "{} ({:?}), {:.1} MB",
+            c.name,
+            c.architecture,
+            m.gguf.bytes().len() as f64 / 1e6
+        );
+        println!(
+            "  layers {}, hidden {}, ffn {}, heads {} (kv {}), head dim {}",
+            c.n_layers, c.hidden, c.ffn, c.n_heads, c.n_kv_heads, c.head_dim
+        );
+        println!(
+            "  vocab {}, context {}, rope theta {}, rms eps {}",
+            c.vocab, c.context, c.rope_theta, c.rms_eps
+        );
+        println!(
+            "  tied embeddings {}, qkv bias {}",
+            c.tied_embeddings, c.qkv_bias
+        );
+        println!(
+            "  tensors {}: {}",
+            m.gguf.tensors.len(),
+            quants
+                .iter()
+                .map(|(k, v)| format!("{k} x{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "  chat template {}, default system prompt {:?}",
+            m.template.name(),
+            default_system
+        );
     }
     Ok(())
 }
@@ -148,13 +178,19 @@ fn generate(a: GenerateArgs) -> Result<()> {
     let mut session = Session::new(Box::new(m.cpu_backend(a.threads)?));
     let stream = !a.json;
     let mut out = std::io::stdout();
-    let g = session.generate(&m.tokenizer, &prompt, &opts, &mut Hooks::none(), &mut |_, piece| {
-        if stream {
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
-        }
-        true
-    })?;
+    let g = session.generate(
+        &m.tokenizer,
+        &prompt,
+        &opts,
+        &mut Hooks::none(),
+        &mut |_, piece| {
+            if stream {
+                let _ = out.write_all(piece.as_bytes());
+                let _ = out.flush();
+            }
+            true
+        },
+    )?;
     if a.json {
         println!(
             "{}",

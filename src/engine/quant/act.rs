@@ -3,7 +3,7 @@
 //! Q8_K keeps `d` in f32 and the sums of each 16 values. Rounding the stored scales matters:
 //! it is part of what makes greedy decoding agree with llama.cpp token for token.
 
-use super::{QType, QK, QK_K};
+use super::{QK, QK_K, QType};
 
 #[derive(Clone, Copy)]
 pub struct BlockQ8_0 {
@@ -61,7 +61,10 @@ impl Acts {
             QType::Q4_0 | QType::Q5_0 | QType::Q8_0 => Acts::Q8_0(
                 x.chunks_exact(QK)
                     .map(|c| {
-                        let mut b = BlockQ8_0 { d: 0.0, qs: [0; QK] };
+                        let mut b = BlockQ8_0 {
+                            d: 0.0,
+                            qs: [0; QK],
+                        };
                         b.d = q8_block(c, &mut b.qs).0;
                         b
                     })
@@ -70,7 +73,11 @@ impl Acts {
             QType::Q4_1 => Acts::Q8_1(
                 x.chunks_exact(QK)
                     .map(|c| {
-                        let mut b = BlockQ8_1 { d: 0.0, s: 0.0, qs: [0; QK] };
+                        let mut b = BlockQ8_1 {
+                            d: 0.0,
+                            s: 0.0,
+                            qs: [0; QK],
+                        };
                         let (d16, d, sum) = q8_block(c, &mut b.qs);
                         b.d = d16;
                         b.s = round_f16(d * sum as f32);
@@ -78,13 +85,19 @@ impl Acts {
                     })
                     .collect(),
             ),
-            QType::Q4K | QType::Q5K | QType::Q6K => Acts::Q8K(x.chunks_exact(QK_K).map(q8k_block).collect()),
+            QType::Q4K | QType::Q5K | QType::Q6K => {
+                Acts::Q8K(x.chunks_exact(QK_K).map(q8k_block).collect())
+            }
         }
     }
 }
 
 fn q8k_block(x: &[f32]) -> BlockQ8K {
-    let mut b = BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] };
+    let mut b = BlockQ8K {
+        d: 0.0,
+        qs: [0; QK_K],
+        bsums: [0; QK_K / 16],
+    };
     // The signed value of largest magnitude sets the scale, so it maps to exactly -127.
     let (mut amax, mut max) = (0f32, 0f32);
     for &v in x {
