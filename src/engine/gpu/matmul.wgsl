@@ -79,7 +79,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         workgroupBarrier();
     }
 
-    let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    // A `var`: runtime indexing of a memory view is valid everywhere (Tint and naga).
+    var accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var i = 0u; i < 4u; i++) {
         let t = tok0 + ty + 16u * i;
         for (var j = 0u; j < 4u; j++) {

@@ -21,7 +21,7 @@ pub fn rms_norm(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Kernel> {
-    if n == 0 || n > u32::MAX as usize / 2 || !(eps >= 0.0) {
+    if n == 0 || n > u32::MAX as usize / 2 || !eps.is_finite() || eps < 0.0 {
         return Err(gpu_err!("rms_norm: bad size {n} or eps {eps}"));
     }
     need_tokens("rms_norm", "weight", weight, n)?;

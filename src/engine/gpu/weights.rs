@@ -156,7 +156,7 @@ impl GpuQType {
         if rows == 0 || cols == 0 {
             return Err(gpu_err!("empty {} matrix {rows}x{cols}", self.name()));
         }
-        if cols % self.block_elems() != 0 {
+        if !cols.is_multiple_of(self.block_elems()) {
             return Err(gpu_err!(
                 "{} rows of {cols} values are not whole blocks of {}",
                 self.name(),
