@@ -23,7 +23,7 @@ pub struct AttentionShape {
 /// `out = softmax(q·kᵀ / sqrt(head_dim), causal) · v` for tokens at `pos0..pos0 + n_tok`.
 /// `q`/`out`: `[n_tok][n_head][head_dim]`; `k_cache`/`v_cache`: `[ctx][n_kv_head][head_dim]`,
 /// already holding positions `0..pos0 + n_tok` (store them with
-/// [`super::elementwise::copy_rows`] first). The caller keeps `pos0 + n_tok <= ctx`.
+/// [`super::elementwise::copy_rows`] first). `encode` refuses `pos0 + n_tok > ctx`.
 pub fn attention(
     ctx: &GpuContext,
     step: &Step,
@@ -63,12 +63,14 @@ pub fn attention(
         },
     );
     let heads = n_head as u32;
-    Ok(ctx.kernel(
-        "attention",
-        || include_str!("attention.wgsl").to_string(),
-        &[&step.buffer, &p, q, k_cache, v_cache, out],
-        step,
-        max_tok.min(ctx_len),
-        move |n_tok| [heads, n_tok, 1],
-    ))
+    Ok(ctx
+        .kernel(
+            "attention",
+            || include_str!("attention.wgsl").to_string(),
+            &[&step.buffer, &p, q, k_cache, v_cache, out],
+            step,
+            max_tok,
+            move |n_tok| [heads, n_tok, 1],
+        )
+        .with_max_end(ctx_len))
 }

@@ -322,7 +322,9 @@ impl GpuContext {
             pipeline,
             bind_group,
             n_tok: step.n_tok.clone(),
+            pos0: step.pos0.clone(),
             max_tok,
+            max_end: u32::MAX,
             max_groups: self.limits.max_compute_workgroups_per_dimension,
             grid: Box::new(grid),
         }
@@ -392,8 +394,11 @@ pub struct Kernel {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     n_tok: Arc<AtomicU32>,
+    pos0: Arc<AtomicU32>,
     /// Most tokens the bound buffers hold.
     max_tok: u32,
+    /// Bound on `pos0 + n_tok` for ops that address a KV cache by position.
+    max_end: u32,
     max_groups: u32,
     /// Workgroup counts for a token count.
     grid: Box<dyn Fn(u32) -> [u32; 3] + Send + Sync>,
@@ -403,6 +408,12 @@ impl Kernel {
     /// The token count of the [`Step`] this kernel was built with.
     pub fn n_tok(&self) -> u32 {
         self.n_tok.load(Ordering::Relaxed)
+    }
+
+    /// Refuse steps that reach past position `max_end` (the KV cache length).
+    pub(crate) fn with_max_end(mut self, max_end: u32) -> Self {
+        self.max_end = max_end;
+        self
     }
 
     /// Record this op for the current [`Step`] token count.
@@ -416,6 +427,14 @@ impl Kernel {
                 "{}: {n_tok} tokens, but its buffers hold {}",
                 self.label,
                 self.max_tok
+            ));
+        }
+        let end = self.pos0.load(Ordering::Relaxed) as u64 + n_tok as u64;
+        if end > self.max_end as u64 {
+            return Err(gpu_err!(
+                "{}: positions up to {end}, but the cache holds {}",
+                self.label,
+                self.max_end
             ));
         }
         let [x, y, z] = (self.grid)(n_tok);

@@ -97,7 +97,8 @@ pub fn add(
 /// Where [`copy_rows`] puts token `t`'s row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowDest {
-    /// Row `pos0 + t` of a `[ctx][n]` cache (K/V store).
+    /// Row `pos0 + t` of a `[ctx][n]` cache (K/V store); `encode` refuses
+    /// `pos0 + n_tok > ctx`.
     AtPosition,
     /// `dst[(t * stride + slot) * n ..]`: slot `slot` of `stride` rows per token (a
     /// `[token][recorded layer][hidden]` record buffer).
@@ -116,19 +117,14 @@ pub fn copy_rows(
     let n32 = check_n("copy_rows", n)?;
     let src_tok = need_tokens("copy_rows", "src", src, n)?;
     let dst_rows = need_tokens("copy_rows", "dst", dst, n)?;
-    let (dst_stride, dst_offset, at_pos, max_tok) = match dest {
-        // Cache capacity is checked by the caller against pos0 (it changes per step).
-        RowDest::AtPosition => (n, 0, 1, src_tok),
+    let (dst_stride, dst_offset, at_pos, max_tok, max_end) = match dest {
+        RowDest::AtPosition => (n, 0, 1, src_tok, dst_rows),
         RowDest::Interleaved { slot, stride } => {
             if slot >= stride {
                 return Err(gpu_err!("copy_rows: slot {slot} of {stride}"));
             }
-            (
-                n * stride,
-                n * slot,
-                0,
-                src_tok.min(dst_rows / stride as u32),
-            )
+            let per_tok = dst_rows / stride as u32;
+            (n * stride, n * slot, 0, src_tok.min(per_tok), u32::MAX)
         }
     };
     if dst_stride > u32::MAX as usize / 2 {
@@ -143,12 +139,14 @@ pub fn copy_rows(
             d: at_pos,
         },
     );
-    Ok(ctx.kernel(
-        "copy_rows",
-        || include_str!("copy_rows.wgsl").to_string(),
-        &[&step.buffer, &p, src, dst],
-        step,
-        max_tok,
-        move |n_tok| [n32.div_ceil(256), n_tok, 1],
-    ))
+    Ok(ctx
+        .kernel(
+            "copy_rows",
+            || include_str!("copy_rows.wgsl").to_string(),
+            &[&step.buffer, &p, src, dst],
+            step,
+            max_tok,
+            move |n_tok| [n32.div_ceil(256), n_tok, 1],
+        )
+        .with_max_end(max_end))
 }

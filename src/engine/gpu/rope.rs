@@ -41,7 +41,13 @@ pub fn rope(
     mode: RopeMode,
     x: &wgpu::Buffer,
 ) -> Result<Kernel> {
-    if n_heads == 0 || n_rot == 0 || !n_rot.is_multiple_of(2) || n_rot > head_dim || !theta.is_finite() || theta <= 0.0 {
+    if n_heads == 0
+        || n_rot == 0
+        || !n_rot.is_multiple_of(2)
+        || n_rot > head_dim
+        || !theta.is_finite()
+        || theta <= 0.0
+    {
         return Err(gpu_err!(
             "rope: bad shape (heads {n_heads}, head_dim {head_dim}, n_rot {n_rot}) or theta {theta}"
         ));

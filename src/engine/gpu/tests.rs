@@ -687,6 +687,23 @@ fn attention_matches_cpu() {
             "attention {shape:?} pos0 {pos0}: error {err:.2e}"
         );
     }
+    // A step reading past the cache (320 positions) is refused.
+    let shape = AttentionShape {
+        n_head: 2,
+        n_kv_head: 1,
+        head_dim: 64,
+    };
+    let (q, kv, o) = (
+        ctx.storage("q", 128).unwrap(),
+        ctx.storage("kv", 320 * 64).unwrap(),
+        ctx.storage("o", 128).unwrap(),
+    );
+    let step = Step::new(ctx);
+    let k = attention(ctx, &step, shape, &q, &kv, &kv, &o).unwrap();
+    step.set(ctx, 1, 319);
+    assert!(ctx.run(|pass| k.encode(pass)).is_ok());
+    step.set(ctx, 1, 320);
+    assert!(ctx.run(|pass| k.encode(pass)).is_err());
     let bad = AttentionShape {
         n_head: 6,
         n_kv_head: 4,
@@ -767,6 +784,9 @@ fn copy_rows_places_rows() {
     let mut want = vec![-1.0f32; 10 * n];
     want[5 * n..8 * n].copy_from_slice(&src);
     assert_eq!(got, want, "KV store");
+    // Positions 8..11 would run past the 10-row cache: refused, nothing dispatched.
+    step.set(ctx, n_tok as u32, 8);
+    assert!(ctx.run(|pass| k.encode(pass)).is_err());
 
     // Record as slot 1 of 2 per token.
     let rec = ctx.upload("rec", &vec![-1.0f32; n_tok * 2 * n]).unwrap();
