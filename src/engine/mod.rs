@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod gpu;
 pub mod hooks;
 pub mod model;
 pub mod quant;
