@@ -32,9 +32,10 @@ pub struct CpuModel {
     layers: Vec<Layer>,
     out_norm: Vec<f32>,
     output: QMatrix,
-    /// Per layer, `[pos][kv_dim]` keys and values, stored in f16 as llama.cpp does by default.
-    k_cache: Vec<Vec<f16>>,
-    v_cache: Vec<Vec<f16>>,
+    /// Per layer, `[pos][kv_dim]` keys and values, rounded to f16 as llama.cpp stores them by
+    /// default, but kept as f32 so attention reads them without converting.
+    k_cache: Vec<Vec<f32>>,
+    v_cache: Vec<Vec<f32>>,
     cached: usize,
     threads: Threads,
 }
@@ -194,7 +195,7 @@ impl CpuModel {
                 let mut max = f32::NEG_INFINITY;
                 for (j, s) in scores[..len].iter_mut().enumerate() {
                     let k = &kc[j * kvd + kvh * hd..][..hd];
-                    let dot: f32 = q16.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum();
+                    let dot: f32 = q16.iter().zip(k).map(|(a, b)| a * b).sum();
                     *s = dot * scale;
                     max = max.max(*s);
                 }
@@ -208,9 +209,7 @@ impl CpuModel {
                 for (j, &s) in scores[..len].iter().enumerate() {
                     let p = f16::from_f32(s * inv).to_f32();
                     let v = &vc[j * kvd + kvh * hd..][..hd];
-                    acc.iter_mut()
-                        .zip(v)
-                        .for_each(|(a, b)| *a += p * b.to_f32());
+                    acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b);
                 }
                 out[(i * c.n_heads + h) * hd..][..hd].copy_from_slice(&acc);
             }
@@ -290,8 +289,8 @@ impl Backend for CpuModel {
                     c.rope_style,
                 );
             }
-            self.k_cache[l].extend(k.iter().map(|&a| f16::from_f32(a)));
-            self.v_cache[l].extend(v.iter().map(|&a| f16::from_f32(a)));
+            self.k_cache[l].extend(k.iter().map(|&a| f16::from_f32(a).to_f32()));
+            self.v_cache[l].extend(v.iter().map(|&a| f16::from_f32(a).to_f32()));
             self.attention(l, &q, pos, n, &mut att);
             let layer = &self.layers[l];
             layer.wo.matmul(&att, &mut proj, &self.threads);

@@ -35,6 +35,13 @@ pub enum Acts {
     Q8K(Vec<BlockQ8K>),
 }
 
+/// Round half to even, as llama.cpp's SIMD rounding does, without a libm call: adding 1.5 * 2^23
+/// leaves no fraction bits for |x| < 2^22, so the FPU's default rounding does the work.
+#[inline(always)]
+fn round_even(x: f32) -> i32 {
+    ((x + 12_582_912.0) - 12_582_912.0) as i32
+}
+
 fn round_f16(x: f32) -> f32 {
     half::f16::from_f32(x).to_f32()
 }
@@ -46,7 +53,7 @@ fn q8_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, f32, i32) {
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut sum = 0i32;
     for (q, &v) in qs.iter_mut().zip(x) {
-        let r = (v * id).round_ties_even() as i32;
+        let r = round_even(v * id);
         *q = r as i8;
         sum += r;
     }
@@ -111,7 +118,7 @@ fn q8k_block(x: &[f32]) -> BlockQ8K {
     }
     let iscale = -127.0 / max;
     for (q, &v) in b.qs.iter_mut().zip(x) {
-        *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        *q = round_even(iscale * v).min(127) as i8;
     }
     for (s, c) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
         *s = c.iter().map(|&q| q as i16).sum();
