@@ -174,6 +174,86 @@ fn silu_mul(g: &mut [f32], u: &[f32]) {
 }
 
 impl CpuModel {
+    /// Token embeddings, `[n][hidden]`.
+    pub fn embed(&self, tokens: &[u32]) -> Vec<f32> {
+        let d = self.cfg.hidden;
+        let mut x = vec![0f32; tokens.len() * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+            self.embed.dequantize_row(t as usize, row);
+        }
+        x
+    }
+
+    /// Runs decoder blocks `layers` over the residual stream `x` (`[n][hidden]`) of the tokens
+    /// at positions `pos..`, appending to those blocks' KV caches, with the hook point after
+    /// each block. `forward` runs all of them; tests start a block from llama.cpp's residuals.
+    pub fn run_blocks(
+        &mut self,
+        x: &mut [f32],
+        pos: usize,
+        layers: std::ops::Range<usize>,
+        hooks: &mut Hooks,
+    ) {
+        let c = self.cfg.clone();
+        let (d, kvd, n) = (c.hidden, c.kv_dim(), x.len() / c.hidden);
+        let mut xn = vec![0f32; n * d];
+        let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * kvd], vec![0f32; n * kvd]);
+        let mut att = vec![0f32; n * d];
+        let mut proj = vec![0f32; n * d];
+        let (mut g, mut u) = (vec![0f32; n * c.ffn], vec![0f32; n * c.ffn]);
+        for l in layers {
+            let layer = &self.layers[l];
+            rms_norm(x, &layer.attn_norm, c.rms_eps, &mut xn);
+            layer.wq.matmul(&xn, &mut q, &self.threads);
+            layer.wk.matmul(&xn, &mut k, &self.threads);
+            layer.wv.matmul(&xn, &mut v, &self.threads);
+            if let Some([bq, bk, bv]) = &layer.bias {
+                q.chunks_exact_mut(d).for_each(|r| add_in_place(r, bq));
+                k.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bk));
+                v.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bv));
+            }
+            for i in 0..n {
+                rope(
+                    &mut q[i * d..(i + 1) * d],
+                    c.head_dim,
+                    pos + i,
+                    c.rope_theta,
+                    c.rope_style,
+                );
+                rope(
+                    &mut k[i * kvd..(i + 1) * kvd],
+                    c.head_dim,
+                    pos + i,
+                    c.rope_theta,
+                    c.rope_style,
+                );
+            }
+            self.k_cache[l].extend(k.iter().map(|&a| f16::from_f32(a).to_f32()));
+            self.v_cache[l].extend(v.iter().map(|&a| f16::from_f32(a).to_f32()));
+            self.attention(l, &q, pos, n, &mut att);
+            let layer = &self.layers[l];
+            layer.wo.matmul(&att, &mut proj, &self.threads);
+            add_in_place(x, &proj);
+            rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut xn);
+            layer.w_gate.matmul(&xn, &mut g, &self.threads);
+            layer.w_up.matmul(&xn, &mut u, &self.threads);
+            silu_mul(&mut g, &u);
+            layer.w_down.matmul(&g, &mut proj, &self.threads);
+            add_in_place(x, &proj);
+            hooks.at_layer(l, x, d);
+        }
+    }
+
+    /// Final norm and output matrix: logits for each residual row of `x`.
+    pub fn head(&self, x: &[f32]) -> Vec<f32> {
+        let c = &self.cfg;
+        let mut normed = vec![0f32; x.len()];
+        rms_norm(x, &self.out_norm, c.rms_eps, &mut normed);
+        let mut logits = vec![0f32; x.len() / c.hidden * c.vocab];
+        self.output.matmul(&normed, &mut logits, &self.threads);
+        logits
+    }
+
     /// Causal attention for `n` new tokens whose keys/values are already in the cache.
     fn attention(&self, l: usize, q: &[f32], pos: usize, n: usize, out: &mut [f32]) {
         let c = &self.cfg;
@@ -230,7 +310,7 @@ impl Backend for CpuModel {
         all_logits: bool,
     ) -> Result<Vec<f32>> {
         let c = self.cfg.clone();
-        let (d, kvd, n) = (c.hidden, c.kv_dim(), tokens.len());
+        let (d, n) = (c.hidden, tokens.len());
         if n == 0 {
             return Err(Error::Invalid("no tokens to run".into()));
         }
@@ -253,56 +333,8 @@ impl Backend for CpuModel {
             )));
         }
         self.truncate(pos);
-        let mut x = vec![0f32; n * d];
-        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
-            self.embed.dequantize_row(t as usize, row);
-        }
-        let mut xn = vec![0f32; n * d];
-        let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * kvd], vec![0f32; n * kvd]);
-        let mut att = vec![0f32; n * d];
-        let mut proj = vec![0f32; n * d];
-        let (mut g, mut u) = (vec![0f32; n * c.ffn], vec![0f32; n * c.ffn]);
-        for l in 0..c.n_layers {
-            let layer = &self.layers[l];
-            rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut xn);
-            layer.wq.matmul(&xn, &mut q, &self.threads);
-            layer.wk.matmul(&xn, &mut k, &self.threads);
-            layer.wv.matmul(&xn, &mut v, &self.threads);
-            if let Some([bq, bk, bv]) = &layer.bias {
-                q.chunks_exact_mut(d).for_each(|r| add_in_place(r, bq));
-                k.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bk));
-                v.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bv));
-            }
-            for i in 0..n {
-                rope(
-                    &mut q[i * d..(i + 1) * d],
-                    c.head_dim,
-                    pos + i,
-                    c.rope_theta,
-                    c.rope_style,
-                );
-                rope(
-                    &mut k[i * kvd..(i + 1) * kvd],
-                    c.head_dim,
-                    pos + i,
-                    c.rope_theta,
-                    c.rope_style,
-                );
-            }
-            self.k_cache[l].extend(k.iter().map(|&a| f16::from_f32(a).to_f32()));
-            self.v_cache[l].extend(v.iter().map(|&a| f16::from_f32(a).to_f32()));
-            self.attention(l, &q, pos, n, &mut att);
-            let layer = &self.layers[l];
-            layer.wo.matmul(&att, &mut proj, &self.threads);
-            add_in_place(&mut x, &proj);
-            rms_norm(&x, &layer.ffn_norm, c.rms_eps, &mut xn);
-            layer.w_gate.matmul(&xn, &mut g, &self.threads);
-            layer.w_up.matmul(&xn, &mut u, &self.threads);
-            silu_mul(&mut g, &u);
-            layer.w_down.matmul(&g, &mut proj, &self.threads);
-            add_in_place(&mut x, &proj);
-            hooks.at_layer(l, &mut x, d);
-        }
+        let mut x = self.embed(tokens);
+        self.run_blocks(&mut x, pos, 0..c.n_layers, hooks);
         hooks.end_forward(n, d);
         self.cached = pos + n;
         let rows = if all_logits {
@@ -310,11 +342,7 @@ impl Backend for CpuModel {
         } else {
             &x[(n - 1) * d..]
         };
-        let mut normed = vec![0f32; rows.len()];
-        rms_norm(rows, &self.out_norm, c.rms_eps, &mut normed);
-        let mut logits = vec![0f32; rows.len() / d * c.vocab];
-        self.output.matmul(&normed, &mut logits, &self.threads);
-        Ok(logits)
+        Ok(self.head(rows))
     }
 
     fn truncate(&mut self, len: usize) {
