@@ -4,6 +4,7 @@ The statistics are checked against figures worked out by hand, the process measu
 against a child whose memory and CPU use are known."""
 
 import json
+import os
 import sys
 import unittest
 import xml.etree.ElementTree as ET
@@ -25,7 +26,7 @@ def rec(runner, rep, decode, prefill=100.0, busy=False, attempt=1, ok=True, toke
         "prefill_tok_s": prefill, "decode_tok_s": decode, "ttft_ms": 1000.0,
         "load_ms": 200.0, "peak_rss_mb": 150.0,
         "machine": {"loadavg_before": [1.0, 0, 0], "loadavg_after": [2.0, 0, 0],
-                    "foreign_cpu": 0.1, "steal_cpu": 0.0},
+                    "foreign_cpu": 0.1, "steal_cpu": 0.0, "runqueue_wait": 0.0},
     }
 
 
@@ -47,13 +48,23 @@ def result(runs, runners):
 
 
 class BusyRule(unittest.TestCase):
-    def test_thresholds_depend_on_threads(self):
-        m = {"foreign_cpu": 0.5, "steal_cpu": 0.0}
-        self.assertFalse(stats.busy_verdict(1, m)[0])
-        self.assertTrue(stats.busy_verdict(2, m)[0])
-        self.assertTrue(stats.busy_verdict(0, m)[0])  # all cores (GPU runner)
-        # Steal counts as disturbance too.
-        self.assertTrue(stats.busy_verdict(1, {"foreign_cpu": 0.5, "steal_cpu": 0.3})[0])
+    def test_needs_both_others_cpu_and_waiting(self):
+        m = {"foreign_cpu": 1.5, "steal_cpu": 0.0, "runqueue_wait": 0.2}
+        self.assertTrue(stats.busy_verdict(1, 2, m)[0])
+        m["runqueue_wait"] = 0.01  # others ran on time the run left idle
+        self.assertFalse(stats.busy_verdict(2, 2, m)[0])
+        # The run's threads waited for each other: no one else wanted the CPU.
+        m = {"foreign_cpu": 0.1, "steal_cpu": 0.0, "runqueue_wait": 0.3}
+        self.assertFalse(stats.busy_verdict(2, 2, m)[0])
+        m = {"foreign_cpu": 0.0, "steal_cpu": 0.3, "runqueue_wait": 0.0}
+        self.assertTrue(stats.busy_verdict(1, 2, m)[0])  # the hypervisor took the vCPU
+
+    def test_free_cores_belong_to_others(self):
+        m = {"foreign_cpu": 1.1, "steal_cpu": 0.0, "runqueue_wait": None}
+        self.assertFalse(stats.busy_verdict(1, 2, m)[0])  # the other core was theirs
+        self.assertTrue(stats.busy_verdict(2, 2, m)[0])  # no schedstat: others' CPU alone
+        self.assertTrue(stats.busy_verdict(0, 2, m)[0])  # 0 threads: one per core
+        self.assertEqual(stats.busy_threshold(1, 16), 15.25)
 
 
 class Selection(unittest.TestCase):
@@ -151,6 +162,30 @@ class ProcessMeasurement(unittest.TestCase):
         self.assertGreater(machine["child_cpu_s"], 0.25)
         self.assertGreaterEqual(wall, 0.3)
         self.assertGreaterEqual(machine["foreign_cpu"], 0.0)
+
+    @unittest.skipUnless(os.path.exists("/proc/self/schedstat"), "no schedstat")
+    def test_runqueue_wait_seen_when_sharing_a_core(self):
+        # The child shares CPU 0 with a busy grandchild of the same priority: its thread
+        # waits for the CPU about half of the time it is runnable.
+        code = ("import os, subprocess, sys, time\nos.sched_setaffinity(0, {0})\n"
+                "g = subprocess.Popen([sys.executable, '-c', 'import time\\nt = time.time()"
+                "\\nwhile time.time() - t < 1.5: pass'])\n"
+                "t = time.time()\nwhile time.time() - t < 1.0: pass\ng.wait()\n")
+        rc, _, err, _, _, machine = run.run_child([sys.executable, "-c", code], 60)
+        self.assertEqual(rc, 0, err)
+        self.assertGreater(machine["runqueue_wait"], 0.25)
+        # Alone, a busy child hardly waits (unless this machine is loaded: then skip).
+        rc, _, _, _, _, alone = run.run_child(
+            [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 0.5: pass"], 60)
+        if alone["foreign_cpu"] < 0.2:
+            self.assertLess(alone["runqueue_wait"], 0.05)
+
+    @unittest.skipUnless(os.geteuid() == 0, "raising priority needs root")
+    def test_priority_is_raised(self):
+        code = "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"
+        rc, out, _, _, _, machine = run.run_child([sys.executable, "-c", code], 60, -5)
+        self.assertEqual((rc, out.strip()), (0, "-5"))
+        self.assertTrue(machine["priority"] is None or machine["priority"].startswith("nice -5"))
 
     def test_timeout_kills(self):
         rc, _, err, wall, _, _ = run.run_child([sys.executable, "-c",
