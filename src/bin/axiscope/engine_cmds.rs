@@ -80,12 +80,38 @@ pub struct GenerateArgs {
     /// CPU threads; 0 is one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Record the residual stream at these layers' outputs while generating (`all`, or
+    /// comma-separated indices); what it costs is what the benchmark measures.
+    #[arg(long)]
+    pub record_layers: Option<String>,
     /// JSON output; with --bundle it includes the reply's projection read back by the model
     /// without edits.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub edits: science_cmds::EditArgs,
+}
+
+/// `all` or `0,5,29` -> ascending layer indices, each below `n_layers`.
+fn parse_layers(spec: &str, n_layers: usize) -> Result<Vec<usize>> {
+    if spec.trim() == "all" {
+        return Ok((0..n_layers).collect());
+    }
+    let mut layers = Vec::new();
+    for part in spec.split(',') {
+        let l: usize = part
+            .trim()
+            .parse()
+            .with_context(|| format!("--record-layers: {part:?} is not a layer index or `all`"))?;
+        anyhow::ensure!(
+            l < n_layers,
+            "--record-layers: layer {l} is out of range (the model has {n_layers})"
+        );
+        layers.push(l);
+    }
+    layers.sort_unstable();
+    layers.dedup();
+    Ok(layers)
 }
 
 pub fn load(path: &Path) -> Result<Model> {
@@ -200,10 +226,13 @@ fn generate(a: GenerateArgs) -> Result<()> {
         },
         stop: m.stop_tokens(),
     };
+    let mut hooks = match &a.record_layers {
+        Some(spec) => Hooks::recording(parse_layers(spec, m.config.n_layers)?),
+        None => Hooks::none(),
+    };
     let mut session = Session::new(Box::new(m.cpu_backend(a.threads)?));
     let stream = !a.json;
     let mut out = std::io::stdout();
-    let mut hooks = Hooks::none();
     hooks.edits = edits;
     let g = session.generate(&m.tokenizer, &prompt, &opts, &mut hooks, &mut |_, piece| {
         if stream {
@@ -230,6 +259,8 @@ fn generate(a: GenerateArgs) -> Result<()> {
             "decode_tok_s": g.decode_tok_s(),
             "stop": g.stop,
             "backend": session.backend.describe(),
+            "recorded_layers": hooks.recording.layers.len(),
+            "recorded_tokens": hooks.recording.n_tokens(),
         });
         if let Some(b) = &bundle {
             v["edits"] = json!(about);
