@@ -14,7 +14,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axiscope::engine::chat::{Message, Role};
-use axiscope::engine::gpu::{GpuContext, GpuModel, GpuModelOptions, Numerics};
+use axiscope::engine::gpu::{GpuContext, GpuModel, GpuModelOptions};
 use axiscope::engine::{Backend, Edit, EditOp, Error, Hooks, Model};
 use common::default_model;
 
@@ -78,18 +78,6 @@ fn argmax(v: &[f32]) -> usize {
         }
     }
     best
-}
-
-/// Gap between the largest and second largest value.
-fn margin(v: &[f32]) -> f32 {
-    let top = argmax(v);
-    let second = v
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != top)
-        .map(|(_, &x)| x)
-        .fold(f32::NEG_INFINITY, f32::max);
-    v[top] - second
 }
 
 fn norm(v: &[f32]) -> f64 {
@@ -258,20 +246,28 @@ mod reference {
     }
 }
 
-/// Per-layer residual streams on a chat prompt, every layer recorded on both engines,
-/// the GPU with its default `Numerics::LikeCpu`.
+/// Per-layer residual streams on a chat prompt, every layer recorded, on the GPU, the
+/// CPU engine and the f32 reference.
 ///
-/// Measured on lavapipe (SmolLM2, 37-token "capital of France" prompt): relative L2
-/// error per token and layer TBD. What remains is rounding-boundary flips: a value
-/// that lands within float noise of a quantization boundary rounds to neighbouring 8-bit
-/// steps on the two engines, and the f16 rounding of attention weights and of Q8_1's
-/// block sums, which the GPU does not copy. The bound leaves a margin of TBD; dropping
-/// any one of the CPU's roundings on the GPU gives 2-6 % (see the f32 test below), and a
-/// real bug (a wrong RoPE pair, a stale cache row) 10 % and more.
-const RESIDUAL_TOL: f64 = 0.01;
+/// The GPU must match the f32 reference: measured on lavapipe (SmolLM2, the 37-token
+/// "capital of France" chat), relative L2 error per token and layer at most 5.0e-6
+/// (median 1.3e-6), last-token logits within 1e-4; bound 5e-5, a 10x margin. This is
+/// the test that catches a wrong kernel or binding.
+///
+/// GPU vs the CPU engine is looser because the CPU rounds activations to 8 bits before
+/// every product (as llama.cpp does). SmolLM2 has a few huge residual dimensions (up to
+/// ~300 where most are ~1), so the 32-value blocks that contain them are quantized in
+/// steps of ~2, and the CPU lands 2.1 % (median) and up to 6.6 % (at layer 29) away from
+/// exact f32 arithmetic; its last-token logits move by up to 1.1. Measured GPU vs CPU:
+/// median 2.1 %, max 6.6 %, growing with depth. Bounds: median 4 %, max 15 % (2x); a
+/// real bug (a wrong RoPE pair, a stale cache row) gives 10-100 % from the first layer,
+/// and the reference check above bounds it far more tightly anyway.
+const RESIDUAL_TOL_MEDIAN: f64 = 0.04;
+const RESIDUAL_TOL_MAX: f64 = 0.15;
+const GPU_REF_TOL: f64 = 5e-5;
 
 #[test]
-fn residual_streams_match_the_cpu_engine() {
+fn residual_streams_match_the_cpu_engine_and_an_f32_reference() {
     let Some(mut gpu) = gpu_model() else { return };
     let m = default_model();
     let prompt = chat(m, "What is the capital of France?");
@@ -282,36 +278,54 @@ fn residual_streams_match_the_cpu_engine() {
     let cpu_logits = cpu.forward(&prompt, 0, &mut ch, false).unwrap();
     let mut gh = Hooks::recording(layers.clone());
     let gpu_logits = gpu.forward(&prompt, 0, &mut gh, false).unwrap();
+    let (ref_layers, ref_logits) = reference::forward(m, &prompt);
 
     assert_eq!(gh.recording.layers, layers);
     assert_eq!(gh.recording.n_tokens(), prompt.len());
-    let mut all = Vec::new();
+    let d = m.config.hidden;
+    let (mut gc, mut gr, mut cr) = (Vec::new(), Vec::new(), Vec::new());
     for &l in &layers {
-        let errs: Vec<f64> = (0..prompt.len())
-            .map(|t| {
-                rel_err(
-                    gh.recording.get(t, l).unwrap(),
-                    ch.recording.get(t, l).unwrap(),
-                )
-            })
-            .collect();
+        let mut worst = [0f64; 3];
+        for t in 0..prompt.len() {
+            let (g, c) = (
+                gh.recording.get(t, l).unwrap(),
+                ch.recording.get(t, l).unwrap(),
+            );
+            let r = &ref_layers[l][t * d..][..d];
+            let e = [rel_err(g, c), rel_err(g, r), rel_err(c, r)];
+            for (w, v) in worst.iter_mut().zip(e) {
+                *w = w.max(v);
+            }
+            gc.push(e[0]);
+            gr.push(e[1]);
+            cr.push(e[2]);
+        }
         eprintln!(
-            "layer {l:2}: max rel err GPU-CPU {:.2e}",
-            errs.iter().cloned().fold(0.0, f64::max)
+            "layer {l:2}: max rel err GPU-CPU {:.4}, GPU-ref {:.1e}, CPU-ref {:.4}",
+            worst[0], worst[1], worst[2]
         );
-        all.extend(errs);
     }
-    all.sort_by(|a, b| a.total_cmp(b));
-    let (median, worst) = (all[all.len() / 2], all[all.len() - 1]);
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let ((gc_med, gc_max), (gr_med, gr_max), (cr_med, cr_max)) =
+        (stats(&mut gc), stats(&mut gr), stats(&mut cr));
     eprintln!(
-        "residuals GPU-CPU: median rel err {median:.2e}, max {worst:.2e}; last-token logits max |diff| {:.4}",
-        max_abs_diff(&gpu_logits, &cpu_logits)
+        "residual rel err, median / max: GPU-ref {gr_med:.1e} / {gr_max:.1e}, GPU-CPU {gc_med:.4} / {gc_max:.4}, CPU-ref {cr_med:.4} / {cr_max:.4}"
     );
-    assert!(
-        worst < RESIDUAL_TOL,
-        "residual rel err {worst} over {RESIDUAL_TOL}"
+    let (lg_r, lg_c) = (
+        max_abs_diff(&gpu_logits, &ref_logits),
+        max_abs_diff(&gpu_logits, &cpu_logits),
     );
-    assert_eq!(argmax(&gpu_logits), argmax(&cpu_logits));
+    eprintln!(
+        "last-token logits max |diff|: GPU-ref {lg_r:.1e}, GPU-CPU {lg_c:.3}, CPU-ref {:.3}",
+        max_abs_diff(&cpu_logits, &ref_logits)
+    );
+    assert!(gr_max < GPU_REF_TOL, "GPU vs f32 reference: {gr_max}");
+    assert!(lg_r < 1e-3, "GPU vs f32 reference logits: {lg_r}");
+    assert!(gc_med < RESIDUAL_TOL_MEDIAN, "GPU vs CPU median {gc_med}");
+    assert!(gc_max < RESIDUAL_TOL_MAX, "GPU vs CPU max {gc_max}");
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -321,68 +335,27 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0f32, f32::max)
 }
 
-/// With `Numerics::F32` the GPU computes the exact f32 forward: it must match the plain
-/// f32 reference closely. Measured on lavapipe: relative error at most 5.0e-6 per token
-/// and layer (median 1.3e-6), last-token logits within 3e-5; bound 5e-5, 10x margin.
-/// For scale, the CPU engine's 8-bit rounding puts it 2-6 % (median 2 %) away from the
-/// same reference, and its last-token logits 1.1 away: printed, not asserted.
-#[test]
-fn f32_numerics_match_an_f32_reference() {
-    let Some(ctx) = gpu() else { return };
-    let m = default_model();
-    let opts = GpuModelOptions {
-        max_context: 64,
-        max_chunk: 64,
-        numerics: Numerics::F32,
-    };
-    let mut gpu = GpuModel::load_with(&m.gguf, ctx, opts).unwrap();
-    let prompt = chat(m, "What is the capital of France?");
-    let layers: Vec<usize> = (0..m.config.n_layers).collect();
-    let mut gh = Hooks::recording(layers.clone());
-    let gpu_logits = gpu.forward(&prompt, 0, &mut gh, false).unwrap();
-    let mut ch = Hooks::recording(layers.clone());
-    let cpu_logits = m
-        .cpu_backend(0)
-        .unwrap()
-        .forward(&prompt, 0, &mut ch, false)
-        .unwrap();
-    let (ref_layers, ref_logits) = reference::forward(m, &prompt);
-    let d = m.config.hidden;
-    let (mut gr, mut cr) = (Vec::new(), Vec::new());
-    for &l in &layers {
-        for t in 0..prompt.len() {
-            let r = &ref_layers[l][t * d..][..d];
-            gr.push(rel_err(gh.recording.get(t, l).unwrap(), r));
-            cr.push(rel_err(ch.recording.get(t, l).unwrap(), r));
-        }
-    }
-    let stats = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        (v[v.len() / 2], v[v.len() - 1])
-    };
-    let ((gr_med, gr_max), (cr_med, cr_max)) = (stats(&mut gr), stats(&mut cr));
-    eprintln!(
-        "vs the f32 reference, residual rel err median / max: GPU (F32) {gr_med:.2e} / {gr_max:.2e}, CPU {cr_med:.4} / {cr_max:.4}"
-    );
-    eprintln!(
-        "vs the f32 reference, last-token logits max |diff|: GPU (F32) {:.2e}, CPU {:.4}",
-        max_abs_diff(&gpu_logits, &ref_logits),
-        max_abs_diff(&cpu_logits, &ref_logits)
-    );
-    assert!(gr_max < 5e-5, "GPU (F32) vs f32 reference: {gr_max}");
-    assert!(max_abs_diff(&gpu_logits, &ref_logits) < 1e-3);
-}
+/// A position is a near-tie when the CPU's top two logits are closer than this. Set from
+/// measurements: the CPU's 8-bit rounding moves the gap between two logits by 0.1 RMS
+/// (vs the GPU, which is exact f32; see the residual test), and flips were seen at CPU
+/// gaps up to 0.42.
+const NEAR_TIE: f32 = 0.5;
 
-/// Teacher forcing: the CPU's greedy continuation is fed to both engines one token at a
-/// time (the decode path, matrix-vector kernels); at every position the GPU's top-1 must
-/// equal the CPU's in at least 98 % of positions. Disagreements are printed with the
-/// CPU's top-2 margin: near-ties may flip between the two roundings.
+/// Teacher forcing: the CPU's greedy continuation (24 steps after each of two chat
+/// prompts) is fed to both engines one token at a time (the decode path, matrix-vector
+/// kernels), and at every position the GPU's top-1 is compared with the CPU's.
+///
+/// Measured on lavapipe: 45/50 positions agree (90 %); every disagreement is at a CPU
+/// gap under 0.2, where the CPU's own rounding noise decides. Asserted: agreement at
+/// least 98 % on the positions that are not near-ties (measured 100 %), the RMS change of
+/// the top-two gap at most 0.25 (measured ~0.1), and raw agreement printed.
 #[test]
 fn forced_decoding_agrees_with_the_cpu_engine() {
     let Some(mut gpu) = gpu_model() else { return };
     let m = default_model();
     const STEPS: usize = 24;
-    let (mut agree, mut total) = (0usize, 0usize);
+    // Per position: (CPU top-1, GPU top-1, CPU gap, GPU's gap between the CPU's top two).
+    let mut seen: Vec<(usize, usize, f32, f32)> = Vec::new();
     let mut worst_logit = 0f32;
     for user in [
         "What is the capital of France?",
@@ -394,36 +367,59 @@ fn forced_decoding_agrees_with_the_cpu_engine() {
         let mut c = cpu.forward(&prompt, 0, &mut hooks, false).unwrap();
         let mut g = gpu.forward(&prompt, 0, &mut hooks, false).unwrap();
         for step in 0..=STEPS {
-            let want = argmax(&c);
-            total += 1;
-            if argmax(&g) == want {
-                agree += 1;
-            } else {
+            let (top, second) = top2(&c);
+            seen.push((top, argmax(&g), c[top] - c[second], g[top] - g[second]));
+            worst_logit = worst_logit.max(max_abs_diff(&c, &g));
+            if argmax(&g) != top {
                 eprintln!(
-                    "{user:?} step {step}: GPU picks {} (logit {:.3}), CPU {want} (margin {:.3})",
+                    "{user:?} step {step}: GPU picks {}, CPU {top} (CPU gap {:.3})",
                     argmax(&g),
-                    g[argmax(&g)],
-                    margin(&c)
+                    c[top] - c[second]
                 );
             }
-            worst_logit = c
-                .iter()
-                .zip(&g)
-                .map(|(a, b)| (a - b).abs())
-                .fold(worst_logit, f32::max);
             if step == STEPS {
                 break;
             }
             let pos = prompt.len() + step;
-            c = cpu.forward(&[want as u32], pos, &mut hooks, false).unwrap();
-            g = gpu.forward(&[want as u32], pos, &mut hooks, false).unwrap();
+            c = cpu.forward(&[top as u32], pos, &mut hooks, false).unwrap();
+            g = gpu.forward(&[top as u32], pos, &mut hooks, false).unwrap();
         }
     }
-    let pct = 100.0 * agree as f64 / total as f64;
+    let agree = seen.iter().filter(|s| s.0 == s.1).count();
+    let clear: Vec<_> = seen.iter().filter(|s| s.2 >= NEAR_TIE).collect();
+    let clear_agree = clear.iter().filter(|s| s.0 == s.1).count();
+    let gap_rms = (seen
+        .iter()
+        .map(|s| ((s.3 - s.2) as f64).powi(2))
+        .sum::<f64>()
+        / seen.len() as f64)
+        .sqrt();
+    let pct = |a: usize, n: usize| 100.0 * a as f64 / n.max(1) as f64;
     eprintln!(
-        "forced decoding: GPU top-1 agrees at {agree}/{total} positions ({pct:.1} %), max |logit diff| {worst_logit:.4}"
+        "forced decoding: GPU top-1 agrees at {agree}/{} positions ({:.1} %); at {clear_agree}/{} positions that are not near-ties (CPU gap >= {NEAR_TIE}) ({:.1} %); top-two gap moves by {gap_rms:.3} RMS; max |logit diff| {worst_logit:.3}",
+        seen.len(),
+        pct(agree, seen.len()),
+        clear.len(),
+        pct(clear_agree, clear.len())
     );
-    assert!(pct >= 98.0, "agreement {pct:.1} % < 98 %");
+    assert!(
+        clear.len() * 2 >= seen.len(),
+        "too few clear positions to judge"
+    );
+    assert!(pct(clear_agree, clear.len()) >= 98.0);
+    assert!(gap_rms <= 0.25, "top-two gap moves by {gap_rms} RMS");
+}
+
+/// Indices of the largest and second largest value (lowest index first on ties).
+fn top2(v: &[f32]) -> (usize, usize) {
+    let top = argmax(v);
+    let mut second = if top == 0 { 1 } else { 0 };
+    for (i, &x) in v.iter().enumerate() {
+        if i != top && x > v[second] {
+            second = i;
+        }
+    }
+    (top, second)
 }
 
 /// Steering and capping on the GPU. First, each edit must change the GPU residual
@@ -431,7 +427,7 @@ fn forced_decoding_agrees_with_the_cpu_engine() {
 /// edits added one at a time, and check that the residual recorded at the edited layer
 /// equals `apply` on the previous run's residual there (same upstream, so the input is
 /// identical). Then the full set must agree with the CPU engine running the same edits
-/// (within the residual tolerance), and the clamped projections must respect their bounds.
+/// (within the GPU-vs-CPU residual bound), and the clamped projections must respect their bounds.
 #[test]
 fn steering_and_capping_match_the_cpu_engine() {
     let Some(mut gpu) = gpu_model() else { return };
@@ -562,7 +558,7 @@ fn steering_and_capping_match_the_cpu_engine() {
     }
     eprintln!("edited residuals, GPU vs CPU: max rel err {worst_cpu:.5}");
     assert!(
-        worst_cpu < RESIDUAL_TOL,
+        worst_cpu < RESIDUAL_TOL_MAX,
         "edited residuals differ by {worst_cpu}"
     );
 }
