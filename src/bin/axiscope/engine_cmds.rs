@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use axiscope::engine::chat::{Message, Role};
-use axiscope::engine::{GenerateOptions, Hooks, Model, SamplerConfig, Session};
+use axiscope::engine::gpu::GpuModel;
+use axiscope::engine::{Backend, GenerateOptions, Hooks, Model, SamplerConfig, Session};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -68,8 +69,28 @@ pub struct GenerateArgs {
     /// CPU threads; 0 is one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Where the model runs: the CPU engine, or the GPU (Vulkan natively) through wgpu.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Cpu,
+    Gpu,
+}
+
+/// The engine `choice` names, loaded with the model's weights.
+pub fn backend(m: &Model, choice: BackendChoice, threads: usize) -> Result<Box<dyn Backend>> {
+    Ok(match choice {
+        BackendChoice::Cpu => Box::new(m.cpu_backend(threads)?),
+        BackendChoice::Gpu => Box::new(
+            pollster::block_on(GpuModel::open(&m.gguf))
+                .context("--backend gpu failed (--backend cpu runs without a GPU)")?,
+        ),
+    })
 }
 
 pub fn load(path: &Path) -> Result<Model> {
@@ -175,7 +196,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         },
         stop: m.stop_tokens(),
     };
-    let mut session = Session::new(Box::new(m.cpu_backend(a.threads)?));
+    let mut session = Session::new(backend(&m, a.backend, a.threads)?);
     let stream = !a.json;
     let mut out = std::io::stdout();
     let g = session.generate(
