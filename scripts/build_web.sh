@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Release build of the web app into dist/ with Trunk (wasm-opt -Oz from npm binaryen 132,
-# +simd128 from .cargo/config.toml; the model is hard-linked into dist/models/ by a Trunk hook).
+# +simd128 from .cargo/config.toml; the model and any persona bundles are hard-linked into dist/
+# by a Trunk hook).
 # Expects scripts/setup.sh to have run; serve.sh and test.sh call both.
 set -euo pipefail
 
@@ -15,5 +16,8 @@ trunk build --release --offline || {
   echo "build_web: fix: run scripts/setup.sh; a 'couldn't find the required version' error means a tool on PATH differs from Trunk.toml [tools]" >&2
   exit 1
 }
-wasm="$(ls dist/*.wasm)"
-echo "build_web: $wasm $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) gzipped ($((SECONDS - start)) s)"
+# Two modules: the page (leptos UI) and the model worker (engine).
+for wasm in dist/*.wasm; do
+  echo "build_web: $wasm $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) gzipped"
+done
+echo "build_web: done ($((SECONDS - start)) s)"

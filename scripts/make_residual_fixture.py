@@ -404,8 +404,8 @@ def main():
     counts = collections.Counter(node.name for node in capture.captured)
     occurrence = collections.Counter()
     tensors = []
-    chunks = []
-    offset = 0
+    chunks = {}
+    offsets = {}
     for node in capture.captured:
         name, op, typ, ne, arr = node.name, node.op, node.typ, node.ne, node.arr
         occurrence[name] += 1
@@ -431,7 +431,12 @@ def main():
             arr = arr[keep_last]
             tokens = keep_last
         axes, desc = describe(node, arr.shape, hp)
+        # Layer 0's intermediate tensors go to a file of their own: each file stays < 2 MB.
+        part = "layer0" if layer == 0 and base != "l_out" else "main"
+        file = f"{args.prefix}_residuals.f32" if part == "main" else f"{args.prefix}_residuals_layer0.f32"
+        offset = offsets.get(file, 0)
         entry = {
+            "file": file,
             "key": key,
             "name": name,
             "layer": layer,
@@ -448,10 +453,11 @@ def main():
         if note:
             entry["note"] = note
         tensors.append(entry)
-        chunks.append(np.ascontiguousarray(arr, dtype="<f4"))
-        offset += arr.size * 4
+        chunks.setdefault(file, []).append(np.ascontiguousarray(arr, dtype="<f4"))
+        offsets[file] = offset + arr.size * 4
+        if name == "result_output":
+            final = chunks[file][-1].reshape(-1)
 
-    final = chunks[[t["name"] for t in tensors].index("result_output")].reshape(-1)
     if not np.array_equal(final.view(np.uint32), logits.view(np.uint32)):
         die("the captured result_output is not the logits llama.cpp returned")
     stored = {t["name"] for t in tensors}
@@ -460,7 +466,7 @@ def main():
     if missing:
         die(f"the graph did not produce {missing}")
 
-    data_file = f"{args.prefix}_residuals.f32"
+    data_files = sorted(chunks)
     # Layer 0's nodes include views named after their source ("Kcur-0 (view)") and the
     # KV cache writes ("cache_k_l0 (view)").
     in_layer0 = re.compile(r"(-0|_l0)( \(|$)")
@@ -490,9 +496,9 @@ def main():
             "prompt_ids": ids,
             "positions": f"0..{n - 1}, one batch",
         },
-        "data_file": data_file,
+        "data_files": data_files,
         "data_layout": (
-            "little-endian f32; tensor t holds `count` values from byte `offset`, row-major "
+            "little-endian f32; tensor t holds `count` values from byte `offset` of its `file`, row-major "
             "in `shape` (last axis contiguous), axes named in `axes`. `shape` is ggml's ne "
             "reversed (ggml's ne[0] is the contiguous axis), so a [token, feature] tensor "
             "is token-major. `tokens`: the prompt positions kept on the token (or query) axis, "
@@ -518,14 +524,15 @@ def main():
         "tensors": tensors,
     }
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, data_file), "wb") as f:
-        for c in chunks:
-            f.write(c.tobytes())
+    for file, parts in chunks.items():
+        with open(os.path.join(args.out, file), "wb") as f:
+            for c in parts:
+                f.write(c.tobytes())
     mf.write_json(os.path.join(args.out, f"{args.prefix}_residuals.json"), manifest)
-    for suffix in ("residuals.json", "residuals.f32"):
-        path = os.path.join(args.out, f"{args.prefix}_{suffix}")
+    for file in [f"{args.prefix}_residuals.json"] + data_files:
+        path = os.path.join(args.out, file)
         print(f"{path}: {os.path.getsize(path)} bytes", file=sys.stderr)
-    print(f"{len(tensors)} tensors, {offset // 4} values", file=sys.stderr)
+    print(f"{len(tensors)} tensors, {sum(offsets.values()) // 4} values", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@
 //!   sampling. No UI code.
 //! - [`science`]: the Assistant Axis method (role vectors, axis, PCA, drift, capping).
 //!   No backend detail.
-//! - `web` (wasm32 only): the leptos app and its worker.
+//! - [`web`]: the leptos app and its model worker (browser glue wasm32 only).
 pub mod engine;
 pub mod science;
-#[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -232,7 +232,8 @@ mod per_layer {
 
     struct Residuals {
         manifest: serde_json::Value,
-        data: Vec<f32>,
+        /// Each data file's values, by file name.
+        data: std::collections::HashMap<String, Vec<f32>>,
     }
 
     impl Residuals {
@@ -262,7 +263,10 @@ mod per_layer {
                 }
                 _ => (0..n_prompt).collect(),
             };
-            (&self.data[off..off + count], tokens)
+            (
+                &self.data[t["file"].as_str().unwrap()][off..off + count],
+                tokens,
+            )
         }
     }
 

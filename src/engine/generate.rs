@@ -81,6 +81,13 @@ impl Session {
         self.backend.truncate(0);
     }
 
+    /// Keeps only the first `len` cached tokens, so the next `prefill` runs (and records)
+    /// everything after them while reusing the rest.
+    pub fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+        self.backend.truncate(len);
+    }
+
     /// Brings the cache to exactly `prompt`, running only the part not already cached, and
     /// returns the last token's logits and how many tokens ran.
     pub fn prefill(&mut self, prompt: &[u32], hooks: &mut Hooks) -> Result<(Vec<f32>, usize)> {

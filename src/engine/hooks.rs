@@ -108,6 +108,25 @@ impl Hooks {
         if pending.is_empty() {
             return;
         }
+        let recording = self.recording_for(hidden);
+        recording.data.reserve(n_tok * pending.len() * hidden);
+        for t in 0..n_tok {
+            for buf in &pending {
+                recording
+                    .data
+                    .extend_from_slice(&buf[t * hidden..(t + 1) * hidden]);
+            }
+        }
+    }
+
+    /// Appends residuals already laid out `[token][recorded layer][hidden]` (a backend that
+    /// records on the device reads them back in this order).
+    pub fn append_recorded(&mut self, data: &[f32], hidden: usize) {
+        self.recording_for(hidden).data.extend_from_slice(data);
+    }
+
+    /// The recording to append to, restarted when the recorded layers or width changed.
+    fn recording_for(&mut self, hidden: usize) -> &mut Recording {
         if self.recording.layers != self.record || self.recording.hidden != hidden {
             self.recording = Recording {
                 layers: self.record.clone(),
@@ -115,13 +134,6 @@ impl Hooks {
                 data: Vec::new(),
             };
         }
-        self.recording.data.reserve(n_tok * pending.len() * hidden);
-        for t in 0..n_tok {
-            for buf in &pending {
-                self.recording
-                    .data
-                    .extend_from_slice(&buf[t * hidden..(t + 1) * hidden]);
-            }
-        }
+        &mut self.recording
     }
 }

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: the default model and the committed fixtures.
 #![allow(dead_code)]
 
+pub mod tiny;
+
 use axiscope::engine::Model;
 use std::path::PathBuf;
 use std::sync::OnceLock;

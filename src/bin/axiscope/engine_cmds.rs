@@ -1,4 +1,5 @@
-//! Subcommands over the engine alone: inspect, tokenize, generate.
+//! Subcommands over the engine: inspect, tokenize, generate (with capping and steering from
+//! a bundle); the method's own subcommands live in `science_cmds`.
 
 use anyhow::{Context, Result};
 use axiscope::engine::chat::{Message, Role};
@@ -8,6 +9,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::science_cmds;
 
 #[derive(Parser)]
 #[command(
@@ -35,8 +38,17 @@ pub enum Command {
         #[arg(long)]
         text: String,
     },
-    /// Generate a reply to one prompt.
+    /// Generate a reply to one prompt, optionally capped or steered along a bundle's axis.
     Generate(GenerateArgs),
+    /// Build a persona bundle: rollouts for every role and the default, role vectors, the
+    /// Assistant Axis per layer, PCA, projection percentiles, the fidelity report.
+    Build(science_cmds::BuildArgs),
+    /// Project a conversation's assistant turns on the axis (generating the replies first when
+    /// it has only user turns), or place new roles on the bundle's map.
+    Project(science_cmds::ProjectArgs),
+    /// The fidelity numbers of a bundle: cos(PC1, axis), explained variance, nearest and
+    /// farthest roles, split-half stability.
+    Report(science_cmds::ReportArgs),
 }
 
 #[derive(Args)]
@@ -72,8 +84,12 @@ pub struct GenerateArgs {
     /// comma-separated indices); what it costs is what the benchmark measures.
     #[arg(long)]
     pub record_layers: Option<String>,
+    /// JSON output; with --bundle it includes the reply's projection read back by the model
+    /// without edits.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub edits: science_cmds::EditArgs,
 }
 
 /// `all` or `0,5,29` -> ascending layer indices, each below `n_layers`.
@@ -113,6 +129,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(args) => generate(args),
+        Command::Build(args) => science_cmds::build(args),
+        Command::Project(args) => science_cmds::project(args),
+        Command::Report(args) => science_cmds::report(args),
     }
 }
 
@@ -179,10 +198,16 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
 
 fn generate(a: GenerateArgs) -> Result<()> {
     let m = load(&a.model)?;
+    let (bundle, edits, about) = a.edits.resolve(&m)?;
+    let mut msgs = Vec::new();
     let prompt = if a.raw {
+        if bundle.is_some() {
+            anyhow::bail!(
+                "--raw text has no chat turns to project or edit by: drop --raw or --bundle"
+            );
+        }
         m.tokenizer.encode(&a.prompt)?
     } else {
-        let mut msgs = Vec::new();
         if let Some(s) = &a.system {
             msgs.push(Message::new(Role::System, s.clone()));
         }
@@ -208,6 +233,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     let mut session = Session::new(Box::new(m.cpu_backend(a.threads)?));
     let stream = !a.json;
     let mut out = std::io::stdout();
+    hooks.edits = edits;
     let g = session.generate(&m.tokenizer, &prompt, &opts, &mut hooks, &mut |_, piece| {
         if stream {
             let _ = out.write_all(piece.as_bytes());
@@ -215,23 +241,39 @@ fn generate(a: GenerateArgs) -> Result<()> {
         }
         true
     })?;
+    // "Showing capped text fairly" (method.md): the reply as the unedited model reads it.
+    let projection = match &bundle {
+        Some(b) if !g.text.trim().is_empty() => {
+            msgs.push(Message::new(Role::Assistant, g.text.clone()));
+            science_cmds::readback(&m, &mut session, &msgs, b, b.analysis_layer)?
+                .map(|p| (b.analysis_layer, p))
+        }
+        _ => None,
+    };
     if a.json {
-        println!(
-            "{}",
-            json!({
-                "text": g.text,
-                "tokens": g.tokens,
-                "prompt_tokens": g.prompt_tokens,
-                "prefill_tok_s": g.prefill_tok_s(),
-                "decode_tok_s": g.decode_tok_s(),
-                "stop": g.stop,
-                "backend": session.backend.describe(),
-                "recorded_layers": hooks.recording.layers.len(),
-                "recorded_tokens": hooks.recording.n_tokens(),
-            })
-        );
+        let mut v = json!({
+            "text": g.text,
+            "tokens": g.tokens,
+            "prompt_tokens": g.prompt_tokens,
+            "prefill_tok_s": g.prefill_tok_s(),
+            "decode_tok_s": g.decode_tok_s(),
+            "stop": g.stop,
+            "backend": session.backend.describe(),
+            "recorded_layers": hooks.recording.layers.len(),
+            "recorded_tokens": hooks.recording.n_tokens(),
+        });
+        if let Some(b) = &bundle {
+            v["edits"] = json!(about);
+            v["layer"] = json!(b.analysis_layer);
+            v["projection_unsteered"] = json!(projection.map(|p| p.1));
+            v["default_projection"] = json!(b.vectors.default_projection(b.analysis_layer));
+        }
+        println!("{v}");
     } else {
         println!();
+        if let Some((l, p)) = projection {
+            eprintln!("[projection at layer {l}, read back without edits: {p:.2}]");
+        }
         eprintln!(
             "[{} prompt tokens, {:.1} tok/s prefill; {} generated, {:.1} tok/s decode; {}]",
             g.prompt_tokens,

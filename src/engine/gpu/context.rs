@@ -234,28 +234,45 @@ impl GpuContext {
             });
         encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
+        self.read_staging(&staging, size).await
+    }
 
+    /// The first `size` bytes of `staging` (a `MAP_READ | COPY_DST` buffer) once every
+    /// submitted command has run; the buffer is unmapped again, so it can be reused.
+    pub async fn read_staging(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        if size == 0 {
+            self.take_error()?;
+            return Ok(Vec::new());
+        }
+        if size > staging.size() {
+            return Err(gpu_err!(
+                "readback of {size} bytes from a {}-byte staging buffer",
+                staging.size()
+            ));
+        }
         let (sender, receiver) = oneshot();
         staging
-            .slice(..)
+            .slice(..size)
             .map_async(wgpu::MapMode::Read, move |r| sender.send(r));
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| gpu_err!("waiting for the device failed: {e}"))?;
-        let mapped = receiver.await;
+        let data = match receiver.await {
+            Ok(()) => {
+                let data = staging
+                    .slice(..size)
+                    .get_mapped_range()
+                    .map(|view| view.to_vec());
+                // Unmapped on every path: a reused staging buffer must not stay mapped.
+                staging.unmap();
+                data.map_err(|e| gpu_err!("reading back a buffer failed: {e}"))
+            }
+            Err(e) => Err(gpu_err!("reading back a buffer failed: {e}")),
+        };
         // A device error explains a failed map better than the map error itself.
         self.take_error()?;
-        mapped.map_err(|e| gpu_err!("reading back a buffer failed: {e}"))?;
-        let data = {
-            let view = staging
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| gpu_err!("reading back a buffer failed: {e}"))?;
-            view.to_vec()
-        };
-        staging.unmap();
-        Ok(data)
+        data
     }
 
     /// The compute pipeline for `key`, compiled from `source()` on first use.

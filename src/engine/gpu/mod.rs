@@ -51,6 +51,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod hooks;
 pub mod matmul;
+pub mod model;
 pub mod norm;
 pub mod rope;
 pub mod weights;
@@ -59,6 +60,7 @@ pub mod weights;
 mod tests;
 
 pub use context::{GpuContext, Kernel, Step};
+pub use model::{GpuModel, GpuModelOptions};
 pub use weights::{GpuMatrix, GpuQType};
 
 /// A GPU failure as a one-line, user-facing message (no adapter, a buffer over the

@@ -1,0 +1,148 @@
+//! The page's side of the model worker: starts it, queues requests until it says it is ready,
+//! numbers every request, and shares the cancel flag with it (a `SharedArrayBuffer`, where the
+//! page is cross-origin isolated; without one, Stop cannot reach a busy worker).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Atomics, Int32Array, Object, Reflect};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{File, MessageEvent, Worker, WorkerOptions};
+
+use super::dom::{cross_origin_isolated, js_error_text};
+use super::protocol::{Event, Request, decode, encode};
+
+/// Trunk builds the worker binary with this loader next to the page (data-loader-shim).
+const WORKER_SCRIPT: &str = "./axiscope-worker_loader.js";
+
+pub struct WorkerClient {
+    worker: Worker,
+    next_id: Cell<u32>,
+    ready: Cell<bool>,
+    /// Messages posted before the worker listens would be lost: they wait here.
+    pending: RefCell<Vec<JsValue>>,
+    cancel: Option<(JsValue, Int32Array)>,
+    /// The flag travels with the first message only.
+    cancel_sent: Cell<bool>,
+}
+
+thread_local! {
+    static CLIENT: RefCell<Option<Rc<WorkerClient>>> = const { RefCell::new(None) };
+}
+
+/// Starts the worker; `on_event` gets every event, `on_crash` the reason if the worker dies.
+pub fn start(
+    on_event: impl Fn(Event) + 'static,
+    on_crash: impl Fn(String) + 'static,
+) -> Result<(), String> {
+    let options = WorkerOptions::new();
+    options.set_name("axiscope-model");
+    let worker =
+        Worker::new_with_options(WORKER_SCRIPT, &options).map_err(|e| js_error_text(&e))?;
+    let cancel = cross_origin_isolated().then(|| {
+        let sab = js_sys::SharedArrayBuffer::new(4);
+        let view = Int32Array::new(&sab);
+        (JsValue::from(sab), view)
+    });
+    let client = Rc::new(WorkerClient {
+        worker: worker.clone(),
+        next_id: Cell::new(1),
+        ready: Cell::new(false),
+        pending: RefCell::new(Vec::new()),
+        cancel,
+        cancel_sent: Cell::new(false),
+    });
+    let c = client.clone();
+    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        let text = ev.data().as_string().unwrap_or_default();
+        match decode::<Event>(&text) {
+            Ok(event) => {
+                if matches!(event, Event::Ready { .. }) {
+                    c.ready.set(true);
+                    for m in c.pending.borrow_mut().drain(..) {
+                        let _ = c.worker.post_message(&m);
+                    }
+                }
+                on_event(event)
+            }
+            Err(e) => web_sys::console::error_1(&format!("axiscope: worker sent {e}").into()),
+        }
+    });
+    worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+    onmessage.forget();
+    let onerror = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
+        ev.prevent_default();
+        let msg = ev.message();
+        on_crash(if msg.is_empty() {
+            "the model worker stopped (out of memory?)".into()
+        } else {
+            msg
+        })
+    });
+    worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
+    onerror.forget();
+    CLIENT.with(|cell| *cell.borrow_mut() = Some(client));
+    Ok(())
+}
+
+/// Ends the worker (after it crashed, before starting another).
+pub fn stop() {
+    if let Some(c) = CLIENT.with(|cell| cell.borrow_mut().take()) {
+        c.worker.terminate();
+    }
+}
+
+/// Sends the request `make(id)` and returns its id (0 when no worker is running).
+pub fn send(make: impl FnOnce(u32) -> Request, file: Option<File>) -> u32 {
+    let Some(c) = CLIENT.with(|cell| cell.borrow().clone()) else {
+        return 0;
+    };
+    let id = c.next_id.get();
+    c.next_id.set(id + 1);
+    let message = Object::new();
+    let _ = Reflect::set(
+        &message,
+        &"json".into(),
+        &JsValue::from_str(&encode(&make(id))),
+    );
+    if let Some(f) = file {
+        let _ = Reflect::set(&message, &"file".into(), &f);
+    }
+    if let Some((sab, _)) = &c.cancel
+        && !c.cancel_sent.replace(true)
+    {
+        let _ = Reflect::set(&message, &"cancel".into(), sab);
+    }
+    if c.ready.get() {
+        if let Err(e) = c.worker.post_message(&message) {
+            web_sys::console::error_1(
+                &format!(
+                    "axiscope: could not message the worker: {}",
+                    js_error_text(&e)
+                )
+                .into(),
+            );
+        }
+    } else {
+        c.pending.borrow_mut().push(message.into());
+    }
+    id
+}
+
+/// Cancels every request up to and including `id`. False when Stop cannot work here.
+pub fn cancel(id: u32) -> bool {
+    CLIENT
+        .with(|cell| {
+            cell.borrow().as_ref().and_then(|c| {
+                c.cancel
+                    .as_ref()
+                    .map(|(_, view)| Atomics::store(view, 0, id as i32).is_ok())
+            })
+        })
+        .unwrap_or(false)
+}
+
+pub fn can_cancel() -> bool {
+    CLIENT.with(|cell| cell.borrow().as_ref().is_some_and(|c| c.cancel.is_some()))
+}

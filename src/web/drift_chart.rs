@@ -1,0 +1,200 @@
+//! The drift curve: per assistant turn, the reply's projection on the Assistant Axis (0 = the
+//! average role), the default Assistant's level, and a band for typical Assistant replies.
+//! Hovering a point shows the turn; clicking it scrolls the chat there.
+
+use leptos::prelude::*;
+
+use super::chart::{Scale, extent, fmt, polyline, tick_labels, ticks};
+use super::dom;
+use super::protocol::Branch;
+use super::state::use_app;
+
+const W: f32 = 600.0;
+const H: f32 = 290.0;
+const LEFT: f32 = 52.0;
+const RIGHT: f32 = 14.0;
+const TOP: f32 = 14.0;
+const BOTTOM: f32 = 38.0;
+
+/// One point: turn, branch, projection, reply text.
+#[derive(Clone, PartialEq)]
+struct Pt {
+    turn: usize,
+    branch: Branch,
+    p: f32,
+    text: String,
+}
+
+#[component]
+pub fn DriftChart() -> impl IntoView {
+    let app = use_app();
+    let points = Memo::new(move |_| {
+        app.turns.with(|turns| {
+            let mut out = Vec::new();
+            for t in turns {
+                for b in [Branch::Default, Branch::Capped] {
+                    let r = t.reply(b);
+                    if let Some(pt) = r.point.get() {
+                        out.push(Pt {
+                            turn: t.index,
+                            branch: b,
+                            p: pt.projection,
+                            text: r.text.get(),
+                        });
+                    }
+                }
+            }
+            out
+        })
+    });
+    let chart = move || {
+        let bundle = app.bundle.get()?;
+        let pts = points.get();
+        let n_turns = app.turns.with(|t| t.len()).max(4);
+        let x = Scale::new((0.5, n_turns as f32 + 0.5), (LEFT, W - RIGHT));
+        let (lo, hi) = extent(
+            pts.iter().map(|p| p.p).chain([
+                0.0,
+                bundle.default_projection,
+                bundle.default_band[0],
+                bundle.default_band[1],
+            ]),
+            0.12,
+        );
+        let y = Scale::new((lo, hi), (H - BOTTOM, TOP));
+        let y_ticks = ticks(lo, hi, 5);
+        let x_step = (n_turns / 12).max(1);
+        let band = (y.map(bundle.default_band[1]), y.map(bundle.default_band[0]));
+        let level = y.map(bundle.default_projection);
+        let zero = y.map(0.0);
+        let line = |b: Branch| {
+            let xy: Vec<(f32, f32)> = pts
+                .iter()
+                .filter(|p| p.branch == b)
+                .map(|p| (x.map(p.turn as f32 + 1.0), y.map(p.p)))
+                .collect();
+            polyline(&xy)
+        };
+        let lines = [line(Branch::Default), line(Branch::Capped)];
+        let circles = pts
+            .into_iter()
+            .map(|pt| {
+                let (cx, cy) = (x.map(pt.turn as f32 + 1.0), y.map(pt.p));
+                let key = (pt.turn, pt.branch);
+                let target = format!("turn-{}-{}", pt.turn, pt.branch.name());
+                let target2 = target.clone();
+                let label = format!(
+                    "Turn {}, {}: axis {}",
+                    pt.turn + 1,
+                    pt.branch.name(),
+                    fmt(pt.p)
+                );
+                view! {
+                    <circle
+                        class=format!("pt {}", pt.branch.name())
+                        class:hovered=move || app.hover.get() == Some(key)
+                        data-testid="drift-point"
+                        data-branch=pt.branch.name()
+                        data-turn=pt.turn
+                        data-projection=pt.p.to_string()
+                        cx=cx
+                        cy=cy
+                        r="6"
+                        tabindex="0"
+                        role="button"
+                        aria-label=label
+                        on:mouseenter=move |_| app.hover.set(Some(key))
+                        on:mouseleave=move |_| app.hover.set(None)
+                        on:focus=move |_| app.hover.set(Some(key))
+                        on:blur=move |_| app.hover.set(None)
+                        on:click=move |_| dom::scroll_to(&target)
+                        on:keydown=move |ev| {
+                            if ev.key() == "Enter" || ev.key() == " " {
+                                ev.prevent_default();
+                                dom::scroll_to(&target2);
+                            }
+                        }
+                    ></circle>
+                }
+            })
+            .collect_view();
+        Some(view! {
+            <svg
+                class="chart drift"
+                data-testid="drift-chart"
+                viewBox=format!("0 0 {W} {H}")
+                role="img"
+                aria-label="Drift chart: each reply's projection on the Assistant Axis, per turn"
+            >
+                <rect class="band" x=LEFT y=band.0 width=W - LEFT - RIGHT height=(band.1 - band.0).max(1.0)></rect>
+                {y_ticks
+                    .iter()
+                    .zip(tick_labels(&y_ticks))
+                    .map(|(&t, label)| {
+                        let ty = y.map(t);
+                        view! {
+                            <g class="tick">
+                                <line x1=LEFT x2=W - RIGHT y1=ty y2=ty></line>
+                                <text x=LEFT - 6.0 y=ty + 4.0 text-anchor="end">{label}</text>
+                            </g>
+                        }
+                    })
+                    .collect_view()}
+                {(1..=n_turns)
+                    .filter(|t| (t - 1) % x_step == 0)
+                    .map(|t| view! { <text class="xtick" x=x.map(t as f32) y=H - BOTTOM + 16.0 text-anchor="middle">{t.to_string()}</text> })
+                    .collect_view()}
+                <text class="axis-label" x=(LEFT + W - RIGHT) / 2.0 y=H - 4.0 text-anchor="middle">"assistant turn"</text>
+                <text class="axis-label" x="12" y=(TOP + H - BOTTOM) / 2.0 text-anchor="middle" transform=format!("rotate(-90 12 {})", (TOP + H - BOTTOM) / 2.0)>
+                    "projection on the axis"
+                </text>
+                <line class="zero" x1=LEFT x2=W - RIGHT y1=zero y2=zero></line>
+                <text class="note" x=W - RIGHT - 4.0 y=zero - 4.0 text-anchor="end">"0 = average role"</text>
+                <line class="level" data-testid="default-level" x1=LEFT x2=W - RIGHT y1=level y2=level></line>
+                <text class="note level-label" x=W - RIGHT - 4.0 y=level - 4.0 text-anchor="end">"default Assistant"</text>
+                <text class="note band-label" x=LEFT + 4.0 y=band.0 + 12.0>"typical Assistant replies (10-90%)"</text>
+                <polyline class="line default" points=lines[0].clone()></polyline>
+                <polyline class="line capped" points=lines[1].clone()></polyline>
+                {circles}
+            </svg>
+        })
+    };
+    let tooltip = move || {
+        let (turn, branch) = app.hover.get()?;
+        let pt = points.with(|ps| {
+            ps.iter()
+                .find(|p| p.turn == turn && p.branch == branch)
+                .cloned()
+        })?;
+        let mut text: String = pt.text.chars().take(280).collect();
+        if pt.text.chars().count() > 280 {
+            text.push('…');
+        }
+        Some(view! {
+            <p class="tooltip" data-testid="drift-tooltip">
+                <strong>{format!("Turn {} ({}), axis {}: ", turn + 1, branch.name(), fmt(pt.p))}</strong>
+                {text}
+            </p>
+        })
+    };
+    view! {
+        <section class="card drift-card" aria-labelledby="drift-h">
+            <h2 id="drift-h">"Drift"</h2>
+            {move || match (app.bundle.with(|b| b.is_some()), app.bundle_error.get()) {
+                (false, Some(e)) => view! { <p class="error" data-testid="bundle-error">{format!("No persona bundle, so no drift chart: {e}")}</p> }.into_any(),
+                (false, None) => view! { <p class="muted">"Loading the persona bundle …"</p> }.into_any(),
+                (true, _) => view! { <div class="chart-box">{chart}</div> }.into_any(),
+            }}
+            {tooltip}
+            <p class="legend">
+                <span class="key default">"● default"</span>
+                <span class="key capped">"● capped (read back by the unsteered model)"</span>
+            </p>
+            <p class="muted small">
+                "Each point is one reply's mean residual at the analysis layer, projected on the Assistant Axis. "
+                "Projections depend on the topic as well as the persona (talk about code also projects high); "
+                "watch how they move within one conversation."
+            </p>
+        </section>
+    }
+}

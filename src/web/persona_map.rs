@@ -1,0 +1,366 @@
+//! The persona map: every role of the bundle placed by PCA of the role vectors (PC1 x PC2,
+//! or any other pair), coloured by its projection on the Assistant Axis, the default
+//! Assistant marked, and the conversation's replies as a trail.
+
+use leptos::prelude::*;
+
+use super::chart::{Scale, extent, fmt, polyline, projection_colour, tick_labels, ticks};
+use super::protocol::{Branch, BundleView};
+use super::state::{Embed, use_app};
+
+const W: f32 = 600.0;
+const H: f32 = 430.0;
+const PAD: f32 = 40.0;
+/// Room for the y tick labels and the rotated axis title.
+const LEFT: f32 = 58.0;
+
+#[component]
+pub fn PersonaMap() -> impl IntoView {
+    let app = use_app();
+    let hover = RwSignal::new(None::<usize>);
+    let trail = Memo::new(move |_| {
+        app.turns.with(|turns| {
+            [Branch::Default, Branch::Capped].map(|b| {
+                turns
+                    .iter()
+                    .filter_map(|t| t.reply(b).point.get().map(|p| (t.index, p.pcs)))
+                    .collect::<Vec<(usize, Vec<f32>)>>()
+            })
+        })
+    });
+    let map = move || {
+        let bundle = app.bundle.get()?;
+        let (px, py) = app.map_pcs.get();
+        let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
+        let trails = trail.get();
+        let xs = bundle
+            .roles
+            .iter()
+            .map(|r| at(&r.pcs, px))
+            .chain([at(&bundle.default_pcs, px)]);
+        let ys = bundle
+            .roles
+            .iter()
+            .map(|r| at(&r.pcs, py))
+            .chain([at(&bundle.default_pcs, py)]);
+        let customs = app.custom_roles.get();
+        let tx = trails
+            .iter()
+            .flatten()
+            .map(|(_, p)| at(p, px))
+            .chain(customs.iter().map(|r| at(&r.pcs, px)));
+        let ty = trails
+            .iter()
+            .flatten()
+            .map(|(_, p)| at(p, py))
+            .chain(customs.iter().map(|r| at(&r.pcs, py)));
+        let (x0, x1) = extent(xs.chain(tx), 0.08);
+        let (y0, y1) = extent(ys.chain(ty), 0.08);
+        let x = Scale::new((x0, x1), (LEFT, W - 12.0));
+        let (x_ticks, y_ticks) = (ticks(x0, x1, 6), ticks(y0, y1, 6));
+        let y = Scale::new((y0, y1), (H - PAD, 12.0));
+        let scale = bundle
+            .roles
+            .iter()
+            .map(|r| r.projection.abs())
+            .fold(bundle.default_projection.abs(), f32::max);
+        let evr = |i: usize| {
+            bundle
+                .explained_variance_ratio
+                .get(i)
+                .copied()
+                .unwrap_or(0.0)
+                * 100.0
+        };
+        let roles = bundle
+            .roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (cx, cy) = (x.map(at(&r.pcs, px)), y.map(at(&r.pcs, py)));
+                let label = format!(
+                    "{} ({}), axis {}",
+                    r.name.replace('_', " "),
+                    r.category,
+                    fmt(r.projection)
+                );
+                view! {
+                    <circle
+                        class="role"
+                        class:hovered=move || hover.get() == Some(i)
+                        data-testid="role-point"
+                        data-role=r.name.clone()
+                        cx=cx
+                        cy=cy
+                        r="5.5"
+                        fill=projection_colour(r.projection, scale)
+                        tabindex="0"
+                        aria-label=label
+                        on:mouseenter=move |_| hover.set(Some(i))
+                        on:mouseleave=move |_| hover.set(None)
+                        on:focus=move |_| hover.set(Some(i))
+                        on:blur=move |_| hover.set(None)
+                    ></circle>
+                }
+            })
+            .collect_view();
+        let custom_views = customs
+            .into_iter()
+            .map(|r| {
+                let (cx, cy) = (x.map(at(&r.pcs, px)), y.map(at(&r.pcs, py)));
+                let d = format!("M{cx:.1},{:.1} L{:.1},{cy:.1} L{cx:.1},{:.1} L{:.1},{cy:.1} Z", cy - 8.0, cx + 8.0, cy + 8.0, cx - 8.0);
+                view! {
+                    <g class="custom-role" data-testid="custom-role-point" data-role=r.name.clone() data-projection=r.projection.to_string()>
+                        <path d=d fill=projection_colour(r.projection, scale)></path>
+                        <text x=cx.clamp(40.0, W - 40.0) y=cy - 11.0 text-anchor="middle">{format!("{} · axis {}", r.name, fmt(r.projection))}</text>
+                    </g>
+                }
+            })
+            .collect_view();
+        let (dx, dy) = (
+            x.map(at(&bundle.default_pcs, px)),
+            y.map(at(&bundle.default_pcs, py)),
+        );
+        let trail_views = [Branch::Default, Branch::Capped]
+            .into_iter()
+            .map(|b| {
+                let pts: Vec<(usize, f32, f32)> =
+                    trails[b.index()].iter().map(|(t, p)| (*t, x.map(at(p, px)), y.map(at(p, py)))).collect();
+                let line = polyline(&pts.iter().map(|&(_, a, b)| (a, b)).collect::<Vec<_>>());
+                view! {
+                    <g class=format!("trail {}", b.name())>
+                        <polyline points=line></polyline>
+                        {pts
+                            .into_iter()
+                            .map(|(t, cx, cy)| {
+                                view! {
+                                    <g data-testid="trail-point" data-branch=b.name() data-turn=t>
+                                        <circle cx=cx cy=cy r="8"></circle>
+                                        <text x=cx y=cy + 3.5 text-anchor="middle">{(t + 1).to_string()}</text>
+                                    </g>
+                                }
+                            })
+                            .collect_view()}
+                    </g>
+                }
+            })
+            .collect_view();
+        let placed: Vec<(String, f32, f32, f32)> = bundle
+            .roles
+            .iter()
+            .map(|r| {
+                (
+                    r.name.replace('_', " "),
+                    x.map(at(&r.pcs, px)),
+                    y.map(at(&r.pcs, py)),
+                    r.projection,
+                )
+            })
+            .collect();
+        let label = move || {
+            let (name, lx, ly, p) = placed.get(hover.get()?)?.clone();
+            let anchor = if lx > W * 0.7 { "end" } else { "start" };
+            let shift = if anchor == "end" { -9.0 } else { 9.0 };
+            Some(view! {
+                <text class="role-label" data-testid="role-label" x=lx + shift y=ly - 8.0 text-anchor=anchor>
+                    {format!("{name} · axis {}", fmt(p))}
+                </text>
+            })
+        };
+        let zero_x = x.map(0.0);
+        let zero_y = y.map(0.0);
+        Some(view! {
+            <svg class="chart map" data-testid="persona-map" viewBox=format!("0 0 {W} {H}") role="img"
+                aria-label=format!("Persona map: {} roles on PC{} and PC{}", bundle.roles.len(), px + 1, py + 1)>
+                {x_ticks.iter().zip(tick_labels(&x_ticks)).map(|(&t, l)| view! { <text class="xtick" x=x.map(t) y=H - PAD + 16.0 text-anchor="middle">{l}</text> }).collect_view()}
+                {y_ticks.iter().zip(tick_labels(&y_ticks)).map(|(&t, l)| view! { <text class="xtick" x=LEFT - 6.0 y=y.map(t) + 4.0 text-anchor="end">{l}</text> }).collect_view()}
+                <line class="zero" x1=zero_x x2=zero_x y1="12" y2=H - PAD></line>
+                <line class="zero" x1=LEFT x2=W - 12.0 y1=zero_y y2=zero_y></line>
+                <text class="axis-label" x=(LEFT + W) / 2.0 y=H - 6.0 text-anchor="middle">{format!("PC{} ({:.0}% of the role variance)", px + 1, evr(px))}</text>
+                <text class="axis-label" x="12" y=(H - PAD) / 2.0 text-anchor="middle" transform=format!("rotate(-90 12 {})", (H - PAD) / 2.0)>
+                    {format!("PC{} ({:.0}%)", py + 1, evr(py))}
+                </text>
+                {roles}
+                {custom_views}
+                {trail_views}
+                <g class="default-marker" data-testid="default-point">
+                    <path d=star(dx, dy, 11.0)></path>
+                    // Keep the label inside the plot when the default sits at an edge (it usually
+                    // does: PC1 is oriented toward it).
+                    <text x=dx.clamp(70.0, W - 70.0) y=if dy < 40.0 { dy + 24.0 } else { dy - 14.0 } text-anchor="middle">"Assistant (default)"</text>
+                </g>
+                {label}
+            </svg>
+        })
+    };
+    // The map embed has no model to place a role with.
+    let builder = move || (app.embed != Some(Embed::Map)).then(|| view! { <RoleBuilder/> });
+    view! {
+        <section class="card map-card" aria-labelledby="map-h">
+            <h2 id="map-h">"Persona space"</h2>
+            {move || match (app.bundle.with(|b| b.is_some()), app.bundle_error.get()) {
+                (false, Some(e)) => view! { <p class="error" data-testid="bundle-error">{format!("No persona bundle, so no map: {e}")}</p> }.into_any(),
+                (false, None) => view! { <p class="muted">"Loading the persona bundle …"</p> }.into_any(),
+                (true, _) => view! { <div class="chart-box">{map}</div> <MapControls/> {builder} }.into_any(),
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn MapControls() -> impl IntoView {
+    let app = use_app();
+    let k = move || {
+        app.bundle
+            .with(|b| b.as_ref().map_or(0, |b| b.explained_variance_ratio.len()))
+    };
+    let options = move || {
+        (0..k())
+            .map(|i| view! { <option value=i.to_string()>{format!("PC{}", i + 1)}</option> })
+            .collect_view()
+    };
+    let stats = move || app.bundle.get().map(|b| stats_text(&b));
+    view! {
+        <div class="row map-controls">
+            <label>
+                "x: "
+                <select data-testid="map-x" prop:value=move || app.map_pcs.get().0.to_string()
+                    on:change=move |ev| app.map_pcs.update(|p| p.0 = event_target_value(&ev).parse().unwrap_or(0))>
+                    {options}
+                </select>
+            </label>
+            <label>
+                "y: "
+                <select data-testid="map-y" prop:value=move || app.map_pcs.get().1.to_string()
+                    on:change=move |ev| app.map_pcs.update(|p| p.1 = event_target_value(&ev).parse().unwrap_or(1))>
+                    {options}
+                </select>
+            </label>
+        </div>
+        <p class="stats" data-testid="map-stats">{stats}</p>
+        {move || app.bundle.get().and_then(|b| (b.matches_model == Some(false)).then(|| view! {
+            <p class="error" data-testid="bundle-mismatch">
+                {format!("This bundle was built for {} ({}), not the loaded model: the map stays, but replies are not placed on it.", b.model_name, short(&b.model_sha256))}
+            </p>
+        }))}
+        <p class="legend">
+            <span class="swatch" style:background-color=projection_colour(1.0, 1.0)></span>" toward the Assistant  "
+            <span class="swatch" style:background-color=projection_colour(0.0, 1.0)></span>" average role  "
+            <span class="swatch" style:background-color=projection_colour(-1.0, 1.0)></span>" away (role-play)  ·  numbered circles: this conversation's replies"
+        </p>
+    }
+}
+
+fn short(sha: &str) -> String {
+    if sha.is_empty() {
+        "no hash".into()
+    } else {
+        format!("sha256 {}…", &sha[..sha.len().min(12)])
+    }
+}
+
+fn stats_text(b: &BundleView) -> String {
+    let evr: Vec<String> = b
+        .explained_variance_ratio
+        .iter()
+        .enumerate()
+        .take(3)
+        .map(|(i, v)| format!("PC{} {:.0}%", i + 1, v * 100.0))
+        .collect();
+    let cos = b
+        .cos_pc_axis
+        .first()
+        .map_or("–".to_string(), |c| format!("{c:.2}"));
+    let split = b.split_half_cos.map_or(String::new(), |c| {
+        format!(" · split-half stability of the axis {c:.2}")
+    });
+    format!(
+        "cos(PC1, axis) = {cos} · variance explained: {} · {} roles, {} rollouts, layer {} of {}{split}",
+        evr.join(", "),
+        b.roles.len(),
+        b.n_rollouts,
+        b.analysis_layer,
+        b.n_layers
+    )
+}
+
+/// A five-pointed star centred on (x, y) with outer radius `r`, as an SVG path.
+fn star(x: f32, y: f32, r: f32) -> String {
+    let mut d = String::new();
+    for i in 0..10 {
+        let radius = if i % 2 == 0 { r } else { r * 0.45 };
+        let a = std::f32::consts::PI / 5.0 * i as f32 - std::f32::consts::FRAC_PI_2;
+        let (px, py) = (x + radius * a.cos(), y + radius * a.sin());
+        d.push_str(&format!(
+            "{}{px:.1},{py:.1} ",
+            if i == 0 { "M" } else { "L" }
+        ));
+    }
+    d.push('Z');
+    d
+}
+
+/// "Add your own role": a name and a system prompt, answered over a few of the shared
+/// questions in the worker, then placed on the map like the bundle's roles.
+#[component]
+fn RoleBuilder() -> impl IntoView {
+    let app = use_app();
+    let name = RwSignal::new(String::new());
+    let prompt = RwSignal::new(String::new());
+    let questions = RwSignal::new(4usize);
+    let place = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (n, p) = (name.get_untracked(), prompt.get_untracked());
+        let n = if n.trim().is_empty() {
+            format!("role {}", app.custom_roles.with_untracked(|r| r.len()) + 1)
+        } else {
+            n.trim().to_string()
+        };
+        if p.trim().is_empty() {
+            app.role_error
+                .set(Some("write a system prompt for the role first".into()));
+            return;
+        }
+        app.place_role(n, p.trim().to_string(), questions.get_untracked());
+    };
+    view! {
+        <details class="role-builder" data-testid="role-builder">
+            <summary>"Add your own role"</summary>
+            <form on:submit=place>
+                <label class="grow">
+                    <span class="visually-hidden">"Role name"</span>
+                    <input type="text" data-testid="role-name" maxlength="40" placeholder="Name (e.g. lighthouse keeper)"
+                        prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
+                </label>
+                <label class="grow">
+                    <span class="visually-hidden">"Role system prompt"</span>
+                    <textarea data-testid="role-prompt" rows="2" placeholder="You are a lighthouse keeper who has not spoken to anyone in years..."
+                        prop:value=move || prompt.get() on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
+                </label>
+                <div class="row">
+                    <label>
+                        "Questions: "
+                        <select data-testid="role-questions" prop:value=move || questions.get().to_string()
+                            on:change=move |ev| questions.set(event_target_value(&ev).parse().unwrap_or(4))>
+                            <option value="2">"2 (quick)"</option>
+                            <option value="4">"4"</option>
+                            <option value="8">"8 (steadier)"</option>
+                        </select>
+                    </label>
+                    <button type="submit" data-testid="role-place" disabled=move || !app.can_chat()>"Place it on the map"</button>
+                </div>
+            </form>
+            {move || app.role_progress.get().map(|(done, total, reply)| view! {
+                <p class="muted small" data-testid="role-progress">
+                    {format!("{done} of {total} questions answered (max tokens from the generation settings; Stop cancels)")}
+                    {(!reply.is_empty()).then(|| format!(". Last reply: {reply}"))}
+                </p>
+            })}
+            {move || app.role_error.get().map(|e| view! { <p class="error" data-testid="role-error">{e}</p> })}
+            <p class="muted small">
+                "Your role's vector is the mean residual of its replies at the analysis layer, averaged over the questions, "
+                "as the bundle's roles were built (from more questions and prompts, so yours is noisier)."
+            </p>
+        </details>
+    }
+}

@@ -1,0 +1,427 @@
+//! Messages between the page and the model worker, as JSON text (serde), so both sides share
+//! one definition and the protocol can be tested natively. Big binary payloads (a picked
+//! file, the cancel flag) travel beside the JSON in the same `postMessage`.
+
+use serde::{Deserialize, Serialize};
+
+/// Generation settings the visitor controls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenSettings {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_tokens: usize,
+    pub repeat_penalty: f32,
+    pub seed: u64,
+}
+
+impl Default for GenSettings {
+    /// What works for SmolLM2-135M (shared/docs/environment.md): sampling, a mild repetition
+    /// penalty and short replies, which the wasm CPU path produces at a readable pace.
+    fn default() -> Self {
+        Self {
+            temperature: 0.7,
+            top_p: 0.9,
+            max_tokens: 48,
+            repeat_penalty: 1.1,
+            seed: 1,
+        }
+    }
+}
+
+/// Activation capping (method.md): a floor on the projection at a percentile of the
+/// per-rollout projections, over the half-open layer band `start..end`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapSettings {
+    pub percentile: u8,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Everything that shapes one reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnSettings {
+    /// The system prompt; empty means no system turn (the model's template may add its own).
+    pub system: String,
+    pub sampling: GenSettings,
+    /// `Some` generates a second, capped reply beside the default one.
+    pub cap: Option<CapSettings>,
+    /// Additive steering strength `alpha` at the analysis layer (0 = off; > 0 toward the
+    /// Assistant, < 0 away from it).
+    pub steer: f32,
+}
+
+/// Which backend the visitor asked for (`?backend=`); `Auto` lets the worker decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendPref {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl BackendPref {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "cpu" => Some(Self::Cpu),
+            "gpu" => Some(Self::Gpu),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Gpu => "gpu",
+        }
+    }
+}
+
+/// Where a model comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSource {
+    /// Fetched (and cached in Cache Storage); relative URLs resolve against the page.
+    Url { url: String },
+    /// A file the visitor picked or dropped; the `File` object travels beside the JSON.
+    File { name: String, size: u64 },
+}
+
+/// The two conversations: the default one, and the capped one while capping is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Branch {
+    Default,
+    Capped,
+}
+
+impl Branch {
+    pub fn index(self) -> usize {
+        match self {
+            Branch::Default => 0,
+            Branch::Capped => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Branch::Default => "default",
+            Branch::Capped => "capped",
+        }
+    }
+}
+
+/// A chat turn as the page stores and shares it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SharedTurn {
+    pub user: String,
+    pub assistant: String,
+    /// The capped reply, where capping was on for this turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped: Option<String>,
+}
+
+/// Page -> worker. Every request carries an id; the worker's answers name it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Loads a model; the previous one stays in use if this fails. `sha256` (lower-case hex)
+    /// is checked when known, so a damaged download never reaches the cache.
+    LoadModel {
+        id: u32,
+        source: ModelSource,
+        sha256: Option<String>,
+        backend: BackendPref,
+    },
+    /// Loads a persona bundle (single-blob form) from a URL.
+    LoadBundle { id: u32, url: String },
+    /// Appends a user turn and generates the reply (and the capped reply, if capping is on).
+    Chat {
+        id: u32,
+        user: String,
+        settings: TurnSettings,
+    },
+    /// Drops the last user turn and its replies.
+    Undo { id: u32 },
+    /// Forgets the conversation.
+    Reset { id: u32 },
+    /// Replaces the conversation with given turns (share links) and measures every reply
+    /// by reading it through the unsteered model.
+    Restore {
+        id: u32,
+        turns: Vec<SharedTurn>,
+        settings: TurnSettings,
+    },
+    /// The axis for download: JSON (unit axis and mean token norm per layer), or a llama.cpp
+    /// control vector (GGUF).
+    ExportAxis { id: u32, format: AxisFormat },
+    /// Places a role of the visitor's own on the map: its replies to the first `questions`
+    /// shared questions, averaged like the bundle's rollouts.
+    PlaceRole {
+        id: u32,
+        name: String,
+        system: String,
+        questions: usize,
+        sampling: GenSettings,
+    },
+}
+
+impl Request {
+    pub fn id(&self) -> u32 {
+        match self {
+            Request::LoadModel { id, .. }
+            | Request::LoadBundle { id, .. }
+            | Request::Chat { id, .. }
+            | Request::Undo { id }
+            | Request::Reset { id }
+            | Request::Restore { id, .. }
+            | Request::ExportAxis { id, .. }
+            | Request::PlaceRole { id, .. } => *id,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AxisFormat {
+    Json,
+    ControlVector,
+}
+
+/// What the page shows about a loaded model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelView {
+    pub name: String,
+    pub architecture: String,
+    pub n_layers: usize,
+    pub hidden: usize,
+    pub context: usize,
+    pub bytes: u64,
+    pub sha256: Option<String>,
+    /// "cpu (1 thread)", ...
+    pub backend: String,
+    /// Why this backend (e.g. "asked for the CPU", "the WebGPU backend is not built yet").
+    pub backend_reason: String,
+    pub from_cache: bool,
+    pub load_ms: f64,
+}
+
+/// One role on the persona map.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolePoint {
+    pub name: String,
+    pub category: String,
+    /// Coordinates on every kept PC.
+    pub pcs: Vec<f32>,
+    /// Centred projection on the axis at the analysis layer.
+    pub projection: f32,
+}
+
+/// The persona space of one model, as the map and the drift chart need it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BundleView {
+    pub model_name: String,
+    pub model_sha256: String,
+    pub n_layers: usize,
+    pub analysis_layer: usize,
+    pub roles: Vec<RolePoint>,
+    pub default_pcs: Vec<f32>,
+    /// The default vector's centred projection (the default's level on the drift chart).
+    pub default_projection: f32,
+    /// 10th and 90th percentiles of the default rollouts' projections: "typical Assistant
+    /// replies" on the drift chart.
+    pub default_band: [f32; 2],
+    pub explained_variance_ratio: Vec<f32>,
+    /// cos(PC_i, axis) for every kept PC (PC1 first).
+    pub cos_pc_axis: Vec<f32>,
+    /// Split-half stability of the axis at the analysis layer, when the bundle has it.
+    pub split_half_cos: Option<f32>,
+    pub n_rollouts: usize,
+    /// Whether the bundle describes the loaded model (same sha256, or same shape when the
+    /// model's hash is unknown); `None` before a model is loaded.
+    pub matches_model: Option<bool>,
+}
+
+/// One token of a reply with its projection (the per-token view).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenPoint {
+    pub text: String,
+    pub projection: f32,
+}
+
+/// Where one assistant reply lands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnPointView {
+    pub projection: f32,
+    pub pcs: Vec<f32>,
+    pub tokens: Vec<TokenPoint>,
+    /// True when the reply was generated with edits and read back by the unsteered model.
+    pub read_back: bool,
+}
+
+/// Why a reply ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    EndOfTurn,
+    MaxTokens,
+    ContextFull,
+    Stopped,
+}
+
+/// Worker -> page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The worker is listening; `cache` says whether Cache Storage is available to it.
+    Ready {
+        cache: bool,
+    },
+    /// Download or read progress of a model or bundle.
+    Progress {
+        id: u32,
+        loaded: u64,
+        total: Option<u64>,
+        from_cache: bool,
+    },
+    ModelLoaded {
+        id: u32,
+        model: ModelView,
+    },
+    BundleLoaded {
+        id: u32,
+        bundle: BundleView,
+    },
+    /// A reply starts streaming in `branch` for user turn `turn` (0-based).
+    ReplyStart {
+        id: u32,
+        branch: Branch,
+        turn: usize,
+    },
+    Token {
+        id: u32,
+        branch: Branch,
+        turn: usize,
+        text: String,
+    },
+    ReplyDone {
+        id: u32,
+        branch: Branch,
+        turn: usize,
+        text: String,
+        finish: Finish,
+        n_tokens: usize,
+        /// Tokens of the prompt, and how many of them ran (the rest came from the KV cache).
+        prompt_tokens: usize,
+        prefilled: usize,
+        prefill_tok_s: f64,
+        decode_tok_s: f64,
+        ms_to_first_token: f64,
+    },
+    /// A reply's place on the axis (after the reply is done; `None` without a bundle).
+    Measured {
+        id: u32,
+        branch: Branch,
+        turn: usize,
+        point: Option<TurnPointView>,
+    },
+    /// One more question answered in the role being placed.
+    RoleProgress {
+        id: u32,
+        done: usize,
+        total: usize,
+        question: String,
+        reply: String,
+    },
+    /// The visitor's role, placed.
+    RolePlaced {
+        id: u32,
+        role: RolePoint,
+    },
+    /// A file for the visitor to save, its bytes in base64url.
+    File {
+        id: u32,
+        name: String,
+        mime: String,
+        base64: String,
+    },
+    /// The request finished (successfully or not); the worker takes the next one.
+    Done {
+        id: u32,
+    },
+    /// The request failed: one line for the visitor. `what` names the request kind
+    /// ("model", "bundle", "chat", ...).
+    Failed {
+        id: u32,
+        what: String,
+        message: String,
+    },
+    /// Linear memory of the worker's wasm instance, in bytes.
+    Memory {
+        bytes: u64,
+    },
+}
+
+pub fn encode<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("protocol types always serialise")
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, String> {
+    serde_json::from_str(s).map_err(|e| format!("malformed message: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_through_json() {
+        let r = Request::Chat {
+            id: 7,
+            user: "Hi <b>".into(),
+            settings: TurnSettings {
+                system: String::new(),
+                sampling: GenSettings::default(),
+                cap: Some(CapSettings {
+                    percentile: 75,
+                    start: 10,
+                    end: 20,
+                }),
+                steer: -0.25,
+            },
+        };
+        let json = encode(&r);
+        assert!(json.contains(r#""type":"chat""#), "{json}");
+        assert_eq!(decode::<Request>(&json).unwrap(), r);
+        assert_eq!(r.id(), 7);
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_not_panics() {
+        assert!(decode::<Request>("{").is_err());
+        assert!(decode::<Request>(r#"{"type":"launch_missiles","id":1}"#).is_err());
+        assert!(decode::<Event>(r#"{"type":"token","id":1}"#).is_err());
+    }
+
+    #[test]
+    fn settings_fill_missing_fields_with_defaults() {
+        let g: GenSettings = decode(r#"{"max_tokens": 8}"#).unwrap();
+        assert_eq!(
+            g,
+            GenSettings {
+                max_tokens: 8,
+                ..GenSettings::default()
+            }
+        );
+    }
+
+    #[test]
+    fn backend_pref_parses_only_known_values() {
+        assert_eq!(BackendPref::parse("gpu"), Some(BackendPref::Gpu));
+        assert_eq!(BackendPref::parse("cpu"), Some(BackendPref::Cpu));
+        assert_eq!(BackendPref::parse("GPU"), None);
+        assert_eq!(BackendPref::parse("<script>"), None);
+    }
+}

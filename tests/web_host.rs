@@ -1,0 +1,452 @@
+//! The web worker's logic (`axiscope::web::host`) natively, on the default model with a
+//! synthetic persona bundle: streamed replies, KV-cache reuse across turns, capped replies
+//! read back by the unsteered model, undo, restore. Every projection the host reports is
+//! checked against an independent route: one uncached forward pass over the whole rendered
+//! conversation, recording the analysis layer, averaged over the reply's content tokens.
+
+mod common;
+use axiscope::engine::chat::{Message, Role, TokenKind};
+use axiscope::engine::{Backend, Hooks, Model};
+use axiscope::science::{
+    BuildSettings, Bundle, ModelInfo, PersonaVectors, ProjectionStats, RolloutActivation,
+};
+use axiscope::web::host::Host;
+use axiscope::web::protocol::{Branch, CapSettings, Event, GenSettings, SharedTurn, TurnSettings};
+use common::*;
+
+const LAYER: usize = 15;
+
+/// Projections are sums of ~576 products of residuals of size ~1-10; the cached and uncached
+/// routes differ only in summation order, measured well below this.
+const TOL: f32 = 2e-3;
+
+fn model() -> Model {
+    Model::from_bytes(model_bytes(&default_model_path())).expect("default model loads")
+}
+
+fn factory() -> axiscope::web::host::BackendFactory {
+    Box::new(|m: &Model| Ok(Box::new(m.cpu_backend(2)?) as Box<dyn Backend>))
+}
+
+/// A bundle with the model's shape whose axis points along hidden dimension 7 at every layer,
+/// with rollouts spread around it. The default rollouts sit at +100 along it, so a cap at a
+/// high percentile is a floor far above anything the model produces: it must change the text.
+fn synthetic_bundle(m: &Model) -> Bundle {
+    let (nl, h) = (m.config.n_layers, m.config.hidden);
+    let mut seed = 12345u64;
+    let mut rnd = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32
+    };
+    let mut rollouts = Vec::new();
+    for (role, shift) in [
+        ("ghost", -5.0f32),
+        ("bard", -2.0),
+        ("tutor", 3.0),
+        ("default", 100.0),
+    ] {
+        for q in 0..4 {
+            let per_layer: Vec<f32> = (0..nl * h)
+                .map(|i| rnd() + if i % h == 7 { shift + rnd() * 4.0 } else { 0.0 })
+                .collect();
+            rollouts.push(RolloutActivation {
+                role: role.into(),
+                prompt_index: 0,
+                question_id: q,
+                n_tokens: 10,
+                per_layer,
+                mean_token_norm: vec![20.0; nl],
+            });
+        }
+    }
+    let pv = PersonaVectors::from_rollouts(&rollouts, nl, h).unwrap();
+    let stats = ProjectionStats::compute(&pv, &rollouts).unwrap();
+    let info = ModelInfo {
+        name: m.config.name.clone(),
+        sha256: String::new(),
+        n_layers: nl,
+        hidden: h,
+    };
+    let cats = vec![
+        "fantastical".into(),
+        "fantastical".into(),
+        "assistant-like".into(),
+    ];
+    Bundle::new(
+        info,
+        LAYER,
+        cats,
+        BuildSettings::default(),
+        None,
+        pv,
+        stats,
+        2,
+    )
+    .unwrap()
+}
+
+fn settings(max_tokens: usize, cap: Option<CapSettings>) -> TurnSettings {
+    TurnSettings {
+        system: "You are a helpful assistant.".into(),
+        sampling: GenSettings {
+            max_tokens,
+            temperature: 0.0,
+            top_p: 1.0,
+            repeat_penalty: 1.1,
+            seed: 3,
+        },
+        cap,
+        steer: 0.0,
+    }
+}
+
+/// Reference: the reply's projection from one uncached forward over the whole conversation.
+fn reference_projection(
+    m: &Model,
+    bundle: &Bundle,
+    system: &str,
+    turns: &[(String, String)],
+    turn: usize,
+) -> f32 {
+    let mut msgs = vec![Message::new(Role::System, system)];
+    for (u, a) in turns {
+        msgs.push(Message::new(Role::User, u.clone()));
+        msgs.push(Message::new(Role::Assistant, a.clone()));
+    }
+    let r = m.render(&msgs, false).unwrap();
+    let mut backend = m.cpu_backend(2).unwrap();
+    let mut hooks = Hooks::recording(vec![LAYER]);
+    backend.forward(&r.ids, 0, &mut hooks, false).unwrap();
+    let msg = 1 + 2 * turn + 1;
+    let pos: Vec<usize> = (0..r.ids.len())
+        .filter(|&t| r.messages[t] == Some(msg) && r.kinds[t] == TokenKind::AssistantContent)
+        .collect();
+    assert!(!pos.is_empty());
+    let h = m.config.hidden;
+    let mut mean = vec![0f64; h];
+    for &p in &pos {
+        mean.iter_mut()
+            .zip(hooks.recording.get(p, LAYER).unwrap())
+            .for_each(|(s, &x)| *s += x as f64);
+    }
+    let mean: Vec<f32> = mean.iter().map(|s| (s / pos.len() as f64) as f32).collect();
+    bundle.vectors.at(LAYER).project(&mean)
+}
+
+#[derive(Default)]
+struct Log {
+    tokens: [String; 2],
+    done: [Vec<String>; 2],
+    /// `(prompt tokens, tokens run)` per reply.
+    prefill: [Vec<(usize, usize)>; 2],
+    points: [Vec<(usize, f32, bool, f32)>; 2],
+}
+
+impl Log {
+    fn take(&mut self, e: Event) {
+        match e {
+            Event::Token { branch, text, .. } => self.tokens[branch.index()].push_str(&text),
+            Event::ReplyDone {
+                branch,
+                text,
+                prompt_tokens,
+                prefilled,
+                ..
+            } => {
+                self.done[branch.index()].push(text);
+                self.prefill[branch.index()].push((prompt_tokens, prefilled));
+            }
+            Event::Measured {
+                branch,
+                turn,
+                point: Some(p),
+                ..
+            } => {
+                // The per-token projections average to the turn's (the projection is affine).
+                let mean_tok =
+                    p.tokens.iter().map(|t| t.projection).sum::<f32>() / p.tokens.len() as f32;
+                self.points[branch.index()].push((turn, p.projection, p.read_back, mean_tok));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn replies_stream_and_land_where_an_uncached_pass_puts_them() {
+    let m = model();
+    let bundle = synthetic_bundle(&m);
+    let mut host = Host::new();
+    host.set_bundle(bundle.clone());
+    let describe = host.set_model(m, factory(), None).unwrap();
+    assert!(describe.starts_with("cpu"), "{describe}");
+    let view = host.bundle_view().unwrap();
+    assert_eq!(view.matches_model, Some(true));
+    assert_eq!(view.roles.len(), 3);
+    assert!(view.default_band[0] < view.default_band[1]);
+    let m = model();
+    let s = settings(8, None);
+    let mut log = Log::default();
+    let users = ["What is the capital of France?", "And of Italy?"];
+    for u in users {
+        host.chat(1, u, &s, &|| false, &mut |e| log.take(e))
+            .unwrap();
+    }
+    assert_eq!(host.turns(), 2);
+    let replies = log.done[0].clone();
+    assert_eq!(replies.len(), 2);
+    assert!(replies.iter().all(|r| !r.is_empty()), "{replies:?}");
+    // The streamed pieces are exactly the replies.
+    assert_eq!(log.tokens[0], replies.concat());
+    let turns: Vec<(String, String)> = users
+        .iter()
+        .map(|u| u.to_string())
+        .zip(replies.clone())
+        .collect();
+    // The KV cache carries the conversation: turn 2 runs only its own user message and header,
+    // i.e. everything after the rendered turn 1 (which measuring turn 1 brought into the cache).
+    let mut first = vec![
+        Message::new(Role::System, s.system.clone()),
+        Message::new(Role::User, users[0]),
+    ];
+    first.push(Message::new(Role::Assistant, replies[0].clone()));
+    let rendered_turn1 = m.render(&first, false).unwrap().ids.len();
+    let (prompt2, ran2) = log.prefill[0][1];
+    assert_eq!(
+        ran2,
+        prompt2 - rendered_turn1,
+        "turn 2 ran {ran2} of {prompt2} prompt tokens"
+    );
+    assert_eq!(
+        log.prefill[0][0].0, log.prefill[0][0].1,
+        "the first turn runs its whole prompt"
+    );
+    assert_eq!(log.points[0].len(), 2);
+    for &(turn, p, read_back, mean_tok) in &log.points[0] {
+        let want = reference_projection(&m, &bundle, &s.system, &turns, turn);
+        assert!(
+            (p - want).abs() < TOL * (1.0 + want.abs()),
+            "turn {turn}: host {p}, reference {want}"
+        );
+        assert!(
+            (p - mean_tok).abs() < TOL * (1.0 + p.abs()),
+            "turn {turn}: tokens average {mean_tok}, turn {p}"
+        );
+        assert!(!read_back);
+    }
+
+    // Restoring the same conversation measures the same points without generating.
+    let shared: Vec<SharedTurn> = turns
+        .iter()
+        .map(|(u, a)| SharedTurn {
+            user: u.clone(),
+            assistant: a.clone(),
+            capped: None,
+        })
+        .collect();
+    let mut again = Log::default();
+    host.restore(2, &shared, &s, &mut |e| again.take(e))
+        .unwrap();
+    assert!(again.done[0].is_empty(), "restore must not generate");
+    for (a, b) in log.points[0].iter().zip(&again.points[0]) {
+        assert!(
+            (a.1 - b.1).abs() < TOL * (1.0 + a.1.abs()),
+            "{a:?} vs {b:?}"
+        );
+    }
+
+    // Undo drops the last turn; the next turn is turn 1 again and still measured right.
+    host.undo();
+    assert_eq!(host.turns(), 1);
+    let mut log2 = Log::default();
+    host.chat(3, "And of Spain?", &s, &|| false, &mut |e| log2.take(e))
+        .unwrap();
+    let turns2 = vec![
+        turns[0].clone(),
+        ("And of Spain?".to_string(), log2.done[0][0].clone()),
+    ];
+    let (turn, p, ..) = log2.points[0][0];
+    assert_eq!(turn, 1);
+    let want = reference_projection(&m, &bundle, &s.system, &turns2, 1);
+    assert!(
+        (p - want).abs() < TOL * (1.0 + want.abs()),
+        "after undo: host {p}, reference {want}"
+    );
+}
+
+#[test]
+fn capping_gives_a_second_reply_read_back_by_the_unsteered_model() {
+    let m = model();
+    let bundle = synthetic_bundle(&m);
+    let mut host = Host::new();
+    host.set_bundle(bundle.clone());
+    host.set_model(m, factory(), None).unwrap();
+    let m = model();
+    let cap = CapSettings {
+        percentile: 90,
+        start: 10,
+        end: 20,
+    };
+    let s = settings(10, Some(cap));
+    let mut log = Log::default();
+    let user = "Tell me about yourself.";
+    host.chat(1, user, &s, &|| false, &mut |e| log.take(e))
+        .unwrap();
+    let (d, c) = (log.done[0][0].clone(), log.done[1][0].clone());
+    assert!(!d.is_empty() && !c.is_empty());
+    // Same seed and prompt: only the cap (a floor far above the model's range) differs.
+    assert_ne!(d, c, "the cap changed nothing");
+    let (_, p_default, rb_default, _) = log.points[0][0];
+    let (_, p_capped, rb_capped, _) = log.points[1][0];
+    assert!(!rb_default && rb_capped);
+    let want_d = reference_projection(&m, &bundle, &s.system, &[(user.into(), d)], 0);
+    let want_c = reference_projection(&m, &bundle, &s.system, &[(user.into(), c)], 0);
+    assert!(
+        (p_default - want_d).abs() < TOL * (1.0 + want_d.abs()),
+        "default {p_default} vs {want_d}"
+    );
+    // Read back unsteered: far below the +100 the cap forced inside the model.
+    assert!(
+        (p_capped - want_c).abs() < TOL * (1.0 + want_c.abs()),
+        "capped {p_capped} vs {want_c}"
+    );
+    assert!(
+        p_capped < 50.0,
+        "capped reply measured inside the capped model: {p_capped}"
+    );
+}
+
+#[test]
+fn stop_ends_the_turn_and_bad_requests_are_errors() {
+    let m = model();
+    let mut host = Host::new();
+    // Without a model: an error, not a panic.
+    assert!(
+        host.chat(1, "hi", &settings(4, None), &|| false, &mut |_| {})
+            .is_err()
+    );
+    host.set_model(m, factory(), None).unwrap();
+    // Capping without a bundle is refused and leaves no half turn behind.
+    let capped = settings(
+        4,
+        Some(CapSettings {
+            percentile: 75,
+            start: 10,
+            end: 20,
+        }),
+    );
+    let err = host
+        .chat(1, "hi", &capped, &|| false, &mut |_| {})
+        .unwrap_err();
+    assert!(err.contains("bundle"), "{err}");
+    assert_eq!(host.turns(), 0);
+    assert!(
+        host.chat(1, "   ", &settings(4, None), &|| false, &mut |_| {})
+            .is_err()
+    );
+    // Cancelled after the first token: one token, finish "stopped", the turn is kept.
+    let mut n = 0;
+    let mut finish = None;
+    host.chat(
+        2,
+        "Count to twenty.",
+        &settings(30, None),
+        &|| true,
+        &mut |e| match e {
+            Event::Token { .. } => n += 1,
+            Event::ReplyDone {
+                finish: f,
+                branch: Branch::Default,
+                ..
+            } => finish = Some(f),
+            _ => {}
+        },
+    )
+    .unwrap();
+    assert!(n <= 1, "{n} tokens after stop");
+    assert_eq!(finish, Some(axiscope::web::protocol::Finish::Stopped));
+    assert_eq!(host.turns(), 1);
+}
+
+#[test]
+fn a_visitors_role_lands_where_its_replies_average() {
+    let m = model();
+    let bundle = synthetic_bundle(&m);
+    let mut host = Host::new();
+    host.set_bundle(bundle.clone());
+    host.set_model(m, factory(), None).unwrap();
+    let m = model();
+    let system = "You are a pirate. Answer like one.";
+    let questions: Vec<String> = axiscope::web::catalog::questions()
+        .into_iter()
+        .take(2)
+        .collect();
+    let sampling = GenSettings {
+        max_tokens: 6,
+        ..GenSettings::default()
+    };
+    let mut replies = Vec::new();
+    let mut placed = None;
+    host.place_role(
+        9,
+        "pirate-ish",
+        system,
+        &questions,
+        &sampling,
+        &|| false,
+        &mut |e| match e {
+            Event::RoleProgress { reply, .. } => replies.push(reply),
+            Event::RolePlaced { role, .. } => placed = Some(role),
+            _ => {}
+        },
+    )
+    .unwrap();
+    let role = placed.expect("placed");
+    assert_eq!(replies.len(), 2);
+    // Reference: each reply's content mean from an uncached pass, averaged over questions.
+    let h = m.config.hidden;
+    let mut sum = vec![0f64; h];
+    for (q, a) in questions.iter().zip(&replies) {
+        let msgs = vec![
+            Message::new(Role::System, system),
+            Message::new(Role::User, q.clone()),
+            Message::new(Role::Assistant, a.clone()),
+        ];
+        let r = m.render(&msgs, false).unwrap();
+        let mut backend = m.cpu_backend(2).unwrap();
+        let mut hooks = Hooks::recording(vec![LAYER]);
+        backend.forward(&r.ids, 0, &mut hooks, false).unwrap();
+        let pos: Vec<usize> = (0..r.ids.len())
+            .filter(|&t| r.messages[t] == Some(2) && r.kinds[t] == TokenKind::AssistantContent)
+            .collect();
+        assert!(!pos.is_empty(), "empty reply {a:?}");
+        let mut mean = vec![0f64; h];
+        for &p in &pos {
+            mean.iter_mut()
+                .zip(hooks.recording.get(p, LAYER).unwrap())
+                .for_each(|(s, &x)| *s += x as f64);
+        }
+        sum.iter_mut()
+            .zip(&mean)
+            .for_each(|(s, x)| *s += x / pos.len() as f64);
+    }
+    let v: Vec<f32> = sum.iter().map(|s| (s / 2.0) as f32).collect();
+    let want = bundle.vectors.at(LAYER).project(&v);
+    assert!(
+        (role.projection - want).abs() < TOL * (1.0 + want.abs()),
+        "{} vs {want}",
+        role.projection
+    );
+    let want_pcs = bundle.pca.project(&v);
+    for (a, b) in role.pcs.iter().zip(&want_pcs) {
+        assert!(
+            (a - b).abs() < TOL * (1.0 + b.abs()),
+            "{:?} vs {want_pcs:?}",
+            role.pcs
+        );
+    }
+    // The conversation is untouched.
+    assert_eq!(host.turns(), 0);
+}
