@@ -599,7 +599,6 @@ fn chunks_truncation_and_all_logits_agree() {
     let opts = GpuModelOptions {
         max_context: 64,
         max_chunk: 8,
-        ..GpuModelOptions::default()
     };
     let mut small = GpuModel::load_with(&m.gguf, gpu.context().clone(), opts).unwrap();
     let mut h2 = Hooks::recording(layers.clone());
