@@ -468,26 +468,7 @@ impl GpuModel {
         all_logits: bool,
     ) -> Result<Vec<f32>> {
         let (d, vocab, n) = (self.cfg.hidden, self.cfg.vocab, tokens.len());
-        if n == 0 {
-            return Err(Error::Invalid("no tokens to run".into()));
-        }
-        if pos > self.cached {
-            return Err(Error::Invalid(format!(
-                "position {pos} is past the {} cached tokens",
-                self.cached
-            )));
-        }
-        if pos + n > self.cfg.context {
-            return Err(Error::ContextOverflow {
-                needed: pos + n,
-                limit: self.cfg.context,
-            });
-        }
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::Invalid(format!(
-                "token id {t} is outside the vocabulary of {vocab}"
-            )));
-        }
+        crate::engine::backend::check_forward(&self.cfg, tokens, pos, self.cached)?;
         self.prepare_hooks(hooks)?;
         let chunk = if all_logits {
             self.prepare_all_logits()?;
