@@ -22,7 +22,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into() }
+        Self {
+            role,
+            content: content.into(),
+        }
     }
 }
 
@@ -84,7 +87,9 @@ impl ChatTemplate {
         let kind = if src.contains("<|start_header_id|>") {
             TemplateKind::Llama3
         } else {
-            TemplateKind::ChatMl { default_system: default_system_prompt(src) }
+            TemplateKind::ChatMl {
+                default_system: default_system_prompt(src),
+            }
         };
         Self { kind }
     }
@@ -105,7 +110,11 @@ impl ChatTemplate {
     }
 
     fn pieces(&self, messages: &[Message], add_generation_prompt: bool) -> Vec<Piece> {
-        let p = |text: String, kind, message| Piece { text, kind, message };
+        let p = |text: String, kind, message| Piece {
+            text,
+            kind,
+            message,
+        };
         let content_kind = |r: Role| match r {
             Role::System => TokenKind::System,
             Role::User => TokenKind::User,
@@ -119,13 +128,20 @@ impl ChatTemplate {
         let mut out = Vec::new();
         match &self.kind {
             TemplateKind::ChatMl { default_system } => {
-                if let (Some(sys), false) = (default_system, messages.first().is_some_and(|m| m.role == Role::System)) {
+                if let (Some(sys), false) = (
+                    default_system,
+                    messages.first().is_some_and(|m| m.role == Role::System),
+                ) {
                     out.push(p("<|im_start|>system\n".into(), TokenKind::Header, None));
                     out.push(p(sys.clone(), TokenKind::System, None));
                     out.push(p("<|im_end|>\n".into(), TokenKind::EndOfTurn, None));
                 }
                 for (i, m) in messages.iter().enumerate() {
-                    out.push(p(format!("<|im_start|>{}\n", role_name(m.role)), TokenKind::Header, Some(i)));
+                    out.push(p(
+                        format!("<|im_start|>{}\n", role_name(m.role)),
+                        TokenKind::Header,
+                        Some(i),
+                    ));
                     out.push(p(m.content.clone(), content_kind(m.role), Some(i)));
                     out.push(p("<|im_end|>\n".into(), TokenKind::EndOfTurn, Some(i)));
                 }
@@ -136,13 +152,24 @@ impl ChatTemplate {
             TemplateKind::Llama3 => {
                 out.push(p("<|begin_of_text|>".into(), TokenKind::Control, None));
                 for (i, m) in messages.iter().enumerate() {
-                    let header = format!("<|start_header_id|>{}<|end_header_id|>\n\n", role_name(m.role));
+                    let header = format!(
+                        "<|start_header_id|>{}<|end_header_id|>\n\n",
+                        role_name(m.role)
+                    );
                     out.push(p(header, TokenKind::Header, Some(i)));
-                    out.push(p(m.content.trim().to_string(), content_kind(m.role), Some(i)));
+                    out.push(p(
+                        m.content.trim().to_string(),
+                        content_kind(m.role),
+                        Some(i),
+                    ));
                     out.push(p("<|eot_id|>".into(), TokenKind::EndOfTurn, Some(i)));
                 }
                 if add_generation_prompt {
-                    out.push(p("<|start_header_id|>assistant<|end_header_id|>\n\n".into(), TokenKind::Header, None));
+                    out.push(p(
+                        "<|start_header_id|>assistant<|end_header_id|>\n\n".into(),
+                        TokenKind::Header,
+                        None,
+                    ));
                 }
             }
         }
@@ -150,12 +177,20 @@ impl ChatTemplate {
     }
 
     pub fn render_text(&self, messages: &[Message], add_generation_prompt: bool) -> String {
-        self.pieces(messages, add_generation_prompt).into_iter().map(|p| p.text).collect()
+        self.pieces(messages, add_generation_prompt)
+            .into_iter()
+            .map(|p| p.text)
+            .collect()
     }
 
     /// Renders and tokenizes the whole text at once (as llama.cpp does), then labels each token
     /// by the piece its first byte falls in.
-    pub fn tokenize(&self, tok: &Tokenizer, messages: &[Message], add_generation_prompt: bool) -> Result<Rendered> {
+    pub fn tokenize(
+        &self,
+        tok: &Tokenizer,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<Rendered> {
         let pieces = self.pieces(messages, add_generation_prompt);
         let mut bounds = Vec::with_capacity(pieces.len());
         let mut text = String::new();
@@ -167,11 +202,18 @@ impl ChatTemplate {
         let mut kinds = Vec::with_capacity(ids.len());
         let mut msgs = Vec::with_capacity(ids.len());
         for &(start, _) in &offsets {
-            let i = bounds.partition_point(|&b| b <= start).min(pieces.len().saturating_sub(1));
+            let i = bounds
+                .partition_point(|&b| b <= start)
+                .min(pieces.len().saturating_sub(1));
             kinds.push(pieces.get(i).map_or(TokenKind::Control, |pc| pc.kind));
             msgs.push(pieces.get(i).and_then(|pc| pc.message));
         }
-        Ok(Rendered { text, ids, kinds, messages: msgs })
+        Ok(Rendered {
+            text,
+            ids,
+            kinds,
+            messages: msgs,
+        })
     }
 }
 
@@ -199,14 +241,27 @@ mod tests {
         let t = ChatTemplate::from_source(src);
         assert_eq!(
             t.kind,
-            TemplateKind::ChatMl { default_system: Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face".into()) }
+            TemplateKind::ChatMl {
+                default_system: Some(
+                    "You are a helpful AI assistant named SmolLM, trained by Hugging Face".into()
+                )
+            }
         );
         let text = t.render_text(&[Message::new(Role::User, "Hi")], true);
         assert_eq!(
             text,
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
-        let with_system = t.render_text(&[Message::new(Role::System, "Be brief."), Message::new(Role::User, "Hi")], false);
-        assert_eq!(with_system, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+        let with_system = t.render_text(
+            &[
+                Message::new(Role::System, "Be brief."),
+                Message::new(Role::User, "Hi"),
+            ],
+            false,
+        );
+        assert_eq!(
+            with_system,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        );
     }
 }

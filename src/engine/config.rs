@@ -54,13 +54,20 @@ impl ModelConfig {
         let hidden = f.get_u64(&key("embedding_length"))? as usize;
         let ffn = f.get_u64(&key("feed_forward_length"))? as usize;
         let n_heads = f.get_u64(&key("attention.head_count"))? as usize;
-        let n_kv_heads = f.get_u64(&key("attention.head_count_kv")).unwrap_or(n_heads as u64) as usize;
+        let n_kv_heads = f
+            .get_u64(&key("attention.head_count_kv"))
+            .unwrap_or(n_heads as u64) as usize;
         let context = f.get_u64(&key("context_length"))? as usize;
         let rope_theta = f.get_f32(&key("rope.freq_base")).unwrap_or(10_000.0);
         let rms_eps = f.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
         let sane = |v: usize, max: usize| v > 0 && v <= max;
-        if !(sane(n_layers, 512) && sane(hidden, 1 << 16) && sane(ffn, 1 << 18) && sane(n_heads, 1024)
-            && sane(n_kv_heads, n_heads) && hidden % n_heads == 0 && n_heads % n_kv_heads == 0
+        if !(sane(n_layers, 512)
+            && sane(hidden, 1 << 16)
+            && sane(ffn, 1 << 18)
+            && sane(n_heads, 1024)
+            && sane(n_kv_heads, n_heads)
+            && hidden % n_heads == 0
+            && n_heads % n_kv_heads == 0
             && sane(context, 1 << 22))
         {
             return Err(Error::BadGguf(format!(
@@ -74,7 +81,11 @@ impl ModelConfig {
         let emb = f.tensor("token_embd.weight")?;
         let vocab = emb.shape.first().copied().unwrap_or(0);
         if emb.shape != [vocab, hidden] {
-            return Err(Error::BadShape { name: "token_embd.weight".into(), got: emb.shape.clone(), expected: vec![vocab, hidden] });
+            return Err(Error::BadShape {
+                name: "token_embd.weight".into(),
+                got: emb.shape.clone(),
+                expected: vec![vocab, hidden],
+            });
         }
         Ok(Self {
             architecture,

@@ -9,17 +9,25 @@ pub enum Error {
     BadGguf(String),
     #[error("unsupported architecture '{0}': axiscope runs llama and qwen2 models")]
     UnsupportedArchitecture(String),
-    #[error("unsupported quantization {qtype} in tensor '{tensor}': axiscope runs F32, F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K")]
+    #[error(
+        "unsupported quantization {qtype} in tensor '{tensor}': axiscope runs F32, F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K"
+    )]
     UnsupportedQuant { tensor: String, qtype: String },
     #[error("the model file has no tensor '{0}'")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {got:?}, expected {expected:?}")]
-    BadShape { name: String, got: Vec<usize>, expected: Vec<usize> },
+    BadShape {
+        name: String,
+        got: Vec<usize>,
+        expected: Vec<usize>,
+    },
     #[error("the model file has no metadata '{0}'")]
     MissingMetadata(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
-    #[error("the conversation needs {needed} tokens but the model's context holds {limit}: trim the oldest turns or start over")]
+    #[error(
+        "the conversation needs {needed} tokens but the model's context holds {limit}: trim the oldest turns or start over"
+    )]
     ContextOverflow { needed: usize, limit: usize },
     #[error("invalid input: {0}")]
     Invalid(String),

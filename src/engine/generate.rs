@@ -51,7 +51,11 @@ impl Generation {
 }
 
 fn rate(n: usize, ms: f64) -> f64 {
-    if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 }
+    if ms > 0.0 {
+        n as f64 * 1000.0 / ms
+    } else {
+        0.0
+    }
 }
 
 pub struct Session {
@@ -62,7 +66,10 @@ pub struct Session {
 
 impl Session {
     pub fn new(backend: Box<dyn Backend>) -> Self {
-        Self { backend, tokens: Vec::new() }
+        Self {
+            backend,
+            tokens: Vec::new(),
+        }
     }
 
     pub fn tokens(&self) -> &[u32] {
@@ -74,6 +81,13 @@ impl Session {
         self.backend.truncate(0);
     }
 
+    /// Keeps only the first `len` cached tokens, so the next `prefill` runs (and records)
+    /// everything after them while reusing the rest.
+    pub fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+        self.backend.truncate(len);
+    }
+
     /// Brings the cache to exactly `prompt`, running only the part not already cached, and
     /// returns the last token's logits and how many tokens ran.
     pub fn prefill(&mut self, prompt: &[u32], hooks: &mut Hooks) -> Result<(Vec<f32>, usize)> {
@@ -82,14 +96,24 @@ impl Session {
         }
         let limit = self.backend.config().context;
         if prompt.len() > limit {
-            return Err(Error::ContextOverflow { needed: prompt.len(), limit });
+            return Err(Error::ContextOverflow {
+                needed: prompt.len(),
+                limit,
+            });
         }
-        let common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let common = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         // The last prompt token always runs: its logits choose the first reply token.
         let start = common.min(prompt.len() - 1);
         self.backend.truncate(start);
         self.tokens.truncate(start);
-        let logits = self.backend.forward(&prompt[start..], start, hooks, false)?;
+        let logits = self
+            .backend
+            .forward(&prompt[start..], start, hooks, false)?;
         self.tokens.extend_from_slice(&prompt[start..]);
         Ok((logits, prompt.len() - start))
     }

@@ -30,7 +30,9 @@ impl GgufFile {
     /// allocated for it: a truncated or hostile file fails here with a one-line reason.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
         if bytes.len() < 24 || &bytes[..4] != MAGIC {
-            let what = if bytes.len() < 4 { "file is too short".to_string() } else {
+            let what = if bytes.len() < 4 {
+                "file is too short".to_string()
+            } else {
                 format!("it starts with {:02x?}, not 'GGUF'", &bytes[..4])
             };
             return Err(Error::NotGguf(what));
@@ -41,16 +43,21 @@ impl GgufFile {
         let mut tensors = HashMap::with_capacity(content.tensor_infos.len());
         for (name, info) in &content.tensor_infos {
             let shape: Vec<usize> = info.shape.dims().to_vec();
-            let qtype = QType::from_ggml(info.ggml_dtype).ok_or_else(|| Error::UnsupportedQuant {
-                tensor: name.clone(),
-                qtype: format!("{:?}", info.ggml_dtype),
-            })?;
+            let qtype =
+                QType::from_ggml(info.ggml_dtype).ok_or_else(|| Error::UnsupportedQuant {
+                    tensor: name.clone(),
+                    qtype: format!("{:?}", info.ggml_dtype),
+                })?;
             let elems = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
             let cols = shape.last().copied().unwrap_or(1);
             let len = elems
                 .filter(|_| cols % qtype.block_size() == 0)
                 .and_then(|e| (e / qtype.block_size()).checked_mul(qtype.type_size()))
-                .ok_or_else(|| Error::BadGguf(format!("tensor '{name}' has an impossible shape {shape:?} for {qtype:?}")))?;
+                .ok_or_else(|| {
+                    Error::BadGguf(format!(
+                        "tensor '{name}' has an impossible shape {shape:?} for {qtype:?}"
+                    ))
+                })?;
             let offset = data_start
                 .checked_add(info.offset as usize)
                 .filter(|o| o.checked_add(len).is_some_and(|end| end <= bytes.len()))
@@ -58,9 +65,21 @@ impl GgufFile {
                     "tensor '{name}' needs {len} bytes at offset {}, beyond the end of the file ({} bytes): the file is truncated",
                     info.offset, bytes.len()
                 )))?;
-            tensors.insert(name.clone(), TensorEntry { qtype, shape, offset, len });
+            tensors.insert(
+                name.clone(),
+                TensorEntry {
+                    qtype,
+                    shape,
+                    offset,
+                    len,
+                },
+            );
         }
-        Ok(Self { bytes: Arc::new(bytes), metadata: content.metadata, tensors })
+        Ok(Self {
+            bytes: Arc::new(bytes),
+            metadata: content.metadata,
+            tensors,
+        })
     }
 
     pub fn bytes(&self) -> &Arc<Vec<u8>> {
@@ -68,7 +87,9 @@ impl GgufFile {
     }
 
     pub fn tensor(&self, name: &str) -> Result<&TensorEntry> {
-        self.tensors.get(name).ok_or_else(|| Error::MissingTensor(name.to_string()))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))
     }
 
     pub fn tensor_bytes(&self, t: &TensorEntry) -> &[u8] {
@@ -88,7 +109,9 @@ impl GgufFile {
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64> {
-        let v = self.get(key).ok_or_else(|| Error::MissingMetadata(key.to_string()))?;
+        let v = self
+            .get(key)
+            .ok_or_else(|| Error::MissingMetadata(key.to_string()))?;
         let n = match v {
             Value::U8(x) => Some(*x as u64),
             Value::U16(x) => Some(*x as u64),
@@ -102,7 +125,9 @@ impl GgufFile {
     }
 
     pub fn get_f32(&self, key: &str) -> Result<f32> {
-        let v = self.get(key).ok_or_else(|| Error::MissingMetadata(key.to_string()))?;
+        let v = self
+            .get(key)
+            .ok_or_else(|| Error::MissingMetadata(key.to_string()))?;
         v.to_f32()
             .or_else(|_| v.to_f64().map(|x| x as f32))
             .map_err(|_| Error::BadGguf(format!("metadata '{key}' is not a number")))
@@ -114,7 +139,9 @@ impl GgufFile {
         arr.iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s.as_str()),
-                _ => Err(Error::BadGguf(format!("metadata '{key}' holds a non-string"))),
+                _ => Err(Error::BadGguf(format!(
+                    "metadata '{key}' holds a non-string"
+                ))),
             })
             .collect()
     }
@@ -128,7 +155,9 @@ impl GgufFile {
                 Value::I64(x) => Ok(*x),
                 Value::U8(x) => Ok(*x as i64),
                 Value::I8(x) => Ok(*x as i64),
-                _ => Err(Error::BadGguf(format!("metadata '{key}' holds a non-integer"))),
+                _ => Err(Error::BadGguf(format!(
+                    "metadata '{key}' holds a non-integer"
+                ))),
             })
             .collect()
     }

@@ -9,7 +9,11 @@ pub enum EditOp {
     /// `h += vector` (steering).
     Add { vector: Vec<f32> },
     /// `p = h . unit; h += unit * (clamp(p, min, max) - p)`. `min` alone is the paper's cap.
-    Clamp { unit: Vec<f32>, min: Option<f32>, max: Option<f32> },
+    Clamp {
+        unit: Vec<f32>,
+        min: Option<f32>,
+        max: Option<f32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +55,11 @@ pub struct Recording {
 
 impl Recording {
     pub fn n_tokens(&self) -> usize {
-        if self.layers.is_empty() || self.hidden == 0 { 0 } else { self.data.len() / (self.layers.len() * self.hidden) }
+        if self.layers.is_empty() || self.hidden == 0 {
+            0
+        } else {
+            self.data.len() / (self.layers.len() * self.hidden)
+        }
     }
 
     /// The residual of token `t` at recorded layer `layer`, if that layer is recorded.
@@ -78,7 +86,10 @@ impl Hooks {
     }
 
     pub fn recording(layers: Vec<usize>) -> Self {
-        Self { record: layers, ..Self::default() }
+        Self {
+            record: layers,
+            ..Self::default()
+        }
     }
 
     /// Hook point `layer` for the tokens in `x` (`[n_tok][hidden]`): edits in order, then record.
@@ -97,14 +108,32 @@ impl Hooks {
         if pending.is_empty() {
             return;
         }
-        if self.recording.layers != self.record || self.recording.hidden != hidden {
-            self.recording = Recording { layers: self.record.clone(), hidden, data: Vec::new() };
-        }
-        self.recording.data.reserve(n_tok * pending.len() * hidden);
+        let recording = self.recording_for(hidden);
+        recording.data.reserve(n_tok * pending.len() * hidden);
         for t in 0..n_tok {
             for buf in &pending {
-                self.recording.data.extend_from_slice(&buf[t * hidden..(t + 1) * hidden]);
+                recording
+                    .data
+                    .extend_from_slice(&buf[t * hidden..(t + 1) * hidden]);
             }
         }
+    }
+
+    /// Appends residuals already laid out `[token][recorded layer][hidden]` (a backend that
+    /// records on the device reads them back in this order).
+    pub fn append_recorded(&mut self, data: &[f32], hidden: usize) {
+        self.recording_for(hidden).data.extend_from_slice(data);
+    }
+
+    /// The recording to append to, restarted when the recorded layers or width changed.
+    fn recording_for(&mut self, hidden: usize) -> &mut Recording {
+        if self.recording.layers != self.record || self.recording.hidden != hidden {
+            self.recording = Recording {
+                layers: self.record.clone(),
+                hidden,
+                data: Vec::new(),
+            };
+        }
+        &mut self.recording
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod gpu;
 pub mod hooks;
 pub mod model;
 pub mod quant;
@@ -18,10 +19,10 @@ pub mod tokenizer;
 pub use backend::Backend;
 pub use config::ModelConfig;
 pub use error::{Error, Result};
+pub use generate::{GenerateOptions, Generation, Session, StopReason};
 pub use gguf::GgufFile;
 pub use hooks::{Edit, EditOp, Hooks, Recording};
 pub use model::CpuModel;
-pub use generate::{GenerateOptions, Generation, Session, StopReason};
 pub use sampler::SamplerConfig;
 
 use chat::{ChatTemplate, Message, Rendered};
@@ -50,7 +51,12 @@ impl Model {
             )));
         }
         let template = ChatTemplate::from_gguf(&gguf);
-        Ok(Self { gguf, config, tokenizer, template })
+        Ok(Self {
+            gguf,
+            config,
+            tokenizer,
+            template,
+        })
     }
 
     pub fn cpu_backend(&self, threads: usize) -> Result<CpuModel> {
@@ -59,13 +65,18 @@ impl Model {
 
     /// Tokens that end an assistant reply: the template's end of turn and the end-of-text token.
     pub fn stop_tokens(&self) -> Vec<u32> {
-        let mut stop: Vec<u32> = self.tokenizer.token_id(self.template.end_of_turn()).into_iter().collect();
+        let mut stop: Vec<u32> = self
+            .tokenizer
+            .token_id(self.template.end_of_turn())
+            .into_iter()
+            .collect();
         stop.extend(self.tokenizer.eos.filter(|e| !stop.contains(e)));
         stop
     }
 
     /// The chat rendered for a reply from the assistant, every token labelled.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<Rendered> {
-        self.template.tokenize(&self.tokenizer, messages, add_generation_prompt)
+        self.template
+            .tokenize(&self.tokenizer, messages, add_generation_prompt)
     }
 }

@@ -32,9 +32,10 @@ pub struct CpuModel {
     layers: Vec<Layer>,
     out_norm: Vec<f32>,
     output: QMatrix,
-    /// Per layer, `[pos][kv_dim]` keys and values, stored in f16 as llama.cpp does by default.
-    k_cache: Vec<Vec<f16>>,
-    v_cache: Vec<Vec<f16>>,
+    /// Per layer, `[pos][kv_dim]` keys and values, rounded to f16 as llama.cpp stores them by
+    /// default, but kept as f32 so attention reads them without converting.
+    k_cache: Vec<Vec<f32>>,
+    v_cache: Vec<Vec<f32>>,
     cached: usize,
     threads: Threads,
 }
@@ -43,16 +44,30 @@ pub struct CpuModel {
 pub(crate) fn matrix(f: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<QMatrix> {
     let t = f.tensor(name)?;
     if t.shape != [rows, cols] {
-        return Err(Error::BadShape { name: name.into(), got: t.shape.clone(), expected: vec![rows, cols] });
+        return Err(Error::BadShape {
+            name: name.into(),
+            got: t.shape.clone(),
+            expected: vec![rows, cols],
+        });
     }
-    Ok(QMatrix::new(t.qtype, rows, cols, f.bytes().clone(), t.offset))
+    Ok(QMatrix::new(
+        t.qtype,
+        rows,
+        cols,
+        f.bytes().clone(),
+        t.offset,
+    ))
 }
 
 /// Loads a small f32 vector (norm weights, biases), from F32 or F16 storage.
 pub(crate) fn vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
     let t = f.tensor(name)?;
     if t.shape != [len] || !matches!(t.qtype, QType::F32 | QType::F16) {
-        return Err(Error::BadShape { name: name.into(), got: t.shape.clone(), expected: vec![len] });
+        return Err(Error::BadShape {
+            name: name.into(),
+            got: t.shape.clone(),
+            expected: vec![len],
+        });
     }
     let mut out = vec![0f32; len];
     t.qtype.dequantize_row(f.tensor_bytes(t), &mut out);
@@ -89,7 +104,11 @@ impl CpuModel {
             });
         }
         let embed = matrix(f, "token_embd.weight", cfg.vocab, d)?;
-        let output = if cfg.tied_embeddings { embed.clone() } else { matrix(f, "output.weight", cfg.vocab, d)? };
+        let output = if cfg.tied_embeddings {
+            embed.clone()
+        } else {
+            matrix(f, "output.weight", cfg.vocab, d)?
+        };
         Ok(Self {
             out_norm: vector(f, "output_norm.weight", d)?,
             k_cache: vec![Vec::new(); cfg.n_layers],
@@ -149,10 +168,92 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 }
 
 fn silu_mul(g: &mut [f32], u: &[f32]) {
-    g.iter_mut().zip(u).for_each(|(a, &b)| *a = *a / (1.0 + (-*a).exp()) * b);
+    g.iter_mut()
+        .zip(u)
+        .for_each(|(a, &b)| *a = *a / (1.0 + (-*a).exp()) * b);
 }
 
 impl CpuModel {
+    /// Token embeddings, `[n][hidden]`.
+    pub fn embed(&self, tokens: &[u32]) -> Vec<f32> {
+        let d = self.cfg.hidden;
+        let mut x = vec![0f32; tokens.len() * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+            self.embed.dequantize_row(t as usize, row);
+        }
+        x
+    }
+
+    /// Runs decoder blocks `layers` over the residual stream `x` (`[n][hidden]`) of the tokens
+    /// at positions `pos..`, appending to those blocks' KV caches, with the hook point after
+    /// each block. `forward` runs all of them; tests start a block from llama.cpp's residuals.
+    pub fn run_blocks(
+        &mut self,
+        x: &mut [f32],
+        pos: usize,
+        layers: std::ops::Range<usize>,
+        hooks: &mut Hooks,
+    ) {
+        let c = self.cfg.clone();
+        let (d, kvd, n) = (c.hidden, c.kv_dim(), x.len() / c.hidden);
+        let mut xn = vec![0f32; n * d];
+        let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * kvd], vec![0f32; n * kvd]);
+        let mut att = vec![0f32; n * d];
+        let mut proj = vec![0f32; n * d];
+        let (mut g, mut u) = (vec![0f32; n * c.ffn], vec![0f32; n * c.ffn]);
+        for l in layers {
+            let layer = &self.layers[l];
+            rms_norm(x, &layer.attn_norm, c.rms_eps, &mut xn);
+            layer.wq.matmul(&xn, &mut q, &self.threads);
+            layer.wk.matmul(&xn, &mut k, &self.threads);
+            layer.wv.matmul(&xn, &mut v, &self.threads);
+            if let Some([bq, bk, bv]) = &layer.bias {
+                q.chunks_exact_mut(d).for_each(|r| add_in_place(r, bq));
+                k.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bk));
+                v.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bv));
+            }
+            for i in 0..n {
+                rope(
+                    &mut q[i * d..(i + 1) * d],
+                    c.head_dim,
+                    pos + i,
+                    c.rope_theta,
+                    c.rope_style,
+                );
+                rope(
+                    &mut k[i * kvd..(i + 1) * kvd],
+                    c.head_dim,
+                    pos + i,
+                    c.rope_theta,
+                    c.rope_style,
+                );
+            }
+            self.k_cache[l].extend(k.iter().map(|&a| f16::from_f32(a).to_f32()));
+            self.v_cache[l].extend(v.iter().map(|&a| f16::from_f32(a).to_f32()));
+            self.attention(l, &q, pos, n, &mut att);
+            let layer = &self.layers[l];
+            layer.wo.matmul(&att, &mut proj, &self.threads);
+            add_in_place(x, &proj);
+            rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut xn);
+            layer.w_gate.matmul(&xn, &mut g, &self.threads);
+            layer.w_up.matmul(&xn, &mut u, &self.threads);
+            silu_mul(&mut g, &u);
+            layer.w_down.matmul(&g, &mut proj, &self.threads);
+            add_in_place(x, &proj);
+            hooks.at_layer(l, x, d);
+        }
+    }
+
+    /// Final norm and output matrix: logits for each residual row of `x`.
+    pub fn head(&self, x: &[f32]) -> Vec<f32> {
+        let c = &self.cfg;
+        let mut normed = vec![0f32; x.len()];
+        rms_norm(x, &self.out_norm, c.rms_eps, &mut normed);
+        let mut logits = vec![0f32; x.len() / c.hidden * c.vocab];
+        self.output.matmul(&normed, &mut logits, &self.threads);
+        logits
+    }
+
     /// Causal attention for `n` new tokens whose keys/values are already in the cache.
     fn attention(&self, l: usize, q: &[f32], pos: usize, n: usize, out: &mut [f32]) {
         let c = &self.cfg;
@@ -168,11 +269,13 @@ impl CpuModel {
             for h in 0..c.n_heads {
                 let kvh = h / group;
                 let qh = &q[(i * c.n_heads + h) * hd..][..hd];
-                q16.iter_mut().zip(qh).for_each(|(a, &b)| *a = f16::from_f32(b).to_f32());
+                q16.iter_mut()
+                    .zip(qh)
+                    .for_each(|(a, &b)| *a = f16::from_f32(b).to_f32());
                 let mut max = f32::NEG_INFINITY;
                 for (j, s) in scores[..len].iter_mut().enumerate() {
                     let k = &kc[j * kvd + kvh * hd..][..hd];
-                    let dot: f32 = q16.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum();
+                    let dot: f32 = q16.iter().zip(k).map(|(a, b)| a * b).sum();
                     *s = dot * scale;
                     max = max.max(*s);
                 }
@@ -186,7 +289,7 @@ impl CpuModel {
                 for (j, &s) in scores[..len].iter().enumerate() {
                     let p = f16::from_f32(s * inv).to_f32();
                     let v = &vc[j * kvd + kvh * hd..][..hd];
-                    acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b.to_f32());
+                    acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b);
                 }
                 out[(i * c.n_heads + h) * hd..][..hd].copy_from_slice(&acc);
             }
@@ -199,68 +302,27 @@ impl Backend for CpuModel {
         &self.cfg
     }
 
-    fn forward(&mut self, tokens: &[u32], pos: usize, hooks: &mut Hooks, all_logits: bool) -> Result<Vec<f32>> {
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        hooks: &mut Hooks,
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
         let c = self.cfg.clone();
-        let (d, kvd, n) = (c.hidden, c.kv_dim(), tokens.len());
-        if n == 0 {
-            return Err(Error::Invalid("no tokens to run".into()));
-        }
-        if pos > self.cached {
-            return Err(Error::Invalid(format!("position {pos} is past the {} cached tokens", self.cached)));
-        }
-        if pos + n > c.context {
-            return Err(Error::ContextOverflow { needed: pos + n, limit: c.context });
-        }
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
-            return Err(Error::Invalid(format!("token id {t} is outside the vocabulary of {}", c.vocab)));
-        }
+        let (d, n) = (c.hidden, tokens.len());
+        super::backend::check_forward(&c, tokens, pos, self.cached)?;
         self.truncate(pos);
-        let mut x = vec![0f32; n * d];
-        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
-            self.embed.dequantize_row(t as usize, row);
-        }
-        let mut xn = vec![0f32; n * d];
-        let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * kvd], vec![0f32; n * kvd]);
-        let mut att = vec![0f32; n * d];
-        let mut proj = vec![0f32; n * d];
-        let (mut g, mut u) = (vec![0f32; n * c.ffn], vec![0f32; n * c.ffn]);
-        for l in 0..c.n_layers {
-            let layer = &self.layers[l];
-            rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut xn);
-            layer.wq.matmul(&xn, &mut q, &self.threads);
-            layer.wk.matmul(&xn, &mut k, &self.threads);
-            layer.wv.matmul(&xn, &mut v, &self.threads);
-            if let Some([bq, bk, bv]) = &layer.bias {
-                q.chunks_exact_mut(d).for_each(|r| add_in_place(r, bq));
-                k.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bk));
-                v.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bv));
-            }
-            for i in 0..n {
-                rope(&mut q[i * d..(i + 1) * d], c.head_dim, pos + i, c.rope_theta, c.rope_style);
-                rope(&mut k[i * kvd..(i + 1) * kvd], c.head_dim, pos + i, c.rope_theta, c.rope_style);
-            }
-            self.k_cache[l].extend(k.iter().map(|&a| f16::from_f32(a)));
-            self.v_cache[l].extend(v.iter().map(|&a| f16::from_f32(a)));
-            self.attention(l, &q, pos, n, &mut att);
-            let layer = &self.layers[l];
-            layer.wo.matmul(&att, &mut proj, &self.threads);
-            add_in_place(&mut x, &proj);
-            rms_norm(&x, &layer.ffn_norm, c.rms_eps, &mut xn);
-            layer.w_gate.matmul(&xn, &mut g, &self.threads);
-            layer.w_up.matmul(&xn, &mut u, &self.threads);
-            silu_mul(&mut g, &u);
-            layer.w_down.matmul(&g, &mut proj, &self.threads);
-            add_in_place(&mut x, &proj);
-            hooks.at_layer(l, &mut x, d);
-        }
+        let mut x = self.embed(tokens);
+        self.run_blocks(&mut x, pos, 0..c.n_layers, hooks);
         hooks.end_forward(n, d);
         self.cached = pos + n;
-        let rows = if all_logits { &x[..] } else { &x[(n - 1) * d..] };
-        let mut normed = vec![0f32; rows.len()];
-        rms_norm(rows, &self.out_norm, c.rms_eps, &mut normed);
-        let mut logits = vec![0f32; rows.len() / d * c.vocab];
-        self.output.matmul(&normed, &mut logits, &self.threads);
-        Ok(logits)
+        let rows = if all_logits {
+            &x[..]
+        } else {
+            &x[(n - 1) * d..]
+        };
+        Ok(self.head(rows))
     }
 
     fn truncate(&mut self, len: usize) {

@@ -22,13 +22,26 @@ pub struct SamplerConfig {
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        Self { temperature: 0.7, top_k: 0, top_p: 0.9, repeat_penalty: 1.1, repeat_last_n: 64, seed: 0 }
+        Self {
+            temperature: 0.7,
+            top_k: 0,
+            top_p: 0.9,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+            seed: 0,
+        }
     }
 }
 
 impl SamplerConfig {
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repeat_penalty: 1.0,
+            ..Self::default()
+        }
     }
 }
 
@@ -84,20 +97,31 @@ impl Sampler {
             let mut seen = std::collections::HashSet::new();
             for &t in window {
                 if let Some(l) = logits.get_mut(t as usize).filter(|_| seen.insert(t)) {
-                    *l = if *l > 0.0 { *l / c.repeat_penalty } else { *l * c.repeat_penalty };
+                    *l = if *l > 0.0 {
+                        *l / c.repeat_penalty
+                    } else {
+                        *l * c.repeat_penalty
+                    };
                 }
             }
         }
         if c.temperature <= 0.0 {
             return argmax(logits);
         }
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / c.temperature)).collect();
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l / c.temperature))
+            .collect();
         cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if c.top_k > 0 {
             cand.truncate(c.top_k);
         }
         let max = cand[0].1;
-        let mut probs: Vec<f64> = cand.iter().map(|&(_, l)| ((l - max) as f64).exp()).collect();
+        let mut probs: Vec<f64> = cand
+            .iter()
+            .map(|&(_, l)| ((l - max) as f64).exp())
+            .collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         if c.top_p < 1.0 {
@@ -134,7 +158,10 @@ mod tests {
 
     #[test]
     fn repetition_penalty_follows_llama_cpp_rule() {
-        let mut s = Sampler::new(SamplerConfig { repeat_penalty: 2.0, ..SamplerConfig::greedy() });
+        let mut s = Sampler::new(SamplerConfig {
+            repeat_penalty: 2.0,
+            ..SamplerConfig::greedy()
+        });
         let mut logits = [3.0, 2.0, -1.0];
         // Token 0 seen twice is penalised once: 3.0 / 2 = 1.5 < 2.0, so token 1 wins.
         assert_eq!(s.sample(&mut logits, &[0, 0, 2]), 1);
@@ -143,15 +170,29 @@ mod tests {
 
     #[test]
     fn top_p_keeps_only_the_nucleus_and_seed_reproduces() {
-        let cfg = SamplerConfig { temperature: 1.0, top_p: 0.5, repeat_penalty: 1.0, seed: 7, ..SamplerConfig::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_p: 0.5,
+            repeat_penalty: 1.0,
+            seed: 7,
+            ..SamplerConfig::default()
+        };
         // Token 2 alone holds > 50% of the mass: it is the whole nucleus.
         for _ in 0..20 {
             let mut s = Sampler::new(cfg.clone());
             assert_eq!(s.sample(&mut [0.0, 0.0, 3.0, 0.0], &[]), 2);
         }
         let draw = |seed| {
-            let mut s = Sampler::new(SamplerConfig { temperature: 1.0, top_p: 1.0, repeat_penalty: 1.0, seed, ..SamplerConfig::default() });
-            (0..32).map(|_| s.sample(&mut [0.0; 8], &[])).collect::<Vec<_>>()
+            let mut s = Sampler::new(SamplerConfig {
+                temperature: 1.0,
+                top_p: 1.0,
+                repeat_penalty: 1.0,
+                seed,
+                ..SamplerConfig::default()
+            });
+            (0..32)
+                .map(|_| s.sample(&mut [0.0; 8], &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));

@@ -10,8 +10,14 @@ impl Threads {
     pub fn new(n: usize) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let n = if n == 0 { std::thread::available_parallelism().map_or(1, |c| c.get()) } else { n };
-            let pool = (n > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(n).build().ok()).flatten();
+            let n = if n == 0 {
+                std::thread::available_parallelism().map_or(1, |c| c.get())
+            } else {
+                n
+            };
+            let pool = (n > 1)
+                .then(|| rayon::ThreadPoolBuilder::new().num_threads(n).build().ok())
+                .flatten();
             Self { pool }
         }
         #[cfg(target_arch = "wasm32")]
@@ -37,7 +43,11 @@ impl Threads {
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(pool) = &self.pool {
             use rayon::prelude::*;
-            pool.install(|| out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i * chunk, c)));
+            pool.install(|| {
+                out.par_chunks_mut(chunk)
+                    .enumerate()
+                    .for_each(|(i, c)| f(i * chunk, c))
+            });
             return;
         }
         for (i, c) in out.chunks_mut(chunk).enumerate() {

@@ -7,11 +7,11 @@ use super::gguf::GgufFile;
 use std::collections::HashMap;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 /// llama.cpp's `LLAMA_VOCAB_PRE_TYPE_QWEN2` / `LLAMA3` splitting regexes (digits 1 or 1-3 at a time).
@@ -38,7 +38,10 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 
 /// GPT-2's reversible map from bytes to printable characters.
 fn byte_chars() -> HashMap<char, u8> {
-    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
     let mut map = HashMap::new();
     let mut extra = 0;
     for b in 0u32..256 {
@@ -62,7 +65,11 @@ impl Tokenizer {
                 "tokenizer type '{model}' is not supported (axiscope reads byte-level BPE, 'gpt2')"
             )));
         }
-        let tokens: Vec<String> = f.get_strings("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect();
+        let tokens: Vec<String> = f
+            .get_strings("tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(String::from)
+            .collect();
         let merges: Vec<(String, String)> = f
             .get_strings("tokenizer.ggml.merges")?
             .into_iter()
@@ -74,27 +81,54 @@ impl Tokenizer {
             .collect::<Result<_>>()?;
         let types = f.get_i64s("tokenizer.ggml.token_type").unwrap_or_default();
         let special: Vec<bool> = (0..tokens.len())
-            .map(|i| matches!(types.get(i), Some(&TOKEN_TYPE_CONTROL) | Some(&TOKEN_TYPE_USER_DEFINED)))
+            .map(|i| {
+                matches!(
+                    types.get(i),
+                    Some(&TOKEN_TYPE_CONTROL) | Some(&TOKEN_TYPE_USER_DEFINED)
+                )
+            })
             .collect();
-        let ids: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let ids: HashMap<String, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let bpe = BPE::builder()
-            .vocab_and_merges(ids.iter().map(|(k, v)| (k.clone(), *v)).collect::<tokenizers::models::bpe::Vocab>(), merges)
+            .vocab_and_merges(
+                ids.iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect::<tokenizers::models::bpe::Vocab>(),
+                merges,
+            )
             .build()
             .map_err(tok_err)?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         let pre = f.get_str("tokenizer.ggml.pre").unwrap_or("default");
-        let byte_level = |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, use_regex));
+        let byte_level =
+            |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, use_regex));
         let split = |pattern: &str| -> Result<PreTokenizerWrapper> {
             Ok(PreTokenizerWrapper::Split(
-                Split::new(SplitPattern::Regex(pattern.into()), SplitDelimiterBehavior::Isolated, false).map_err(tok_err)?,
+                Split::new(
+                    SplitPattern::Regex(pattern.into()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(tok_err)?,
             ))
         };
         let steps = match pre {
-            "smollm" => vec![PreTokenizerWrapper::Digits(Digits::new(true)), byte_level(true)],
+            "smollm" => vec![
+                PreTokenizerWrapper::Digits(Digits::new(true)),
+                byte_level(true),
+            ],
             "qwen2" => vec![split(QWEN2_PATTERN)?, byte_level(false)],
             "llama-bpe" | "llama3" => vec![split(LLAMA3_PATTERN)?, byte_level(false)],
             "default" | "gpt2" | "gpt-2" => vec![byte_level(true)],
-            other => return Err(Error::Tokenizer(format!("pre-tokenizer '{other}' is not supported"))),
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "pre-tokenizer '{other}' is not supported"
+                )));
+            }
         };
         inner.with_pre_tokenizer(Some(Sequence::new(steps)));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
@@ -105,7 +139,12 @@ impl Tokenizer {
             .map(|(t, _)| AddedToken::from(t.clone(), true))
             .collect();
         inner.add_special_tokens(specials).map_err(tok_err)?;
-        let id = |key: &str| f.get_u64(key).ok().map(|v| v as u32).filter(|&v| (v as usize) < tokens.len());
+        let id = |key: &str| {
+            f.get_u64(key)
+                .ok()
+                .map(|v| v as u32)
+                .filter(|&v| (v as usize) < tokens.len())
+        };
         Ok(Self {
             eos: id("tokenizer.ggml.eos_token_id"),
             bos: id("tokenizer.ggml.bos_token_id"),
@@ -146,11 +185,15 @@ impl Tokenizer {
 
     /// The raw bytes a token stands for (a special token's own text).
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
-        let Some(s) = self.token_str(id) else { return Vec::new() };
+        let Some(s) = self.token_str(id) else {
+            return Vec::new();
+        };
         if self.is_special(id) {
             return s.as_bytes().to_vec();
         }
-        s.chars().map(|c| self.char_to_byte.get(&c).copied().unwrap_or(b'?')).collect()
+        s.chars()
+            .map(|c| self.char_to_byte.get(&c).copied().unwrap_or(b'?'))
+            .collect()
     }
 
     /// Text of a token sequence; invalid UTF-8 (a split multi-byte character) becomes U+FFFD.

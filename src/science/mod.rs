@@ -20,12 +20,16 @@
 //! | the edits' arithmetic | [`EditKind::apply`] |
 //! | cos(PC1, axis), explained variance, default's place, split-half stability | [`FidelityReport::compute`] |
 //! | shipping all of it | [`Bundle`] (directory or single blob) |
+//! | role, question and transcript files (reference formats) | [`data`] |
+//! | rollouts, teacher forcing, conversations, edits on the engine | [`pipeline`] (the one file that uses engine types) |
 //!
 //! Percentiles use numpy's default linear interpolation ([`stats::percentiles`]).
 
 pub mod bundle;
+pub mod data;
 pub mod drift;
 pub mod pca;
+pub mod pipeline;
 pub mod report;
 pub mod stats;
 pub mod steer;

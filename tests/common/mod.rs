@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: the default model and the committed fixtures.
 #![allow(dead_code)]
 
+pub mod tiny;
+
 use axiscope::engine::Model;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -15,14 +17,19 @@ pub fn default_model_path() -> PathBuf {
 
 pub fn model_bytes(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| {
-        panic!("{}: {e}. Run scripts/fetch_model.sh (scripts/test.sh does it for you).", path.display())
+        panic!(
+            "{}: {e}. Run scripts/fetch_model.sh (scripts/test.sh does it for you).",
+            path.display()
+        )
     })
 }
 
 /// The default model, parsed once per test binary.
 pub fn default_model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| Model::from_bytes(model_bytes(&default_model_path())).expect("default model loads"))
+    M.get_or_init(|| {
+        Model::from_bytes(model_bytes(&default_model_path())).expect("default model loads")
+    })
 }
 
 pub fn fixture_json(name: &str) -> serde_json::Value {
@@ -34,9 +41,15 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
 pub fn fixture_f32(name: &str) -> Vec<f32> {
     let p = root().join("tests/fixtures").join(name);
     let b = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }

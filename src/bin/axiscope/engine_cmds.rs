@@ -1,16 +1,24 @@
-//! Subcommands over the engine alone: inspect, tokenize, generate.
+//! Subcommands over the engine: inspect, tokenize, generate (with capping and steering from
+//! a bundle); the method's own subcommands live in `science_cmds`.
 
 use anyhow::{Context, Result};
 use axiscope::engine::chat::{Message, Role};
-use axiscope::engine::{GenerateOptions, Hooks, Model, SamplerConfig, Session};
+use axiscope::engine::gpu::GpuModel;
+use axiscope::engine::{Backend, GenerateOptions, Hooks, Model, SamplerConfig, Session};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::science_cmds;
+
 #[derive(Parser)]
-#[command(name = "axiscope", version, about = "Read and steer a small chat model's persona: the Assistant Axis, natively.")]
+#[command(
+    name = "axiscope",
+    version,
+    about = "Read and steer a small chat model's persona: the Assistant Axis, natively."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,8 +39,17 @@ pub enum Command {
         #[arg(long)]
         text: String,
     },
-    /// Generate a reply to one prompt.
+    /// Generate a reply to one prompt, optionally capped or steered along a bundle's axis.
     Generate(GenerateArgs),
+    /// Build a persona bundle: rollouts for every role and the default, role vectors, the
+    /// Assistant Axis per layer, PCA, projection percentiles, the fidelity report.
+    Build(science_cmds::BuildArgs),
+    /// Project a conversation's assistant turns on the axis (generating the replies first when
+    /// it has only user turns), or place new roles on the bundle's map.
+    Project(science_cmds::ProjectArgs),
+    /// The fidelity numbers of a bundle: cos(PC1, axis), explained variance, nearest and
+    /// farthest roles, split-half stability.
+    Report(science_cmds::ReportArgs),
 }
 
 #[derive(Args)]
@@ -64,8 +81,58 @@ pub struct GenerateArgs {
     /// CPU threads; 0 is one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Record the residual stream at these layers' outputs while generating (`all`, or
+    /// comma-separated indices); what it costs is what the benchmark measures.
+    #[arg(long)]
+    pub record_layers: Option<String>,
+    /// Where the model runs: the CPU engine, or the GPU (Vulkan natively) through wgpu.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
+    /// JSON output; with --bundle it includes the reply's projection read back by the model
+    /// without edits.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub edits: science_cmds::EditArgs,
+}
+
+/// `all` or `0,5,29` -> ascending layer indices, each below `n_layers`.
+fn parse_layers(spec: &str, n_layers: usize) -> Result<Vec<usize>> {
+    if spec.trim() == "all" {
+        return Ok((0..n_layers).collect());
+    }
+    let mut layers = Vec::new();
+    for part in spec.split(',') {
+        let l: usize = part
+            .trim()
+            .parse()
+            .with_context(|| format!("--record-layers: {part:?} is not a layer index or `all`"))?;
+        anyhow::ensure!(
+            l < n_layers,
+            "--record-layers: layer {l} is out of range (the model has {n_layers})"
+        );
+        layers.push(l);
+    }
+    layers.sort_unstable();
+    layers.dedup();
+    Ok(layers)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Cpu,
+    Gpu,
+}
+
+/// The engine `choice` names, loaded with the model's weights.
+pub fn backend(m: &Model, choice: BackendChoice, threads: usize) -> Result<Box<dyn Backend>> {
+    Ok(match choice {
+        BackendChoice::Cpu => Box::new(m.cpu_backend(threads)?),
+        BackendChoice::Gpu => Box::new(
+            pollster::block_on(GpuModel::open(&m.gguf))
+                .context("--backend gpu failed (--backend cpu runs without a GPU)")?,
+        ),
+    })
 }
 
 pub fn load(path: &Path) -> Result<Model> {
@@ -83,6 +150,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(args) => generate(args),
+        Command::Build(args) => science_cmds::build(args),
+        Command::Project(args) => science_cmds::project(args),
+        Command::Report(args) => science_cmds::report(args),
     }
 }
 
@@ -111,22 +181,54 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
         let c = &m.config;
-        println!("{} ({:?}), {:.1} MB", c.name, c.architecture, m.gguf.bytes().len() as f64 / 1e6);
-        println!("  layers {}, hidden {}, ffn {}, heads {} (kv {}), head dim {}", c.n_layers, c.hidden, c.ffn, c.n_heads, c.n_kv_heads, c.head_dim);
-        println!("  vocab {}, context {}, rope theta {}, rms eps {}", c.vocab, c.context, c.rope_theta, c.rms_eps);
-        println!("  tied embeddings {}, qkv bias {}", c.tied_embeddings, c.qkv_bias);
-        println!("  tensors {}: {}", m.gguf.tensors.len(), quants.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", "));
-        println!("  chat template {}, default system prompt {:?}", m.template.name(), default_system);
+        println!(
+            "{} ({:?}), {:.1} MB",
+            c.name,
+            c.architecture,
+            m.gguf.bytes().len() as f64 / 1e6
+        );
+        println!(
+            "  layers {}, hidden {}, ffn {}, heads {} (kv {}), head dim {}",
+            c.n_layers, c.hidden, c.ffn, c.n_heads, c.n_kv_heads, c.head_dim
+        );
+        println!(
+            "  vocab {}, context {}, rope theta {}, rms eps {}",
+            c.vocab, c.context, c.rope_theta, c.rms_eps
+        );
+        println!(
+            "  tied embeddings {}, qkv bias {}",
+            c.tied_embeddings, c.qkv_bias
+        );
+        println!(
+            "  tensors {}: {}",
+            m.gguf.tensors.len(),
+            quants
+                .iter()
+                .map(|(k, v)| format!("{k} x{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "  chat template {}, default system prompt {:?}",
+            m.template.name(),
+            default_system
+        );
     }
     Ok(())
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {
     let m = load(&a.model)?;
+    let (bundle, edits, about) = a.edits.resolve(&m)?;
+    let mut msgs = Vec::new();
     let prompt = if a.raw {
+        if bundle.is_some() {
+            anyhow::bail!(
+                "--raw text has no chat turns to project or edit by: drop --raw or --bundle"
+            );
+        }
         m.tokenizer.encode(&a.prompt)?
     } else {
-        let mut msgs = Vec::new();
         if let Some(s) = &a.system {
             msgs.push(Message::new(Role::System, s.clone()));
         }
@@ -145,31 +247,54 @@ fn generate(a: GenerateArgs) -> Result<()> {
         },
         stop: m.stop_tokens(),
     };
-    let mut session = Session::new(Box::new(m.cpu_backend(a.threads)?));
+    let mut hooks = match &a.record_layers {
+        Some(spec) => Hooks::recording(parse_layers(spec, m.config.n_layers)?),
+        None => Hooks::none(),
+    };
+    let mut session = Session::new(backend(&m, a.backend, a.threads)?);
     let stream = !a.json;
     let mut out = std::io::stdout();
-    let g = session.generate(&m.tokenizer, &prompt, &opts, &mut Hooks::none(), &mut |_, piece| {
+    hooks.edits = edits;
+    let g = session.generate(&m.tokenizer, &prompt, &opts, &mut hooks, &mut |_, piece| {
         if stream {
             let _ = out.write_all(piece.as_bytes());
             let _ = out.flush();
         }
         true
     })?;
+    // "Showing capped text fairly" (method.md): the reply as the unedited model reads it.
+    let projection = match &bundle {
+        Some(b) if !g.text.trim().is_empty() => {
+            msgs.push(Message::new(Role::Assistant, g.text.clone()));
+            science_cmds::readback(&m, &mut session, &msgs, b, b.analysis_layer)?
+                .map(|p| (b.analysis_layer, p))
+        }
+        _ => None,
+    };
     if a.json {
-        println!(
-            "{}",
-            json!({
-                "text": g.text,
-                "tokens": g.tokens,
-                "prompt_tokens": g.prompt_tokens,
-                "prefill_tok_s": g.prefill_tok_s(),
-                "decode_tok_s": g.decode_tok_s(),
-                "stop": g.stop,
-                "backend": session.backend.describe(),
-            })
-        );
+        let mut v = json!({
+            "text": g.text,
+            "tokens": g.tokens,
+            "prompt_tokens": g.prompt_tokens,
+            "prefill_tok_s": g.prefill_tok_s(),
+            "decode_tok_s": g.decode_tok_s(),
+            "stop": g.stop,
+            "backend": session.backend.describe(),
+            "recorded_layers": hooks.recording.layers.len(),
+            "recorded_tokens": hooks.recording.n_tokens(),
+        });
+        if let Some(b) = &bundle {
+            v["edits"] = json!(about);
+            v["layer"] = json!(b.analysis_layer);
+            v["projection_unsteered"] = json!(projection.map(|p| p.1));
+            v["default_projection"] = json!(b.vectors.default_projection(b.analysis_layer));
+        }
+        println!("{v}");
     } else {
         println!();
+        if let Some((l, p)) = projection {
+            eprintln!("[projection at layer {l}, read back without edits: {p:.2}]");
+        }
         eprintln!(
             "[{} prompt tokens, {:.1} tok/s prefill; {} generated, {:.1} tok/s decode; {}]",
             g.prompt_tokens,

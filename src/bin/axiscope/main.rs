@@ -2,6 +2,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod engine_cmds;
+#[cfg(not(target_arch = "wasm32"))]
+mod science_cmds;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {

@@ -3,7 +3,7 @@
 //! Q8_K keeps `d` in f32 and the sums of each 16 values. Rounding the stored scales matters:
 //! it is part of what makes greedy decoding agree with llama.cpp token for token.
 
-use super::{QType, QK, QK_K};
+use super::{QK, QK_K, QType};
 
 #[derive(Clone, Copy)]
 pub struct BlockQ8_0 {
@@ -35,6 +35,13 @@ pub enum Acts {
     Q8K(Vec<BlockQ8K>),
 }
 
+/// Round half to even, as llama.cpp's SIMD rounding does, without a libm call: adding 1.5 * 2^23
+/// leaves no fraction bits for |x| < 2^22, so the FPU's default rounding does the work.
+#[inline(always)]
+fn round_even(x: f32) -> i32 {
+    ((x + 12_582_912.0) - 12_582_912.0) as i32
+}
+
 fn round_f16(x: f32) -> f32 {
     half::f16::from_f32(x).to_f32()
 }
@@ -46,7 +53,7 @@ fn q8_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, f32, i32) {
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut sum = 0i32;
     for (q, &v) in qs.iter_mut().zip(x) {
-        let r = (v * id).round_ties_even() as i32;
+        let r = round_even(v * id);
         *q = r as i8;
         sum += r;
     }
@@ -61,7 +68,10 @@ impl Acts {
             QType::Q4_0 | QType::Q5_0 | QType::Q8_0 => Acts::Q8_0(
                 x.chunks_exact(QK)
                     .map(|c| {
-                        let mut b = BlockQ8_0 { d: 0.0, qs: [0; QK] };
+                        let mut b = BlockQ8_0 {
+                            d: 0.0,
+                            qs: [0; QK],
+                        };
                         b.d = q8_block(c, &mut b.qs).0;
                         b
                     })
@@ -70,7 +80,11 @@ impl Acts {
             QType::Q4_1 => Acts::Q8_1(
                 x.chunks_exact(QK)
                     .map(|c| {
-                        let mut b = BlockQ8_1 { d: 0.0, s: 0.0, qs: [0; QK] };
+                        let mut b = BlockQ8_1 {
+                            d: 0.0,
+                            s: 0.0,
+                            qs: [0; QK],
+                        };
                         let (d16, d, sum) = q8_block(c, &mut b.qs);
                         b.d = d16;
                         b.s = round_f16(d * sum as f32);
@@ -78,13 +92,19 @@ impl Acts {
                     })
                     .collect(),
             ),
-            QType::Q4K | QType::Q5K | QType::Q6K => Acts::Q8K(x.chunks_exact(QK_K).map(q8k_block).collect()),
+            QType::Q4K | QType::Q5K | QType::Q6K => {
+                Acts::Q8K(x.chunks_exact(QK_K).map(q8k_block).collect())
+            }
         }
     }
 }
 
 fn q8k_block(x: &[f32]) -> BlockQ8K {
-    let mut b = BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] };
+    let mut b = BlockQ8K {
+        d: 0.0,
+        qs: [0; QK_K],
+        bsums: [0; QK_K / 16],
+    };
     // The signed value of largest magnitude sets the scale, so it maps to exactly -127.
     let (mut amax, mut max) = (0f32, 0f32);
     for &v in x {
@@ -98,7 +118,7 @@ fn q8k_block(x: &[f32]) -> BlockQ8K {
     }
     let iscale = -127.0 / max;
     for (q, &v) in b.qs.iter_mut().zip(x) {
-        *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        *q = round_even(iscale * v).min(127) as i8;
     }
     for (s, c) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
         *s = c.iter().map(|&q| q as i16).sum();

@@ -17,13 +17,15 @@ pub fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     for (c8, x8) in row.chunks_exact(32).zip(x.chunks_exact(8)) {
         for k in 0..8 {
-            acc[k] += f32::from_le_bytes([c8[4 * k], c8[4 * k + 1], c8[4 * k + 2], c8[4 * k + 3]]) * x8[k];
+            acc[k] += f32::from_le_bytes([c8[4 * k], c8[4 * k + 1], c8[4 * k + 2], c8[4 * k + 3]])
+                * x8[k];
         }
     }
     let tail = x.len() / 8 * 8;
     let mut sum: f32 = acc.iter().sum();
     for (i, &xv) in x.iter().enumerate().skip(tail) {
-        sum += f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]]) * xv;
+        sum +=
+            f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]]) * xv;
     }
     sum
 }

@@ -4,7 +4,7 @@
 //! pairs into 12 bytes; each pair covers 32 values.
 
 use super::act::BlockQ8K;
-use super::{f16_at, QK_K};
+use super::{QK_K, f16_at};
 
 /// The j-th 6-bit (scale, min) pair of a Q4_K/Q5_K block.
 #[inline]
@@ -12,7 +12,10 @@ fn scale_min(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 
@@ -37,7 +40,11 @@ fn q45k_values(qs: &[u8], qh: Option<&[u8]>) -> [u8; QK_K] {
 
 fn q45k_parts(blk: &[u8], five_bit: bool) -> (f32, f32, &[u8], [u8; QK_K]) {
     let (d, dmin, scales) = (f16_at(blk, 0), f16_at(blk, 2), &blk[4..16]);
-    let v = if five_bit { q45k_values(&blk[48..176], Some(&blk[16..48])) } else { q45k_values(&blk[16..144], None) };
+    let v = if five_bit {
+        q45k_values(&blk[48..176], Some(&blk[16..48]))
+    } else {
+        q45k_values(&blk[16..144], None)
+    };
     (d, dmin, scales, v)
 }
 
@@ -61,7 +68,9 @@ fn dot_q45k(row: &[u8], x: &[BlockQ8K], size: usize, five_bit: bool) -> f32 {
         let (mut sumi, mut summs) = (0i32, 0i32);
         for j in 0..8 {
             let (sc, m) = scale_min(j, scales);
-            let s: i32 = (32 * j..32 * (j + 1)).map(|l| v[l] as i32 * y.qs[l] as i32).sum();
+            let s: i32 = (32 * j..32 * (j + 1))
+                .map(|l| v[l] as i32 * y.qs[l] as i32)
+                .sum();
             sumi += sc as i32 * s;
             summs += m as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32);
         }
@@ -120,7 +129,9 @@ pub fn dot_q6k(row: &[u8], x: &[BlockQ8K]) -> f32 {
         let v = q6k_values(blk);
         let mut sumi = 0i32;
         for g in 0..16 {
-            let s: i32 = (16 * g..16 * (g + 1)).map(|l| v[l] as i32 * y.qs[l] as i32).sum();
+            let s: i32 = (16 * g..16 * (g + 1))
+                .map(|l| v[l] as i32 * y.qs[l] as i32)
+                .sum();
             sumi += scales[g] as i8 as i32 * s;
         }
         sum += d * y.d * sumi as f32;

@@ -65,7 +65,8 @@ pub fn dot_q4_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
         let qs = &blk[2..18];
         let mut s = 0i32;
         for j in 0..16 {
-            s += ((qs[j] & 0xF) as i32 - 8) * y.qs[j] as i32 + ((qs[j] >> 4) as i32 - 8) * y.qs[j + 16] as i32;
+            s += ((qs[j] & 0xF) as i32 - 8) * y.qs[j] as i32
+                + ((qs[j] >> 4) as i32 - 8) * y.qs[j + 16] as i32;
         }
         sum += f16_at(blk, 0) * y.d * s as f32;
     }
@@ -91,7 +92,11 @@ pub fn dot_q5_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
     let mut sum = 0f32;
     for (blk, y) in row.chunks_exact(22).zip(x) {
         let v = q5_0_values(blk);
-        let s: i32 = v.iter().zip(&y.qs).map(|(&a, &b)| a as i32 * b as i32).sum();
+        let s: i32 = v
+            .iter()
+            .zip(&y.qs)
+            .map(|(&a, &b)| a as i32 * b as i32)
+            .sum();
         sum += f16_at(blk, 0) * y.d * s as f32;
     }
     sum
@@ -100,7 +105,11 @@ pub fn dot_q5_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
 pub fn dot_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
     let mut sum = 0f32;
     for (blk, y) in row.chunks_exact(34).zip(x) {
-        let s: i32 = blk[2..34].iter().zip(&y.qs).map(|(&a, &b)| a as i8 as i32 * b as i32).sum();
+        let s: i32 = blk[2..34]
+            .iter()
+            .zip(&y.qs)
+            .map(|(&a, &b)| a as i8 as i32 * b as i32)
+            .sum();
         sum += f16_at(blk, 0) * y.d * s as f32;
     }
     sum

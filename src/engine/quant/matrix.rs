@@ -18,8 +18,16 @@ const ROWS_PER_TASK: usize = 32;
 
 impl QMatrix {
     pub fn new(qtype: QType, rows: usize, cols: usize, bytes: Arc<Vec<u8>>, offset: usize) -> Self {
-        debug_assert!(offset + rows * (cols / qtype.block_size() * qtype.type_size()) <= bytes.len());
-        Self { qtype, rows, cols, bytes, offset }
+        debug_assert!(
+            offset + rows * (cols / qtype.block_size() * qtype.type_size()) <= bytes.len()
+        );
+        Self {
+            qtype,
+            rows,
+            cols,
+            bytes,
+            offset,
+        }
     }
 
     pub fn row_bytes(&self) -> usize {
@@ -43,7 +51,10 @@ impl QMatrix {
     pub fn matmul(&self, x: &[f32], out: &mut [f32], threads: &Threads) {
         let n_tok = x.len() / self.cols;
         debug_assert_eq!(out.len(), n_tok * self.rows);
-        let acts: Vec<Acts> = x.chunks_exact(self.cols).map(|xt| Acts::quantize(self.qtype, xt)).collect();
+        let acts: Vec<Acts> = x
+            .chunks_exact(self.cols)
+            .map(|xt| Acts::quantize(self.qtype, xt))
+            .collect();
         if n_tok == 1 {
             threads.for_each_chunk(out, ROWS_PER_TASK, |r0, chunk| {
                 for (i, o) in chunk.iter_mut().enumerate() {

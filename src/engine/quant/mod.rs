@@ -16,6 +16,10 @@ pub mod kquants;
 pub mod legacy;
 pub mod matrix;
 pub mod reference;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use act::Acts;
 pub use matrix::QMatrix;
@@ -41,7 +45,15 @@ pub const QK_K: usize = 256;
 
 impl QType {
     pub const ALL: [QType; 9] = [
-        QType::F32, QType::F16, QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q8_0, QType::Q4K, QType::Q5K, QType::Q6K,
+        QType::F32,
+        QType::F16,
+        QType::Q4_0,
+        QType::Q4_1,
+        QType::Q5_0,
+        QType::Q8_0,
+        QType::Q4K,
+        QType::Q5K,
+        QType::Q6K,
     ];
 
     pub fn from_ggml(t: GgmlDType) -> Option<Self> {
@@ -119,9 +131,9 @@ impl QType {
             (QType::F32, Acts::F32(x)) => float::dot_f32(row, x),
             (QType::F16, Acts::F16(x)) => float::dot_f16(row, x),
             (QType::Q4_0, Acts::Q8_0(x)) => legacy::dot_q4_0(row, x),
-            (QType::Q4_1, Acts::Q8_1(x)) => legacy::dot_q4_1(row, x),
+            (QType::Q4_1, Acts::Q8_1(x)) => dot_q4_1(row, x),
             (QType::Q5_0, Acts::Q8_0(x)) => legacy::dot_q5_0(row, x),
-            (QType::Q8_0, Acts::Q8_0(x)) => legacy::dot_q8_0(row, x),
+            (QType::Q8_0, Acts::Q8_0(x)) => dot_q8_0(row, x),
             (QType::Q4K, Acts::Q8K(x)) => kquants::dot_q4k(row, x),
             (QType::Q5K, Acts::Q8K(x)) => kquants::dot_q5k(row, x),
             (QType::Q6K, Acts::Q8K(x)) => kquants::dot_q6k(row, x),
@@ -130,7 +142,45 @@ impl QType {
     }
 }
 
-#[inline]
+/// Q4_1 x Q8_1 on the fastest path this machine has (the default model's main kernel).
+fn dot_q4_1(row: &[u8], x: &[act::BlockQ8_1]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: checked above.
+        return unsafe { x86::dot_q4_1(row, x) };
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return wasm::dot_q4_1(row, x);
+    #[allow(unreachable_code)]
+    legacy::dot_q4_1(row, x)
+}
+
+/// Q8_0 x Q8_0 on the fastest path this machine has (the tied embedding / output matrix).
+fn dot_q8_0(row: &[u8], x: &[act::BlockQ8_0]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: checked above.
+        return unsafe { x86::dot_q8_0(row, x) };
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return wasm::dot_q8_0(row, x);
+    #[allow(unreachable_code)]
+    legacy::dot_q8_0(row, x)
+}
+
+/// Every f16 bit pattern's f32 value: block scales are read on every dot product, and a table
+/// lookup beats software conversion where the CPU (or wasm) has no f16 instructions.
+static F16_TO_F32: [f32; 65536] = {
+    let mut t = [0f32; 65536];
+    let mut i = 0;
+    while i < 65536 {
+        t[i] = half::f16::from_bits(i as u16).to_f32_const();
+        i += 1;
+    }
+    t
+};
+
+#[inline(always)]
 pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+    F16_TO_F32[u16::from_le_bytes([b[i], b[i + 1]]) as usize]
 }

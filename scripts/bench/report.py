@@ -1,0 +1,221 @@
+"""Renders a benchmark result (results.json, written by run.py) as a Markdown table and an SVG
+bar chart. Standalone: `python3 scripts/bench/report.py target/bench/results.json` rewrites
+results.md and results.svg next to it."""
+
+import json
+import math
+import sys
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+
+def _label(s):
+    if s["engine"] == "axiscope":
+        where = s["backend"] if s["backend"] != "cpu" else "CPU"
+    else:
+        where = s["backend"].upper() if s["backend"] == "cpu" else s["backend"]
+    thr = f", {s['threads']} thr" if s["threads"] else ""
+    var = "" if s["variant"] == "plain" else f", {s['variant']}"
+    return f"{s['engine']} {where}{thr}{var}"
+
+
+def _fig(sp, digits=1):
+    if not sp:
+        return "-"
+    return f"{sp['median']:.{digits}f} ({sp['min']:.{digits}f}-{sp['max']:.{digits}f})"
+
+
+def _x(r):
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def _pct(p):
+    return "-" if p is None else f"{p:+.1f}%"
+
+
+def markdown(result):
+    m = result["machine"]
+    st = result["settings"]
+    sm = result["summary"]
+    by_id = {s["runner"]: s for s in sm["runners"]}
+    la = sm["loadavg_1min"]
+    fc = sm["foreign_cpu"]
+    lines = [
+        f"### Native benchmark, {result['started'][:10]}",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, Linux {m['kernel']}; axiscope at "
+        f"{m['git_commit'][:10]}{' (uncommitted changes)' if m['git_dirty'] else ''}. "
+        f"{st['model']}; the standard {st['prompt_tokens']}-token ChatML prompt, "
+        f"{st['generated_tokens']} greedy tokens; median (min-max) of {st['reps']} "
+        f"interleaved repetitions.",
+        "",
+        f"Machine state: 1-minute load average {la['min']:.2f}-{la['max']:.2f} during the "
+        f"runs; other processes used {fc['median']:.2f} cores in the median run (max "
+        f"{fc['max']:.2f}); {sm['runs_busy']} of {sm['runs_total']} runs flagged busy, "
+        f"{sm['runs_failed']} failed."
+        if la and fc else "Machine state: no timed runs.",
+        "",
+        "| Engine | Prefill tok/s | Decode tok/s | TTFT ms | Load ms | Peak RSS MB "
+        "| Decode vs peer | Prefill vs peer | Runs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in sm["runners"]:
+        vs = s.get("vs")
+        if vs:
+            peer = _label(by_id[vs["peer"]])
+            dec = f"{_x(vs['ratio_of_medians'].get('decode_tok_s'))} {peer}"
+            pre = _x(vs["ratio_of_medians"].get("prefill_tok_s"))
+        else:
+            dec = pre = "-"
+        runs = f"{s['n_used']} used"
+        if s["n_busy_reps_discarded"]:
+            runs += f", {s['n_busy_reps_discarded']} busy discarded"
+        if s["quality"] == "busy":
+            runs += ", **busy machine**"
+        if s["n_failed"]:
+            runs += f", {s['n_failed']} failed"
+        lines.append(
+            f"| {_label(s)} | {_fig(s['prefill_tok_s'])} | {_fig(s['decode_tok_s'])} "
+            f"| {_fig(s['ttft_ms'], 0)} | {_fig(s['load_ms'], 0)} | {_fig(s['peak_rss_mb'], 0)} "
+            f"| {dec} | {pre} | {runs} |"
+        )
+    over = [s for s in sm["runners"] if s.get("overhead")]
+    lines.append("")
+    if over:
+        lines += [
+            "| Variant | Decode time overhead (paired median) | (from medians) "
+            "| Prefill time overhead | Same tokens as without |",
+            "|---|---|---|---|---|",
+        ]
+        for s in over:
+            o = s["overhead"]
+            lines.append(
+                f"| {_label(s)} | {_pct(o['decode_time_pct_paired'])} "
+                f"| {_pct(o['decode_time_pct_of_medians'])} "
+                f"| {_pct(o['prefill_time_pct_of_medians'])} "
+                f"| {'yes' if o['same_tokens_as_baseline'] else '**no**'} |"
+            )
+        lines.append("")
+    lines.append(f"Capping overhead: {st['capping']}.")
+    agree = [s for s in sm["runners"] if s.get("vs") and s["engine"] != by_id[s["vs"]["peer"]]
+             ["engine"]]
+    for s in agree:
+        lines.append(
+            f"Greedy tokens, {_label(s)} vs {_label(by_id[s['vs']['peer']])}: the first "
+            f"{s['vs']['same_leading_tokens']} of {st['generated_tokens']} agree."
+        )
+    for s in sm["runners"]:
+        if not s["deterministic"]:
+            lines.append(f"{_label(s)}: repetitions generated different tokens.")
+        for e in s["errors"]:
+            lines.append(f"{_label(s)} failed: {e}")
+    lines += ["", f"Busy rule: {st['busy_rule']}", ""]
+    return "\n".join(lines)
+
+
+def _nice_max(v):
+    """A round axis maximum at or above v (1, 2, 2.5 or 5 times a power of ten)."""
+    if v <= 0:
+        return 1.0
+    p = 10 ** math.floor(math.log10(v))
+    for f in (1, 2, 2.5, 5, 10):
+        if f * p >= v:
+            return f * p
+    return 10 * p
+
+
+def svg(result):
+    """Grouped bars, one group per runner: prefill and decode tok/s medians, min-max
+    whiskers. Groups whose figures come from a busy machine are marked with *."""
+    sm = result["summary"]
+    groups = [s for s in sm["runners"] if s["decode_tok_s"] or s["prefill_tok_s"]]
+    series = (("prefill_tok_s", "prefill", "#4c78a8"), ("decode_tok_s", "decode", "#f58518"))
+    W_GROUP, BAR, GAP = 150, 44, 8
+    left, right, top, bottom = 70, 20, 60, 90
+    width = left + right + max(1, len(groups)) * W_GROUP
+    height = 420
+    plot_h = height - top - bottom
+    vmax = max([s[k]["max"] for s in groups for k, _, _ in series if s[k]] or [1.0])
+    ymax = _nice_max(vmax * 1.08)
+
+    def y(v):
+        return top + plot_h * (1 - v / ymax)
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="22" font-size="15" font-weight="bold">'
+        f'{escape("axiscope vs llama.cpp, SmolLM2-135M Q4_1, native")}</text>',
+        f'<text x="{left}" y="40" fill="#555">{escape(_subtitle(result))}</text>',
+    ]
+    for i in range(6):
+        v = ymax * i / 5
+        yy = y(v)
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{yy:.1f}" y2="{yy:.1f}" '
+                   f'stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">{v:g}</text>')
+    out.append(f'<text transform="translate(18 {top + plot_h / 2}) rotate(-90)" '
+               f'text-anchor="middle">tokens / s</text>')
+    for gi, s in enumerate(groups):
+        gx = left + gi * W_GROUP + (W_GROUP - 2 * BAR - GAP) / 2
+        for si, (key, _, color) in enumerate(series):
+            sp = s[key]
+            if not sp:
+                continue
+            x = gx + si * (BAR + GAP)
+            cx = x + BAR / 2
+            out.append(f'<rect class="bar" x="{x:.1f}" y="{y(sp["median"]):.1f}" width="{BAR}" '
+                       f'height="{y(0) - y(sp["median"]):.1f}" fill="{color}"/>')
+            out.append(f'<line class="whisker" x1="{cx:.1f}" x2="{cx:.1f}" '
+                       f'y1="{y(sp["min"]):.1f}" y2="{y(sp["max"]):.1f}" stroke="black"/>')
+            for v in (sp["min"], sp["max"]):
+                out.append(f'<line x1="{cx - 6:.1f}" x2="{cx + 6:.1f}" y1="{y(v):.1f}" '
+                           f'y2="{y(v):.1f}" stroke="black"/>')
+            out.append(f'<text x="{cx:.1f}" y="{y(sp["max"]) - 4:.1f}" text-anchor="middle" '
+                       f'font-size="11">{sp["median"]:.0f}</text>')
+        label = _label(s).split(", ", 1)
+        cx = left + gi * W_GROUP + W_GROUP / 2
+        star = " *" if s["quality"] == "busy" else ""
+        out.append(f'<text x="{cx:.1f}" y="{y(0) + 18:.1f}" text-anchor="middle">'
+                   f'{escape(label[0] + star)}</text>')
+        if len(label) > 1:
+            out.append(f'<text x="{cx:.1f}" y="{y(0) + 33:.1f}" text-anchor="middle">'
+                       f'{escape(label[1])}</text>')
+    out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(0):.1f}" y2="{y(0):.1f}" '
+               f'stroke="black"/>')
+    lx = left
+    ly = height - 22
+    for _, name, color in series:
+        out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{color}"/>')
+        out.append(f'<text x="{lx + 16}" y="{ly}">{name} (median, whisker min-max)</text>')
+        lx += 230
+    if any(s["quality"] == "busy" for s in groups):
+        out.append(f'<text x="{lx}" y="{ly}" fill="#a00">* measured on a busy machine</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _subtitle(result):
+    st = result["settings"]
+    sm = result["summary"]
+    return (f"{result['started'][:10]}, {result['machine']['cores']} cores; "
+            f"{st['prompt_tokens']}-token prompt, {st['generated_tokens']} greedy tokens, "
+            f"{st['reps']} reps; {sm['runs_busy']}/{sm['runs_total']} runs flagged busy")
+
+
+def main(argv):
+    if len(argv) != 1:
+        sys.exit("usage: report.py target/bench/results.json")
+    path = Path(argv[0])
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        sys.exit(f"report: cannot read {path}: {e}")
+    (path.parent / "results.md").write_text(markdown(result))
+    (path.parent / "results.svg").write_text(svg(result))
+    print(f"report: wrote {path.parent}/results.md and results.svg")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

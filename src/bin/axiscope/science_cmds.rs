@@ -1,0 +1,762 @@
+//! Subcommands of the method: build a bundle, project transcripts and roles, report the
+//! fidelity numbers, and the capping/steering options of `generate`.
+
+use anyhow::{Context, Result, bail};
+use axiscope::engine::chat::{Message, Role};
+use axiscope::engine::{Edit, Model, Session, StopReason};
+use axiscope::science::data::{self, Question};
+use axiscope::science::pipeline::{self, BuildOptions, RolloutOutput, RolloutPlan};
+use axiscope::science::{Bundle, FidelityReport, ModelInfo, capping_edits, steering_edits};
+use clap::Args;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::engine_cmds::load;
+
+#[derive(Args)]
+pub struct BuildArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Folder of role files (`<role>.json`, `default.json` for the Assistant).
+    #[arg(long, default_value = "data/roles")]
+    pub roles: PathBuf,
+    /// Questions, JSON Lines `{"question": "...", "id": N}`.
+    #[arg(long, default_value = "data/questions.jsonl")]
+    pub questions: PathBuf,
+    /// System prompts per role (the first K of its file; the default uses all of its own).
+    #[arg(long)]
+    pub prompts_per_role: Option<usize>,
+    /// Questions per prompt, a seeded choice shared by every role.
+    #[arg(long)]
+    pub questions_per_role: Option<usize>,
+    /// Reply length in tokens.
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Small preset for tests and trials: 1 prompt x 2 questions, 16-token replies
+    /// (explicit options still win).
+    #[arg(long)]
+    pub quick: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads per job.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Rollouts run in parallel, each on its own copy of the KV cache (the weights are
+    /// shared). The result does not depend on it.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Analysis layer for the PCA and the report (default: n_layers / 2).
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// Name substituted for `{model_name}` in the default prompts (default: the model file's
+    /// name without its quantization suffix).
+    #[arg(long)]
+    pub model_name: Option<String>,
+    /// Also write every rollout's reply as JSON Lines (to judge the role-play by eye).
+    #[arg(long)]
+    pub replies: Option<PathBuf>,
+    /// Bundle path: a directory, or one file when it ends in `.axb`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct EditArgs {
+    /// Persona bundle: gives the axis for capping, steering and projections.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Cap: floor the projection at this percentile (1-99) of the rollouts' projections.
+    #[arg(long)]
+    pub cap_percentile: Option<u8>,
+    /// Cap band `A:B`: layers A to B-1, like a Python slice (75th percentile by default).
+    #[arg(long)]
+    pub cap_layers: Option<String>,
+    /// Steering strength: adds ALPHA x (mean token norm) x unit axis; positive is toward the
+    /// Assistant (the reference sweeps -0.5 .. 2).
+    #[arg(long, allow_negative_numbers = true)]
+    pub steer: Option<f32>,
+    /// Layer to steer at (default: the bundle's analysis layer).
+    #[arg(long)]
+    pub steer_layer: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct ProjectArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Conversation (JSON `{"conversation": [...]}`). With user turns only, the replies are
+    /// generated turn by turn first (the drift experiment).
+    #[arg(long, conflicts_with = "roles", required_unless_present = "roles")]
+    pub transcript: Option<PathBuf>,
+    /// Folder of new role files to place on the bundle's map (rollouts with the bundle's
+    /// settings and questions).
+    #[arg(long)]
+    pub roles: Option<PathBuf>,
+    /// Question texts for `--roles` (the bundle stores only their ids).
+    #[arg(long, default_value = "data/questions.jsonl")]
+    pub questions: PathBuf,
+    /// Layer to project at (default: the bundle's analysis layer).
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// System prompt put before a generated conversation (none: the template's own).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Reply length when generating a conversation's replies.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Name for `{model_name}` in role prompts (as in `build`).
+    #[arg(long)]
+    pub model_name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// Capping/steering while generating a conversation; the replies are then read back by
+    /// the unedited model.
+    #[command(flatten)]
+    pub edits: EditArgs,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[arg(long)]
+    pub bundle: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `SmolLM2-135M-Instruct.Q4_1.gguf` -> `SmolLM2-135M-Instruct`: what the default prompt
+/// "You are {model_name}." calls the model. GGUF `general.name` is often a training run's
+/// label ("Smollm2 135M 8k Lc100K Mix1 Ep2"), so it is only the fallback.
+pub fn short_model_name(path: &Path, model: &Model) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let base = match stem.rsplit_once('.') {
+        Some((base, q))
+            if q.to_ascii_uppercase().starts_with(['Q', 'F', 'I', 'B'])
+                && q.chars().any(|c| c.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => stem,
+    };
+    if base.is_empty() {
+        model.config.name.clone()
+    } else {
+        base.to_string()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn read_bundle(path: &Path) -> Result<Bundle> {
+    let b = if path.is_dir() {
+        Bundle::read_dir(path)?
+    } else {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Bundle::from_blob(&bytes)?
+    };
+    Ok(b)
+}
+
+fn write_bundle(b: &Bundle, path: &Path) -> Result<()> {
+    if path.extension().is_some_and(|e| e == "axb") {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(path, b.to_blob())
+            .with_context(|| format!("cannot write {}", path.display()))
+    } else {
+        Ok(b.write_dir(path)?)
+    }
+}
+
+/// The bundle must describe this model's shape (the file may differ: another quantization).
+fn check_fits(b: &Bundle, m: &Model) -> Result<()> {
+    if b.model.n_layers != m.config.n_layers || b.model.hidden != m.config.hidden {
+        bail!(
+            "the bundle is for {} ({} layers x {}), the model has {} layers x {}",
+            b.model.name,
+            b.model.n_layers,
+            b.model.hidden,
+            m.config.n_layers,
+            m.config.hidden
+        );
+    }
+    Ok(())
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Runs the rollouts on `jobs` sessions in parallel, printing progress on stderr. Results are
+/// in plan order; `None` marks a rollout whose replies were all empty.
+fn run_rollouts(
+    model: &Model,
+    plans: &[RolloutPlan],
+    opts: &BuildOptions,
+    jobs: usize,
+    threads: usize,
+) -> Result<Vec<Option<RolloutOutput>>> {
+    let jobs = jobs.clamp(1, plans.len().max(1));
+    let next = AtomicUsize::new(0);
+    struct Shared {
+        results: Vec<Option<RolloutOutput>>,
+        done: usize,
+        tokens: usize,
+        error: Option<anyhow::Error>,
+    }
+    let shared = Mutex::new(Shared {
+        results: vec![None; plans.len()],
+        done: 0,
+        tokens: 0,
+        error: None,
+    });
+    let t0 = Instant::now();
+    let total = plans.len();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                let backend = match model.cpu_backend(threads) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        shared.lock().unwrap().error.get_or_insert(e.into());
+                        return;
+                    }
+                };
+                let mut session = Session::new(Box::new(backend));
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total || shared.lock().unwrap().error.is_some() {
+                        return;
+                    }
+                    let p = &plans[i];
+                    let out = pipeline::run_rollout(model, &mut session, p, opts);
+                    let mut s = shared.lock().unwrap();
+                    match out {
+                        Err(e) => {
+                            s.error.get_or_insert(anyhow::Error::from(e).context(format!("rollout {}/{}/{}", p.role, p.prompt_index, p.question_id)));
+                            return;
+                        }
+                        Ok(out) => {
+                            s.done += 1;
+                            let what = match &out {
+                                Some(o) => {
+                                    s.tokens += o.generated;
+                                    let stop = if o.stop == StopReason::EndOfTurn { "end" } else { "max" };
+                                    format!("{} tok ({stop})", o.generated)
+                                }
+                                None => "EMPTY reply, left out".to_string(),
+                            };
+                            s.results[i] = out;
+                            let el = t0.elapsed().as_secs_f64();
+                            let eta = el / s.done as f64 * (total - s.done) as f64;
+                            eprintln!(
+                                "[{:>4}/{total}] {} p{} q{}: {what} | {:.1} gen tok/s | {} elapsed, ETA {}",
+                                s.done,
+                                p.role,
+                                p.prompt_index,
+                                p.question_id,
+                                s.tokens as f64 / el,
+                                fmt_secs(el),
+                                fmt_secs(eta)
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let s = shared.into_inner().unwrap();
+    if let Some(e) = s.error {
+        return Err(e);
+    }
+    Ok(s.results)
+}
+
+pub fn build(a: BuildArgs) -> Result<()> {
+    let bytes =
+        std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
+    let sha256 = sha256_hex(&bytes);
+    let model =
+        Model::from_bytes(bytes).with_context(|| format!("cannot load {}", a.model.display()))?;
+    let model_name = a
+        .model_name
+        .clone()
+        .unwrap_or_else(|| short_model_name(&a.model, &model));
+    let base = if a.quick {
+        BuildOptions::quick()
+    } else {
+        BuildOptions::standard()
+    };
+    let opts = BuildOptions {
+        prompts_per_role: a.prompts_per_role.unwrap_or(base.prompts_per_role),
+        questions_per_role: a.questions_per_role.unwrap_or(base.questions_per_role),
+        max_tokens: a.max_tokens.unwrap_or(base.max_tokens),
+        seed: a.seed,
+        ..base
+    };
+    let layer = a.layer.unwrap_or(model.config.n_layers / 2);
+    if layer >= model.config.n_layers {
+        bail!(
+            "--layer {layer}: the model has layers 0..{}",
+            model.config.n_layers - 1
+        );
+    }
+    let set = data::read_role_dir(&a.roles, &model_name)?;
+    let default = set.default.as_ref().with_context(|| {
+        format!(
+            "{}: no default.json (the Assistant's prompts)",
+            a.roles.display()
+        )
+    })?;
+    if set.roles.is_empty() {
+        bail!("{}: no role files besides default.json", a.roles.display());
+    }
+    let all_questions = data::read_questions(&a.questions)?;
+    let questions = pipeline::choose_questions(&all_questions, opts.questions_per_role, opts.seed)?;
+    let plans = pipeline::plan_rollouts(&set.roles, Some(default), &questions, &opts)?;
+    eprintln!(
+        "building: {} roles x {} prompts + default x {} prompts, {} questions each, {} tokens per reply: {} rollouts on {} job(s) x {} thread(s)",
+        set.roles.len(),
+        opts.prompts_per_role,
+        default.prompts.len(),
+        questions.len(),
+        opts.max_tokens,
+        plans.len(),
+        a.jobs,
+        a.threads
+    );
+    let t0 = Instant::now();
+    let results = run_rollouts(&model, &plans, &opts, a.jobs, a.threads)?;
+    let skipped = results.iter().filter(|r| r.is_none()).count();
+    if let Some(path) = &a.replies {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        );
+        for (p, r) in plans.iter().zip(&results) {
+            let line = json!({
+                "role": p.role, "prompt_index": p.prompt_index, "question_id": p.question_id,
+                "question": p.question, "reply": r.as_ref().map(|o| o.reply.as_str()),
+                "tokens": r.as_ref().map(|o| o.generated), "stop": r.as_ref().map(|o| o.stop),
+            });
+            writeln!(f, "{line}")?;
+        }
+        f.flush()?;
+    }
+    let rollouts: Vec<_> = results
+        .into_iter()
+        .flatten()
+        .map(|o| o.activation)
+        .collect();
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        "judge".into(),
+        json!("none: every rollout is kept (no judge model)"),
+    );
+    extra.insert("model_name".into(), json!(model_name));
+    extra.insert("chat_template".into(), json!(model.template.name()));
+    extra.insert(
+        "question_ids".into(),
+        json!(questions.iter().map(|q| q.id).collect::<Vec<_>>()),
+    );
+    extra.insert("default_prompts".into(), json!(default.prompts.len()));
+    extra.insert("skipped_empty_rollouts".into(), json!(skipped));
+    extra.insert(
+        "tool".into(),
+        json!(format!("axiscope {}", env!("CARGO_PKG_VERSION"))),
+    );
+    let info = ModelInfo {
+        name: model.config.name.clone(),
+        sha256,
+        n_layers: model.config.n_layers,
+        hidden: model.config.hidden,
+    };
+    let bundle = pipeline::assemble_bundle(
+        info,
+        layer,
+        &set.roles,
+        opts.settings(&questions, extra),
+        &rollouts,
+    )?;
+    write_bundle(&bundle, &a.out)?;
+    eprintln!(
+        "wrote {} ({} rollouts, {skipped} left out as empty) in {}",
+        a.out.display(),
+        rollouts.len(),
+        fmt_secs(t0.elapsed().as_secs_f64())
+    );
+    if let Some(rep) = &bundle.fidelity {
+        eprint!("{rep}");
+    }
+    Ok(())
+}
+
+fn parse_band(s: &str, n_layers: usize) -> Result<Range<usize>> {
+    let (a, b) = s
+        .split_once(':')
+        .with_context(|| format!("--cap-layers {s:?}: expected A:B (layers A to B-1)"))?;
+    let a: usize = a
+        .trim()
+        .parse()
+        .with_context(|| format!("--cap-layers {s:?}: {a:?} is not a layer number"))?;
+    let b: usize = b
+        .trim()
+        .parse()
+        .with_context(|| format!("--cap-layers {s:?}: {b:?} is not a layer number"))?;
+    if a >= b || b > n_layers {
+        bail!("--cap-layers {s}: needs A < B <= {n_layers} (layers A to B-1)");
+    }
+    Ok(a..b)
+}
+
+/// The engine edits that `args` ask for, and a description of each for JSON output.
+pub fn edits_from_args(
+    args: &EditArgs,
+    bundle: &Bundle,
+) -> Result<(Vec<Edit>, Vec<serde_json::Value>)> {
+    let pv = &bundle.vectors;
+    let mut edits = Vec::new();
+    let mut about = Vec::new();
+    if args.cap_percentile.is_some() || args.cap_layers.is_some() {
+        let band = args
+            .cap_layers
+            .as_deref()
+            .context("--cap-percentile needs --cap-layers A:B")?;
+        let band = parse_band(band, pv.n_layers)?;
+        let q = args.cap_percentile.unwrap_or(75);
+        for l in band.clone() {
+            about.push(
+                json!({"layer": l, "op": "cap", "percentile": q, "tau": bundle.stats.tau(l, q)}),
+            );
+        }
+        edits.extend(capping_edits(pv, &bundle.stats, band, q)?);
+    }
+    if let Some(alpha) = args.steer {
+        let l = args.steer_layer.unwrap_or(bundle.analysis_layer);
+        if l >= pv.n_layers {
+            bail!(
+                "--steer-layer {l}: the bundle has layers 0..{}",
+                pv.n_layers - 1
+            );
+        }
+        about.push(json!({"layer": l, "op": "steer", "alpha": alpha, "norm": alpha * pv.mean_token_norm[l]}));
+        edits.extend(steering_edits(pv, l..l + 1, alpha)?);
+    } else if args.steer_layer.is_some() {
+        bail!("--steer-layer needs --steer ALPHA");
+    }
+    Ok((pipeline::engine_edits(&edits), about))
+}
+
+impl EditArgs {
+    pub fn any_edit(&self) -> bool {
+        self.cap_percentile.is_some()
+            || self.cap_layers.is_some()
+            || self.steer.is_some()
+            || self.steer_layer.is_some()
+    }
+
+    /// The bundle (when given) and the edits asked for.
+    pub fn resolve(
+        &self,
+        model: &Model,
+    ) -> Result<(Option<Bundle>, Vec<Edit>, Vec<serde_json::Value>)> {
+        let Some(path) = &self.bundle else {
+            if self.any_edit() {
+                bail!("capping and steering need --bundle");
+            }
+            return Ok((None, Vec::new(), Vec::new()));
+        };
+        let b = read_bundle(path)?;
+        check_fits(&b, model)?;
+        let (edits, about) = edits_from_args(self, &b)?;
+        Ok((Some(b), edits, about))
+    }
+}
+
+/// Projection of the last (assistant) message of `messages` at `layer`, read by the model
+/// without edits, on a fresh cache.
+pub fn readback(
+    model: &Model,
+    session: &mut Session,
+    messages: &[Message],
+    b: &Bundle,
+    layer: usize,
+) -> Result<Option<f32>> {
+    let turns = pipeline::project_conversation(model, session, messages, &b.vectors, layer, false)?;
+    Ok(turns
+        .last()
+        .filter(|t| t.message + 1 == messages.len())
+        .map(|t| t.projection))
+}
+
+pub fn project(a: ProjectArgs) -> Result<()> {
+    let model = load(&a.model)?;
+    let (bundle, edits, about) = a.edits.resolve(&model)?;
+    let b = bundle.context("project needs --bundle")?;
+    let layer = a.layer.unwrap_or(b.analysis_layer);
+    if layer >= b.vectors.n_layers {
+        bail!(
+            "--layer {layer}: the bundle has layers 0..{}",
+            b.vectors.n_layers - 1
+        );
+    }
+    let mut session = Session::new(Box::new(model.cpu_backend(a.threads)?));
+    if let Some(dir) = &a.roles {
+        if !edits.is_empty() {
+            bail!("--roles places roles with the plain model: capping and steering do not apply");
+        }
+        return place_roles(&model, &mut session, &b, dir, &a, layer);
+    }
+    let path = a
+        .transcript
+        .as_ref()
+        .expect("clap requires --transcript or --roles");
+    let t = data::read_transcript(path)?;
+    let generated = t.user_only();
+    let messages = if generated {
+        let mut msgs = t.messages.clone();
+        if let Some(sys) = &a.system {
+            if msgs.first().is_some_and(|m| m.role == Role::System) {
+                bail!(
+                    "{}: the transcript has its own system turn; drop --system",
+                    path.display()
+                );
+            }
+            msgs.insert(0, Message::new(Role::System, sys.clone()));
+        }
+        let opts = BuildOptions {
+            max_tokens: a.max_tokens,
+            seed: a.seed,
+            ..BuildOptions::standard()
+        };
+        let quiet = a.json;
+        pipeline::generate_conversation(
+            &model,
+            &mut session,
+            &msgs,
+            &opts,
+            &edits,
+            &mut |k, text| {
+                if !quiet {
+                    eprintln!("[turn {k}] {}", text.replace('\n', " "));
+                }
+            },
+        )?
+    } else {
+        if !edits.is_empty() || a.system.is_some() {
+            bail!(
+                "{}: the transcript has assistant turns; --system, capping and steering only apply when generating the replies",
+                path.display()
+            );
+        }
+        t.messages.clone()
+    };
+    // Generated with edits: the cache holds edited activations, so read back from scratch.
+    let turns = pipeline::project_conversation(
+        &model,
+        &mut session,
+        &messages,
+        &b.vectors,
+        layer,
+        edits.is_empty(),
+    )?;
+    let default_projection = b.vectors.default_projection(layer);
+    if a.json {
+        let turns: Vec<_> = turns
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::to_value(t).expect("serialises");
+                if generated {
+                    v["reply"] = json!(messages[t.message].content);
+                }
+                v
+            })
+            .collect();
+        let out = json!({
+            "layer": layer, "transcript": t.name, "generated": generated, "edits": about,
+            "default_projection": default_projection, "turns": turns,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{}: projection on the Assistant Axis at layer {layer} (default {default_projection:.2}, mean of roles 0)",
+            t.name
+        );
+        println!("  turn  reply   user  tokens");
+        for t in &turns {
+            let user = t
+                .user_projection
+                .map_or("-".to_string(), |u| format!("{u:.2}"));
+            println!(
+                "  {:>4} {:>6.2} {:>6} {:>7}",
+                t.turn, t.projection, user, t.n_tokens
+            );
+        }
+    }
+    Ok(())
+}
+
+fn place_roles(
+    model: &Model,
+    session: &mut Session,
+    b: &Bundle,
+    dir: &Path,
+    a: &ProjectArgs,
+    layer: usize,
+) -> Result<()> {
+    let model_name = a
+        .model_name
+        .clone()
+        .unwrap_or_else(|| short_model_name(&a.model, model));
+    let set = data::read_role_dir(dir, &model_name)?;
+    if set.roles.is_empty() {
+        bail!("{}: no role files besides default.json", dir.display());
+    }
+    // The bundle's questions, prompts per role, reply length, sampling and seed: a role that
+    // is already in the bundle lands where the bundle has it.
+    let mut ids: Vec<u32> = b.stats.rollouts.iter().map(|r| r.question_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let all: Vec<Question> = data::read_questions(&a.questions)?;
+    let questions: Vec<Question> = ids
+        .iter()
+        .map(|id| {
+            all.iter().find(|q| q.id == *id).cloned().with_context(|| {
+                format!(
+                    "{}: no question id {id}, which the bundle used",
+                    a.questions.display()
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let s = &b.settings;
+    let opts = BuildOptions {
+        prompts_per_role: s.prompts_per_role as usize,
+        questions_per_role: questions.len(),
+        max_tokens: s.max_new_tokens as usize,
+        temperature: s.temperature,
+        top_p: s.top_p,
+        repeat_penalty: s.repetition_penalty,
+        seed: s.seed,
+    };
+    let plans = pipeline::plan_rollouts(&set.roles, None, &questions, &opts)?;
+    let mut placed = Vec::new();
+    for role in &set.roles {
+        let mut acts = Vec::new();
+        for p in plans.iter().filter(|p| p.role == role.name) {
+            if let Some(o) = pipeline::run_rollout(model, session, p, &opts)? {
+                if !a.json {
+                    eprintln!(
+                        "[{} p{} q{}] {}",
+                        p.role,
+                        p.prompt_index,
+                        p.question_id,
+                        o.reply.replace('\n', " ")
+                    );
+                }
+                acts.push(o.activation);
+            }
+        }
+        if acts.is_empty() {
+            bail!("role {}: every reply was empty", role.name);
+        }
+        placed.push(pipeline::place_role(b, &acts, layer)?);
+    }
+    let default_projection = b.vectors.default_projection(layer);
+    if a.json {
+        let out = json!({
+            "layer": layer, "analysis_layer": b.analysis_layer, "default_projection": default_projection,
+            "default_pc": b.default_pc, "roles": placed,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "layer {layer}: default projection {default_projection:.2}; PCs at layer {} (default PC1 {:.2})",
+            b.analysis_layer, b.default_pc[0]
+        );
+        for p in &placed {
+            let pcs: Vec<String> = p.pc.iter().take(3).map(|v| format!("{v:.2}")).collect();
+            println!(
+                "  {:<24} projection {:>7.2}  PC1-3 [{}]  nearest {}",
+                p.role,
+                p.projection,
+                pcs.join(", "),
+                p.nearest.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn report(a: ReportArgs) -> Result<()> {
+    let b = read_bundle(&a.bundle)?;
+    let rep = match &b.fidelity {
+        Some(r) => r.clone(),
+        // Bundles written without a report: everything but split-half (which needs rollouts).
+        None => FidelityReport::compute(&b.vectors, b.analysis_layer, None)?,
+    };
+    let names = |v: &[axiscope::science::RoleDistance]| {
+        v.iter().map(|d| d.role.clone()).collect::<Vec<_>>()
+    };
+    if a.json {
+        let out = json!({
+            "model": b.model, "settings": b.settings,
+            "layer": rep.analysis_layer,
+            "cos_pc1_axis": rep.cos_pc1_axis,
+            "explained_variance": rep.explained_variance_ratio,
+            "nearest": names(&rep.nearest_by_projection),
+            "farthest": names(&rep.farthest_by_projection),
+            "cos_pc1_axis_per_layer": rep.cos_pc1_axis_per_layer,
+            "split_half_cos": rep.split_half_cos(),
+            "split_half_cos_per_layer": rep.split_half.as_ref().map(|s| &s.cos_per_layer),
+            "default_pc1": rep.default_pc1,
+            "default_pc1_rank": rep.default_pc1_rank,
+            "role_pc1_range": rep.role_pc1_range,
+            "fidelity": rep,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let s = &b.settings;
+        println!(
+            "{} (sha256 {}), bundle of {} roles",
+            b.model.name,
+            &b.model.sha256[..b.model.sha256.len().min(12)],
+            b.vectors.n_roles()
+        );
+        println!(
+            "  {} prompts per role x {} questions, {} tokens per reply, T {} top-p {} repetition penalty {}, seed {}",
+            s.prompts_per_role,
+            s.questions,
+            s.max_new_tokens,
+            s.temperature,
+            s.top_p,
+            s.repetition_penalty,
+            s.seed
+        );
+        print!("{rep}");
+    }
+    Ok(())
+}

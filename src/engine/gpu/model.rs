@@ -1,0 +1,593 @@
+//! [`GpuModel`]: the llama/qwen2 forward pass on the GPU kernels of this module, behind the
+//! same [`Backend`](crate::engine::Backend) interface as the CPU engine, hooks included.
+//!
+//! Everything is built once at load: weights, activation buffers sized for `max_chunk`
+//! tokens, a KV cache of `max_context` positions per layer, and every op bound to its
+//! buffers. A forward call then only writes the token ids and the [`Step`] uniform,
+//! records all ops of a chunk into one command encoder, submits it, and reads back one
+//! staging buffer: the logits it needs and the residuals of the recorded layers.
+//! Prompts longer than a chunk run chunk by chunk (one submit and readback each).
+//!
+//! Hooks: after the last residual add of block `L`, the edits for `L` run in order
+//! (`add` Broadcast, `clamp_projection`) on the residual buffer itself, then, if `L` is
+//! recorded, `copy_rows` puts the edited stream into a `[token][recorded layer][hidden]`
+//! buffer, which is already the layout of [`Recording`](crate::engine::Recording). The
+//! ops and the edit vectors they read are built when the hooks change (compared by
+//! content), not per call.
+//!
+//! Async: [`GpuModel::forward_async`] is the one implementation (encode, submit, await
+//! the readback). In the browser a readback resolves from a JS promise, so the web worker
+//! awaits it; natively the `Backend` impl drives the same future with `pollster`.
+//!
+//! In the browser (`Backend` is synchronous and a WebGPU readback cannot be waited on
+//! there, so only the inherent async API exists on wasm32), a web worker does:
+//!
+//! ```ignore
+//! let model = Model::from_bytes(bytes)?;
+//! // Err (no adapter, device creation failed) -> run CpuModel and show the reason.
+//! let mut gpu = GpuModel::open(&model.gguf).await?;
+//! let logits = gpu.forward_async(&prompt[start..], start, &mut hooks, false).await?;
+//! // sample on the CPU (Sampler), then per token:
+//! let logits = gpu.forward_async(&[next], pos, &mut hooks, false).await?;
+//! gpu.truncate(len); // undo / regenerate: only the cached length moves
+//! ```
+//!
+//! `config()`, `cached()`, `describe()` and `truncate()` are inherent methods too.
+//!
+//! Numerics: the GPU computes plain f32 (activations, KV cache, softmax) and matches an
+//! f32 reference forward to ~5e-6 of the residual. The CPU engine quantizes activations
+//! to 8 bits before each product and keeps an f16 cache, as llama.cpp does, which puts
+//! it ~2 % (median, up to 7 %) away from f32 on SmolLM2, so the two engines' greedy
+//! choices differ at near-ties. Copying that rounding on the GPU does not help: it is
+//! chaotic (a 1e-7 change upstream flips 8-bit roundings in the blocks that hold
+//! SmolLM2's huge residual dimensions), so only bit-identical arithmetic would agree.
+//! tests/gpu_model.rs has the measurements.
+
+use std::sync::Arc;
+
+use super::attention::{AttentionShape, attention};
+use super::elementwise::{AddMode, RowDest, add, copy_rows, silu_mul};
+use super::embedding::embedding;
+use super::hooks::clamp_projection;
+use super::matmul::{Linear, Tokens};
+use super::norm::rms_norm;
+use super::rope::{RopeMode, rope};
+use super::{GpuContext, GpuError, GpuMatrix, GpuQType, Kernel, Step};
+use crate::engine::config::{ModelConfig, RopeStyle};
+use crate::engine::error::{Error, Result};
+use crate::engine::gguf::GgufFile;
+use crate::engine::hooks::{Edit, EditOp, Hooks};
+use crate::engine::model::vector;
+use crate::engine::quant::QType;
+
+impl From<GpuError> for Error {
+    fn from(e: GpuError) -> Self {
+        Error::Gpu(e.0)
+    }
+}
+
+/// Sizes fixed at load.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuModelOptions {
+    /// KV-cache positions kept on the GPU (capped at the model's context). The cache is
+    /// f32, `2 * layers * kv_dim * 4` bytes per position: 46 KB for SmolLM2-135M, so the
+    /// default 4096 positions take 189 MB where the model's full 8192 would take 377 MB.
+    pub max_context: usize,
+    /// Tokens per submitted chunk: activation buffers hold this many. Longer prompts run
+    /// in several chunks.
+    pub max_chunk: usize,
+}
+
+impl Default for GpuModelOptions {
+    fn default() -> Self {
+        Self {
+            max_context: 4096,
+            max_chunk: 256,
+        }
+    }
+}
+
+/// One encoded op of the forward pass.
+enum Op {
+    Kernel(Kernel),
+    Linear(Linear),
+}
+
+impl Op {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>) -> super::Result<()> {
+        match self {
+            Op::Kernel(k) => k.encode(pass),
+            Op::Linear(l) => l.encode(pass),
+        }
+    }
+}
+
+/// The LM head over every token of a chunk, for `all_logits` calls (built on first use:
+/// its logits buffer is `rows * vocab` floats, 50 MB for SmolLM2 at 256 rows).
+struct AllLogits {
+    rows: usize,
+    logits: wgpu::Buffer,
+    head: Linear,
+}
+
+/// The hook ops for one content of `Hooks::{record, edits}`.
+#[derive(Default)]
+struct HookPlan {
+    record: Vec<usize>,
+    edits: Vec<Edit>,
+    /// Per layer: edits in order, then the record copy.
+    ops: Vec<Vec<Kernel>>,
+    /// `[max_chunk][record.len()][hidden]`; absent when nothing is recorded.
+    record_buf: Option<wgpu::Buffer>,
+}
+
+pub struct GpuModel {
+    ctx: Arc<GpuContext>,
+    /// The model's config, `context` lowered to the GPU cache length.
+    cfg: ModelConfig,
+    max_chunk: usize,
+    step: Step,
+    tokens: wgpu::Buffer,
+    /// The residual stream `[max_chunk][hidden]`: hooks edit and record it in place.
+    h: wgpu::Buffer,
+    /// Normed residual: the input of every product that follows a norm, and of the LM head.
+    a: wgpu::Buffer,
+    embed: Kernel,
+    layers: Vec<Vec<Op>>,
+    final_norm: Kernel,
+    /// The LM head for the chunk's last token only.
+    head_last: Linear,
+    logits_last: wgpu::Buffer,
+    /// Kept to build [`AllLogits`] on first use (tied models share `token_embd`).
+    output: GpuMatrix,
+    all: Option<AllLogits>,
+    plan: HookPlan,
+    /// `MAP_READ` staging buffer, grown to the largest readback so far.
+    download: wgpu::Buffer,
+    cached: usize,
+}
+
+fn gpu_qtype(q: QType) -> GpuQType {
+    match q {
+        QType::F32 => GpuQType::F32,
+        QType::F16 => GpuQType::F16,
+        QType::Q4_0 => GpuQType::Q4_0,
+        QType::Q4_1 => GpuQType::Q4_1,
+        QType::Q5_0 => GpuQType::Q5_0,
+        QType::Q8_0 => GpuQType::Q8_0,
+        QType::Q4K => GpuQType::Q4K,
+        QType::Q5K => GpuQType::Q5K,
+        QType::Q6K => GpuQType::Q6K,
+    }
+}
+
+/// Uploads a weight matrix, checking its shape against the config.
+fn matrix(
+    ctx: &GpuContext,
+    f: &GgufFile,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<GpuMatrix> {
+    let t = f.tensor(name)?;
+    if t.shape != [rows, cols] {
+        return Err(Error::BadShape {
+            name: name.into(),
+            got: t.shape.clone(),
+            expected: vec![rows, cols],
+        });
+    }
+    Ok(GpuMatrix::upload(
+        ctx,
+        name,
+        gpu_qtype(t.qtype),
+        rows,
+        cols,
+        f.tensor_bytes(t),
+    )?)
+}
+
+fn staging(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("forward readback"),
+        size: bytes.max(16).div_ceil(16) * 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+impl GpuModel {
+    /// Loads the model onto `ctx`'s device with the default sizes.
+    pub fn load(f: &GgufFile, ctx: Arc<GpuContext>) -> Result<Self> {
+        Self::load_with(f, ctx, GpuModelOptions::default())
+    }
+
+    /// Opens the default adapter and loads the model onto it. Fails with a one-line reason
+    /// (e.g. "GPU: no WebGPU/Vulkan adapter available (...)") when there is none.
+    pub async fn open(f: &GgufFile) -> Result<Self> {
+        let ctx = GpuContext::new().await?;
+        Self::load(f, Arc::new(ctx))
+    }
+
+    pub fn load_with(f: &GgufFile, ctx: Arc<GpuContext>, opts: GpuModelOptions) -> Result<Self> {
+        let mut cfg = ModelConfig::from_gguf(f)?;
+        if opts.max_context == 0 || opts.max_chunk == 0 {
+            return Err(Error::Invalid(
+                "GPU cache length and chunk size must be positive".into(),
+            ));
+        }
+        cfg.context = cfg.context.min(opts.max_context);
+        let max_chunk = opts.max_chunk.min(cfg.context);
+        let c = &cfg;
+        let (d, kvd, ffn) = (c.hidden, c.kv_dim(), c.ffn);
+        let cx: &GpuContext = &ctx;
+        let step = Step::new(cx);
+        let st = &step;
+        let buf = |label: &str, per_tok: usize| cx.storage(label, max_chunk * per_tok);
+        let tokens = buf("tokens", 1)?;
+        let h = buf("h", d)?;
+        let a = buf("a", d)?;
+        let q = buf("q", d)?;
+        let k = buf("k", kvd)?;
+        let v = buf("v", kvd)?;
+        let att = buf("att", d)?;
+        let t = buf("t", d)?;
+        let gate = buf("gate", ffn)?;
+        let up = buf("up", ffn)?;
+        let rope_mode = match c.rope_style {
+            RopeStyle::Norm => RopeMode::Norm,
+            RopeStyle::Neox => RopeMode::Neox,
+        };
+        let shape = AttentionShape {
+            n_head: c.n_heads,
+            n_kv_head: c.n_kv_heads,
+            head_dim: c.head_dim,
+        };
+        let (theta, hd) = (c.rope_theta, c.head_dim);
+
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for l in 0..c.n_layers {
+            let n = |s: &str| format!("blk.{l}.{s}");
+            let norm_w =
+                |name: &str| -> Result<wgpu::Buffer> { Ok(cx.upload(name, &vector(f, name, d)?)?) };
+            let lin = |name: &str, rows, cols, x: &wgpu::Buffer, y: &wgpu::Buffer| -> Result<Op> {
+                let w = matrix(cx, f, name, rows, cols)?;
+                Ok(Op::Linear(Linear::new(cx, st, &w, x, y, Tokens::All)?))
+            };
+            let kc = cx.storage(&n("k_cache"), c.context * kvd)?;
+            let vc = cx.storage(&n("v_cache"), c.context * kvd)?;
+            let attn_norm = norm_w(&n("attn_norm.weight"))?;
+            let mut ops = vec![
+                Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &attn_norm, &h, &a)?),
+                lin(&n("attn_q.weight"), d, d, &a, &q)?,
+                lin(&n("attn_k.weight"), kvd, d, &a, &k)?,
+                lin(&n("attn_v.weight"), kvd, d, &a, &v)?,
+            ];
+            if c.qkv_bias {
+                for (name, len, y) in [
+                    ("attn_q.bias", d, &q),
+                    ("attn_k.bias", kvd, &k),
+                    ("attn_v.bias", kvd, &v),
+                ] {
+                    let bias = cx.upload(&n(name), &vector(f, &n(name), len)?)?;
+                    ops.push(Op::Kernel(add(cx, st, len, AddMode::Broadcast, y, &bias)?));
+                }
+            }
+            let ffn_norm = norm_w(&n("ffn_norm.weight"))?;
+            ops.extend([
+                Op::Kernel(rope(cx, st, c.n_heads, hd, hd, theta, rope_mode, &q)?),
+                Op::Kernel(rope(cx, st, c.n_kv_heads, hd, hd, theta, rope_mode, &k)?),
+                Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, &k, &kc)?),
+                Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, &v, &vc)?),
+                Op::Kernel(attention(cx, st, shape, &q, &kc, &vc, &att)?),
+                lin(&n("attn_output.weight"), d, d, &att, &t)?,
+                Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &t)?),
+                Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &ffn_norm, &h, &a)?),
+                lin(&n("ffn_gate.weight"), ffn, d, &a, &gate)?,
+                lin(&n("ffn_up.weight"), ffn, d, &a, &up)?,
+                Op::Kernel(silu_mul(cx, st, ffn, &gate, &up)?),
+                lin(&n("ffn_down.weight"), d, ffn, &gate, &t)?,
+                Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &t)?),
+            ]);
+            layers.push(ops);
+        }
+
+        let embed_m = matrix(cx, f, "token_embd.weight", c.vocab, d)?;
+        let embed = embedding(cx, st, &embed_m, &tokens, &h)?;
+        let output = if c.tied_embeddings {
+            embed_m
+        } else {
+            matrix(cx, f, "output.weight", c.vocab, d)?
+        };
+        let out_norm = cx.upload("output_norm", &vector(f, "output_norm.weight", d)?)?;
+        let final_norm = rms_norm(cx, st, d, c.rms_eps, &out_norm, &h, &a)?;
+        let logits_last = cx.storage("logits", c.vocab)?;
+        let head_last = Linear::new(cx, st, &output, &a, &logits_last, Tokens::Last)?;
+        let download = staging(cx, c.vocab as u64 * 4);
+        // Shader and binding errors of the whole build surface here, not at the first call.
+        cx.take_error()?;
+        Ok(Self {
+            cfg,
+            max_chunk,
+            step,
+            tokens,
+            h,
+            a,
+            embed,
+            layers,
+            final_norm,
+            head_last,
+            logits_last,
+            output,
+            all: None,
+            plan: HookPlan::default(),
+            download,
+            cached: 0,
+            ctx,
+        })
+    }
+
+    /// The model's config; `context` is the GPU cache length.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Forgets cached positions from `len` on: only the length moves, later calls
+    /// overwrite the cache rows.
+    pub fn truncate(&mut self, len: usize) {
+        self.cached = self.cached.min(len);
+    }
+
+    pub fn cached(&self) -> usize {
+        self.cached
+    }
+
+    pub fn describe(&self) -> String {
+        format!("webgpu ({})", self.ctx.info.name)
+    }
+
+    /// Rebuilds the hook ops when `hooks.record` or `hooks.edits` differ from the last
+    /// call's. Rejects what the kernels cannot honour: unsorted or out-of-range layers,
+    /// vectors of the wrong length, non-finite or crossed clamp bounds.
+    fn prepare_hooks(&mut self, hooks: &Hooks) -> Result<()> {
+        if self.plan.record == hooks.record
+            && self.plan.edits == hooks.edits
+            && !self.plan.ops.is_empty()
+        {
+            return Ok(());
+        }
+        let (d, n_layers) = (self.cfg.hidden, self.cfg.n_layers);
+        let bad = |m: String| Err(Error::Invalid(m));
+        if hooks.record.windows(2).any(|w| w[0] >= w[1]) {
+            return bad(format!(
+                "recorded layers {:?} are not strictly ascending",
+                hooks.record
+            ));
+        }
+        if let Some(&l) = hooks.record.iter().find(|&&l| l >= n_layers) {
+            return bad(format!("cannot record layer {l}: the model has {n_layers}"));
+        }
+        let ctx: &GpuContext = &self.ctx;
+        let mut ops: Vec<Vec<Kernel>> = (0..n_layers).map(|_| Vec::new()).collect();
+        for e in &hooks.edits {
+            if e.layer >= n_layers {
+                return bad(format!(
+                    "an edit at layer {}: the model has {n_layers}",
+                    e.layer
+                ));
+            }
+            let kernel = match &e.op {
+                EditOp::Add { vector } => {
+                    if vector.len() != d {
+                        return bad(format!(
+                            "a steering vector of {} values, the residual has {d}",
+                            vector.len()
+                        ));
+                    }
+                    let vb = ctx.upload("steering vector", vector)?;
+                    add(ctx, &self.step, d, AddMode::Broadcast, &self.h, &vb)?
+                }
+                EditOp::Clamp { unit, min, max } => {
+                    if unit.len() != d {
+                        return bad(format!(
+                            "a capping direction of {} values, the residual has {d}",
+                            unit.len()
+                        ));
+                    }
+                    let ub = ctx.upload("capping direction", unit)?;
+                    clamp_projection(ctx, &self.step, d, *min, *max, &ub, &self.h)
+                        .map_err(|e| Error::Invalid(e.0))?
+                }
+            };
+            ops[e.layer].push(kernel);
+        }
+        let record_buf = if hooks.record.is_empty() {
+            None
+        } else {
+            let stride = hooks.record.len();
+            let buf = ctx.storage("recorded residuals", self.max_chunk * stride * d)?;
+            for (slot, &l) in hooks.record.iter().enumerate() {
+                ops[l].push(copy_rows(
+                    ctx,
+                    &self.step,
+                    d,
+                    RowDest::Interleaved { slot, stride },
+                    &self.h,
+                    &buf,
+                )?);
+            }
+            Some(buf)
+        };
+        ctx.take_error()?;
+        self.plan = HookPlan {
+            record: hooks.record.clone(),
+            edits: hooks.edits.clone(),
+            ops,
+            record_buf,
+        };
+        Ok(())
+    }
+
+    /// Builds the all-token LM head: as many rows as fit one storage binding, at most a chunk.
+    fn prepare_all_logits(&mut self) -> Result<()> {
+        if self.all.is_some() {
+            return Ok(());
+        }
+        let ctx: &GpuContext = &self.ctx;
+        let max = ctx
+            .limits
+            .max_storage_buffer_binding_size
+            .min(ctx.limits.max_buffer_size);
+        let rows = ((max / (self.cfg.vocab as u64 * 4)) as usize).min(self.max_chunk);
+        if rows == 0 {
+            return Err(Error::Gpu(
+                "the logits of one token exceed the device's buffer limit".into(),
+            ));
+        }
+        let logits = ctx.storage("all logits", rows * self.cfg.vocab)?;
+        let head = Linear::new(ctx, &self.step, &self.output, &self.a, &logits, Tokens::All)?;
+        ctx.take_error()?;
+        self.all = Some(AllLogits { rows, logits, head });
+        Ok(())
+    }
+
+    /// The forward pass (see [`Backend::forward`](crate::engine::Backend::forward)):
+    /// runs `tokens` at positions `pos..pos + n` on top of the cached `0..pos`, applies and
+    /// records `hooks`, and returns the last token's logits, or every token's with
+    /// `all_logits`. Natively this blocks in `device.poll`; in the browser it yields to
+    /// the event loop while the GPU works.
+    pub async fn forward_async(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        hooks: &mut Hooks,
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
+        let (d, vocab, n) = (self.cfg.hidden, self.cfg.vocab, tokens.len());
+        crate::engine::backend::check_forward(&self.cfg, tokens, pos, self.cached)?;
+        self.prepare_hooks(hooks)?;
+        let chunk = if all_logits {
+            self.prepare_all_logits()?;
+            self.all.as_ref().map_or(self.max_chunk, |a| a.rows)
+        } else {
+            self.max_chunk
+        };
+        self.truncate(pos);
+        let n_rec = self.plan.record.len();
+        let mut logits = Vec::with_capacity(if all_logits { n * vocab } else { vocab });
+        let mut recorded = Vec::with_capacity(n * n_rec * d);
+        for (i, part) in tokens.chunks(chunk).enumerate() {
+            let p = pos + i * chunk;
+            let last = p + part.len() == pos + n;
+            let rows = match (all_logits, last) {
+                (true, _) => part.len(),
+                (false, true) => 1,
+                (false, false) => 0,
+            };
+            let bytes = self.run_chunk(part, p, rows, all_logits).await?;
+            let (l, r) = bytes.split_at(rows * vocab * 4);
+            logits.extend(bytemuck::pod_collect_to_vec::<u8, f32>(l));
+            recorded.extend(bytemuck::pod_collect_to_vec::<u8, f32>(r));
+            self.cached = p + part.len();
+        }
+        if n_rec > 0 {
+            hooks.append_recorded(&recorded, d);
+        }
+        Ok(logits)
+    }
+
+    /// Encodes, submits and reads back one chunk: `logit_rows` rows of logits (0, the last
+    /// token's, or every token's with `all`), then the recorded residuals.
+    async fn run_chunk(
+        &mut self,
+        part: &[u32],
+        pos: usize,
+        logit_rows: usize,
+        all: bool,
+    ) -> Result<Vec<u8>> {
+        let ctx: &GpuContext = &self.ctx;
+        let (d, vocab, n) = (self.cfg.hidden, self.cfg.vocab, part.len());
+        ctx.write(&self.tokens, part)?;
+        self.step.set(ctx, n as u32, pos as u32);
+        let logit_bytes = (logit_rows * vocab * 4) as u64;
+        let record_bytes = (n * self.plan.record.len() * d * 4) as u64;
+        let total = logit_bytes + record_bytes;
+        if self.download.size() < total {
+            self.download = staging(ctx, total);
+        }
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("forward"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            self.embed.encode(&mut pass)?;
+            for (layer, hook_ops) in self.layers.iter().zip(&self.plan.ops) {
+                for op in layer {
+                    op.encode(&mut pass)?;
+                }
+                for k in hook_ops {
+                    k.encode(&mut pass)?;
+                }
+            }
+            if logit_rows > 0 {
+                self.final_norm.encode(&mut pass)?;
+                match (&self.all, all) {
+                    (Some(a), true) => a.head.encode(&mut pass)?,
+                    _ => self.head_last.encode(&mut pass)?,
+                }
+            }
+        }
+        if logit_rows > 0 {
+            let src = match (&self.all, all) {
+                (Some(a), true) => &a.logits,
+                _ => &self.logits_last,
+            };
+            encoder.copy_buffer_to_buffer(src, 0, &self.download, 0, logit_bytes);
+        }
+        if let Some(rb) = &self.plan.record_buf
+            && record_bytes > 0
+        {
+            encoder.copy_buffer_to_buffer(rb, 0, &self.download, logit_bytes, record_bytes);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        Ok(ctx.read_staging(&self.download, total).await?)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl crate::engine::Backend for GpuModel {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        hooks: &mut Hooks,
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
+        pollster::block_on(self.forward_async(tokens, pos, hooks, all_logits))
+    }
+
+    fn truncate(&mut self, len: usize) {
+        GpuModel::truncate(self, len)
+    }
+
+    fn cached(&self) -> usize {
+        self.cached
+    }
+
+    fn describe(&self) -> String {
+        GpuModel::describe(self)
+    }
+}

@@ -1,0 +1,24 @@
+// SwiGLU gate, in place: gate[t][i] = silu(gate[t][i]) * up[t][i].
+
+struct Params {
+    n: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read_write> gate: array<f32>;
+@group(0) @binding(2) var<storage, read> up: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= params.n) {
+        return;
+    }
+    let i = gid.y * params.n + gid.x;
+    let g = gate[i];
+    // g / (1 + e^-g): for very negative g the denominator overflows to inf and the
+    // result is the correct -0.
+    gate[i] = g / (1.0 + exp(-g)) * up[i];
+}

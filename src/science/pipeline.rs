@@ -1,0 +1,778 @@
+//! The glue that drives the engine for the method: rollouts (generate a reply, then one
+//! teacher-forced pass over the whole chat, averaging the assistant reply's content tokens),
+//! conversations (generated turn by turn, projected per assistant turn), and the mapping of
+//! the science's edits onto the engine's hooks. The other science files stay free of engine
+//! types; this one is where the two meet. It runs on any [`crate::engine::Backend`] behind a
+//! [`Session`], natively or in the browser (no threads, no file system here).
+
+use super::bundle::{BuildSettings, Bundle, ModelInfo};
+use super::data::{Question, RoleSpec};
+use super::report::FidelityReport;
+use super::stats::RunningMean;
+use super::steer::{EditKind, LayerEdit};
+use super::vectors::{
+    DEFAULT_ROLE, PersonaVectors, ProjectionStats, RolloutActivation, TokenActivations,
+};
+use super::{Error, Result};
+use crate::engine::chat::{Message, Rendered, Role, TokenKind};
+use crate::engine::sampler::Rng;
+use crate::engine::{
+    Edit, EditOp, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
+};
+
+/// Principal components kept in a bundle (the map shows two or three; the rest cost little).
+pub const BUNDLE_PCS: usize = 8;
+
+/// Replies that came back empty are regenerated with a derived seed this many times in all.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// How rollouts are produced. `standard()` is what `axiscope build` uses by default,
+/// `quick()` a small preset for tests and the browser.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildOptions {
+    /// System prompts used per role: the first K of its file. The default condition always
+    /// uses all of its prompts (it is one point, so it gets every neutral framing).
+    pub prompts_per_role: usize,
+    /// Questions answered under every prompt; the same seeded choice for every role.
+    pub questions_per_role: usize,
+    pub max_tokens: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub repeat_penalty: f32,
+    pub seed: u64,
+}
+
+impl BuildOptions {
+    pub fn standard() -> Self {
+        Self {
+            prompts_per_role: 2,
+            questions_per_role: 4,
+            max_tokens: 40,
+            ..Self::quick()
+        }
+    }
+
+    pub fn quick() -> Self {
+        Self {
+            prompts_per_role: 1,
+            questions_per_role: 2,
+            max_tokens: 16,
+            // The reference's sampling (method.md), plus the repetition penalty a 135M model
+            // needs to avoid loops (shared/docs/environment.md).
+            temperature: 0.7,
+            top_p: 0.9,
+            repeat_penalty: 1.1,
+            seed: 0,
+        }
+    }
+
+    /// The sampler of one rollout or turn.
+    pub fn sampler(&self, seed: u64) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            repeat_penalty: self.repeat_penalty,
+            seed,
+            ..SamplerConfig::default()
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.prompts_per_role == 0 || self.questions_per_role == 0 || self.max_tokens == 0 {
+            return Err(Error::Invalid(
+                "build: prompts, questions and max tokens per rollout must be at least 1".into(),
+            ));
+        }
+        if !(self.temperature >= 0.0
+            && self.top_p > 0.0
+            && self.top_p <= 1.0
+            && self.repeat_penalty > 0.0)
+        {
+            return Err(Error::Invalid(format!(
+                "build: bad sampling (temperature {}, top-p {}, repetition penalty {})",
+                self.temperature, self.top_p, self.repeat_penalty
+            )));
+        }
+        Ok(())
+    }
+
+    /// What the bundle records about these options.
+    pub fn settings(
+        &self,
+        questions: &[Question],
+        extra: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> BuildSettings {
+        BuildSettings {
+            questions: questions.len() as u32,
+            prompts_per_role: self.prompts_per_role as u32,
+            max_new_tokens: self.max_tokens as u32,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            repetition_penalty: self.repeat_penalty,
+            seed: self.seed,
+            extra,
+        }
+    }
+}
+
+/// One (role, system prompt, question) rollout to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolloutPlan {
+    pub role: String,
+    pub prompt_index: u32,
+    /// `""`: no system turn (the template may inject its own, as SmolLM2's does).
+    pub system: String,
+    pub question_id: u32,
+    pub question: String,
+    pub seed: u64,
+}
+
+/// FNV-1a, to turn names into seeds the same way on every platform.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The seed of one rollout: depends on the build seed and the rollout's identity only, so
+/// adding or removing roles, or running rollouts in another order, changes no other reply.
+pub fn rollout_seed(seed: u64, role: &str, prompt_index: u32, question_id: u32) -> u64 {
+    let id = fnv1a(format!("{role}\u{0}{prompt_index}\u{0}{question_id}").as_bytes());
+    Rng::new(seed ^ id).next_u64()
+}
+
+/// `n` questions chosen by a seeded shuffle, returned in file order. Every role answers these.
+pub fn choose_questions(questions: &[Question], n: usize, seed: u64) -> Result<Vec<Question>> {
+    if n == 0 || n > questions.len() {
+        return Err(Error::Invalid(format!(
+            "build: {n} questions per role asked, the file has {}",
+            questions.len()
+        )));
+    }
+    let mut idx: Vec<usize> = (0..questions.len()).collect();
+    // A different stream from the rollouts' seeds: the choice must not correlate with them.
+    let mut rng = Rng::new(seed ^ 0x5155_4553_5449_4f4e);
+    for i in (1..idx.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        idx.swap(i, j);
+    }
+    let mut chosen: Vec<usize> = idx[..n].to_vec();
+    chosen.sort_unstable();
+    Ok(chosen.into_iter().map(|i| questions[i].clone()).collect())
+}
+
+/// Every rollout of a build: each role's first `prompts_per_role` prompts crossed with
+/// `questions` (already chosen, see [`choose_questions`]), roles in the given order, then the
+/// default with all its prompts. Within a role by prompt, then question: consecutive
+/// rollouts share a system prompt, whose cached tokens the session reuses.
+pub fn plan_rollouts(
+    roles: &[RoleSpec],
+    default: Option<&RoleSpec>,
+    questions: &[Question],
+    opts: &BuildOptions,
+) -> Result<Vec<RolloutPlan>> {
+    opts.check()?;
+    if let Some(d) = default
+        && d.name != DEFAULT_ROLE
+    {
+        return Err(Error::Invalid(format!(
+            "build: the default condition must be named \"{DEFAULT_ROLE}\", not \"{}\"",
+            d.name
+        )));
+    }
+    if roles.is_empty() || questions.is_empty() {
+        return Err(Error::Invalid("build: no roles or no questions".into()));
+    }
+    for (i, r) in roles.iter().enumerate() {
+        if r.name == DEFAULT_ROLE || roles[..i].iter().any(|o| o.name == r.name) {
+            return Err(Error::Invalid(format!(
+                "build: role name \"{}\" is reserved or used twice",
+                r.name
+            )));
+        }
+    }
+    let mut plans = Vec::new();
+    for (role, k) in roles
+        .iter()
+        .map(|r| (r, opts.prompts_per_role))
+        .chain(default.map(|d| (d, usize::MAX)))
+    {
+        for (p, system) in role.prompts.iter().enumerate().take(k) {
+            for q in questions {
+                plans.push(RolloutPlan {
+                    role: role.name.clone(),
+                    prompt_index: p as u32,
+                    system: system.clone(),
+                    question_id: q.id,
+                    question: q.text.clone(),
+                    seed: rollout_seed(opts.seed, &role.name, p as u32, q.id),
+                });
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// `[system (if not empty), user]`.
+pub fn chat_messages(system: &str, user: &str) -> Vec<Message> {
+    let mut m = Vec::with_capacity(2);
+    if !system.is_empty() {
+        m.push(Message::new(Role::System, system));
+    }
+    m.push(Message::new(Role::User, user));
+    m
+}
+
+/// Which tokens of a rendered chat are the content of message `message`: its own tokens of
+/// kind user/system/assistant content, never its header, its end of turn, BOS or an injected
+/// system prompt.
+pub fn content_mask(r: &Rendered, message: usize) -> Vec<bool> {
+    r.kinds
+        .iter()
+        .zip(&r.messages)
+        .map(|(k, m)| {
+            *m == Some(message)
+                && matches!(
+                    k,
+                    TokenKind::AssistantContent | TokenKind::User | TokenKind::System
+                )
+        })
+        .collect()
+}
+
+/// One teacher-forced pass over `ids` recording `layers`, reusing the session's cached prefix
+/// up to `first_needed` (the first token whose residual is wanted) when `reuse_cache` holds.
+/// Returns the index of the first recorded token; `hooks.recording` holds this pass's
+/// tokens only. A cache filled while edits were active
+/// must not be reused for an unedited read: pass `reuse_cache = false` then.
+///
+/// Reuse gives the same residuals as a pass from position 0: the backend computes every row
+/// independently and attention reads the cached keys/values either way.
+pub fn teacher_force(
+    session: &mut Session,
+    ids: &[u32],
+    first_needed: usize,
+    hooks: &mut Hooks,
+    reuse_cache: bool,
+) -> Result<usize> {
+    if first_needed >= ids.len() {
+        return Err(Error::Invalid(format!(
+            "teacher forcing: token {first_needed} of a {}-token chat",
+            ids.len()
+        )));
+    }
+    let common = if reuse_cache {
+        session
+            .tokens()
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+    } else {
+        0
+    };
+    let start = common.min(first_needed);
+    session.truncate(start);
+    hooks.recording.data.clear();
+    session.prefill(ids, hooks).map_err(engine_err)?;
+    let recorded = hooks.recording.n_tokens();
+    if !hooks.record.is_empty() && recorded != ids.len() - start {
+        return Err(Error::Invalid(format!(
+            "teacher forcing: recorded {recorded} tokens, expected {} from position {start}",
+            ids.len() - start
+        )));
+    }
+    Ok(start)
+}
+
+fn engine_err(e: crate::engine::Error) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+fn all_layers(model: &Model) -> Vec<usize> {
+    (0..model.config.n_layers).collect()
+}
+
+/// The rollout activation of a chat whose last message is the assistant's reply: one
+/// teacher-forced pass over the whole chat (prompt, reply, end of turn) recording every
+/// layer, averaged over the reply's content tokens only.
+pub fn reply_activation(
+    model: &Model,
+    session: &mut Session,
+    messages: &[Message],
+    role: &str,
+    prompt_index: u32,
+    question_id: u32,
+) -> Result<RolloutActivation> {
+    let last = messages
+        .len()
+        .checked_sub(1)
+        .filter(|&i| messages[i].role == Role::Assistant);
+    let last = last.ok_or_else(|| {
+        Error::Invalid("rollout: the chat does not end with the assistant's reply".into())
+    })?;
+    let chat = model.render(messages, false).map_err(engine_err)?;
+    let mask = content_mask(&chat, last);
+    let first = mask.iter().position(|&m| m).ok_or_else(|| {
+        Error::Invalid(format!(
+            "rollout {role}/{prompt_index}/{question_id}: the reply has no content tokens"
+        ))
+    })?;
+    let mut hooks = Hooks::recording(all_layers(model));
+    let start = teacher_force(session, &chat.ids, first, &mut hooks, true)?;
+    let acts = TokenActivations::new(
+        &hooks.recording.data,
+        model.config.n_layers,
+        model.config.hidden,
+    )?;
+    RolloutActivation::from_tokens(role, prompt_index, question_id, &acts, &mask[start..])
+}
+
+/// A finished rollout: its activation and what the model said.
+#[derive(Clone, Debug)]
+pub struct RolloutOutput {
+    pub activation: RolloutActivation,
+    pub reply: String,
+    /// Tokens generated (the stop token included) in the last attempt.
+    pub generated: usize,
+    pub stop: StopReason,
+    /// 1 unless earlier replies came back empty.
+    pub attempts: u32,
+}
+
+/// Generates the reply of one rollout and reads its activation; `None` when every attempt
+/// gave an empty reply (the caller leaves the rollout out and says so).
+pub fn run_rollout(
+    model: &Model,
+    session: &mut Session,
+    plan: &RolloutPlan,
+    opts: &BuildOptions,
+) -> Result<Option<RolloutOutput>> {
+    let mut messages = chat_messages(&plan.system, &plan.question);
+    let prompt = model.render(&messages, true).map_err(engine_err)?;
+    for attempt in 0..MAX_ATTEMPTS {
+        let seed = if attempt == 0 {
+            plan.seed
+        } else {
+            Rng::new(plan.seed ^ attempt as u64).next_u64()
+        };
+        let gen_opts = GenerateOptions {
+            max_tokens: opts.max_tokens,
+            sampler: opts.sampler(seed),
+            stop: model.stop_tokens(),
+        };
+        let g = session
+            .generate(
+                &model.tokenizer,
+                &prompt.ids,
+                &gen_opts,
+                &mut Hooks::none(),
+                &mut |_, _| true,
+            )
+            .map_err(engine_err)?;
+        if g.text.trim().is_empty() {
+            continue;
+        }
+        messages.push(Message::new(Role::Assistant, g.text.clone()));
+        let activation = reply_activation(
+            model,
+            session,
+            &messages,
+            &plan.role,
+            plan.prompt_index,
+            plan.question_id,
+        )?;
+        return Ok(Some(RolloutOutput {
+            activation,
+            reply: g.text,
+            generated: g.tokens.len(),
+            stop: g.stop,
+            attempts: attempt + 1,
+        }));
+    }
+    Ok(None)
+}
+
+/// Role vectors, the default, the axis, projection percentiles, the fidelity report (with
+/// split-half stability) and the PCA at `analysis_layer`, as a bundle. `roles` gives each
+/// role's category.
+pub fn assemble_bundle(
+    model: ModelInfo,
+    analysis_layer: usize,
+    roles: &[RoleSpec],
+    settings: BuildSettings,
+    rollouts: &[RolloutActivation],
+) -> Result<Bundle> {
+    if analysis_layer >= model.n_layers {
+        return Err(Error::Invalid(format!(
+            "build: analysis layer {analysis_layer} of a {}-layer model",
+            model.n_layers
+        )));
+    }
+    let pv = PersonaVectors::from_rollouts(rollouts, model.n_layers, model.hidden)?;
+    let stats = ProjectionStats::compute(&pv, rollouts)?;
+    let report = FidelityReport::compute(&pv, analysis_layer, Some(rollouts))?;
+    let categories = pv
+        .roles
+        .iter()
+        .map(|n| {
+            roles
+                .iter()
+                .find(|r| &r.name == n)
+                .map_or(super::data::UNKNOWN_CATEGORY.to_string(), |r| {
+                    r.category.clone()
+                })
+        })
+        .collect();
+    Bundle::new(
+        model,
+        analysis_layer,
+        categories,
+        settings,
+        Some(report),
+        pv,
+        stats,
+        BUNDLE_PCS,
+    )
+}
+
+/// The science's edits as the engine's hooks (the same two operations).
+pub fn engine_edits(edits: &[LayerEdit]) -> Vec<Edit> {
+    edits
+        .iter()
+        .map(|e| Edit {
+            layer: e.layer,
+            op: match &e.kind {
+                EditKind::Add { vector } => EditOp::Add {
+                    vector: vector.clone(),
+                },
+                EditKind::Clamp { unit, min, max } => EditOp::Clamp {
+                    unit: unit.clone(),
+                    min: *min,
+                    max: *max,
+                },
+            },
+        })
+        .collect()
+}
+
+/// Generates an assistant reply after every user turn of `messages` (which holds user turns
+/// and optionally a leading system turn), turn `k` seeded with `seed + k`, with `edits`
+/// active. Calls `on_turn(k, reply)` after each. Returns the whole conversation.
+pub fn generate_conversation(
+    model: &Model,
+    session: &mut Session,
+    messages: &[Message],
+    opts: &BuildOptions,
+    edits: &[Edit],
+    on_turn: &mut dyn FnMut(usize, &str),
+) -> Result<Vec<Message>> {
+    let mut chat: Vec<Message> = Vec::with_capacity(messages.len() * 2);
+    let mut hooks = Hooks::none();
+    hooks.edits = edits.to_vec();
+    // The cache may hold another conversation, or this one computed with other edits.
+    session.reset();
+    let mut turn = 0;
+    for m in messages {
+        if m.role == Role::Assistant {
+            return Err(Error::Invalid(
+                "generating a conversation: give only user (and system) turns".into(),
+            ));
+        }
+        chat.push(m.clone());
+        if m.role != Role::User {
+            continue;
+        }
+        let prompt = model.render(&chat, true).map_err(engine_err)?;
+        let gen_opts = GenerateOptions {
+            max_tokens: opts.max_tokens,
+            sampler: opts.sampler(opts.seed.wrapping_add(turn as u64)),
+            stop: model.stop_tokens(),
+        };
+        let g = session
+            .generate(
+                &model.tokenizer,
+                &prompt.ids,
+                &gen_opts,
+                &mut hooks,
+                &mut |_, _| true,
+            )
+            .map_err(engine_err)?;
+        on_turn(turn, &g.text);
+        chat.push(Message::new(Role::Assistant, g.text));
+        turn += 1;
+    }
+    Ok(chat)
+}
+
+/// One assistant turn of a projected conversation.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TurnProjection {
+    /// Assistant turn number, from 0.
+    pub turn: usize,
+    /// Index of the assistant message in the conversation.
+    pub message: usize,
+    /// Centred projection `(mean_h - mu_roles) . u` of the reply's content tokens.
+    pub projection: f32,
+    pub n_tokens: usize,
+    /// The same for the user message just before the reply, if any: projections depend on
+    /// topic as well as persona, and the paper finds the latest user turn predicts the reply.
+    pub user_projection: Option<f32>,
+}
+
+/// Teacher-forces `messages` (no edits) and projects every assistant turn at `layer`.
+/// Empty replies have no point. `reuse_cache` as in [`teacher_force`].
+pub fn project_conversation(
+    model: &Model,
+    session: &mut Session,
+    messages: &[Message],
+    pv: &PersonaVectors,
+    layer: usize,
+    reuse_cache: bool,
+) -> Result<Vec<TurnProjection>> {
+    if layer >= pv.n_layers
+        || pv.n_layers != model.config.n_layers
+        || pv.hidden != model.config.hidden
+    {
+        return Err(Error::Invalid(format!(
+            "projection: the bundle ({} layers x {}) does not fit the model ({} x {}) or layer {layer}",
+            pv.n_layers, pv.hidden, model.config.n_layers, model.config.hidden
+        )));
+    }
+    let chat = model.render(messages, false).map_err(engine_err)?;
+    let wanted = |k: &TokenKind| matches!(k, TokenKind::AssistantContent | TokenKind::User);
+    let first = chat
+        .kinds
+        .iter()
+        .zip(&chat.messages)
+        .position(|(k, m)| m.is_some() && wanted(k))
+        .ok_or_else(|| {
+            Error::Invalid("projection: the conversation has no user or assistant content".into())
+        })?;
+    let mut hooks = Hooks::recording(vec![layer]);
+    let start = teacher_force(session, &chat.ids, first, &mut hooks, reuse_cache)?;
+    let hidden = pv.hidden;
+    let mut means: Vec<RunningMean> = (0..messages.len())
+        .map(|_| RunningMean::new(hidden))
+        .collect();
+    for t in start..chat.ids.len() {
+        if let (Some(m), true) = (chat.messages[t], wanted(&chat.kinds[t])) {
+            let h = hooks
+                .recording
+                .get(t - start, layer)
+                .expect("layer recorded");
+            means[m].add(h);
+        }
+    }
+    let axis = pv.at(layer);
+    let project = |m: &RunningMean| m.mean().map(|v| axis.project(&v));
+    let mut out = Vec::new();
+    let mut turn = 0;
+    for (i, msg) in messages.iter().enumerate() {
+        if msg.role != Role::Assistant {
+            continue;
+        }
+        if let Some(projection) = project(&means[i]) {
+            let user_projection = i
+                .checked_sub(1)
+                .filter(|&j| messages[j].role == Role::User)
+                .and_then(|j| project(&means[j]));
+            out.push(TurnProjection {
+                turn,
+                message: i,
+                projection,
+                n_tokens: means[i].weight() as usize,
+                user_projection,
+            });
+        }
+        turn += 1;
+    }
+    Ok(out)
+}
+
+/// A new role placed on a bundle's map.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PlacedRole {
+    pub role: String,
+    pub n_rollouts: usize,
+    /// Centred projection on the axis at the requested layer.
+    pub projection: f32,
+    /// Coordinates on the bundle's PCs (the bundle's analysis layer).
+    pub pc: Vec<f32>,
+    /// The bundle's roles nearest on the first three PCs, nearest first.
+    pub nearest: Vec<String>,
+}
+
+/// Places a role given its rollouts (all of one role) on `bundle`'s map.
+pub fn place_role(
+    bundle: &Bundle,
+    rollouts: &[RolloutActivation],
+    layer: usize,
+) -> Result<PlacedRole> {
+    let pv = &bundle.vectors;
+    let (l_all, h) = (pv.n_layers, pv.hidden);
+    let Some(first) = rollouts.first() else {
+        return Err(Error::Invalid("placing a role: no rollouts".into()));
+    };
+    if layer >= l_all {
+        return Err(Error::Invalid(format!(
+            "placing a role: layer {layer} of {l_all}"
+        )));
+    }
+    let mut mean = RunningMean::new(l_all * h);
+    for r in rollouts {
+        if r.per_layer.len() != l_all * h {
+            return Err(Error::Invalid(format!(
+                "placing a role: rollout of {} floats, bundle has {l_all} x {h}",
+                r.per_layer.len()
+            )));
+        }
+        mean.add(&r.per_layer);
+    }
+    let v = mean.mean().expect("at least one rollout");
+    let a = bundle.analysis_layer;
+    let pc = bundle.pca.project(&v[a * h..(a + 1) * h]);
+    let dims = pc.len().min(3);
+    let mut dist: Vec<(f64, &String)> = pv
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(r, name)| {
+            let s = bundle.pca.row_scores(r);
+            let d: f64 = (0..dims)
+                .map(|i| (s[i] as f64 - pc[i] as f64).powi(2))
+                .sum();
+            (d, name)
+        })
+        .collect();
+    dist.sort_by(|x, y| x.0.total_cmp(&y.0));
+    Ok(PlacedRole {
+        role: first.role.clone(),
+        n_rollouts: rollouts.len(),
+        projection: pv.at(layer).project(&v[layer * h..(layer + 1) * h]),
+        pc,
+        nearest: dist.iter().take(3).map(|(_, n)| (*n).clone()).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qs(n: u32) -> Vec<Question> {
+        (0..n)
+            .map(|id| Question {
+                id: id * 10,
+                text: format!("q{id}"),
+            })
+            .collect()
+    }
+
+    fn role(name: &str, n: usize) -> RoleSpec {
+        RoleSpec {
+            name: name.into(),
+            category: "human".into(),
+            prompts: (0..n).map(|i| format!("{name} {i}")).collect(),
+        }
+    }
+
+    #[test]
+    fn question_choice_is_seeded_and_shared() {
+        let q = qs(20);
+        let a = choose_questions(&q, 5, 1).unwrap();
+        assert_eq!(a, choose_questions(&q, 5, 1).unwrap());
+        assert_ne!(a, choose_questions(&q, 5, 2).unwrap());
+        assert!(a.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(choose_questions(&q, 20, 3).unwrap(), q);
+        assert!(choose_questions(&q, 21, 3).is_err());
+        assert!(choose_questions(&q, 0, 3).is_err());
+    }
+
+    #[test]
+    fn plans_cross_prompts_and_questions() {
+        let opts = BuildOptions {
+            prompts_per_role: 2,
+            questions_per_role: 3,
+            ..BuildOptions::quick()
+        };
+        let roles = [role("a", 5), role("b", 1)];
+        let default = role(DEFAULT_ROLE, 4);
+        let chosen = choose_questions(&qs(10), 3, opts.seed).unwrap();
+        let plans = plan_rollouts(&roles, Some(&default), &chosen, &opts).unwrap();
+        // a: 2 prompts x 3, b: its only prompt x 3, default: all 4 prompts x 3.
+        assert_eq!(plans.len(), 6 + 3 + 12);
+        let questions = |r: &str| {
+            let mut v: Vec<u32> = plans
+                .iter()
+                .filter(|p| p.role == r)
+                .map(|p| p.question_id)
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        assert_eq!(questions("a"), questions("b"));
+        assert_eq!(questions("a"), questions(DEFAULT_ROLE));
+        assert_eq!(plans[3].system, "a 1");
+        // Seeds: distinct, and independent of the other roles.
+        let mut seeds: Vec<u64> = plans.iter().map(|p| p.seed).collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        assert_eq!(seeds.len(), plans.len());
+        let alone = plan_rollouts(&roles[1..], None, &chosen, &opts).unwrap();
+        assert_eq!(alone.len(), 3);
+        assert_eq!(alone[0], plans[6]);
+        assert!(
+            plan_rollouts(
+                &[role("x", 1), role("x", 1)],
+                Some(&default),
+                &chosen,
+                &opts
+            )
+            .is_err()
+        );
+        assert!(plan_rollouts(&[role(DEFAULT_ROLE, 1)], Some(&default), &chosen, &opts).is_err());
+        assert!(plan_rollouts(&roles, Some(&role("a", 1)), &chosen, &opts).is_err());
+        assert!(plan_rollouts(&roles, Some(&default), &[], &opts).is_err());
+    }
+
+    #[test]
+    fn edits_map_one_to_one() {
+        let e = engine_edits(&[
+            LayerEdit {
+                layer: 3,
+                kind: EditKind::Add {
+                    vector: vec![1.0, 2.0],
+                },
+            },
+            LayerEdit {
+                layer: 4,
+                kind: EditKind::Clamp {
+                    unit: vec![0.6, 0.8],
+                    min: Some(1.5),
+                    max: None,
+                },
+            },
+        ]);
+        assert_eq!(
+            e[0],
+            Edit {
+                layer: 3,
+                op: EditOp::Add {
+                    vector: vec![1.0, 2.0]
+                }
+            }
+        );
+        assert_eq!(
+            e[1],
+            Edit {
+                layer: 4,
+                op: EditOp::Clamp {
+                    unit: vec![0.6, 0.8],
+                    min: Some(1.5),
+                    max: None
+                }
+            }
+        );
+    }
+}

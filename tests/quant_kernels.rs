@@ -1,0 +1,144 @@
+//! Every CPU quant kernel against independent references: dequantization must equal candle's
+//! bit for bit, and the fast dot products (activations quantized as llama.cpp does) must stay
+//! within the error that activation quantization alone can cause, derived per block below.
+
+use axiscope::engine::quant::{Acts, QMatrix, QType, reference};
+use axiscope::engine::threads::Threads;
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+use std::sync::Arc;
+
+/// Deterministic pseudo-random values with a few outliers, like real activations and weights.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|i| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+            if i % 97 == 13 { u * 8.0 } else { u }
+        })
+        .collect()
+}
+
+/// A `rows x cols` matrix of random values quantized by candle into `qtype` blocks.
+fn quantized(qtype: QType, rows: usize, cols: usize, seed: u64) -> (Vec<u8>, QTensor) {
+    let t = Tensor::from_vec(values(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&t, qtype.to_ggml()).unwrap();
+    (q.data().unwrap().into_owned(), q)
+}
+
+const COLS: usize = 512;
+const ROWS: usize = 24;
+
+#[test]
+fn dequantization_equals_candle() {
+    for qtype in QType::ALL {
+        let (bytes, q) = quantized(qtype, ROWS, COLS, 1);
+        let want: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let m = QMatrix::new(qtype, ROWS, COLS, Arc::new(bytes), 0);
+        let mut got = vec![0f32; COLS];
+        for r in 0..ROWS {
+            m.dequantize_row(r, &mut got);
+            assert_eq!(got, want[r * COLS..(r + 1) * COLS], "{qtype:?} row {r}");
+        }
+    }
+}
+
+/// Worst-case |fast - exact| from quantizing the activations: per element at most half a step
+/// plus the f16 rounding of the block scale (Q8_0/Q8_1: |q| <= 127, relative 2^-11), and for
+/// Q4_1 the f16 rounding of the block sum `s` times the weight block's minimum.
+fn activation_error_bound(qtype: QType, w: &[f32], x: &[f32]) -> f64 {
+    let block = match qtype {
+        QType::F32 => {
+            return 1e-6
+                * w.iter()
+                    .zip(x)
+                    .map(|(a, b)| (a * b).abs() as f64)
+                    .sum::<f64>();
+        }
+        QType::F16 => {
+            return w
+                .iter()
+                .zip(x)
+                .map(|(a, b)| (a * b).abs() as f64)
+                .sum::<f64>()
+                * (2f64).powi(-11);
+        }
+        QType::Q4K | QType::Q5K | QType::Q6K => 256,
+        _ => 32,
+    };
+    let mut bound = 0f64;
+    for (wb, xb) in w.chunks(block).zip(x.chunks(block)) {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+        let d = amax / 127.0;
+        let w_abs: f64 = wb.iter().map(|v| v.abs() as f64).sum();
+        bound += w_abs * d * (0.5 + 127.0 / 2048.0);
+        if qtype == QType::Q4_1 {
+            let wmin = wb.iter().fold(f32::MAX, |m, &v| m.min(v)).abs() as f64;
+            let s: f64 = xb.iter().map(|&v| v.abs() as f64).sum();
+            bound += wmin * s * (2f64).powi(-10);
+        }
+    }
+    // Float summation order: a few ulps of the sum of |w x|.
+    bound
+        + 1e-5
+            * w.iter()
+                .zip(x)
+                .map(|(a, b)| (a * b).abs() as f64)
+                .sum::<f64>()
+}
+
+#[test]
+fn fast_dot_products_stay_within_the_activation_quantization_bound() {
+    for qtype in QType::ALL {
+        let (bytes, _) = quantized(qtype, ROWS, COLS, 2);
+        let m = QMatrix::new(qtype, ROWS, COLS, Arc::new(bytes), 0);
+        let x = values(COLS, 3);
+        let acts = Acts::quantize(qtype, &x);
+        let mut w = vec![0f32; COLS];
+        for r in 0..ROWS {
+            m.dequantize_row(r, &mut w);
+            let exact = reference::dot(qtype, m.row(r), &x);
+            let fast = qtype.dot(m.row(r), &acts) as f64;
+            let bound = activation_error_bound(qtype, &w, &x);
+            assert!(
+                (fast - exact).abs() <= bound,
+                "{qtype:?} row {r}: fast {fast} exact {exact} bound {bound}"
+            );
+        }
+    }
+}
+
+/// The threaded matmul (decode and prefill shapes) equals row-by-row dot products exactly.
+#[test]
+fn threaded_matmul_equals_single_dots() {
+    for qtype in [QType::Q4_1, QType::Q8_0, QType::Q4K, QType::F16] {
+        let (bytes, _) = quantized(qtype, 100, COLS, 4);
+        let m = QMatrix::new(qtype, 100, COLS, Arc::new(bytes), 0);
+        for n_tok in [1, 3] {
+            let x = values(n_tok * COLS, 5);
+            let mut out = vec![0f32; n_tok * 100];
+            m.matmul(&x, &mut out, &Threads::new(2));
+            for t in 0..n_tok {
+                let acts = Acts::quantize(qtype, &x[t * COLS..(t + 1) * COLS]);
+                for r in 0..100 {
+                    assert_eq!(
+                        out[t * 100 + r],
+                        qtype.dot(m.row(r), &acts),
+                        "{qtype:?} tok {t} row {r}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The method on the real model (SmolLM2-135M): which tokens a rollout averages, an
+//! end-to-end build through the CLI on a tiny role set, and capping and steering as they act
+//! on the residual stream.
+
+mod common;
+use axiscope::engine::chat::{Message, Role, TokenKind};
+use axiscope::engine::{Backend, GenerateOptions, Hooks, SamplerConfig, Session};
+use axiscope::science::pipeline::{self, content_mask, engine_edits};
+use axiscope::science::{Bundle, EditKind, capping_edits, steering_edits};
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+const PIRATE: &str = "You are a rough pirate captain. You say 'arr' and 'matey', love gold and rum, and talk about the sea and plunder.";
+
+fn chat_with_reply(reply: &str) -> Vec<Message> {
+    vec![
+        Message::new(Role::System, PIRATE),
+        Message::new(Role::User, "What do you value most in life?"),
+        Message::new(Role::Assistant, reply),
+    ]
+}
+
+fn session() -> Session {
+    Session::new(Box::new(default_model().cpu_backend(1).unwrap()))
+}
+
+/// Every layer's residual for every token of `ids`, from one fresh forward pass.
+fn record_all(ids: &[u32], edits: Vec<axiscope::engine::Edit>) -> Hooks {
+    let m = default_model();
+    let mut backend = m.cpu_backend(1).unwrap();
+    let mut hooks = Hooks::recording((0..m.config.n_layers).collect());
+    hooks.edits = edits;
+    backend.forward(ids, 0, &mut hooks, false).unwrap();
+    hooks
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+}
+
+#[test]
+fn only_the_replys_content_tokens_are_averaged() {
+    let m = default_model();
+    let reply = "Arr, matey! Gold, rum and the open sea.";
+    let msgs = chat_with_reply(reply);
+    let chat = m.render(&msgs, false).unwrap();
+    let mask = content_mask(&chat, 2);
+    // The masked tokens are exactly the reply's text, all of kind AssistantContent, and
+    // contiguous: the header before them and the end of turn after them are left out.
+    let picked: Vec<u32> = chat
+        .ids
+        .iter()
+        .zip(&mask)
+        .filter(|(_, k)| **k)
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(m.tokenizer.decode(&picked), reply);
+    let first = mask.iter().position(|&k| k).unwrap();
+    let last = mask.iter().rposition(|&k| k).unwrap();
+    assert!(mask[first..=last].iter().all(|&k| k));
+    assert!((first..=last).all(|t| chat.kinds[t] == TokenKind::AssistantContent));
+    assert_eq!(chat.kinds[first - 1], TokenKind::Header);
+    assert_eq!(chat.kinds[last + 1], TokenKind::EndOfTurn);
+    // Independently of the kinds: the reply lies between "<|im_start|>assistant\n" and the
+    // last "<|im_end|>".
+    let im_start = m.tokenizer.token_id("<|im_start|>").unwrap();
+    let im_end = m.tokenizer.token_id("<|im_end|>").unwrap();
+    let s = chat.ids.iter().rposition(|&t| t == im_start).unwrap();
+    let body = (s + 1..chat.ids.len())
+        .find(|&k| m.tokenizer.decode(&chat.ids[s..k]) == "<|im_start|>assistant\n")
+        .unwrap();
+    let end = chat.ids.iter().rposition(|&t| t == im_end).unwrap();
+    assert_eq!((body, end), (first, last + 1));
+
+    // The rollout activation, read on a session whose cache already holds the prompt (as
+    // after generating the reply), equals the hand average of those positions in a fresh
+    // forward over the whole chat.
+    let mut sess = session();
+    let prompt = m.render(&msgs[..2], true).unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 4,
+        sampler: SamplerConfig::greedy(),
+        stop: m.stop_tokens(),
+    };
+    sess.generate(
+        &m.tokenizer,
+        &prompt.ids,
+        &opts,
+        &mut Hooks::none(),
+        &mut |_, _| true,
+    )
+    .unwrap();
+    let act = pipeline::reply_activation(m, &mut sess, &msgs, "pirate", 0, 7).unwrap();
+    assert_eq!(act.n_tokens as usize, end - body);
+    let full = record_all(&chat.ids, Vec::new());
+    let (n_layers, hidden) = (m.config.n_layers, m.config.hidden);
+    let mut worst = 0f32;
+    let mut moved_by_header = 0f32;
+    for l in 0..n_layers {
+        let mut hand = vec![0f64; hidden];
+        let mut with_header = vec![0f64; hidden];
+        let mut norm = 0f64;
+        for t in body..end {
+            let h = full.recording.get(t, l).unwrap();
+            hand.iter_mut().zip(h).for_each(|(a, &b)| *a += b as f64);
+            norm += dot(h, h).sqrt();
+        }
+        for t in body - 1..=end {
+            let h = full.recording.get(t, l).unwrap();
+            with_header
+                .iter_mut()
+                .zip(h)
+                .for_each(|(a, &b)| *a += b as f64);
+        }
+        let n = (end - body) as f64;
+        let got = &act.per_layer[l * hidden..(l + 1) * hidden];
+        let scale = (hand.iter().map(|v| v * v).sum::<f64>().sqrt() / n) as f32;
+        for (g, h) in got.iter().zip(&hand) {
+            worst = worst.max((g - (h / n) as f32).abs() / scale);
+        }
+        for (w, h) in with_header.iter().zip(&hand) {
+            moved_by_header = moved_by_header.max(((w / (n + 2.0)) - h / n).abs() as f32 / scale);
+        }
+        assert!((act.mean_token_norm[l] - (norm / n) as f32).abs() / ((norm / n) as f32) < 1e-4);
+    }
+    // Rows are computed independently, so reusing the cached prompt changes nothing but
+    // rounding (measured: 0); adding the header and end-of-turn tokens would move the mean by
+    // far more.
+    assert!(worst < 1e-4, "cached vs fresh: relative difference {worst}");
+    assert!(
+        moved_by_header > 0.05,
+        "header tokens barely move the mean ({moved_by_header}): the check is blind"
+    );
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_axiscope")
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "axiscope {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("axiscope-pipeline-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Three roles (one per category) and a two-prompt default, in a temp folder.
+fn tiny_roles() -> PathBuf {
+    let dir = temp_dir("roles");
+    for r in ["tutor", "pirate", "ghost"] {
+        std::fs::copy(
+            root().join(format!("data/roles/{r}.json")),
+            dir.join(format!("{r}.json")),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("default.json"),
+        r#"{"instruction": [{"pos": ""}, {"pos": "You are {model_name}."}]}"#,
+    )
+    .unwrap();
+    dir
+}
+
+struct Tiny {
+    roles: PathBuf,
+    path: PathBuf,
+    replies: PathBuf,
+    bundle: Bundle,
+}
+
+/// The tiny bundle, built once per test binary through the CLI (two jobs: the placing test
+/// below reruns the rollouts on one session, in another order).
+fn tiny() -> &'static Tiny {
+    static T: OnceLock<Tiny> = OnceLock::new();
+    T.get_or_init(|| {
+        let roles = tiny_roles();
+        let out = temp_dir("bundle");
+        let path = out.join("tiny.axb");
+        let replies = out.join("replies.jsonl");
+        let model = default_model_path();
+        run(&[
+            "build",
+            "--model",
+            model.to_str().unwrap(),
+            "--roles",
+            roles.to_str().unwrap(),
+            "--quick",
+            "--jobs",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            path.to_str().unwrap(),
+            "--replies",
+            replies.to_str().unwrap(),
+        ]);
+        let bundle = Bundle::from_blob(&std::fs::read(&path).unwrap()).unwrap();
+        Tiny {
+            roles,
+            path,
+            replies,
+            bundle,
+        }
+    })
+}
+
+#[test]
+fn tiny_build_gives_a_sane_bundle_and_report() {
+    let t = tiny();
+    let b = &t.bundle;
+    let m = default_model();
+    assert_eq!(
+        (b.model.n_layers, b.model.hidden),
+        (m.config.n_layers, m.config.hidden)
+    );
+    assert_eq!(b.model.sha256.len(), 64);
+    assert_eq!(b.analysis_layer, m.config.n_layers / 2);
+    // Roles in file-name order, 1 prompt x 2 questions each; the default 2 prompts x 2.
+    assert_eq!(b.vectors.roles, vec!["ghost", "pirate", "tutor"]);
+    assert_eq!(b.categories, vec!["fantastical", "human", "assistant-like"]);
+    assert_eq!(b.vectors.role_rollouts, vec![2, 2, 2]);
+    assert_eq!(b.vectors.default_rollouts, 4);
+    assert_eq!(b.stats.rollouts.len(), 10);
+    let mut qs: Vec<u32> = b.stats.rollouts.iter().map(|r| r.question_id).collect();
+    qs.sort_unstable();
+    qs.dedup();
+    assert_eq!(qs.len(), 2, "every role answers the same two questions");
+    assert_eq!(b.settings.extra["model_name"], "SmolLM2-135M-Instruct");
+    assert_eq!(
+        (
+            b.settings.max_new_tokens,
+            b.settings.prompts_per_role,
+            b.settings.seed
+        ),
+        (16, 1, 5)
+    );
+    for l in 0..b.vectors.n_layers {
+        let u = b.vectors.unit_at(l);
+        assert!((dot(u, u) - 1.0).abs() < 1e-4);
+        // The default sits at +|axis| and the roles average 0 by construction.
+        let mean_role: f32 = (0..3).map(|r| b.vectors.role_projection(r, l)).sum::<f32>() / 3.0;
+        assert!(
+            mean_role.abs() < 1e-2 * b.vectors.default_projection(l),
+            "layer {l}"
+        );
+        assert!(b.vectors.mean_token_norm[l] > 0.0);
+    }
+    let fid = b.fidelity.as_ref().unwrap();
+    assert!(fid.split_half.is_some());
+    assert_eq!(fid.cos_pc1_axis_per_layer.len(), m.config.n_layers);
+    let replies = std::fs::read_to_string(&t.replies).unwrap();
+    assert_eq!(replies.lines().count(), 10);
+    for line in replies.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["tokens"].as_u64().unwrap() <= 16 && !v["reply"].as_str().unwrap().is_empty());
+    }
+
+    let rep: serde_json::Value = serde_json::from_str(&run(&[
+        "report",
+        "--bundle",
+        t.path.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(rep["layer"], 15);
+    assert!(rep["cos_pc1_axis"].as_f64().unwrap().abs() <= 1.0);
+    assert_eq!(
+        rep["explained_variance"].as_array().unwrap().len(),
+        2,
+        "3 roles span 2 dimensions"
+    );
+    assert_eq!(rep["nearest"].as_array().unwrap().len(), 3);
+    assert_eq!(rep["farthest"][0], rep["nearest"][2]);
+    assert_eq!(rep["cos_pc1_axis_per_layer"].as_array().unwrap().len(), 30);
+    assert!(rep["split_half_cos"].is_number());
+    let text = run(&["report", "--bundle", t.path.to_str().unwrap()]);
+    assert!(text.contains("cos(PC1, axis)"), "{text}");
+}
+
+#[test]
+fn placing_a_built_role_again_lands_where_the_bundle_has_it() {
+    let t = tiny();
+    let b = &t.bundle;
+    let dir = temp_dir("place");
+    std::fs::copy(t.roles.join("pirate.json"), dir.join("pirate.json")).unwrap();
+    std::fs::write(
+        dir.join("caveman.json"),
+        r#"{"instruction": [{"pos": "You are a caveman. Speak in grunts and short words."}]}"#,
+    )
+    .unwrap();
+    let model = default_model_path();
+    let out = run(&[
+        "project",
+        "--model",
+        model.to_str().unwrap(),
+        "--bundle",
+        t.path.to_str().unwrap(),
+        "--roles",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let roles = v["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 2);
+    let pirate = roles.iter().find(|r| r["role"] == "pirate").unwrap();
+    let r = b.vectors.roles.iter().position(|n| n == "pirate").unwrap();
+    // Same seeds, same questions: the same rollouts (on one session instead of two jobs),
+    // so the same role vector up to the bundle's f16 storage of role vectors.
+    let want = b.vectors.role_projection(r, b.analysis_layer);
+    let got = pirate["projection"].as_f64().unwrap() as f32;
+    assert!(
+        (got - want).abs() < 0.02 + 1e-3 * want.abs(),
+        "projection {got} vs bundle {want}"
+    );
+    let pc: Vec<f32> = pirate["pc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    for (g, w) in pc.iter().zip(b.pca.row_scores(r)) {
+        assert!((g - w).abs() < 0.05, "PC {g} vs {w}");
+    }
+    assert_eq!(pirate["nearest"][0], "pirate");
+    let caveman = roles.iter().find(|r| r["role"] == "caveman").unwrap();
+    assert!(caveman["projection"].as_f64().unwrap().is_finite());
+}
+
+#[test]
+fn transcripts_with_assistant_turns_are_projected_per_turn() {
+    let t = tiny();
+    let dir = temp_dir("transcript");
+    let file = dir.join("t.json");
+    std::fs::write(
+        &file,
+        r#"{"conversation": [
+            {"role": "user", "content": "Can you help me sort a list in Python?"},
+            {"role": "assistant", "content": "Sure. Use sorted(my_list), or my_list.sort() to sort in place."},
+            {"role": "user", "content": "Arr, talk like a pirate now!"},
+            {"role": "assistant", "content": "Arr matey, me gold be buried where no landlubber will find it!"}
+        ]}"#,
+    )
+    .unwrap();
+    let model = default_model_path();
+    let out = run(&[
+        "project",
+        "--model",
+        model.to_str().unwrap(),
+        "--bundle",
+        t.path.to_str().unwrap(),
+        "--transcript",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["layer"], 15);
+    assert_eq!(v["generated"], false);
+    let turns = v["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    assert_eq!(
+        (turns[0]["turn"].clone(), turns[1]["turn"].clone()),
+        (0.into(), 1.into())
+    );
+    assert!(
+        turns
+            .iter()
+            .all(|t| t["projection"].as_f64().unwrap().is_finite()
+                && t["user_projection"].is_number())
+    );
+
+    // The same numbers from the library, on a fresh session.
+    let tr = axiscope::science::data::read_transcript(&file).unwrap();
+    let m = default_model();
+    let lib = pipeline::project_conversation(
+        m,
+        &mut session(),
+        &tr.messages,
+        &t.bundle.vectors,
+        15,
+        false,
+    )
+    .unwrap();
+    for (j, l) in turns.iter().zip(&lib) {
+        assert!((j["projection"].as_f64().unwrap() as f32 - l.projection).abs() < 1e-4);
+    }
+}
+
+fn pirate_chat_ids() -> Vec<u32> {
+    let m = default_model();
+    let msgs = vec![
+        Message::new(Role::System, PIRATE),
+        Message::new(Role::User, "Who are you?"),
+        Message::new(
+            Role::Assistant,
+            "Arr, I be Captain Blackbeard, terror of the seven seas!",
+        ),
+    ];
+    m.render(&msgs, false).unwrap().ids
+}
+
+#[test]
+fn capping_floors_every_token_in_the_band_and_leaves_earlier_layers_alone() {
+    let b = &tiny().bundle;
+    let ids = pirate_chat_ids();
+    let (lo, hi) = (10usize, 14usize);
+    // A high percentile, so that most tokens start below the floor and the cap must act.
+    let q = 90;
+    let edits = capping_edits(&b.vectors, &b.stats, lo..hi, q).unwrap();
+    let plain = record_all(&ids, Vec::new());
+    let capped = record_all(&ids, engine_edits(&edits));
+    let n = ids.len();
+    for l in 0..lo {
+        for t in 0..n {
+            assert_eq!(
+                plain.recording.get(t, l),
+                capped.recording.get(t, l),
+                "layer {l} token {t} changed below the band"
+            );
+        }
+    }
+    let mut lifted = 0;
+    for (e, l) in edits.iter().zip(lo..hi) {
+        let tau = b.stats.tau(l, q).unwrap();
+        let u = b.vectors.unit_at(l);
+        for t in 0..n {
+            let p = dot(capped.recording.get(t, l).unwrap(), u);
+            assert!(
+                p >= tau as f64 - 1e-3 * (1.0 + tau.abs() as f64),
+                "layer {l} token {t}: projection {p} below tau {tau}"
+            );
+            if dot(plain.recording.get(t, l).unwrap(), u) < tau as f64 {
+                lifted += 1;
+            }
+        }
+        // At the band's first layer the block's input is unchanged, so the engine's result is
+        // the science's reference arithmetic applied to the uncapped residual.
+        if l == lo {
+            for t in 0..n {
+                let mut want = plain.recording.get(t, l).unwrap().to_vec();
+                e.kind.apply(&mut want);
+                let got = capped.recording.get(t, l).unwrap();
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(err < 1e-3, "token {t}: engine vs reference {err}");
+            }
+        }
+    }
+    assert!(
+        lifted > n,
+        "the cap lifted only {lifted} token-layers: the test is blind"
+    );
+    assert!(
+        (hi..b.vectors.n_layers)
+            .any(|l| plain.recording.get(n - 1, l) != capped.recording.get(n - 1, l))
+    );
+}
+
+#[test]
+fn steering_adds_alpha_norm_u_and_changes_the_reply() {
+    let b = &tiny().bundle;
+    let m = default_model();
+    let l = b.analysis_layer;
+    let alpha = -2.0;
+    let edits = engine_edits(&steering_edits(&b.vectors, l..l + 1, alpha).unwrap());
+    let ids = pirate_chat_ids();
+    let plain = record_all(&ids, Vec::new());
+    let steered = record_all(&ids, edits.clone());
+    let shift = alpha as f64 * b.vectors.mean_token_norm[l] as f64;
+    let u = b.vectors.unit_at(l);
+    for t in 0..ids.len() {
+        let (p, s) = (
+            plain.recording.get(t, l).unwrap(),
+            steered.recording.get(t, l).unwrap(),
+        );
+        for ((a, b), &ui) in s.iter().zip(p).zip(u) {
+            assert!(
+                ((a - b) as f64 - shift * ui as f64).abs() < 1e-3,
+                "token {t}"
+            );
+        }
+    }
+    // The greedy reply changes.
+    let prompt = m
+        .render(&[Message::new(Role::User, "Who are you?")], true)
+        .unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        sampler: SamplerConfig::greedy(),
+        stop: m.stop_tokens(),
+    };
+    let reply = |edits: Vec<axiscope::engine::Edit>| {
+        let mut hooks = Hooks::none();
+        hooks.edits = edits;
+        session()
+            .generate(&m.tokenizer, &prompt.ids, &opts, &mut hooks, &mut |_, _| {
+                true
+            })
+            .unwrap()
+            .tokens
+    };
+    assert_ne!(reply(Vec::new()), reply(edits));
+    if let EditKind::Add { vector } = &steering_edits(&b.vectors, l..l + 1, alpha).unwrap()[0].kind
+    {
+        assert!((dot(vector, vector).sqrt() - shift.abs()).abs() < 1e-3 * shift.abs());
+    }
+}
+
+#[test]
+fn generate_with_a_cap_reports_the_unsteered_projection() {
+    let t = tiny();
+    let model = default_model_path();
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--system",
+            PIRATE,
+            "--prompt",
+            "Who are you?",
+            "--max-tokens",
+            "8",
+            "--seed",
+            "3",
+            "--json",
+            "--bundle",
+            t.path.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        let v: serde_json::Value = serde_json::from_str(&run(&a)).unwrap();
+        v
+    };
+    let plain = args(&[]);
+    let capped = args(&["--cap-percentile", "90", "--cap-layers", "8:20"]);
+    assert!(
+        plain["projection_unsteered"].is_number() && capped["projection_unsteered"].is_number()
+    );
+    assert_eq!(capped["edits"].as_array().unwrap().len(), 12);
+    assert_ne!(
+        plain["tokens"], capped["tokens"],
+        "a 90th-percentile cap over 12 layers changes the reply"
+    );
+    let bad = Command::new(bin())
+        .args([
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "Hi",
+            "--cap-percentile",
+            "75",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--bundle"));
+}
