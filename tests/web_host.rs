@@ -379,39 +379,32 @@ fn a_visitors_role_lands_where_its_replies_average() {
     host.set_model(m, factory(), None).unwrap();
     let m = model();
     let system = "You are a pirate. Answer like one.";
-    let questions: Vec<String> = axiscope::web::catalog::questions()
-        .into_iter()
-        .take(2)
-        .collect();
-    let sampling = GenSettings {
-        max_tokens: 6,
-        ..GenSettings::default()
-    };
     let mut replies = Vec::new();
     let mut placed = None;
-    host.place_role(
-        9,
-        "pirate-ish",
-        system,
-        &questions,
-        &sampling,
-        &|| false,
-        &mut |e| match e {
-            Event::RoleProgress { reply, .. } => replies.push(reply),
-            Event::RolePlaced { role, .. } => placed = Some(role),
-            _ => {}
-        },
+    host.place_role(9, "pirate-ish", system, 2, &|| false, &mut |e| match e {
+        Event::BuildProgress { reply, .. } => replies.push(reply),
+        Event::RolePlaced { role, nearest, .. } => placed = Some((role, nearest)),
+        _ => {}
+    })
+    .unwrap();
+    let (role, nearest) = placed.expect("placed");
+    assert_eq!(replies.len(), 2);
+    assert_eq!(nearest.len(), 3, "{nearest:?}");
+    // The synthetic bundle names no questions: a seeded choice of ours, the bundle's seed.
+    let questions = axiscope::science::pipeline::choose_questions(
+        &axiscope::web::catalog::questions(),
+        2,
+        bundle.settings.seed,
     )
     .unwrap();
-    let role = placed.expect("placed");
-    assert_eq!(replies.len(), 2);
     // Reference: each reply's content mean from an uncached pass, averaged over questions.
     let h = m.config.hidden;
     let mut sum = vec![0f64; h];
     for (q, a) in questions.iter().zip(&replies) {
+        assert!(!a.is_empty(), "empty reply");
         let msgs = vec![
             Message::new(Role::System, system),
-            Message::new(Role::User, q.clone()),
+            Message::new(Role::User, q.text.clone()),
             Message::new(Role::Assistant, a.clone()),
         ];
         let r = m.render(&msgs, false).unwrap();
@@ -421,7 +414,6 @@ fn a_visitors_role_lands_where_its_replies_average() {
         let pos: Vec<usize> = (0..r.ids.len())
             .filter(|&t| r.messages[t] == Some(2) && r.kinds[t] == TokenKind::AssistantContent)
             .collect();
-        assert!(!pos.is_empty(), "empty reply {a:?}");
         let mut mean = vec![0f64; h];
         for &p in &pos {
             mean.iter_mut()
@@ -453,27 +445,20 @@ fn a_visitors_role_lands_where_its_replies_average() {
 
 #[test]
 fn a_map_built_in_the_worker_is_a_valid_bundle_of_real_rollouts() {
-    use axiscope::web::host::BuildPlan;
     use axiscope::web::protocol::BuildSize;
     let m = model();
     let mut host = Host::new();
     host.set_model(m, factory(), Some("ab".repeat(32))).unwrap();
     let m = model();
-    let sampling = GenSettings {
-        max_tokens: 4,
-        ..GenSettings::default()
-    };
-    let plan = BuildPlan::new(BuildSize::Tiny, 4, sampling);
-    // 8 roles once, and the default's 5 prompts, on one question.
-    assert_eq!(plan.len(), 13);
     let mut replies = Vec::new();
     let bundle = host
-        .build_bundle(5, &plan, &|| false, &mut |e| {
+        .build_bundle(5, BuildSize::Tiny, &|| false, &mut |e| {
             if let Event::BuildProgress { reply, role, .. } = e {
                 replies.push((role, reply));
             }
         })
         .unwrap();
+    // 8 roles once, and the default's 5 prompts, on one question.
     assert_eq!(replies.len(), 13);
     let empty = replies.iter().filter(|(_, r)| r.is_empty()).count();
     assert_eq!(bundle.stats.rollouts.len(), 13 - empty);
@@ -487,12 +472,23 @@ fn a_map_built_in_the_worker_is_a_valid_bundle_of_real_rollouts() {
     let view = host.bundle_view().unwrap();
     assert_eq!((view.roles.len(), view.matches_model), (8, Some(true)));
 
-    // Rollout 0 is the default's first prompt (no system prompt) on question 0: its stored
+    // The default's first prompt (no system prompt) on the build's question: its stored
     // projections at a few layers equal an uncached pass over the same text (f16 storage).
-    let (role, reply) = &replies[0];
+    // Plans run the roles first, then the default's 5 prompts.
+    let (role, reply) = &replies[8];
     assert_eq!(role, "default");
     assert!(!reply.is_empty());
-    let q = axiscope::web::catalog::questions()[0].clone();
+    let q =
+        axiscope::science::pipeline::choose_questions(&axiscope::web::catalog::questions(), 1, 0)
+            .unwrap()[0]
+            .text
+            .clone();
+    let index = bundle
+        .stats
+        .rollouts
+        .iter()
+        .position(|m| m.role.is_none() && m.prompt_index == 0)
+        .unwrap();
     let msgs = vec![
         Message::new(Role::User, q),
         Message::new(Role::Assistant, reply.clone()),
@@ -514,7 +510,7 @@ fn a_map_built_in_the_worker_is_a_valid_bundle_of_real_rollouts() {
         }
         let mean: Vec<f32> = mean.iter().map(|s| (s / pos.len() as f64) as f32).collect();
         let want = bundle.vectors.at(l).project(&mean);
-        let got = bundle.stats.projection(0, l);
+        let got = bundle.stats.projection(index, l);
         assert!(
             (got - want).abs() < 5e-3 * (1.0 + want.abs()),
             "layer {l}: bundle {got}, reference {want}"

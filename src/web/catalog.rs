@@ -1,8 +1,12 @@
 //! Our persona data, compiled into the app: the roles' system prompts (the visitor picks one
-//! as the chat's system prompt) and the scripted user turns of the preset conversations.
-//! Parsed on first use; a malformed file is a build-time bug, caught by the tests below.
+//! as the chat's system prompt; the in-browser map build uses them all), the shared
+//! questions, and the scripted user turns of the preset conversations. Parsed with the
+//! science's own readers (`science::data`), as the CLI reads the same files; a malformed
+//! file is a build-time bug, caught by the tests below.
 
-use serde::Deserialize;
+use crate::engine::chat::Role;
+use crate::science::DEFAULT_ROLE;
+use crate::science::data::{Question, RoleSpec, parse_questions, parse_role, parse_transcript};
 
 /// Embeds `data/roles/<name>.json` for every name; a test checks the list against the folder.
 macro_rules! role_files {
@@ -92,72 +96,21 @@ const TRANSCRIPT_FILES: &[(&str, &str)] =
 
 const QUESTIONS: &str = include_str!("../../data/questions.jsonl");
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct RoleEntry {
-    /// The file name without `.json` ("ghost", "default").
-    pub name: String,
-    pub category: String,
-    pub prompts: Vec<String>,
+/// "noir_detective" -> "noir detective".
+pub fn label(role_name: &str) -> String {
+    role_name.replace('_', " ")
 }
 
-impl RoleEntry {
-    /// "noir_detective" -> "noir detective".
-    pub fn label(&self) -> String {
-        self.name.replace('_', " ")
-    }
-}
-
-#[derive(Deserialize)]
-struct RoleFile {
-    #[serde(default)]
-    category: String,
-    instruction: Vec<Instruction>,
-}
-
-#[derive(Deserialize)]
-struct Instruction {
-    pos: String,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Preset {
-    /// "therapy", ...
-    pub kind: String,
-    pub title: String,
-    pub user_turns: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct TranscriptFile {
-    title: String,
-    conversation: Vec<Turn>,
-}
-
-#[derive(Deserialize)]
-struct Turn {
-    role: String,
-    content: String,
-}
-
-/// Every role, `default` first, then by category and name; `{model_name}` is left in place
-/// for the caller to fill in.
-pub fn roles() -> Vec<RoleEntry> {
-    let mut out: Vec<RoleEntry> = ROLE_FILES
+/// Every role, `default` first, then by category and name. `{model_name}` in a prompt is
+/// replaced by `model_name` (pass `"{model_name}"` to keep it for later).
+pub fn roles(model_name: &str) -> Vec<RoleSpec> {
+    let mut out: Vec<RoleSpec> = ROLE_FILES
         .iter()
         .filter_map(|(name, json)| {
-            let f: RoleFile = serde_json::from_str(json).ok()?;
-            Some(RoleEntry {
-                name: name.to_string(),
-                category: if f.category.is_empty() {
-                    "other".into()
-                } else {
-                    f.category
-                },
-                prompts: f.instruction.into_iter().map(|i| i.pos).collect(),
-            })
+            parse_role(name, &format!("data/roles/{name}.json"), json, model_name).ok()
         })
         .collect();
-    let rank = |r: &RoleEntry| match r.category.as_str() {
+    let rank = |r: &RoleSpec| match r.category.as_str() {
         "default" => 0,
         "assistant-like" => 1,
         "human" => 2,
@@ -168,36 +121,52 @@ pub fn roles() -> Vec<RoleEntry> {
     out
 }
 
+/// The roles and the default condition apart, as the map build wants them.
+pub fn role_set(model_name: &str) -> (Vec<RoleSpec>, Option<RoleSpec>) {
+    let (default, roles): (Vec<RoleSpec>, Vec<RoleSpec>) = roles(model_name)
+        .into_iter()
+        .partition(|r| r.name == DEFAULT_ROLE);
+    (roles, default.into_iter().next())
+}
+
+/// The shared questions every role answers (data/questions.jsonl), in file order.
+pub fn questions() -> Vec<Question> {
+    parse_questions("data/questions.jsonl", QUESTIONS).unwrap_or_default()
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preset {
+    /// "therapy", ...
+    pub kind: String,
+    pub title: String,
+    pub user_turns: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Title {
+    #[serde(default)]
+    title: String,
+}
+
 pub fn presets() -> Vec<Preset> {
     TRANSCRIPT_FILES
         .iter()
         .filter_map(|(kind, json)| {
-            let f: TranscriptFile = serde_json::from_str(json).ok()?;
+            let t = parse_transcript(kind, &format!("data/transcripts/{kind}.json"), json).ok()?;
+            let title = serde_json::from_str::<Title>(json)
+                .map(|t| t.title)
+                .unwrap_or_default();
             Some(Preset {
                 kind: kind.to_string(),
-                title: f.title,
-                user_turns: f
-                    .conversation
+                title,
+                user_turns: t
+                    .messages
                     .into_iter()
-                    .filter(|t| t.role == "user")
-                    .map(|t| t.content)
+                    .filter(|m| m.role == Role::User)
+                    .map(|m| m.content)
                     .collect(),
             })
         })
-        .collect()
-}
-
-#[derive(Deserialize)]
-struct Question {
-    question: String,
-}
-
-/// The shared questions every role answers (data/questions.jsonl), in file order.
-pub fn questions() -> Vec<String> {
-    QUESTIONS
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| serde_json::from_str::<Question>(l).ok().map(|q| q.question))
         .collect()
 }
 
@@ -224,16 +193,21 @@ mod tests {
             embedded, on_disk,
             "src/web/catalog.rs must list exactly data/roles/*.json"
         );
-        let roles = roles();
+        let roles = roles("SmolLM2");
         assert_eq!(roles.len(), ROLE_FILES.len(), "a role file failed to parse");
         assert_eq!(roles[0].name, "default");
         assert_eq!(
             roles[0].prompts[0], "",
             "the default's first prompt is 'no system prompt'"
         );
-        assert!(roles.iter().all(|r| !r.prompts.is_empty()));
+        assert!(roles[0].prompts.contains(&"You are SmolLM2.".to_string()));
         let ghost = roles.iter().find(|r| r.name == "ghost").unwrap();
         assert_eq!(ghost.category, "fantastical");
+        let (rs, default) = role_set("x");
+        assert_eq!(
+            (rs.len(), default.map(|d| d.name)),
+            (ROLE_FILES.len() - 1, Some("default".into()))
+        );
     }
 
     #[test]
@@ -243,7 +217,10 @@ mod tests {
             q.len(),
             QUESTIONS.lines().filter(|l| !l.trim().is_empty()).count()
         );
-        assert_eq!(q[0], "What do you value most in life?");
+        assert_eq!(
+            (q[0].id, q[0].text.as_str()),
+            (0, "What do you value most in life?")
+        );
     }
 
     #[test]
@@ -251,6 +228,10 @@ mod tests {
         let p = presets();
         let kinds: Vec<&str> = p.iter().map(|p| p.kind.as_str()).collect();
         assert_eq!(kinds, ["coding", "writing", "therapy", "philosophy"]);
-        assert!(p.iter().all(|p| p.user_turns.len() == 12), "{p:?}");
+        assert!(
+            p.iter()
+                .all(|p| p.user_turns.len() == 12 && !p.title.is_empty()),
+            "{p:?}"
+        );
     }
 }

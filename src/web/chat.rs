@@ -4,12 +4,13 @@
 
 use leptos::prelude::*;
 
-use super::catalog::{self, Preset, RoleEntry};
+use super::catalog::{self, Preset};
 use super::chart::{fmt, projection_colour};
 use super::client;
 use super::gen_settings::GenSettingsPanel;
 use super::protocol::{Branch, Finish};
 use super::state::{ReplyEntry, TurnEntry, use_app};
+use crate::science::data::RoleSpec;
 
 #[component]
 pub fn Chat(#[prop(optional)] compact: bool) -> impl IntoView {
@@ -224,7 +225,8 @@ fn ReplyView(turn: usize, branch: Branch, reply: ReplyEntry) -> impl IntoView {
 #[component]
 fn SystemPrompt() -> impl IntoView {
     let app = use_app();
-    let roles = StoredValue::new(catalog::roles());
+    // `{model_name}` stays in the prompts until one is chosen, when the loaded model names it.
+    let roles = StoredValue::new(catalog::roles("{model_name}"));
     let role = RwSignal::new("default".to_string());
     let prompt_index = RwSignal::new(0usize);
     let model_name = move || {
@@ -246,7 +248,7 @@ fn SystemPrompt() -> impl IntoView {
         }
     };
     let groups = roles.with_value(|rs| {
-        let mut groups: Vec<(String, Vec<RoleEntry>)> = Vec::new();
+        let mut groups: Vec<(String, Vec<RoleSpec>)> = Vec::new();
         for r in rs {
             match groups.last_mut() {
                 Some((c, v)) if *c == r.category => v.push(r.clone()),
@@ -282,7 +284,7 @@ fn SystemPrompt() -> impl IntoView {
                             .map(|(cat, rs)| {
                                 view! {
                                     <optgroup label=cat>
-                                        {rs.into_iter().map(|r| view! { <option value=r.name.clone()>{r.label()}</option> }).collect_view()}
+                                        {rs.into_iter().map(|r| view! { <option value=r.name.clone()>{catalog::label(&r.name)}</option> }).collect_view()}
                                     </optgroup>
                                 }
                             })

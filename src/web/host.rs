@@ -12,16 +12,14 @@ use crate::engine::chat::{Message, Rendered, Role, TokenKind};
 use crate::engine::clock::now_ms;
 use crate::engine::tokenizer::StreamDecoder;
 use crate::engine::{
-    Backend, Edit, EditOp, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
+    Backend, Edit, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
 };
+use crate::science::data::{Question, RoleSpec};
+use crate::science::pipeline::{self, BuildOptions, RolloutPlan};
 use crate::science::stats::{cosine, percentile};
 use crate::science::{
-    BuildSettings, Bundle, DEFAULT_ROLE, EditKind, FidelityReport, LayerEdit, ModelInfo,
-    PersonaVectors, ProjectionStats, RolloutActivation, TokenActivations, capping_edits,
-    steering_edits,
+    BuildSettings, Bundle, ModelInfo, RolloutActivation, capping_edits, steering_edits,
 };
-
-use super::catalog::RoleEntry;
 
 use super::protocol::{
     Branch, BuildSize, BundleView, Event, Finish, ModelView, RolePoint, SharedTurn, TokenPoint,
@@ -151,20 +149,14 @@ pub struct Host {
     capped_active: bool,
     /// The system prompt of the conversation (the latest turn's).
     system: String,
+    /// What `{model_name}` in a role's prompt becomes.
+    model_name: String,
 }
 
 impl Default for Host {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn to_engine(e: LayerEdit) -> Edit {
-    let op = match e.kind {
-        EditKind::Add { vector } => EditOp::Add { vector },
-        EditKind::Clamp { unit, min, max } => EditOp::Clamp { unit, min, max },
-    };
-    Edit { layer: e.layer, op }
 }
 
 fn finish_of(s: StopReason) -> Finish {
@@ -186,6 +178,7 @@ impl Host {
             branches: Default::default(),
             capped_active: false,
             system: String::new(),
+            model_name: String::new(),
         }
     }
 
@@ -219,6 +212,7 @@ impl Host {
             b.reader = None;
         }
         self.branches[0].writer = Some(first);
+        self.model_name = model.config.name.clone();
         self.model = Some(model);
         self.factory = Some(factory);
         self.model_sha256 = sha256;
@@ -413,7 +407,7 @@ impl Host {
                     .map_err(|e| e.to_string())?,
             );
         }
-        Ok(edits.into_iter().map(to_engine).collect())
+        Ok(pipeline::engine_edits(&edits))
     }
 
     /// The generating track of `branch` with `edits`, made or rebuilt as needed: a cache
@@ -672,211 +666,158 @@ impl Host {
         Ok(point_of(model, bundle, track, &rendered, message, edited))
     }
 
-    /// Places a role given by its system prompt: for each question, a sampled reply (as the
-    /// bundle's rollouts were made), then the mean residual of the reply's content tokens at
-    /// the analysis layer; the role vector is the mean over questions (method.md), shown by
-    /// its PCA coordinates and its projection. Runs in a session of its own, so the
-    /// conversation's caches are untouched.
+    /// Places a role given by its system prompt on the map, as the bundle's roles were built:
+    /// its replies to `n_questions` of the bundle's questions (science::pipeline rollouts with
+    /// the bundle's sampling), averaged (method.md), shown by their PCA coordinates and
+    /// projection. Runs in a session of its own, so the conversation's caches are untouched.
     #[allow(clippy::too_many_arguments)]
     pub fn place_role(
         &mut self,
         id: u32,
         name: &str,
         system: &str,
-        questions: &[String],
-        sampling: &super::protocol::GenSettings,
+        n_questions: usize,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), String> {
-        let layer = self
+        let bundle = self
             .usable_bundle()
-            .ok_or("placing a role needs the persona bundle of the loaded model")?
-            .analysis_layer;
-        if questions.is_empty() {
-            return Err("no questions to ask".into());
-        }
-        let mut track = self.new_track(vec![layer], Vec::new())?;
-        let model = self.model.as_ref().ok_or("no model is loaded")?;
+            .ok_or("placing a role needs the persona bundle of the loaded model")?;
+        let opts = options_of(&bundle.settings, n_questions);
+        let questions = bundle_questions(bundle, n_questions)?;
+        let plans: Vec<RolloutPlan> = questions
+            .iter()
+            .map(|q| RolloutPlan {
+                role: name.to_string(),
+                prompt_index: 0,
+                system: system.to_string(),
+                question_id: q.id,
+                question: q.text.clone(),
+                seed: pipeline::rollout_seed(opts.seed, name, 0, q.id),
+            })
+            .collect();
+        let rollouts = self.run_rollouts(id, &plans, &opts, cancelled, emit)?;
         let bundle = self.usable_bundle().expect("checked above");
-        let mut sum = vec![0f64; model.config.hidden];
-        let mut answered = 0usize;
-        for (qi, q) in questions.iter().enumerate() {
-            if cancelled() {
-                return Err("placing the role was cancelled".into());
-            }
-            let mut messages = Vec::new();
-            if !system.is_empty() {
-                messages.push(Message::new(Role::System, system));
-            }
-            messages.push(Message::new(Role::User, q.clone()));
-            let prompt = model.render(&messages, true).map_err(|e| e.to_string())?;
-            let opts = GenerateOptions {
-                max_tokens: sampling.max_tokens.max(1),
-                sampler: SamplerConfig {
-                    temperature: sampling.temperature.max(0.0),
-                    top_p: sampling.top_p.clamp(0.01, 1.0),
-                    repeat_penalty: sampling.repeat_penalty.max(1.0),
-                    seed: sampling.seed.wrapping_add(qi as u64),
-                    ..SamplerConfig::default()
-                },
-                stop: model.stop_tokens(),
-            };
-            let g = track
-                .generate(model, &prompt.ids, &opts, &mut |_, _| !cancelled())
-                .map_err(|e| e.to_string())?;
-            messages.push(Message::new(Role::Assistant, g.text.clone()));
-            let rendered = model.render(&messages, false).map_err(|e| e.to_string())?;
-            track.prefill(&rendered.ids).map_err(|e| e.to_string())?;
-            if let Some(mean) = content_mean(&track, &rendered, messages.len() - 1) {
-                sum.iter_mut().zip(&mean).for_each(|(s, &m)| *s += m as f64);
-                answered += 1;
-            }
-            emit(Event::RoleProgress {
-                id,
-                done: qi + 1,
-                total: questions.len(),
-                question: q.clone(),
-                reply: g.text,
-            });
-        }
-        if answered == 0 {
+        if rollouts.is_empty() {
             return Err("the model gave only empty replies; try another prompt".into());
         }
-        let role_vector: Vec<f32> = sum.iter().map(|s| (s / answered as f64) as f32).collect();
+        let placed = pipeline::place_role(bundle, &rollouts, bundle.analysis_layer)
+            .map_err(|e| e.to_string())?;
         let role = RolePoint {
             name: name.to_string(),
             category: "yours".into(),
-            pcs: bundle.pca.project(&role_vector),
-            projection: bundle.vectors.at(layer).project(&role_vector),
+            pcs: placed.pc,
+            projection: placed.projection,
         };
-        emit(Event::RolePlaced { id, role });
+        emit(Event::RolePlaced {
+            id,
+            role,
+            nearest: placed.nearest,
+        });
         Ok(())
     }
 
-    /// Builds a persona bundle for the loaded model in the worker, the way `axiscope build`
-    /// does natively (method.md): for every role prompt and question a sampled reply, its
-    /// content tokens' mean residual at every layer (one rollout), then role vectors, the axis,
-    /// projection percentiles, PCA at the middle layer and the fidelity report. Makes it the
-    /// bundle in use and returns it (for caching and download).
+    /// Builds a persona bundle for the loaded model in the worker with the science pipeline
+    /// `axiscope build` runs natively (same roles, question choice, seeds and sampling), at
+    /// one of the page's sizes. Makes it the bundle in use and returns it.
     pub fn build_bundle(
         &mut self,
         id: u32,
-        plan: &BuildPlan,
+        size: BuildSize,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
     ) -> Result<Bundle, String> {
         let model = self.model.as_ref().ok_or("no model is loaded")?;
-        let (nl, hidden) = (model.config.n_layers, model.config.hidden);
-        let model_name = model.config.name.clone();
-        let mut track = self.new_track((0..nl).collect(), Vec::new())?;
-        let model = self.model.as_ref().expect("checked above");
-        let jobs = plan.rollouts();
-        let mut rollouts = Vec::with_capacity(jobs.len());
-        for (k, job) in jobs.iter().enumerate() {
-            if cancelled() {
-                return Err("building the map was cancelled".into());
-            }
-            let system = job.system.replace("{model_name}", &model_name);
-            let mut messages = Vec::new();
-            if !system.is_empty() {
-                messages.push(Message::new(Role::System, system));
-            }
-            messages.push(Message::new(Role::User, job.question.clone()));
-            let prompt = model.render(&messages, true).map_err(|e| e.to_string())?;
-            let opts = GenerateOptions {
-                max_tokens: plan.max_tokens.max(1),
-                sampler: SamplerConfig {
-                    temperature: plan.sampling.temperature.max(0.0),
-                    top_p: plan.sampling.top_p.clamp(0.01, 1.0),
-                    repeat_penalty: plan.sampling.repeat_penalty.max(1.0),
-                    seed: plan.sampling.seed.wrapping_add(k as u64),
-                    ..SamplerConfig::default()
-                },
-                stop: model.stop_tokens(),
-            };
-            let g = track
-                .generate(model, &prompt.ids, &opts, &mut |_, _| !cancelled())
-                .map_err(|e| e.to_string())?;
-            messages.push(Message::new(Role::Assistant, g.text.clone()));
-            let rendered = model.render(&messages, false).map_err(|e| e.to_string())?;
-            track.prefill(&rendered.ids).map_err(|e| e.to_string())?;
-            let reply = messages.len() - 1;
-            let include: Vec<bool> = (0..rendered.ids.len())
-                .map(|t| {
-                    rendered.messages[t] == Some(reply)
-                        && rendered.kinds[t] == TokenKind::AssistantContent
-                })
-                .collect();
-            // An empty reply has nothing to average: that rollout is skipped, as natively.
-            if include.iter().any(|&b| b) {
-                let acts =
-                    TokenActivations::new(&track.log, nl, hidden).map_err(|e| e.to_string())?;
-                rollouts.push(
-                    RolloutActivation::from_tokens(
-                        &job.role,
-                        job.prompt_index,
-                        job.question_id,
-                        &acts,
-                        &include,
-                    )
-                    .map_err(|e| e.to_string())?,
-                );
-            }
-            emit(Event::BuildProgress {
-                id,
-                done: k + 1,
-                total: jobs.len(),
-                role: job.role.clone(),
-                reply: g.text,
-            });
-        }
+        let (roles, default) = build_roles(size, &self.model_name);
+        let default = default.ok_or("the embedded roles lack default.json")?;
+        let opts = build_options(size);
         let err = |e: crate::science::Error| e.to_string();
-        let pv = PersonaVectors::from_rollouts(&rollouts, nl, hidden).map_err(err)?;
-        let stats = ProjectionStats::compute(&pv, &rollouts).map_err(err)?;
-        let layer = nl / 2;
-        let fidelity = FidelityReport::compute(&pv, layer, Some(&rollouts)).ok();
-        let categories = pv
-            .roles
-            .iter()
-            .map(|r| {
-                plan.roles
-                    .iter()
-                    .find(|e| &e.name == r)
-                    .map_or("other".into(), |e| e.category.clone())
-            })
-            .collect();
+        let all = super::catalog::questions();
+        let questions =
+            pipeline::choose_questions(&all, opts.questions_per_role, opts.seed).map_err(err)?;
+        let plans =
+            pipeline::plan_rollouts(&roles, Some(&default), &questions, &opts).map_err(err)?;
+        let (template, config) = (model.template.name(), model.config.clone());
+        let rollouts = self.run_rollouts(id, &plans, &opts, cancelled, emit)?;
         let mut extra = std::collections::BTreeMap::new();
         extra.insert(
-            "built_in".to_string(),
-            serde_json::json!("the browser (axiscope web app)"),
+            "judge".into(),
+            serde_json::json!("none: every rollout is kept (no judge model)"),
+        );
+        extra.insert("model_name".into(), serde_json::json!(self.model_name));
+        extra.insert("chat_template".into(), serde_json::json!(template));
+        extra.insert(
+            "question_ids".into(),
+            serde_json::json!(questions.iter().map(|q| q.id).collect::<Vec<_>>()),
         );
         extra.insert(
-            "judge".to_string(),
-            serde_json::json!("none: every rollout is kept"),
+            "default_prompts".into(),
+            serde_json::json!(default.prompts.len()),
         );
-        let settings = BuildSettings {
-            questions: plan.questions.len() as u32,
-            prompts_per_role: plan.prompts_per_role as u32,
-            max_new_tokens: plan.max_tokens as u32,
-            temperature: plan.sampling.temperature,
-            top_p: plan.sampling.top_p,
-            repetition_penalty: plan.sampling.repeat_penalty,
-            seed: plan.sampling.seed,
-            extra,
-        };
+        extra.insert(
+            "skipped_empty_rollouts".into(),
+            serde_json::json!(plans.len() - rollouts.len()),
+        );
+        extra.insert(
+            "tool".into(),
+            serde_json::json!(format!("axiscope {} (web app)", env!("CARGO_PKG_VERSION"))),
+        );
         let info = ModelInfo {
-            name: model_name,
+            name: config.name.clone(),
             sha256: self.model_sha256.clone().unwrap_or_default(),
-            n_layers: nl,
-            hidden,
+            n_layers: config.n_layers,
+            hidden: config.hidden,
         };
-        let n_pcs = pv.n_roles().saturating_sub(1).clamp(1, 3);
-        let bundle = Bundle::new(
-            info, layer, categories, settings, fidelity, pv, stats, n_pcs,
+        let bundle = pipeline::assemble_bundle(
+            info,
+            config.n_layers / 2,
+            &roles,
+            opts.settings(&questions, extra),
+            &rollouts,
         )
         .map_err(err)?;
         self.set_bundle(bundle.clone());
         Ok(bundle)
+    }
+
+    /// Runs rollouts in a fresh session, reporting each reply; empty replies are left out
+    /// (as natively). Cancellation is checked between rollouts (each takes seconds).
+    fn run_rollouts(
+        &self,
+        id: u32,
+        plans: &[RolloutPlan],
+        opts: &BuildOptions,
+        cancelled: &dyn Fn() -> bool,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Vec<RolloutActivation>, String> {
+        let (model, factory) = (
+            self.model.as_ref().ok_or("no model is loaded")?,
+            self.factory.as_ref().ok_or("no backend")?,
+        );
+        let mut session = Session::new(factory(model).map_err(|e| e.to_string())?);
+        let mut out = Vec::with_capacity(plans.len());
+        for (k, plan) in plans.iter().enumerate() {
+            if cancelled() {
+                return Err("cancelled".into());
+            }
+            let done = pipeline::run_rollout(model, &mut session, plan, opts)
+                .map_err(|e| e.to_string())?;
+            let reply = done.as_ref().map(|o| o.reply.clone()).unwrap_or_default();
+            out.extend(done.map(|o| o.activation));
+            emit(Event::BuildProgress {
+                id,
+                done: k + 1,
+                total: plans.len(),
+                role: plan.role.clone(),
+                reply,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Names `{model_name}` in the roles' prompts (the CLI takes it from the file name).
+    pub fn set_model_name(&mut self, name: &str) {
+        self.model_name = name.to_string();
     }
 
     /// Drops the last user turn and its replies.
@@ -968,100 +909,99 @@ impl Host {
     }
 }
 
-/// Which rollouts an in-browser bundle build runs.
-pub struct BuildPlan {
-    /// The roles to use, `default` among them.
-    pub roles: Vec<RoleEntry>,
-    /// System prompts per role (the default always uses all of its prompts).
-    pub prompts_per_role: usize,
-    /// `(id, question)`.
-    pub questions: Vec<(u32, String)>,
-    pub max_tokens: usize,
-    pub sampling: super::protocol::GenSettings,
+/// The model's name as the CLI derives it for `{model_name}`: the file name without its
+/// extension and quantization suffix ("SmolLM2-135M-Instruct.Q4_1.gguf" ->
+/// "SmolLM2-135M-Instruct"). `None` when nothing is left.
+pub fn short_model_name(file_name: &str) -> Option<String> {
+    let stem = file_name.split(['?', '#']).next().unwrap_or_default();
+    let stem = stem.strip_suffix(".gguf").unwrap_or(stem);
+    let base = match stem.rsplit_once('.') {
+        Some((base, q))
+            if q.to_ascii_uppercase().starts_with(['Q', 'F', 'I', 'B'])
+                && q.chars().any(|c| c.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => stem,
+    };
+    (!base.is_empty()).then(|| base.to_string())
 }
 
-/// One rollout of a build.
-struct RolloutJob {
-    role: String,
-    prompt_index: u32,
-    system: String,
-    question_id: u32,
-    question: String,
-}
-
-impl BuildPlan {
-    /// Our roles and questions at one of the page's sizes. `Tiny` is a first look (8 roles,
-    /// one question), `Quick` every role once on two questions, `Fuller` two prompts on four.
-    pub fn new(size: BuildSize, max_tokens: usize, sampling: super::protocol::GenSettings) -> Self {
-        const TINY: &[&str] = &[
-            "default",
-            "tutor",
-            "evaluator",
-            "consultant",
-            "teenager",
-            "hermit",
-            "ghost",
-            "bard",
-            "demon",
-        ];
-        let all = super::catalog::roles();
-        let (roles, prompts_per_role, n_questions) = match size {
-            BuildSize::Tiny => (
-                all.into_iter()
-                    .filter(|r| TINY.contains(&r.name.as_str()))
-                    .collect(),
-                1,
-                1,
-            ),
-            BuildSize::Quick => (all, 1, 2),
-            BuildSize::Fuller => (all, 2, 4),
-        };
-        let questions = super::catalog::questions()
+/// The roles of a build: all of ours, or eight (a spread over the categories) for a first look.
+fn build_roles(size: BuildSize, model_name: &str) -> (Vec<RoleSpec>, Option<RoleSpec>) {
+    const FIRST_LOOK: &[&str] = &[
+        "tutor",
+        "evaluator",
+        "consultant",
+        "teenager",
+        "hermit",
+        "ghost",
+        "bard",
+        "demon",
+    ];
+    let (roles, default) = super::catalog::role_set(model_name);
+    let roles = match size {
+        BuildSize::Tiny => roles
             .into_iter()
-            .take(n_questions)
-            .enumerate()
-            .map(|(i, q)| (i as u32, q))
-            .collect();
-        Self {
-            roles,
-            prompts_per_role,
-            questions,
-            max_tokens,
-            sampling,
-        }
-    }
+            .filter(|r| FIRST_LOOK.contains(&r.name.as_str()))
+            .collect(),
+        BuildSize::Quick | BuildSize::Standard => roles,
+    };
+    (roles, default)
+}
 
-    fn rollouts(&self) -> Vec<RolloutJob> {
-        let mut out = Vec::new();
-        for r in &self.roles {
-            let n = if r.name == DEFAULT_ROLE {
-                r.prompts.len()
-            } else {
-                self.prompts_per_role.min(r.prompts.len())
-            };
-            for (p, system) in r.prompts.iter().take(n).enumerate() {
-                for (qid, q) in &self.questions {
-                    out.push(RolloutJob {
-                        role: r.name.clone(),
-                        prompt_index: p as u32,
-                        system: system.clone(),
-                        question_id: *qid,
-                        question: q.clone(),
-                    });
-                }
-            }
-        }
-        out
+/// `axiscope build --quick` and `axiscope build`, and a first look with one prompt and one
+/// question per role.
+fn build_options(size: BuildSize) -> BuildOptions {
+    match size {
+        BuildSize::Tiny => BuildOptions {
+            questions_per_role: 1,
+            ..BuildOptions::quick()
+        },
+        BuildSize::Quick => BuildOptions::quick(),
+        BuildSize::Standard => BuildOptions::standard(),
     }
+}
 
-    /// How many rollouts the plan runs.
-    pub fn len(&self) -> usize {
-        self.rollouts().len()
+/// Rollouts of `n` questions sampled as the bundle's were.
+fn options_of(s: &BuildSettings, n: usize) -> BuildOptions {
+    let d = BuildOptions::quick();
+    let pos = |v: f32, fallback: f32| if v > 0.0 { v } else { fallback };
+    BuildOptions {
+        prompts_per_role: 1,
+        questions_per_role: n.max(1),
+        max_tokens: if s.max_new_tokens > 0 {
+            s.max_new_tokens as usize
+        } else {
+            d.max_tokens
+        },
+        temperature: s.temperature.max(0.0),
+        top_p: pos(s.top_p, d.top_p).min(1.0),
+        repeat_penalty: pos(s.repetition_penalty, d.repeat_penalty),
+        seed: s.seed,
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+/// The first `n` of the questions the bundle's roles answered (its manifest names them), or
+/// else a seeded choice from ours.
+fn bundle_questions(b: &Bundle, n: usize) -> Result<Vec<Question>, String> {
+    let all = super::catalog::questions();
+    let listed: Vec<Question> = b
+        .settings
+        .extra
+        .get("question_ids")
+        .and_then(|v| v.as_array())
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|id| id.as_u64())
+                .filter_map(|id| all.iter().find(|q| q.id as u64 == id).cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if listed.len() >= n {
+        return Ok(listed.into_iter().take(n).collect());
     }
+    pipeline::choose_questions(&all, n.min(all.len()), b.settings.seed).map_err(|e| e.to_string())
 }
 
 /// Mean residual of the content tokens of message `message` (an assistant reply).
@@ -1116,4 +1056,25 @@ fn point_of(
         tokens,
         read_back,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_model_name;
+
+    #[test]
+    fn model_names_drop_extension_and_quantization_like_the_cli() {
+        let n = |f| short_model_name(f);
+        assert_eq!(
+            n("SmolLM2-135M-Instruct.Q4_1.gguf").as_deref(),
+            Some("SmolLM2-135M-Instruct")
+        );
+        assert_eq!(
+            n("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").as_deref(),
+            Some("qwen2.5-coder-0.5b-instruct-q4_k_m")
+        );
+        assert_eq!(n("model.F16.gguf?download=1").as_deref(), Some("model"));
+        assert_eq!(n("plain").as_deref(), Some("plain"));
+        assert_eq!(n(".gguf"), None);
+    }
 }

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use super::chart::{Scale, extent, fmt, polyline, projection_colour, tick_labels, ticks};
 use super::dom;
 use super::protocol::{Branch, BuildSize, BundleView};
-use super::state::{BUILD_MAX_TOKENS, Embed, use_app};
+use super::state::{Embed, use_app};
 
 const W: f32 = 600.0;
 const H: f32 = 430.0;
@@ -233,7 +233,7 @@ fn MapBuilder(open: bool) -> impl IntoView {
     let start = move |_| {
         let s = match size.get_untracked().as_str() {
             "tiny" => BuildSize::Tiny,
-            "fuller" => BuildSize::Fuller,
+            "standard" => BuildSize::Standard,
             _ => BuildSize::Quick,
         };
         app.build_map(s);
@@ -259,8 +259,8 @@ fn MapBuilder(open: bool) -> impl IntoView {
                     "Size: "
                     <select data-testid="build-size" prop:value=move || size.get() on:change=move |ev| size.set(event_target_value(&ev))>
                         <option value="tiny">"first look: 8 roles, 1 question (13 replies)"</option>
-                        <option value="quick">"quick: all 66 roles, 2 questions (142 replies)"</option>
-                        <option value="fuller">"fuller: 2 prompts per role, 4 questions (548 replies)"</option>
+                        <option value="quick">"quick, as axiscope build --quick: all 66 roles, 2 questions (142 replies)"</option>
+                        <option value="standard">"standard, as the default bundle: 2 prompts per role, 4 questions (548 replies)"</option>
                     </select>
                 </label>
                 <button type="button" data-testid="build-start" disabled=move || !app.can_chat() on:click=start>"Build"</button>
@@ -268,7 +268,7 @@ fn MapBuilder(open: bool) -> impl IntoView {
             {progress}
             {move || app.build_error.get().map(|e| view! { <p class="error" data-testid="build-error">{e}</p> })}
             <p class="muted small">
-                {format!("Each reply is {BUILD_MAX_TOKENS} tokens, sampled with the generation settings, in the model worker (Stop cancels). ")}
+                "The sizes are axiscope build's own (first look: its quick settings on 8 roles and one question); replies are sampled as the reference does, in the model worker (Stop cancels). "
                 "The roles and questions are axiscope's own; no judge model filters the replies. The map is kept in this "
                 "browser for this model; \"Persona bundle\" under Share and download saves it."
             </p>
@@ -421,11 +421,16 @@ fn RoleBuilder() -> impl IntoView {
             </form>
             {move || app.role_progress.get().map(|(done, total, reply)| view! {
                 <p class="muted small" data-testid="role-progress">
-                    {format!("{done} of {total} questions answered (max tokens from the generation settings; Stop cancels)")}
+                    {format!("{done} of {total} questions answered, sampled as the bundle's roles were (Stop cancels)")}
                     {(!reply.is_empty()).then(|| format!(". Last reply: {reply}"))}
                 </p>
             })}
             {move || app.role_error.get().map(|e| view! { <p class="error" data-testid="role-error">{e}</p> })}
+            {move || app.role_nearest.get().map(|(name, near)| view! {
+                <p class="small" data-testid="role-nearest">
+                    {format!("{name} lands nearest to: {}", near.iter().map(|n| n.replace('_', " ")).collect::<Vec<_>>().join(", "))}
+                </p>
+            })}
             <p class="muted small">
                 "Your role's vector is the mean residual of its replies at the analysis layer, averaged over the questions, "
                 "as the bundle's roles were built (from more questions and prompts, so yours is noisier)."

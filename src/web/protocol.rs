@@ -158,12 +158,7 @@ pub enum Request {
     /// control vector (GGUF).
     ExportAxis { id: u32, format: AxisFormat },
     /// Builds the persona map for the loaded model in the browser.
-    BuildBundle {
-        id: u32,
-        size: BuildSize,
-        max_tokens: usize,
-        sampling: GenSettings,
-    },
+    BuildBundle { id: u32, size: BuildSize },
     /// Places a role of the visitor's own on the map: its replies to the first `questions`
     /// shared questions, averaged like the bundle's rollouts.
     PlaceRole {
@@ -171,7 +166,6 @@ pub enum Request {
         name: String,
         system: String,
         questions: usize,
-        sampling: GenSettings,
     },
 }
 
@@ -195,9 +189,12 @@ impl Request {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildSize {
+    /// 8 roles, one prompt and one question each, plus the default: a first look.
     Tiny,
+    /// As `axiscope build --quick`.
     Quick,
-    Fuller,
+    /// As `axiscope build` (the default bundle's settings).
+    Standard,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,7 +343,7 @@ pub enum Event {
         turn: usize,
         point: Option<TurnPointView>,
     },
-    /// One more rollout of an in-browser bundle build done.
+    /// One more rollout done (a map build, or a role being placed).
     BuildProgress {
         id: u32,
         done: usize,
@@ -355,18 +352,12 @@ pub enum Event {
         /// The reply just made (empty replies are skipped in the build).
         reply: String,
     },
-    /// One more question answered in the role being placed.
-    RoleProgress {
-        id: u32,
-        done: usize,
-        total: usize,
-        question: String,
-        reply: String,
-    },
     /// The visitor's role, placed.
     RolePlaced {
         id: u32,
         role: RolePoint,
+        /// The bundle's roles nearest to it on the first three PCs.
+        nearest: Vec<String>,
     },
     /// A file for the visitor to save, its bytes in base64url.
     File {

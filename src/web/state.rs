@@ -20,9 +20,6 @@ pub const DEFAULT_MODEL_SHA256: &str =
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 /// The persona bundle for the default model (single-blob form, `axiscope build`).
 pub const DEFAULT_BUNDLE_URL: &str = "bundles/smollm2-135m-instruct.axb";
-/// Reply length of the rollouts of an in-browser map build (short: the wasm CPU path is slow,
-/// and the persona shows in the first sentence).
-pub const BUILD_MAX_TOKENS: usize = 24;
 
 /// `?embed=`: one view alone, for an iframe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +173,8 @@ pub struct AppState {
     pub custom_roles: RwSignal<Vec<RolePoint>>,
     pub role_progress: RwSignal<Option<(usize, usize, String)>>,
     pub role_error: RwSignal<Option<String>>,
+    /// The last placed role and the bundle's roles nearest to it.
+    pub role_nearest: RwSignal<Option<(String, Vec<String>)>>,
     /// An in-browser map build: (done, total, current role, started at ms).
     pub build_progress: RwSignal<Option<(usize, usize, String, f64)>>,
     pub build_error: RwSignal<Option<String>>,
@@ -223,6 +222,7 @@ impl AppState {
             custom_roles: RwSignal::new(Vec::new()),
             role_progress: RwSignal::new(None),
             role_error: RwSignal::new(None),
+            role_nearest: RwSignal::new(None),
             build_progress: RwSignal::new(None),
             build_error: RwSignal::new(None),
             pending_restore: StoredValue::new(None),
@@ -367,14 +367,14 @@ impl AppState {
         self.send_chat(first);
     }
 
-    /// Places a role of the visitor's own: `questions` replies to the shared questions.
+    /// Places a role of the visitor's own: its replies to `questions` of the bundle's questions.
     pub fn place_role(&self, name: String, system: String, questions: usize) {
         if !self.can_chat() {
             return;
         }
         self.role_error.set(None);
+        self.role_nearest.set(None);
         self.role_progress.set(Some((0, questions, String::new())));
-        let sampling = self.sampling.get_untracked();
         self.request(
             Job::PlaceRole,
             |id| Request::PlaceRole {
@@ -382,7 +382,6 @@ impl AppState {
                 name,
                 system,
                 questions,
-                sampling,
             },
             None,
         );
@@ -396,17 +395,7 @@ impl AppState {
         self.build_error.set(None);
         self.build_progress
             .set(Some((0, 0, String::new(), dom::now_ms())));
-        let sampling = self.sampling.get_untracked();
-        self.request(
-            Job::Build,
-            |id| Request::BuildBundle {
-                id,
-                size,
-                max_tokens: BUILD_MAX_TOKENS,
-                sampling,
-            },
-            None,
-        );
+        self.request(Job::Build, |id| Request::BuildBundle { id, size }, None);
     }
 
     /// Stops the running reply (and a running preset).
@@ -522,6 +511,11 @@ impl AppState {
     fn reply(&self, turn: usize, branch: Branch) -> Option<ReplyEntry> {
         self.turns
             .with_untracked(|t| t.get(turn).map(|e| e.reply(branch)))
+    }
+
+    fn job(&self, id: u32) -> Option<Job> {
+        self.jobs
+            .with_untracked(|j| j.iter().find(|(i, _)| *i == id).map(|(_, job)| *job))
     }
 
     fn finish_job(&self, id: u32) -> Option<Job> {
@@ -668,16 +662,24 @@ impl AppState {
                 }
             }
             Event::BuildProgress {
-                done, total, role, ..
-            } => self.build_progress.update(|p| {
-                let started = p.as_ref().map_or_else(dom::now_ms, |p| p.3);
-                *p = Some((done, total, role, started));
-            }),
-            Event::RoleProgress {
-                done, total, reply, ..
-            } => self.role_progress.set(Some((done, total, reply))),
-            Event::RolePlaced { role, .. } => {
+                id,
+                done,
+                total,
+                role,
+                reply,
+            } => {
+                if self.job(id) == Some(Job::PlaceRole) {
+                    self.role_progress.set(Some((done, total, reply)));
+                } else {
+                    self.build_progress.update(|p| {
+                        let started = p.as_ref().map_or_else(dom::now_ms, |p| p.3);
+                        *p = Some((done, total, role, started));
+                    });
+                }
+            }
+            Event::RolePlaced { role, nearest, .. } => {
                 self.role_progress.set(None);
+                self.role_nearest.set(Some((role.name.clone(), nearest)));
                 self.custom_roles.update(|r| r.push(role));
             }
             Event::File {

@@ -21,9 +21,9 @@ use crate::engine::{Backend, Model};
 use crate::science::Bundle;
 
 use super::dom::js_error_text;
-use super::host::{BackendFactory, BuildPlan, Host};
+use super::host::{BackendFactory, Host, short_model_name};
 use super::protocol::{
-    AxisFormat, BackendPref, BuildSize, Event, GenSettings, ModelSource, Request, decode, encode,
+    AxisFormat, BackendPref, BuildSize, Event, ModelSource, Request, decode, encode,
 };
 use super::share::base64url_encode;
 
@@ -170,29 +170,19 @@ impl Worker {
                 name,
                 system,
                 questions,
-                sampling,
                 ..
             } => {
-                let all = super::catalog::questions();
-                let asked = &all[..questions.clamp(1, 16).min(all.len())];
                 let mut emit = |e| self.emit(e);
                 let cancelled = || self.cancelled(id);
+                let n = questions.clamp(1, 16);
                 (
                     "role",
                     self.host
                         .borrow_mut()
-                        .place_role(id, &name, &system, asked, &sampling, &cancelled, &mut emit),
+                        .place_role(id, &name, &system, n, &cancelled, &mut emit),
                 )
             }
-            Request::BuildBundle {
-                size,
-                max_tokens,
-                sampling,
-                ..
-            } => (
-                "build",
-                self.build_bundle(id, size, max_tokens, sampling).await,
-            ),
+            Request::BuildBundle { size, .. } => ("build", self.build_bundle(id, size).await),
             Request::ExportAxis { format, .. } => {
                 let host = self.host.borrow();
                 let file = match format {
@@ -272,6 +262,14 @@ impl Worker {
         let (factory, reason) = choose_backend(pref);
         let sha = Some(fetched.sha256.clone());
         let backend = self.host.borrow_mut().set_model(model, factory, sha)?;
+        // `{model_name}` in the roles' prompts, named from the file as the CLI does.
+        let file_name = match &source {
+            ModelSource::Url { url } => url.rsplit('/').next().unwrap_or_default().to_string(),
+            ModelSource::File { name, .. } => name.clone(),
+        };
+        if let Some(name) = short_model_name(&file_name) {
+            self.host.borrow_mut().set_model_name(&name);
+        }
         if let (Some(url), false) = (url, from_cache) {
             // Only a file that parsed is cached, so the cache never holds a broken model.
             let bytes = self.host.borrow().model_bytes();
@@ -302,19 +300,12 @@ impl Worker {
 
     /// Builds the map for the loaded model here, keeps it in Cache Storage under the model's
     /// hash (the next visit with this model finds it), and shows it.
-    async fn build_bundle(
-        &self,
-        id: u32,
-        size: BuildSize,
-        max_tokens: usize,
-        sampling: GenSettings,
-    ) -> Result<(), String> {
-        let plan = BuildPlan::new(size, max_tokens.clamp(1, 256), sampling);
+    async fn build_bundle(&self, id: u32, size: BuildSize) -> Result<(), String> {
         let mut emit = |e| self.emit(e);
         let bundle =
             self.host
                 .borrow_mut()
-                .build_bundle(id, &plan, &|| self.cancelled(id), &mut emit)?;
+                .build_bundle(id, size, &|| self.cancelled(id), &mut emit)?;
         if !bundle.model.sha256.is_empty()
             && let Ok(key) = built_bundle_key(&self.scope, &bundle.model.sha256)
         {
