@@ -49,7 +49,13 @@ fn only_the_replys_content_tokens_are_averaged() {
     let mask = content_mask(&chat, 2);
     // The masked tokens are exactly the reply's text, all of kind AssistantContent, and
     // contiguous: the header before them and the end of turn after them are left out.
-    let picked: Vec<u32> = chat.ids.iter().zip(&mask).filter(|(_, k)| **k).map(|(i, _)| *i).collect();
+    let picked: Vec<u32> = chat
+        .ids
+        .iter()
+        .zip(&mask)
+        .filter(|(_, k)| **k)
+        .map(|(i, _)| *i)
+        .collect();
     assert_eq!(m.tokenizer.decode(&picked), reply);
     let first = mask.iter().position(|&k| k).unwrap();
     let last = mask.iter().rposition(|&k| k).unwrap();
@@ -62,7 +68,9 @@ fn only_the_replys_content_tokens_are_averaged() {
     let im_start = m.tokenizer.token_id("<|im_start|>").unwrap();
     let im_end = m.tokenizer.token_id("<|im_end|>").unwrap();
     let s = chat.ids.iter().rposition(|&t| t == im_start).unwrap();
-    let body = (s + 1..chat.ids.len()).find(|&k| m.tokenizer.decode(&chat.ids[s..k]) == "<|im_start|>assistant\n").unwrap();
+    let body = (s + 1..chat.ids.len())
+        .find(|&k| m.tokenizer.decode(&chat.ids[s..k]) == "<|im_start|>assistant\n")
+        .unwrap();
     let end = chat.ids.iter().rposition(|&t| t == im_end).unwrap();
     assert_eq!((body, end), (first, last + 1));
 
@@ -71,8 +79,19 @@ fn only_the_replys_content_tokens_are_averaged() {
     // forward over the whole chat.
     let mut sess = session();
     let prompt = m.render(&msgs[..2], true).unwrap();
-    let opts = GenerateOptions { max_tokens: 4, sampler: SamplerConfig::greedy(), stop: m.stop_tokens() };
-    sess.generate(&m.tokenizer, &prompt.ids, &opts, &mut Hooks::none(), &mut |_, _| true).unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 4,
+        sampler: SamplerConfig::greedy(),
+        stop: m.stop_tokens(),
+    };
+    sess.generate(
+        &m.tokenizer,
+        &prompt.ids,
+        &opts,
+        &mut Hooks::none(),
+        &mut |_, _| true,
+    )
+    .unwrap();
     let act = pipeline::reply_activation(m, &mut sess, &msgs, "pirate", 0, 7).unwrap();
     assert_eq!(act.n_tokens as usize, end - body);
     let full = record_all(&chat.ids, Vec::new());
@@ -90,7 +109,10 @@ fn only_the_replys_content_tokens_are_averaged() {
         }
         for t in body - 1..=end {
             let h = full.recording.get(t, l).unwrap();
-            with_header.iter_mut().zip(h).for_each(|(a, &b)| *a += b as f64);
+            with_header
+                .iter_mut()
+                .zip(h)
+                .for_each(|(a, &b)| *a += b as f64);
         }
         let n = (end - body) as f64;
         let got = &act.per_layer[l * hidden..(l + 1) * hidden];
@@ -107,7 +129,10 @@ fn only_the_replys_content_tokens_are_averaged() {
     // rounding (measured: 0); adding the header and end-of-turn tokens would move the mean by
     // far more.
     assert!(worst < 1e-4, "cached vs fresh: relative difference {worst}");
-    assert!(moved_by_header > 0.05, "header tokens barely move the mean ({moved_by_header}): the check is blind");
+    assert!(
+        moved_by_header > 0.05,
+        "header tokens barely move the mean ({moved_by_header}): the check is blind"
+    );
 }
 
 fn bin() -> &'static str {
@@ -115,8 +140,16 @@ fn bin() -> &'static str {
 }
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).current_dir(root()).output().unwrap();
-    assert!(out.status.success(), "axiscope {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "axiscope {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -131,9 +164,17 @@ fn temp_dir(tag: &str) -> PathBuf {
 fn tiny_roles() -> PathBuf {
     let dir = temp_dir("roles");
     for r in ["tutor", "pirate", "ghost"] {
-        std::fs::copy(root().join(format!("data/roles/{r}.json")), dir.join(format!("{r}.json"))).unwrap();
+        std::fs::copy(
+            root().join(format!("data/roles/{r}.json")),
+            dir.join(format!("{r}.json")),
+        )
+        .unwrap();
     }
-    std::fs::write(dir.join("default.json"), r#"{"instruction": [{"pos": ""}, {"pos": "You are {model_name}."}]}"#).unwrap();
+    std::fs::write(
+        dir.join("default.json"),
+        r#"{"instruction": [{"pos": ""}, {"pos": "You are {model_name}."}]}"#,
+    )
+    .unwrap();
     dir
 }
 
@@ -155,11 +196,28 @@ fn tiny() -> &'static Tiny {
         let replies = out.join("replies.jsonl");
         let model = default_model_path();
         run(&[
-            "build", "--model", model.to_str().unwrap(), "--roles", roles.to_str().unwrap(), "--quick", "--jobs", "2",
-            "--seed", "5", "--out", path.to_str().unwrap(), "--replies", replies.to_str().unwrap(),
+            "build",
+            "--model",
+            model.to_str().unwrap(),
+            "--roles",
+            roles.to_str().unwrap(),
+            "--quick",
+            "--jobs",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            path.to_str().unwrap(),
+            "--replies",
+            replies.to_str().unwrap(),
         ]);
         let bundle = Bundle::from_blob(&std::fs::read(&path).unwrap()).unwrap();
-        Tiny { roles, path, replies, bundle }
+        Tiny {
+            roles,
+            path,
+            replies,
+            bundle,
+        }
     })
 }
 
@@ -168,7 +226,10 @@ fn tiny_build_gives_a_sane_bundle_and_report() {
     let t = tiny();
     let b = &t.bundle;
     let m = default_model();
-    assert_eq!((b.model.n_layers, b.model.hidden), (m.config.n_layers, m.config.hidden));
+    assert_eq!(
+        (b.model.n_layers, b.model.hidden),
+        (m.config.n_layers, m.config.hidden)
+    );
     assert_eq!(b.model.sha256.len(), 64);
     assert_eq!(b.analysis_layer, m.config.n_layers / 2);
     // Roles in file-name order, 1 prompt x 2 questions each; the default 2 prompts x 2.
@@ -182,13 +243,23 @@ fn tiny_build_gives_a_sane_bundle_and_report() {
     qs.dedup();
     assert_eq!(qs.len(), 2, "every role answers the same two questions");
     assert_eq!(b.settings.extra["model_name"], "SmolLM2-135M-Instruct");
-    assert_eq!((b.settings.max_new_tokens, b.settings.prompts_per_role, b.settings.seed), (16, 1, 5));
+    assert_eq!(
+        (
+            b.settings.max_new_tokens,
+            b.settings.prompts_per_role,
+            b.settings.seed
+        ),
+        (16, 1, 5)
+    );
     for l in 0..b.vectors.n_layers {
         let u = b.vectors.unit_at(l);
         assert!((dot(u, u) - 1.0).abs() < 1e-4);
         // The default sits at +|axis| and the roles average 0 by construction.
         let mean_role: f32 = (0..3).map(|r| b.vectors.role_projection(r, l)).sum::<f32>() / 3.0;
-        assert!(mean_role.abs() < 1e-2 * b.vectors.default_projection(l), "layer {l}");
+        assert!(
+            mean_role.abs() < 1e-2 * b.vectors.default_projection(l),
+            "layer {l}"
+        );
         assert!(b.vectors.mean_token_norm[l] > 0.0);
     }
     let fid = b.fidelity.as_ref().unwrap();
@@ -201,10 +272,20 @@ fn tiny_build_gives_a_sane_bundle_and_report() {
         assert!(v["tokens"].as_u64().unwrap() <= 16 && !v["reply"].as_str().unwrap().is_empty());
     }
 
-    let rep: serde_json::Value = serde_json::from_str(&run(&["report", "--bundle", t.path.to_str().unwrap(), "--json"])).unwrap();
+    let rep: serde_json::Value = serde_json::from_str(&run(&[
+        "report",
+        "--bundle",
+        t.path.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
     assert_eq!(rep["layer"], 15);
     assert!(rep["cos_pc1_axis"].as_f64().unwrap().abs() <= 1.0);
-    assert_eq!(rep["explained_variance"].as_array().unwrap().len(), 2, "3 roles span 2 dimensions");
+    assert_eq!(
+        rep["explained_variance"].as_array().unwrap().len(),
+        2,
+        "3 roles span 2 dimensions"
+    );
     assert_eq!(rep["nearest"].as_array().unwrap().len(), 3);
     assert_eq!(rep["farthest"][0], rep["nearest"][2]);
     assert_eq!(rep["cos_pc1_axis_per_layer"].as_array().unwrap().len(), 30);
@@ -219,9 +300,22 @@ fn placing_a_built_role_again_lands_where_the_bundle_has_it() {
     let b = &t.bundle;
     let dir = temp_dir("place");
     std::fs::copy(t.roles.join("pirate.json"), dir.join("pirate.json")).unwrap();
-    std::fs::write(dir.join("caveman.json"), r#"{"instruction": [{"pos": "You are a caveman. Speak in grunts and short words."}]}"#).unwrap();
+    std::fs::write(
+        dir.join("caveman.json"),
+        r#"{"instruction": [{"pos": "You are a caveman. Speak in grunts and short words."}]}"#,
+    )
+    .unwrap();
     let model = default_model_path();
-    let out = run(&["project", "--model", model.to_str().unwrap(), "--bundle", t.path.to_str().unwrap(), "--roles", dir.to_str().unwrap(), "--json"]);
+    let out = run(&[
+        "project",
+        "--model",
+        model.to_str().unwrap(),
+        "--bundle",
+        t.path.to_str().unwrap(),
+        "--roles",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let roles = v["roles"].as_array().unwrap();
     assert_eq!(roles.len(), 2);
@@ -231,8 +325,16 @@ fn placing_a_built_role_again_lands_where_the_bundle_has_it() {
     // so the same role vector up to the bundle's f16 storage of role vectors.
     let want = b.vectors.role_projection(r, b.analysis_layer);
     let got = pirate["projection"].as_f64().unwrap() as f32;
-    assert!((got - want).abs() < 0.02 + 1e-3 * want.abs(), "projection {got} vs bundle {want}");
-    let pc: Vec<f32> = pirate["pc"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    assert!(
+        (got - want).abs() < 0.02 + 1e-3 * want.abs(),
+        "projection {got} vs bundle {want}"
+    );
+    let pc: Vec<f32> = pirate["pc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
     for (g, w) in pc.iter().zip(b.pca.row_scores(r)) {
         assert!((g - w).abs() < 0.05, "PC {g} vs {w}");
     }
@@ -257,19 +359,44 @@ fn transcripts_with_assistant_turns_are_projected_per_turn() {
     )
     .unwrap();
     let model = default_model_path();
-    let out = run(&["project", "--model", model.to_str().unwrap(), "--bundle", t.path.to_str().unwrap(), "--transcript", file.to_str().unwrap(), "--json"]);
+    let out = run(&[
+        "project",
+        "--model",
+        model.to_str().unwrap(),
+        "--bundle",
+        t.path.to_str().unwrap(),
+        "--transcript",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["layer"], 15);
     assert_eq!(v["generated"], false);
     let turns = v["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 2);
-    assert_eq!((turns[0]["turn"].clone(), turns[1]["turn"].clone()), (0.into(), 1.into()));
-    assert!(turns.iter().all(|t| t["projection"].as_f64().unwrap().is_finite() && t["user_projection"].is_number()));
+    assert_eq!(
+        (turns[0]["turn"].clone(), turns[1]["turn"].clone()),
+        (0.into(), 1.into())
+    );
+    assert!(
+        turns
+            .iter()
+            .all(|t| t["projection"].as_f64().unwrap().is_finite()
+                && t["user_projection"].is_number())
+    );
 
     // The same numbers from the library, on a fresh session.
     let tr = axiscope::science::data::read_transcript(&file).unwrap();
     let m = default_model();
-    let lib = pipeline::project_conversation(m, &mut session(), &tr.messages, &t.bundle.vectors, 15, false).unwrap();
+    let lib = pipeline::project_conversation(
+        m,
+        &mut session(),
+        &tr.messages,
+        &t.bundle.vectors,
+        15,
+        false,
+    )
+    .unwrap();
     for (j, l) in turns.iter().zip(&lib) {
         assert!((j["projection"].as_f64().unwrap() as f32 - l.projection).abs() < 1e-4);
     }
@@ -280,7 +407,10 @@ fn pirate_chat_ids() -> Vec<u32> {
     let msgs = vec![
         Message::new(Role::System, PIRATE),
         Message::new(Role::User, "Who are you?"),
-        Message::new(Role::Assistant, "Arr, I be Captain Blackbeard, terror of the seven seas!"),
+        Message::new(
+            Role::Assistant,
+            "Arr, I be Captain Blackbeard, terror of the seven seas!",
+        ),
     ];
     m.render(&msgs, false).unwrap().ids
 }
@@ -298,7 +428,11 @@ fn capping_floors_every_token_in_the_band_and_leaves_earlier_layers_alone() {
     let n = ids.len();
     for l in 0..lo {
         for t in 0..n {
-            assert_eq!(plain.recording.get(t, l), capped.recording.get(t, l), "layer {l} token {t} changed below the band");
+            assert_eq!(
+                plain.recording.get(t, l),
+                capped.recording.get(t, l),
+                "layer {l} token {t} changed below the band"
+            );
         }
     }
     let mut lifted = 0;
@@ -307,7 +441,10 @@ fn capping_floors_every_token_in_the_band_and_leaves_earlier_layers_alone() {
         let u = b.vectors.unit_at(l);
         for t in 0..n {
             let p = dot(capped.recording.get(t, l).unwrap(), u);
-            assert!(p >= tau as f64 - 1e-3 * (1.0 + tau.abs() as f64), "layer {l} token {t}: projection {p} below tau {tau}");
+            assert!(
+                p >= tau as f64 - 1e-3 * (1.0 + tau.abs() as f64),
+                "layer {l} token {t}: projection {p} below tau {tau}"
+            );
             if dot(plain.recording.get(t, l).unwrap(), u) < tau as f64 {
                 lifted += 1;
             }
@@ -319,13 +456,23 @@ fn capping_floors_every_token_in_the_band_and_leaves_earlier_layers_alone() {
                 let mut want = plain.recording.get(t, l).unwrap().to_vec();
                 e.kind.apply(&mut want);
                 let got = capped.recording.get(t, l).unwrap();
-                let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
                 assert!(err < 1e-3, "token {t}: engine vs reference {err}");
             }
         }
     }
-    assert!(lifted > n, "the cap lifted only {lifted} token-layers: the test is blind");
-    assert!((hi..b.vectors.n_layers).any(|l| plain.recording.get(n - 1, l) != capped.recording.get(n - 1, l)));
+    assert!(
+        lifted > n,
+        "the cap lifted only {lifted} token-layers: the test is blind"
+    );
+    assert!(
+        (hi..b.vectors.n_layers)
+            .any(|l| plain.recording.get(n - 1, l) != capped.recording.get(n - 1, l))
+    );
 }
 
 #[test]
@@ -341,21 +488,39 @@ fn steering_adds_alpha_norm_u_and_changes_the_reply() {
     let shift = alpha as f64 * b.vectors.mean_token_norm[l] as f64;
     let u = b.vectors.unit_at(l);
     for t in 0..ids.len() {
-        let (p, s) = (plain.recording.get(t, l).unwrap(), steered.recording.get(t, l).unwrap());
+        let (p, s) = (
+            plain.recording.get(t, l).unwrap(),
+            steered.recording.get(t, l).unwrap(),
+        );
         for ((a, b), &ui) in s.iter().zip(p).zip(u) {
-            assert!(((a - b) as f64 - shift * ui as f64).abs() < 1e-3, "token {t}");
+            assert!(
+                ((a - b) as f64 - shift * ui as f64).abs() < 1e-3,
+                "token {t}"
+            );
         }
     }
     // The greedy reply changes.
-    let prompt = m.render(&[Message::new(Role::User, "Who are you?")], true).unwrap();
-    let opts = GenerateOptions { max_tokens: 12, sampler: SamplerConfig::greedy(), stop: m.stop_tokens() };
+    let prompt = m
+        .render(&[Message::new(Role::User, "Who are you?")], true)
+        .unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        sampler: SamplerConfig::greedy(),
+        stop: m.stop_tokens(),
+    };
     let reply = |edits: Vec<axiscope::engine::Edit>| {
         let mut hooks = Hooks::none();
         hooks.edits = edits;
-        session().generate(&m.tokenizer, &prompt.ids, &opts, &mut hooks, &mut |_, _| true).unwrap().tokens
+        session()
+            .generate(&m.tokenizer, &prompt.ids, &opts, &mut hooks, &mut |_, _| {
+                true
+            })
+            .unwrap()
+            .tokens
     };
     assert_ne!(reply(Vec::new()), reply(edits));
-    if let EditKind::Add { vector } = &steering_edits(&b.vectors, l..l + 1, alpha).unwrap()[0].kind {
+    if let EditKind::Add { vector } = &steering_edits(&b.vectors, l..l + 1, alpha).unwrap()[0].kind
+    {
         assert!((dot(vector, vector).sqrt() - shift.abs()).abs() < 1e-3 * shift.abs());
     }
 }
@@ -365,17 +530,49 @@ fn generate_with_a_cap_reports_the_unsteered_projection() {
     let t = tiny();
     let model = default_model_path();
     let args = |extra: &[&str]| {
-        let mut a = vec!["generate", "--model", model.to_str().unwrap(), "--system", PIRATE, "--prompt", "Who are you?", "--max-tokens", "8", "--seed", "3", "--json", "--bundle", t.path.to_str().unwrap()];
+        let mut a = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--system",
+            PIRATE,
+            "--prompt",
+            "Who are you?",
+            "--max-tokens",
+            "8",
+            "--seed",
+            "3",
+            "--json",
+            "--bundle",
+            t.path.to_str().unwrap(),
+        ];
         a.extend_from_slice(extra);
         let v: serde_json::Value = serde_json::from_str(&run(&a)).unwrap();
         v
     };
     let plain = args(&[]);
     let capped = args(&["--cap-percentile", "90", "--cap-layers", "8:20"]);
-    assert!(plain["projection_unsteered"].is_number() && capped["projection_unsteered"].is_number());
+    assert!(
+        plain["projection_unsteered"].is_number() && capped["projection_unsteered"].is_number()
+    );
     assert_eq!(capped["edits"].as_array().unwrap().len(), 12);
-    assert_ne!(plain["tokens"], capped["tokens"], "a 90th-percentile cap over 12 layers changes the reply");
-    let bad = Command::new(bin()).args(["generate", "--model", model.to_str().unwrap(), "--prompt", "Hi", "--cap-percentile", "75"]).current_dir(root()).output().unwrap();
+    assert_ne!(
+        plain["tokens"], capped["tokens"],
+        "a 90th-percentile cap over 12 layers changes the reply"
+    );
+    let bad = Command::new(bin())
+        .args([
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "Hi",
+            "--cap-percentile",
+            "75",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--bundle"));
 }

@@ -48,7 +48,12 @@ impl Transcript {
 }
 
 fn at(file: &str, e: serde_json::Error) -> Error {
-    Error::Invalid(format!("{file}:{}:{}: {}", e.line(), e.column(), strip_position(&e)))
+    Error::Invalid(format!(
+        "{file}:{}:{}: {}",
+        e.line(),
+        e.column(),
+        strip_position(&e)
+    ))
 }
 
 /// serde_json appends " at line L column C" to its messages; we print the position first.
@@ -78,7 +83,9 @@ struct RawRole {
 pub fn parse_role(name: &str, file: &str, text: &str, model_name: &str) -> Result<RoleSpec> {
     let raw: RawRole = serde_json::from_str(text).map_err(|e| at(file, e))?;
     if raw.instruction.is_empty() {
-        return Err(Error::Invalid(format!("{file}: \"instruction\" holds no prompt")));
+        return Err(Error::Invalid(format!(
+            "{file}: \"instruction\" holds no prompt"
+        )));
     }
     let is_default = name == DEFAULT_ROLE;
     let mut prompts = Vec::with_capacity(raw.instruction.len());
@@ -94,7 +101,11 @@ pub fn parse_role(name: &str, file: &str, text: &str, model_name: &str) -> Resul
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s,
         _ => UNKNOWN_CATEGORY.to_string(),
     };
-    Ok(RoleSpec { name: name.to_string(), category, prompts })
+    Ok(RoleSpec {
+        name: name.to_string(),
+        category,
+        prompts,
+    })
 }
 
 #[derive(Deserialize)]
@@ -118,9 +129,15 @@ pub fn parse_questions(file: &str, text: &str) -> Result<Vec<Question>> {
             return Err(Error::Invalid(format!("{file}:{n}: the question is empty")));
         }
         if out.iter().any(|o| o.id == q.id) {
-            return Err(Error::Invalid(format!("{file}:{n}: question id {} is used twice", q.id)));
+            return Err(Error::Invalid(format!(
+                "{file}:{n}: question id {} is used twice",
+                q.id
+            )));
         }
-        out.push(Question { id: q.id, text: q.question });
+        out.push(Question {
+            id: q.id,
+            text: q.question,
+        });
     }
     if out.is_empty() {
         return Err(Error::Invalid(format!("{file}: no questions")));
@@ -163,9 +180,14 @@ pub fn parse_transcript(name: &str, file: &str, text: &str) -> Result<Transcript
         messages.push(Message::new(role, t.content));
     }
     if !messages.iter().any(|m| m.role == Role::User) {
-        return Err(Error::Invalid(format!("{file}: the conversation has no user turn")));
+        return Err(Error::Invalid(format!(
+            "{file}: the conversation has no user turn"
+        )));
     }
-    Ok(Transcript { name: name.to_string(), messages })
+    Ok(Transcript {
+        name: name.to_string(),
+        messages,
+    })
 }
 
 /// A folder of role files: every `<role>.json` but `default.json`, sorted by name, and the
@@ -190,7 +212,8 @@ fn read_text(path: &std::path::Path) -> Result<String> {
 /// Reads every role file of `dir` (not its subfolders).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_role_dir(dir: &std::path::Path, model_name: &str) -> Result<RoleSet> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
     let mut paths = Vec::new();
     for e in entries {
         let e = e.map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
@@ -205,7 +228,12 @@ pub fn read_role_dir(dir: &std::path::Path, model_name: &str) -> Result<RoleSet>
     let mut roles = Vec::new();
     let mut default = None;
     for (stem, path) in paths {
-        let role = parse_role(&stem, &path.display().to_string(), &read_text(&path)?, model_name)?;
+        let role = parse_role(
+            &stem,
+            &path.display().to_string(),
+            &read_text(&path)?,
+            model_name,
+        )?;
         if stem == DEFAULT_ROLE {
             default = Some(role);
         } else {
@@ -213,7 +241,10 @@ pub fn read_role_dir(dir: &std::path::Path, model_name: &str) -> Result<RoleSet>
         }
     }
     if roles.is_empty() && default.is_none() {
-        return Err(Error::Invalid(format!("{}: no role files (<role>.json)", dir.display())));
+        return Err(Error::Invalid(format!(
+            "{}: no role files (<role>.json)",
+            dir.display()
+        )));
     }
     Ok(RoleSet { roles, default })
 }
@@ -235,23 +266,63 @@ mod tests {
 
     #[test]
     fn role_files_in_the_reference_format() {
-        let r = parse_role("ghost", "ghost.json", r#"{"instruction": [{"pos": "You are a ghost.", "neg": "x"}], "questions": []}"#, "M").unwrap();
+        let r = parse_role(
+            "ghost",
+            "ghost.json",
+            r#"{"instruction": [{"pos": "You are a ghost.", "neg": "x"}], "questions": []}"#,
+            "M",
+        )
+        .unwrap();
         assert_eq!(r.prompts, vec!["You are a ghost."]);
         assert_eq!(r.category, UNKNOWN_CATEGORY);
-        let r = parse_role("x", "x.json", r#"{"category": "human", "instruction": [{"pos": "A"}, {"pos": "B"}]}"#, "M").unwrap();
+        let r = parse_role(
+            "x",
+            "x.json",
+            r#"{"category": "human", "instruction": [{"pos": "A"}, {"pos": "B"}]}"#,
+            "M",
+        )
+        .unwrap();
         assert_eq!((r.category.as_str(), r.prompts.len()), ("human", 2));
-        let d = parse_role("default", "default.json", r#"{"instruction": [{"pos": ""}, {"pos": "You are {model_name}."}]}"#, "SmolLM").unwrap();
+        let d = parse_role(
+            "default",
+            "default.json",
+            r#"{"instruction": [{"pos": ""}, {"pos": "You are {model_name}."}]}"#,
+            "SmolLM",
+        )
+        .unwrap();
         assert_eq!(d.prompts, vec!["", "You are SmolLM."]);
     }
 
     #[test]
     fn role_errors_name_file_and_line() {
-        let e = parse_role("x", "roles/x.json", "{\"instruction\": [\n {\"pos\": 5}\n]}", "M").unwrap_err().to_string();
+        let e = parse_role(
+            "x",
+            "roles/x.json",
+            "{\"instruction\": [\n {\"pos\": 5}\n]}",
+            "M",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("roles/x.json:2:"), "{e}");
-        let e = parse_role("x", "roles/x.json", "{\"role\": \"x\"}", "M").unwrap_err().to_string();
-        assert!(e.starts_with("roles/x.json:1:") && e.contains("instruction"), "{e}");
-        let e = parse_role("x", "roles/x.json", r#"{"instruction": [{"pos": "a"}, {"pos": " "}]}"#, "M").unwrap_err().to_string();
-        assert!(e.contains("roles/x.json: instruction[1].pos is empty"), "{e}");
+        let e = parse_role("x", "roles/x.json", "{\"role\": \"x\"}", "M")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("roles/x.json:1:") && e.contains("instruction"),
+            "{e}"
+        );
+        let e = parse_role(
+            "x",
+            "roles/x.json",
+            r#"{"instruction": [{"pos": "a"}, {"pos": " "}]}"#,
+            "M",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("roles/x.json: instruction[1].pos is empty"),
+            "{e}"
+        );
         assert!(parse_role("x", "x.json", r#"{"instruction": []}"#, "M").is_err());
         assert!(parse_role("x", "x.json", "{", "M").is_err());
     }
@@ -259,12 +330,33 @@ mod tests {
     #[test]
     fn questions_jsonl() {
         let q = parse_questions("q.jsonl", "{\"question\": \"Why?\", \"id\": 3}\n\n{\"question\": \"How?\", \"id\": 0, \"x\": 1}\n").unwrap();
-        assert_eq!(q, vec![Question { id: 3, text: "Why?".into() }, Question { id: 0, text: "How?".into() }]);
-        let e = parse_questions("q.jsonl", "{\"question\": \"a\", \"id\": 1}\n{\"question\": \"b\", \"id\": 1}").unwrap_err().to_string();
+        assert_eq!(
+            q,
+            vec![
+                Question {
+                    id: 3,
+                    text: "Why?".into()
+                },
+                Question {
+                    id: 0,
+                    text: "How?".into()
+                }
+            ]
+        );
+        let e = parse_questions(
+            "q.jsonl",
+            "{\"question\": \"a\", \"id\": 1}\n{\"question\": \"b\", \"id\": 1}",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("q.jsonl:2: question id 1"), "{e}");
-        let e = parse_questions("q.jsonl", "{\"question\": \"a\", \"id\": 1}\n\n{\"id\": 2}").unwrap_err().to_string();
+        let e = parse_questions("q.jsonl", "{\"question\": \"a\", \"id\": 1}\n\n{\"id\": 2}")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("q.jsonl:3:") && e.contains("question"), "{e}");
-        let e = parse_questions("q.jsonl", "{\"question\": \"a\", \"id\": -1}").unwrap_err().to_string();
+        let e = parse_questions("q.jsonl", "{\"question\": \"a\", \"id\": -1}")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("q.jsonl:1:"), "{e}");
         assert!(parse_questions("q.jsonl", "\n\n").is_err());
         assert!(parse_questions("q.jsonl", "{\"question\": \"  \", \"id\": 1}").is_err());
@@ -278,15 +370,29 @@ mod tests {
         let t = parse_transcript("t", "t.json", r#"{"conversation": [{"role": "system", "content": "Be a pirate."}, {"role": "user", "content": "Hi"}]}"#).unwrap();
         assert!(t.user_only());
         let bad = [
-            (r#"{"conversation": [{"role": "assistant", "content": "Hi"}]}"#, "conversation[0]"),
-            (r#"{"conversation": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "x"}]}"#, "conversation[1]"),
-            (r#"{"conversation": [{"role": "user", "content": ""}]}"#, "empty"),
-            (r#"{"conversation": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]}"#, "first"),
+            (
+                r#"{"conversation": [{"role": "assistant", "content": "Hi"}]}"#,
+                "conversation[0]",
+            ),
+            (
+                r#"{"conversation": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "x"}]}"#,
+                "conversation[1]",
+            ),
+            (
+                r#"{"conversation": [{"role": "user", "content": ""}]}"#,
+                "empty",
+            ),
+            (
+                r#"{"conversation": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]}"#,
+                "first",
+            ),
             (r#"{"conversation": []}"#, "no user turn"),
             ("{\"conversation\": [\n{\"role\": \"user\"}]}", "t.json:2:"),
         ];
         for (text, want) in bad {
-            let e = parse_transcript("t", "t.json", text).unwrap_err().to_string();
+            let e = parse_transcript("t", "t.json", text)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
     }
@@ -296,7 +402,11 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
         let set = read_role_dir(&root.join("roles"), "SmolLM").unwrap();
         assert!(set.roles.len() >= 60, "{}", set.roles.len());
-        assert!(set.roles.iter().all(|r| r.prompts.len() == 5 && r.category != UNKNOWN_CATEGORY));
+        assert!(
+            set.roles
+                .iter()
+                .all(|r| r.prompts.len() == 5 && r.category != UNKNOWN_CATEGORY)
+        );
         let d = set.default.unwrap();
         assert_eq!(d.prompts[0], "");
         assert!(d.prompts.contains(&"You are SmolLM.".to_string()));

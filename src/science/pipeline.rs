@@ -10,11 +10,15 @@ use super::data::{Question, RoleSpec};
 use super::report::FidelityReport;
 use super::stats::RunningMean;
 use super::steer::{EditKind, LayerEdit};
-use super::vectors::{DEFAULT_ROLE, PersonaVectors, ProjectionStats, RolloutActivation, TokenActivations};
+use super::vectors::{
+    DEFAULT_ROLE, PersonaVectors, ProjectionStats, RolloutActivation, TokenActivations,
+};
 use super::{Error, Result};
 use crate::engine::chat::{Message, Rendered, Role, TokenKind};
 use crate::engine::sampler::Rng;
-use crate::engine::{Edit, EditOp, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason};
+use crate::engine::{
+    Edit, EditOp, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
+};
 
 /// Principal components kept in a bundle (the map shows two or three; the rest cost little).
 pub const BUNDLE_PCS: usize = 8;
@@ -40,7 +44,12 @@ pub struct BuildOptions {
 
 impl BuildOptions {
     pub fn standard() -> Self {
-        Self { prompts_per_role: 2, questions_per_role: 4, max_tokens: 40, ..Self::quick() }
+        Self {
+            prompts_per_role: 2,
+            questions_per_role: 4,
+            max_tokens: 32,
+            ..Self::quick()
+        }
     }
 
     pub fn quick() -> Self {
@@ -70,9 +79,15 @@ impl BuildOptions {
 
     fn check(&self) -> Result<()> {
         if self.prompts_per_role == 0 || self.questions_per_role == 0 || self.max_tokens == 0 {
-            return Err(Error::Invalid("build: prompts, questions and max tokens per rollout must be at least 1".into()));
+            return Err(Error::Invalid(
+                "build: prompts, questions and max tokens per rollout must be at least 1".into(),
+            ));
         }
-        if !(self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0 && self.repeat_penalty > 0.0) {
+        if !(self.temperature >= 0.0
+            && self.top_p > 0.0
+            && self.top_p <= 1.0
+            && self.repeat_penalty > 0.0)
+        {
             return Err(Error::Invalid(format!(
                 "build: bad sampling (temperature {}, top-p {}, repetition penalty {})",
                 self.temperature, self.top_p, self.repeat_penalty
@@ -82,7 +97,11 @@ impl BuildOptions {
     }
 
     /// What the bundle records about these options.
-    pub fn settings(&self, questions: &[Question], extra: std::collections::BTreeMap<String, serde_json::Value>) -> BuildSettings {
+    pub fn settings(
+        &self,
+        questions: &[Question],
+        extra: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> BuildSettings {
         BuildSettings {
             questions: questions.len() as u32,
             prompts_per_role: self.prompts_per_role as u32,
@@ -110,7 +129,9 @@ pub struct RolloutPlan {
 
 /// FNV-1a, to turn names into seeds the same way on every platform.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The seed of one rollout: depends on the build seed and the rollout's identity only, so
@@ -123,7 +144,10 @@ pub fn rollout_seed(seed: u64, role: &str, prompt_index: u32, question_id: u32) 
 /// `n` questions chosen by a seeded shuffle, returned in file order. Every role answers these.
 pub fn choose_questions(questions: &[Question], n: usize, seed: u64) -> Result<Vec<Question>> {
     if n == 0 || n > questions.len() {
-        return Err(Error::Invalid(format!("build: {n} questions per role asked, the file has {}", questions.len())));
+        return Err(Error::Invalid(format!(
+            "build: {n} questions per role asked, the file has {}",
+            questions.len()
+        )));
     }
     let mut idx: Vec<usize> = (0..questions.len()).collect();
     // A different stream from the rollouts' seeds: the choice must not correlate with them.
@@ -141,23 +165,38 @@ pub fn choose_questions(questions: &[Question], n: usize, seed: u64) -> Result<V
 /// `questions` (already chosen, see [`choose_questions`]), roles in the given order, then the
 /// default with all its prompts. Within a role by prompt, then question: consecutive
 /// rollouts share a system prompt, whose cached tokens the session reuses.
-pub fn plan_rollouts(roles: &[RoleSpec], default: Option<&RoleSpec>, questions: &[Question], opts: &BuildOptions) -> Result<Vec<RolloutPlan>> {
+pub fn plan_rollouts(
+    roles: &[RoleSpec],
+    default: Option<&RoleSpec>,
+    questions: &[Question],
+    opts: &BuildOptions,
+) -> Result<Vec<RolloutPlan>> {
     opts.check()?;
     if let Some(d) = default
         && d.name != DEFAULT_ROLE
     {
-        return Err(Error::Invalid(format!("build: the default condition must be named \"{DEFAULT_ROLE}\", not \"{}\"", d.name)));
+        return Err(Error::Invalid(format!(
+            "build: the default condition must be named \"{DEFAULT_ROLE}\", not \"{}\"",
+            d.name
+        )));
     }
     if roles.is_empty() || questions.is_empty() {
         return Err(Error::Invalid("build: no roles or no questions".into()));
     }
     for (i, r) in roles.iter().enumerate() {
         if r.name == DEFAULT_ROLE || roles[..i].iter().any(|o| o.name == r.name) {
-            return Err(Error::Invalid(format!("build: role name \"{}\" is reserved or used twice", r.name)));
+            return Err(Error::Invalid(format!(
+                "build: role name \"{}\" is reserved or used twice",
+                r.name
+            )));
         }
     }
     let mut plans = Vec::new();
-    for (role, k) in roles.iter().map(|r| (r, opts.prompts_per_role)).chain(default.map(|d| (d, usize::MAX))) {
+    for (role, k) in roles
+        .iter()
+        .map(|r| (r, opts.prompts_per_role))
+        .chain(default.map(|d| (d, usize::MAX)))
+    {
         for (p, system) in role.prompts.iter().enumerate().take(k) {
             for q in questions {
                 plans.push(RolloutPlan {
@@ -191,23 +230,47 @@ pub fn content_mask(r: &Rendered, message: usize) -> Vec<bool> {
     r.kinds
         .iter()
         .zip(&r.messages)
-        .map(|(k, m)| *m == Some(message) && matches!(k, TokenKind::AssistantContent | TokenKind::User | TokenKind::System))
+        .map(|(k, m)| {
+            *m == Some(message)
+                && matches!(
+                    k,
+                    TokenKind::AssistantContent | TokenKind::User | TokenKind::System
+                )
+        })
         .collect()
 }
 
 /// One teacher-forced pass over `ids` recording `layers`, reusing the session's cached prefix
 /// up to `first_needed` (the first token whose residual is wanted) when `reuse_cache` holds.
 /// Returns the index of the first recorded token; `hooks.recording` holds this pass's
-/// tokens only. A cache filled while edits were active
-/// must not be reused for an unedited read: pass `reuse_cache = false` then.
+/// tokens only. A cache filled while edits were active must not be reused for an unedited
+/// read: pass `reuse_cache = false` then.
 ///
 /// Reuse gives the same residuals as a pass from position 0: the backend computes every row
 /// independently and attention reads the cached keys/values either way.
-pub fn teacher_force(session: &mut Session, ids: &[u32], first_needed: usize, hooks: &mut Hooks, reuse_cache: bool) -> Result<usize> {
+pub fn teacher_force(
+    session: &mut Session,
+    ids: &[u32],
+    first_needed: usize,
+    hooks: &mut Hooks,
+    reuse_cache: bool,
+) -> Result<usize> {
     if first_needed >= ids.len() {
-        return Err(Error::Invalid(format!("teacher forcing: token {first_needed} of a {}-token chat", ids.len())));
+        return Err(Error::Invalid(format!(
+            "teacher forcing: token {first_needed} of a {}-token chat",
+            ids.len()
+        )));
     }
-    let common = if reuse_cache { session.tokens().iter().zip(ids).take_while(|(a, b)| a == b).count() } else { 0 };
+    let common = if reuse_cache {
+        session
+            .tokens()
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+    } else {
+        0
+    };
     let start = common.min(first_needed);
     session.truncate(start);
     hooks.recording.data.clear();
@@ -241,17 +304,27 @@ pub fn reply_activation(
     prompt_index: u32,
     question_id: u32,
 ) -> Result<RolloutActivation> {
-    let last = messages.len().checked_sub(1).filter(|&i| messages[i].role == Role::Assistant);
-    let last = last.ok_or_else(|| Error::Invalid("rollout: the chat does not end with the assistant's reply".into()))?;
+    let last = messages
+        .len()
+        .checked_sub(1)
+        .filter(|&i| messages[i].role == Role::Assistant);
+    let last = last.ok_or_else(|| {
+        Error::Invalid("rollout: the chat does not end with the assistant's reply".into())
+    })?;
     let chat = model.render(messages, false).map_err(engine_err)?;
     let mask = content_mask(&chat, last);
-    let first = mask
-        .iter()
-        .position(|&m| m)
-        .ok_or_else(|| Error::Invalid(format!("rollout {role}/{prompt_index}/{question_id}: the reply has no content tokens")))?;
+    let first = mask.iter().position(|&m| m).ok_or_else(|| {
+        Error::Invalid(format!(
+            "rollout {role}/{prompt_index}/{question_id}: the reply has no content tokens"
+        ))
+    })?;
     let mut hooks = Hooks::recording(all_layers(model));
     let start = teacher_force(session, &chat.ids, first, &mut hooks, true)?;
-    let acts = TokenActivations::new(&hooks.recording.data, model.config.n_layers, model.config.hidden)?;
+    let acts = TokenActivations::new(
+        &hooks.recording.data,
+        model.config.n_layers,
+        model.config.hidden,
+    )?;
     RolloutActivation::from_tokens(role, prompt_index, question_id, &acts, &mask[start..])
 }
 
@@ -269,19 +342,53 @@ pub struct RolloutOutput {
 
 /// Generates the reply of one rollout and reads its activation; `None` when every attempt
 /// gave an empty reply (the caller leaves the rollout out and says so).
-pub fn run_rollout(model: &Model, session: &mut Session, plan: &RolloutPlan, opts: &BuildOptions) -> Result<Option<RolloutOutput>> {
+pub fn run_rollout(
+    model: &Model,
+    session: &mut Session,
+    plan: &RolloutPlan,
+    opts: &BuildOptions,
+) -> Result<Option<RolloutOutput>> {
     let mut messages = chat_messages(&plan.system, &plan.question);
     let prompt = model.render(&messages, true).map_err(engine_err)?;
     for attempt in 0..MAX_ATTEMPTS {
-        let seed = if attempt == 0 { plan.seed } else { Rng::new(plan.seed ^ attempt as u64).next_u64() };
-        let gen_opts = GenerateOptions { max_tokens: opts.max_tokens, sampler: opts.sampler(seed), stop: model.stop_tokens() };
-        let g = session.generate(&model.tokenizer, &prompt.ids, &gen_opts, &mut Hooks::none(), &mut |_, _| true).map_err(engine_err)?;
+        let seed = if attempt == 0 {
+            plan.seed
+        } else {
+            Rng::new(plan.seed ^ attempt as u64).next_u64()
+        };
+        let gen_opts = GenerateOptions {
+            max_tokens: opts.max_tokens,
+            sampler: opts.sampler(seed),
+            stop: model.stop_tokens(),
+        };
+        let g = session
+            .generate(
+                &model.tokenizer,
+                &prompt.ids,
+                &gen_opts,
+                &mut Hooks::none(),
+                &mut |_, _| true,
+            )
+            .map_err(engine_err)?;
         if g.text.trim().is_empty() {
             continue;
         }
         messages.push(Message::new(Role::Assistant, g.text.clone()));
-        let activation = reply_activation(model, session, &messages, &plan.role, plan.prompt_index, plan.question_id)?;
-        return Ok(Some(RolloutOutput { activation, reply: g.text, generated: g.tokens.len(), stop: g.stop, attempts: attempt + 1 }));
+        let activation = reply_activation(
+            model,
+            session,
+            &messages,
+            &plan.role,
+            plan.prompt_index,
+            plan.question_id,
+        )?;
+        return Ok(Some(RolloutOutput {
+            activation,
+            reply: g.text,
+            generated: g.tokens.len(),
+            stop: g.stop,
+            attempts: attempt + 1,
+        }));
     }
     Ok(None)
 }
@@ -297,7 +404,10 @@ pub fn assemble_bundle(
     rollouts: &[RolloutActivation],
 ) -> Result<Bundle> {
     if analysis_layer >= model.n_layers {
-        return Err(Error::Invalid(format!("build: analysis layer {analysis_layer} of a {}-layer model", model.n_layers)));
+        return Err(Error::Invalid(format!(
+            "build: analysis layer {analysis_layer} of a {}-layer model",
+            model.n_layers
+        )));
     }
     let pv = PersonaVectors::from_rollouts(rollouts, model.n_layers, model.hidden)?;
     let stats = ProjectionStats::compute(&pv, rollouts)?;
@@ -305,9 +415,25 @@ pub fn assemble_bundle(
     let categories = pv
         .roles
         .iter()
-        .map(|n| roles.iter().find(|r| &r.name == n).map_or(super::data::UNKNOWN_CATEGORY.to_string(), |r| r.category.clone()))
+        .map(|n| {
+            roles
+                .iter()
+                .find(|r| &r.name == n)
+                .map_or(super::data::UNKNOWN_CATEGORY.to_string(), |r| {
+                    r.category.clone()
+                })
+        })
         .collect();
-    Bundle::new(model, analysis_layer, categories, settings, Some(report), pv, stats, BUNDLE_PCS)
+    Bundle::new(
+        model,
+        analysis_layer,
+        categories,
+        settings,
+        Some(report),
+        pv,
+        stats,
+        BUNDLE_PCS,
+    )
 }
 
 /// The science's edits as the engine's hooks (the same two operations).
@@ -317,8 +443,14 @@ pub fn engine_edits(edits: &[LayerEdit]) -> Vec<Edit> {
         .map(|e| Edit {
             layer: e.layer,
             op: match &e.kind {
-                EditKind::Add { vector } => EditOp::Add { vector: vector.clone() },
-                EditKind::Clamp { unit, min, max } => EditOp::Clamp { unit: unit.clone(), min: *min, max: *max },
+                EditKind::Add { vector } => EditOp::Add {
+                    vector: vector.clone(),
+                },
+                EditKind::Clamp { unit, min, max } => EditOp::Clamp {
+                    unit: unit.clone(),
+                    min: *min,
+                    max: *max,
+                },
             },
         })
         .collect()
@@ -343,7 +475,9 @@ pub fn generate_conversation(
     let mut turn = 0;
     for m in messages {
         if m.role == Role::Assistant {
-            return Err(Error::Invalid("generating a conversation: give only user (and system) turns".into()));
+            return Err(Error::Invalid(
+                "generating a conversation: give only user (and system) turns".into(),
+            ));
         }
         chat.push(m.clone());
         if m.role != Role::User {
@@ -355,7 +489,15 @@ pub fn generate_conversation(
             sampler: opts.sampler(opts.seed.wrapping_add(turn as u64)),
             stop: model.stop_tokens(),
         };
-        let g = session.generate(&model.tokenizer, &prompt.ids, &gen_opts, &mut hooks, &mut |_, _| true).map_err(engine_err)?;
+        let g = session
+            .generate(
+                &model.tokenizer,
+                &prompt.ids,
+                &gen_opts,
+                &mut hooks,
+                &mut |_, _| true,
+            )
+            .map_err(engine_err)?;
         on_turn(turn, &g.text);
         chat.push(Message::new(Role::Assistant, g.text));
         turn += 1;
@@ -388,7 +530,10 @@ pub fn project_conversation(
     layer: usize,
     reuse_cache: bool,
 ) -> Result<Vec<TurnProjection>> {
-    if layer >= pv.n_layers || pv.n_layers != model.config.n_layers || pv.hidden != model.config.hidden {
+    if layer >= pv.n_layers
+        || pv.n_layers != model.config.n_layers
+        || pv.hidden != model.config.hidden
+    {
         return Err(Error::Invalid(format!(
             "projection: the bundle ({} layers x {}) does not fit the model ({} x {}) or layer {layer}",
             pv.n_layers, pv.hidden, model.config.n_layers, model.config.hidden
@@ -401,14 +546,21 @@ pub fn project_conversation(
         .iter()
         .zip(&chat.messages)
         .position(|(k, m)| m.is_some() && wanted(k))
-        .ok_or_else(|| Error::Invalid("projection: the conversation has no user or assistant content".into()))?;
+        .ok_or_else(|| {
+            Error::Invalid("projection: the conversation has no user or assistant content".into())
+        })?;
     let mut hooks = Hooks::recording(vec![layer]);
     let start = teacher_force(session, &chat.ids, first, &mut hooks, reuse_cache)?;
     let hidden = pv.hidden;
-    let mut means: Vec<RunningMean> = (0..messages.len()).map(|_| RunningMean::new(hidden)).collect();
+    let mut means: Vec<RunningMean> = (0..messages.len())
+        .map(|_| RunningMean::new(hidden))
+        .collect();
     for t in start..chat.ids.len() {
         if let (Some(m), true) = (chat.messages[t], wanted(&chat.kinds[t])) {
-            let h = hooks.recording.get(t - start, layer).expect("layer recorded");
+            let h = hooks
+                .recording
+                .get(t - start, layer)
+                .expect("layer recorded");
             means[m].add(h);
         }
     }
@@ -421,8 +573,17 @@ pub fn project_conversation(
             continue;
         }
         if let Some(projection) = project(&means[i]) {
-            let user_projection = i.checked_sub(1).filter(|&j| messages[j].role == Role::User).and_then(|j| project(&means[j]));
-            out.push(TurnProjection { turn, message: i, projection, n_tokens: means[i].weight() as usize, user_projection });
+            let user_projection = i
+                .checked_sub(1)
+                .filter(|&j| messages[j].role == Role::User)
+                .and_then(|j| project(&means[j]));
+            out.push(TurnProjection {
+                turn,
+                message: i,
+                projection,
+                n_tokens: means[i].weight() as usize,
+                user_projection,
+            });
         }
         turn += 1;
     }
@@ -443,19 +604,28 @@ pub struct PlacedRole {
 }
 
 /// Places a role given its rollouts (all of one role) on `bundle`'s map.
-pub fn place_role(bundle: &Bundle, rollouts: &[RolloutActivation], layer: usize) -> Result<PlacedRole> {
+pub fn place_role(
+    bundle: &Bundle,
+    rollouts: &[RolloutActivation],
+    layer: usize,
+) -> Result<PlacedRole> {
     let pv = &bundle.vectors;
     let (l_all, h) = (pv.n_layers, pv.hidden);
     let Some(first) = rollouts.first() else {
         return Err(Error::Invalid("placing a role: no rollouts".into()));
     };
     if layer >= l_all {
-        return Err(Error::Invalid(format!("placing a role: layer {layer} of {l_all}")));
+        return Err(Error::Invalid(format!(
+            "placing a role: layer {layer} of {l_all}"
+        )));
     }
     let mut mean = RunningMean::new(l_all * h);
     for r in rollouts {
         if r.per_layer.len() != l_all * h {
-            return Err(Error::Invalid(format!("placing a role: rollout of {} floats, bundle has {l_all} x {h}", r.per_layer.len())));
+            return Err(Error::Invalid(format!(
+                "placing a role: rollout of {} floats, bundle has {l_all} x {h}",
+                r.per_layer.len()
+            )));
         }
         mean.add(&r.per_layer);
     }
@@ -469,7 +639,9 @@ pub fn place_role(bundle: &Bundle, rollouts: &[RolloutActivation], layer: usize)
         .enumerate()
         .map(|(r, name)| {
             let s = bundle.pca.row_scores(r);
-            let d: f64 = (0..dims).map(|i| (s[i] as f64 - pc[i] as f64).powi(2)).sum();
+            let d: f64 = (0..dims)
+                .map(|i| (s[i] as f64 - pc[i] as f64).powi(2))
+                .sum();
             (d, name)
         })
         .collect();
@@ -488,11 +660,20 @@ mod tests {
     use super::*;
 
     fn qs(n: u32) -> Vec<Question> {
-        (0..n).map(|id| Question { id: id * 10, text: format!("q{id}") }).collect()
+        (0..n)
+            .map(|id| Question {
+                id: id * 10,
+                text: format!("q{id}"),
+            })
+            .collect()
     }
 
     fn role(name: &str, n: usize) -> RoleSpec {
-        RoleSpec { name: name.into(), category: "human".into(), prompts: (0..n).map(|i| format!("{name} {i}")).collect() }
+        RoleSpec {
+            name: name.into(),
+            category: "human".into(),
+            prompts: (0..n).map(|i| format!("{name} {i}")).collect(),
+        }
     }
 
     #[test]
@@ -509,7 +690,11 @@ mod tests {
 
     #[test]
     fn plans_cross_prompts_and_questions() {
-        let opts = BuildOptions { prompts_per_role: 2, questions_per_role: 3, ..BuildOptions::quick() };
+        let opts = BuildOptions {
+            prompts_per_role: 2,
+            questions_per_role: 3,
+            ..BuildOptions::quick()
+        };
         let roles = [role("a", 5), role("b", 1)];
         let default = role(DEFAULT_ROLE, 4);
         let chosen = choose_questions(&qs(10), 3, opts.seed).unwrap();
@@ -517,7 +702,11 @@ mod tests {
         // a: 2 prompts x 3, b: its only prompt x 3, default: all 4 prompts x 3.
         assert_eq!(plans.len(), 6 + 3 + 12);
         let questions = |r: &str| {
-            let mut v: Vec<u32> = plans.iter().filter(|p| p.role == r).map(|p| p.question_id).collect();
+            let mut v: Vec<u32> = plans
+                .iter()
+                .filter(|p| p.role == r)
+                .map(|p| p.question_id)
+                .collect();
             v.sort_unstable();
             v.dedup();
             v
@@ -533,7 +722,15 @@ mod tests {
         let alone = plan_rollouts(&roles[1..], None, &chosen, &opts).unwrap();
         assert_eq!(alone.len(), 3);
         assert_eq!(alone[0], plans[6]);
-        assert!(plan_rollouts(&[role("x", 1), role("x", 1)], Some(&default), &chosen, &opts).is_err());
+        assert!(
+            plan_rollouts(
+                &[role("x", 1), role("x", 1)],
+                Some(&default),
+                &chosen,
+                &opts
+            )
+            .is_err()
+        );
         assert!(plan_rollouts(&[role(DEFAULT_ROLE, 1)], Some(&default), &chosen, &opts).is_err());
         assert!(plan_rollouts(&roles, Some(&role("a", 1)), &chosen, &opts).is_err());
         assert!(plan_rollouts(&roles, Some(&default), &[], &opts).is_err());
@@ -542,10 +739,40 @@ mod tests {
     #[test]
     fn edits_map_one_to_one() {
         let e = engine_edits(&[
-            LayerEdit { layer: 3, kind: EditKind::Add { vector: vec![1.0, 2.0] } },
-            LayerEdit { layer: 4, kind: EditKind::Clamp { unit: vec![0.6, 0.8], min: Some(1.5), max: None } },
+            LayerEdit {
+                layer: 3,
+                kind: EditKind::Add {
+                    vector: vec![1.0, 2.0],
+                },
+            },
+            LayerEdit {
+                layer: 4,
+                kind: EditKind::Clamp {
+                    unit: vec![0.6, 0.8],
+                    min: Some(1.5),
+                    max: None,
+                },
+            },
         ]);
-        assert_eq!(e[0], Edit { layer: 3, op: EditOp::Add { vector: vec![1.0, 2.0] } });
-        assert_eq!(e[1], Edit { layer: 4, op: EditOp::Clamp { unit: vec![0.6, 0.8], min: Some(1.5), max: None } });
+        assert_eq!(
+            e[0],
+            Edit {
+                layer: 3,
+                op: EditOp::Add {
+                    vector: vec![1.0, 2.0]
+                }
+            }
+        );
+        assert_eq!(
+            e[1],
+            Edit {
+                layer: 4,
+                op: EditOp::Clamp {
+                    unit: vec![0.6, 0.8],
+                    min: Some(1.5),
+                    max: None
+                }
+            }
+        );
     }
 }

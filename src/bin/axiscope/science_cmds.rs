@@ -140,21 +140,34 @@ pub struct ReportArgs {
 pub fn short_model_name(path: &Path, model: &Model) -> String {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let base = match stem.rsplit_once('.') {
-        Some((base, q)) if q.to_ascii_uppercase().starts_with(['Q', 'F', 'I', 'B']) && q.chars().any(|c| c.is_ascii_digit()) => base,
+        Some((base, q))
+            if q.to_ascii_uppercase().starts_with(['Q', 'F', 'I', 'B'])
+                && q.chars().any(|c| c.is_ascii_digit()) =>
+        {
+            base
+        }
         _ => stem,
     };
-    if base.is_empty() { model.config.name.clone() } else { base.to_string() }
+    if base.is_empty() {
+        model.config.name.clone()
+    } else {
+        base.to_string()
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn read_bundle(path: &Path) -> Result<Bundle> {
     let b = if path.is_dir() {
         Bundle::read_dir(path)?
     } else {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         Bundle::from_blob(&bytes)?
     };
     Ok(b)
@@ -163,9 +176,11 @@ pub fn read_bundle(path: &Path) -> Result<Bundle> {
 fn write_bundle(b: &Bundle, path: &Path) -> Result<()> {
     if path.extension().is_some_and(|e| e == "axb") {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        std::fs::write(path, b.to_blob()).with_context(|| format!("cannot write {}", path.display()))
+        std::fs::write(path, b.to_blob())
+            .with_context(|| format!("cannot write {}", path.display()))
     } else {
         Ok(b.write_dir(path)?)
     }
@@ -188,12 +203,22 @@ fn check_fits(b: &Bundle, m: &Model) -> Result<()> {
 
 fn fmt_secs(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
-    if s >= 60 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{s}s") }
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// Runs the rollouts on `jobs` sessions in parallel, printing progress on stderr. Results are
 /// in plan order; `None` marks a rollout whose replies were all empty.
-fn run_rollouts(model: &Model, plans: &[RolloutPlan], opts: &BuildOptions, jobs: usize, threads: usize) -> Result<Vec<Option<RolloutOutput>>> {
+fn run_rollouts(
+    model: &Model,
+    plans: &[RolloutPlan],
+    opts: &BuildOptions,
+    jobs: usize,
+    threads: usize,
+) -> Result<Vec<Option<RolloutOutput>>> {
     let jobs = jobs.clamp(1, plans.len().max(1));
     let next = AtomicUsize::new(0);
     struct Shared {
@@ -202,7 +227,12 @@ fn run_rollouts(model: &Model, plans: &[RolloutPlan], opts: &BuildOptions, jobs:
         tokens: usize,
         error: Option<anyhow::Error>,
     }
-    let shared = Mutex::new(Shared { results: vec![None; plans.len()], done: 0, tokens: 0, error: None });
+    let shared = Mutex::new(Shared {
+        results: vec![None; plans.len()],
+        done: 0,
+        tokens: 0,
+        error: None,
+    });
     let t0 = Instant::now();
     let total = plans.len();
     std::thread::scope(|scope| {
@@ -266,11 +296,20 @@ fn run_rollouts(model: &Model, plans: &[RolloutPlan], opts: &BuildOptions, jobs:
 }
 
 pub fn build(a: BuildArgs) -> Result<()> {
-    let bytes = std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
+    let bytes =
+        std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
     let sha256 = sha256_hex(&bytes);
-    let model = Model::from_bytes(bytes).with_context(|| format!("cannot load {}", a.model.display()))?;
-    let model_name = a.model_name.clone().unwrap_or_else(|| short_model_name(&a.model, &model));
-    let base = if a.quick { BuildOptions::quick() } else { BuildOptions::standard() };
+    let model =
+        Model::from_bytes(bytes).with_context(|| format!("cannot load {}", a.model.display()))?;
+    let model_name = a
+        .model_name
+        .clone()
+        .unwrap_or_else(|| short_model_name(&a.model, &model));
+    let base = if a.quick {
+        BuildOptions::quick()
+    } else {
+        BuildOptions::standard()
+    };
     let opts = BuildOptions {
         prompts_per_role: a.prompts_per_role.unwrap_or(base.prompts_per_role),
         questions_per_role: a.questions_per_role.unwrap_or(base.questions_per_role),
@@ -280,10 +319,18 @@ pub fn build(a: BuildArgs) -> Result<()> {
     };
     let layer = a.layer.unwrap_or(model.config.n_layers / 2);
     if layer >= model.config.n_layers {
-        bail!("--layer {layer}: the model has layers 0..{}", model.config.n_layers - 1);
+        bail!(
+            "--layer {layer}: the model has layers 0..{}",
+            model.config.n_layers - 1
+        );
     }
     let set = data::read_role_dir(&a.roles, &model_name)?;
-    let default = set.default.as_ref().with_context(|| format!("{}: no default.json (the Assistant's prompts)", a.roles.display()))?;
+    let default = set.default.as_ref().with_context(|| {
+        format!(
+            "{}: no default.json (the Assistant's prompts)",
+            a.roles.display()
+        )
+    })?;
     if set.roles.is_empty() {
         bail!("{}: no role files besides default.json", a.roles.display());
     }
@@ -305,7 +352,10 @@ pub fn build(a: BuildArgs) -> Result<()> {
     let results = run_rollouts(&model, &plans, &opts, a.jobs, a.threads)?;
     let skipped = results.iter().filter(|r| r.is_none()).count();
     if let Some(path) = &a.replies {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?);
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        );
         for (p, r) in plans.iter().zip(&results) {
             let line = json!({
                 "role": p.role, "prompt_index": p.prompt_index, "question_id": p.question_id,
@@ -316,19 +366,48 @@ pub fn build(a: BuildArgs) -> Result<()> {
         }
         f.flush()?;
     }
-    let rollouts: Vec<_> = results.into_iter().flatten().map(|o| o.activation).collect();
+    let rollouts: Vec<_> = results
+        .into_iter()
+        .flatten()
+        .map(|o| o.activation)
+        .collect();
     let mut extra = BTreeMap::new();
-    extra.insert("judge".into(), json!("none: every rollout is kept (no judge model)"));
+    extra.insert(
+        "judge".into(),
+        json!("none: every rollout is kept (no judge model)"),
+    );
     extra.insert("model_name".into(), json!(model_name));
     extra.insert("chat_template".into(), json!(model.template.name()));
-    extra.insert("question_ids".into(), json!(questions.iter().map(|q| q.id).collect::<Vec<_>>()));
+    extra.insert(
+        "question_ids".into(),
+        json!(questions.iter().map(|q| q.id).collect::<Vec<_>>()),
+    );
     extra.insert("default_prompts".into(), json!(default.prompts.len()));
     extra.insert("skipped_empty_rollouts".into(), json!(skipped));
-    extra.insert("tool".into(), json!(format!("axiscope {}", env!("CARGO_PKG_VERSION"))));
-    let info = ModelInfo { name: model.config.name.clone(), sha256, n_layers: model.config.n_layers, hidden: model.config.hidden };
-    let bundle = pipeline::assemble_bundle(info, layer, &set.roles, opts.settings(&questions, extra), &rollouts)?;
+    extra.insert(
+        "tool".into(),
+        json!(format!("axiscope {}", env!("CARGO_PKG_VERSION"))),
+    );
+    let info = ModelInfo {
+        name: model.config.name.clone(),
+        sha256,
+        n_layers: model.config.n_layers,
+        hidden: model.config.hidden,
+    };
+    let bundle = pipeline::assemble_bundle(
+        info,
+        layer,
+        &set.roles,
+        opts.settings(&questions, extra),
+        &rollouts,
+    )?;
     write_bundle(&bundle, &a.out)?;
-    eprintln!("wrote {} ({} rollouts, {skipped} left out as empty) in {}", a.out.display(), rollouts.len(), fmt_secs(t0.elapsed().as_secs_f64()));
+    eprintln!(
+        "wrote {} ({} rollouts, {skipped} left out as empty) in {}",
+        a.out.display(),
+        rollouts.len(),
+        fmt_secs(t0.elapsed().as_secs_f64())
+    );
     if let Some(rep) = &bundle.fidelity {
         eprint!("{rep}");
     }
@@ -336,9 +415,17 @@ pub fn build(a: BuildArgs) -> Result<()> {
 }
 
 fn parse_band(s: &str, n_layers: usize) -> Result<Range<usize>> {
-    let (a, b) = s.split_once(':').with_context(|| format!("--cap-layers {s:?}: expected A:B (layers A to B-1)"))?;
-    let a: usize = a.trim().parse().with_context(|| format!("--cap-layers {s:?}: {a:?} is not a layer number"))?;
-    let b: usize = b.trim().parse().with_context(|| format!("--cap-layers {s:?}: {b:?} is not a layer number"))?;
+    let (a, b) = s
+        .split_once(':')
+        .with_context(|| format!("--cap-layers {s:?}: expected A:B (layers A to B-1)"))?;
+    let a: usize = a
+        .trim()
+        .parse()
+        .with_context(|| format!("--cap-layers {s:?}: {a:?} is not a layer number"))?;
+    let b: usize = b
+        .trim()
+        .parse()
+        .with_context(|| format!("--cap-layers {s:?}: {b:?} is not a layer number"))?;
     if a >= b || b > n_layers {
         bail!("--cap-layers {s}: needs A < B <= {n_layers} (layers A to B-1)");
     }
@@ -346,23 +433,34 @@ fn parse_band(s: &str, n_layers: usize) -> Result<Range<usize>> {
 }
 
 /// The engine edits that `args` ask for, and a description of each for JSON output.
-pub fn edits_from_args(args: &EditArgs, bundle: &Bundle) -> Result<(Vec<Edit>, Vec<serde_json::Value>)> {
+pub fn edits_from_args(
+    args: &EditArgs,
+    bundle: &Bundle,
+) -> Result<(Vec<Edit>, Vec<serde_json::Value>)> {
     let pv = &bundle.vectors;
     let mut edits = Vec::new();
     let mut about = Vec::new();
     if args.cap_percentile.is_some() || args.cap_layers.is_some() {
-        let band = args.cap_layers.as_deref().context("--cap-percentile needs --cap-layers A:B")?;
+        let band = args
+            .cap_layers
+            .as_deref()
+            .context("--cap-percentile needs --cap-layers A:B")?;
         let band = parse_band(band, pv.n_layers)?;
         let q = args.cap_percentile.unwrap_or(75);
         for l in band.clone() {
-            about.push(json!({"layer": l, "op": "cap", "percentile": q, "tau": bundle.stats.tau(l, q)}));
+            about.push(
+                json!({"layer": l, "op": "cap", "percentile": q, "tau": bundle.stats.tau(l, q)}),
+            );
         }
         edits.extend(capping_edits(pv, &bundle.stats, band, q)?);
     }
     if let Some(alpha) = args.steer {
         let l = args.steer_layer.unwrap_or(bundle.analysis_layer);
         if l >= pv.n_layers {
-            bail!("--steer-layer {l}: the bundle has layers 0..{}", pv.n_layers - 1);
+            bail!(
+                "--steer-layer {l}: the bundle has layers 0..{}",
+                pv.n_layers - 1
+            );
         }
         about.push(json!({"layer": l, "op": "steer", "alpha": alpha, "norm": alpha * pv.mean_token_norm[l]}));
         edits.extend(steering_edits(pv, l..l + 1, alpha)?);
@@ -374,11 +472,17 @@ pub fn edits_from_args(args: &EditArgs, bundle: &Bundle) -> Result<(Vec<Edit>, V
 
 impl EditArgs {
     pub fn any_edit(&self) -> bool {
-        self.cap_percentile.is_some() || self.cap_layers.is_some() || self.steer.is_some() || self.steer_layer.is_some()
+        self.cap_percentile.is_some()
+            || self.cap_layers.is_some()
+            || self.steer.is_some()
+            || self.steer_layer.is_some()
     }
 
     /// The bundle (when given) and the edits asked for.
-    pub fn resolve(&self, model: &Model) -> Result<(Option<Bundle>, Vec<Edit>, Vec<serde_json::Value>)> {
+    pub fn resolve(
+        &self,
+        model: &Model,
+    ) -> Result<(Option<Bundle>, Vec<Edit>, Vec<serde_json::Value>)> {
         let Some(path) = &self.bundle else {
             if self.any_edit() {
                 bail!("capping and steering need --bundle");
@@ -394,9 +498,18 @@ impl EditArgs {
 
 /// Projection of the last (assistant) message of `messages` at `layer`, read by the model
 /// without edits, on a fresh cache.
-pub fn readback(model: &Model, session: &mut Session, messages: &[Message], b: &Bundle, layer: usize) -> Result<Option<f32>> {
+pub fn readback(
+    model: &Model,
+    session: &mut Session,
+    messages: &[Message],
+    b: &Bundle,
+    layer: usize,
+) -> Result<Option<f32>> {
     let turns = pipeline::project_conversation(model, session, messages, &b.vectors, layer, false)?;
-    Ok(turns.last().filter(|t| t.message + 1 == messages.len()).map(|t| t.projection))
+    Ok(turns
+        .last()
+        .filter(|t| t.message + 1 == messages.len())
+        .map(|t| t.projection))
 }
 
 pub fn project(a: ProjectArgs) -> Result<()> {
@@ -405,7 +518,10 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     let b = bundle.context("project needs --bundle")?;
     let layer = a.layer.unwrap_or(b.analysis_layer);
     if layer >= b.vectors.n_layers {
-        bail!("--layer {layer}: the bundle has layers 0..{}", b.vectors.n_layers - 1);
+        bail!(
+            "--layer {layer}: the bundle has layers 0..{}",
+            b.vectors.n_layers - 1
+        );
     }
     let mut session = Session::new(Box::new(model.cpu_backend(a.threads)?));
     if let Some(dir) = &a.roles {
@@ -414,32 +530,59 @@ pub fn project(a: ProjectArgs) -> Result<()> {
         }
         return place_roles(&model, &mut session, &b, dir, &a, layer);
     }
-    let path = a.transcript.as_ref().expect("clap requires --transcript or --roles");
+    let path = a
+        .transcript
+        .as_ref()
+        .expect("clap requires --transcript or --roles");
     let t = data::read_transcript(path)?;
     let generated = t.user_only();
     let messages = if generated {
         let mut msgs = t.messages.clone();
         if let Some(sys) = &a.system {
             if msgs.first().is_some_and(|m| m.role == Role::System) {
-                bail!("{}: the transcript has its own system turn; drop --system", path.display());
+                bail!(
+                    "{}: the transcript has its own system turn; drop --system",
+                    path.display()
+                );
             }
             msgs.insert(0, Message::new(Role::System, sys.clone()));
         }
-        let opts = BuildOptions { max_tokens: a.max_tokens, seed: a.seed, ..BuildOptions::standard() };
+        let opts = BuildOptions {
+            max_tokens: a.max_tokens,
+            seed: a.seed,
+            ..BuildOptions::standard()
+        };
         let quiet = a.json;
-        pipeline::generate_conversation(&model, &mut session, &msgs, &opts, &edits, &mut |k, text| {
-            if !quiet {
-                eprintln!("[turn {k}] {}", text.replace('\n', " "));
-            }
-        })?
+        pipeline::generate_conversation(
+            &model,
+            &mut session,
+            &msgs,
+            &opts,
+            &edits,
+            &mut |k, text| {
+                if !quiet {
+                    eprintln!("[turn {k}] {}", text.replace('\n', " "));
+                }
+            },
+        )?
     } else {
         if !edits.is_empty() || a.system.is_some() {
-            bail!("{}: the transcript has assistant turns; --system, capping and steering only apply when generating the replies", path.display());
+            bail!(
+                "{}: the transcript has assistant turns; --system, capping and steering only apply when generating the replies",
+                path.display()
+            );
         }
         t.messages.clone()
     };
     // Generated with edits: the cache holds edited activations, so read back from scratch.
-    let turns = pipeline::project_conversation(&model, &mut session, &messages, &b.vectors, layer, edits.is_empty())?;
+    let turns = pipeline::project_conversation(
+        &model,
+        &mut session,
+        &messages,
+        &b.vectors,
+        layer,
+        edits.is_empty(),
+    )?;
     let default_projection = b.vectors.default_projection(layer);
     if a.json {
         let turns: Vec<_> = turns
@@ -458,18 +601,36 @@ pub fn project(a: ProjectArgs) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{}: projection on the Assistant Axis at layer {layer} (default {default_projection:.2}, mean of roles 0)", t.name);
+        println!(
+            "{}: projection on the Assistant Axis at layer {layer} (default {default_projection:.2}, mean of roles 0)",
+            t.name
+        );
         println!("  turn  reply   user  tokens");
         for t in &turns {
-            let user = t.user_projection.map_or("-".to_string(), |u| format!("{u:.2}"));
-            println!("  {:>4} {:>6.2} {:>6} {:>7}", t.turn, t.projection, user, t.n_tokens);
+            let user = t
+                .user_projection
+                .map_or("-".to_string(), |u| format!("{u:.2}"));
+            println!(
+                "  {:>4} {:>6.2} {:>6} {:>7}",
+                t.turn, t.projection, user, t.n_tokens
+            );
         }
     }
     Ok(())
 }
 
-fn place_roles(model: &Model, session: &mut Session, b: &Bundle, dir: &Path, a: &ProjectArgs, layer: usize) -> Result<()> {
-    let model_name = a.model_name.clone().unwrap_or_else(|| short_model_name(&a.model, model));
+fn place_roles(
+    model: &Model,
+    session: &mut Session,
+    b: &Bundle,
+    dir: &Path,
+    a: &ProjectArgs,
+    layer: usize,
+) -> Result<()> {
+    let model_name = a
+        .model_name
+        .clone()
+        .unwrap_or_else(|| short_model_name(&a.model, model));
     let set = data::read_role_dir(dir, &model_name)?;
     if set.roles.is_empty() {
         bail!("{}: no role files besides default.json", dir.display());
@@ -482,7 +643,14 @@ fn place_roles(model: &Model, session: &mut Session, b: &Bundle, dir: &Path, a: 
     let all: Vec<Question> = data::read_questions(&a.questions)?;
     let questions: Vec<Question> = ids
         .iter()
-        .map(|id| all.iter().find(|q| q.id == *id).cloned().with_context(|| format!("{}: no question id {id}, which the bundle used", a.questions.display())))
+        .map(|id| {
+            all.iter().find(|q| q.id == *id).cloned().with_context(|| {
+                format!(
+                    "{}: no question id {id}, which the bundle used",
+                    a.questions.display()
+                )
+            })
+        })
         .collect::<Result<_>>()?;
     let s = &b.settings;
     let opts = BuildOptions {
@@ -501,7 +669,13 @@ fn place_roles(model: &Model, session: &mut Session, b: &Bundle, dir: &Path, a: 
         for p in plans.iter().filter(|p| p.role == role.name) {
             if let Some(o) = pipeline::run_rollout(model, session, p, &opts)? {
                 if !a.json {
-                    eprintln!("[{} p{} q{}] {}", p.role, p.prompt_index, p.question_id, o.reply.replace('\n', " "));
+                    eprintln!(
+                        "[{} p{} q{}] {}",
+                        p.role,
+                        p.prompt_index,
+                        p.question_id,
+                        o.reply.replace('\n', " ")
+                    );
                 }
                 acts.push(o.activation);
             }
@@ -519,10 +693,19 @@ fn place_roles(model: &Model, session: &mut Session, b: &Bundle, dir: &Path, a: 
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("layer {layer}: default projection {default_projection:.2}; PCs at layer {} (default PC1 {:.2})", b.analysis_layer, b.default_pc[0]);
+        println!(
+            "layer {layer}: default projection {default_projection:.2}; PCs at layer {} (default PC1 {:.2})",
+            b.analysis_layer, b.default_pc[0]
+        );
         for p in &placed {
             let pcs: Vec<String> = p.pc.iter().take(3).map(|v| format!("{v:.2}")).collect();
-            println!("  {:<24} projection {:>7.2}  PC1-3 [{}]  nearest {}", p.role, p.projection, pcs.join(", "), p.nearest.join(", "));
+            println!(
+                "  {:<24} projection {:>7.2}  PC1-3 [{}]  nearest {}",
+                p.role,
+                p.projection,
+                pcs.join(", "),
+                p.nearest.join(", ")
+            );
         }
     }
     Ok(())
@@ -535,7 +718,9 @@ pub fn report(a: ReportArgs) -> Result<()> {
         // Bundles written without a report: everything but split-half (which needs rollouts).
         None => FidelityReport::compute(&b.vectors, b.analysis_layer, None)?,
     };
-    let names = |v: &[axiscope::science::RoleDistance]| v.iter().map(|d| d.role.clone()).collect::<Vec<_>>();
+    let names = |v: &[axiscope::science::RoleDistance]| {
+        v.iter().map(|d| d.role.clone()).collect::<Vec<_>>()
+    };
     if a.json {
         let out = json!({
             "model": b.model, "settings": b.settings,
@@ -555,10 +740,21 @@ pub fn report(a: ReportArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let s = &b.settings;
-        println!("{} (sha256 {}), bundle of {} roles", b.model.name, &b.model.sha256[..b.model.sha256.len().min(12)], b.vectors.n_roles());
+        println!(
+            "{} (sha256 {}), bundle of {} roles",
+            b.model.name,
+            &b.model.sha256[..b.model.sha256.len().min(12)],
+            b.vectors.n_roles()
+        );
         println!(
             "  {} prompts per role x {} questions, {} tokens per reply, T {} top-p {} repetition penalty {}, seed {}",
-            s.prompts_per_role, s.questions, s.max_new_tokens, s.temperature, s.top_p, s.repetition_penalty, s.seed
+            s.prompts_per_role,
+            s.questions,
+            s.max_new_tokens,
+            s.temperature,
+            s.top_p,
+            s.repetition_penalty,
+            s.seed
         );
         print!("{rep}");
     }
