@@ -47,7 +47,7 @@ impl BuildOptions {
         Self {
             prompts_per_role: 2,
             questions_per_role: 4,
-            max_tokens: 40,
+            max_tokens: 32,
             ..Self::quick()
         }
     }
@@ -243,8 +243,8 @@ pub fn content_mask(r: &Rendered, message: usize) -> Vec<bool> {
 /// One teacher-forced pass over `ids` recording `layers`, reusing the session's cached prefix
 /// up to `first_needed` (the first token whose residual is wanted) when `reuse_cache` holds.
 /// Returns the index of the first recorded token; `hooks.recording` holds this pass's
-/// tokens only. A cache filled while edits were active
-/// must not be reused for an unedited read: pass `reuse_cache = false` then.
+/// tokens only. A cache filled while edits were active must not be reused for an unedited
+/// read: pass `reuse_cache = false` then.
 ///
 /// Reuse gives the same residuals as a pass from position 0: the backend computes every row
 /// independently and attention reads the cached keys/values either way.
