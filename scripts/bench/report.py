@@ -33,6 +33,13 @@ def _pct(p):
     return "-" if p is None else f"{p:+.1f}%"
 
 
+def _same(variant, same):
+    if variant == "cap":
+        # Capping is meant to change the reply whenever the floor binds.
+        return "yes (the floor never bound)" if same else "no (the cap changed the reply)"
+    return "yes" if same else "**no**"
+
+
 def markdown(result):
     m = result["machine"]
     st = result["settings"]
@@ -93,7 +100,7 @@ def markdown(result):
                 f"| {_label(s)} | {_pct(o['decode_time_pct_paired'])} "
                 f"| {_pct(o['decode_time_pct_of_medians'])} "
                 f"| {_pct(o['prefill_time_pct_of_medians'])} "
-                f"| {'yes' if o['same_tokens_as_baseline'] else '**no**'} |"
+                f"| {_same(s['variant'], o['same_tokens_as_baseline'])} |"
             )
         lines.append("")
     lines.append(f"Capping overhead: {st['capping']}.")
