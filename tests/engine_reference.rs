@@ -238,9 +238,14 @@ mod per_layer {
 
     impl Residuals {
         fn load() -> Self {
+            let manifest = fixture_json("smollm2_residuals.json");
+            let data = manifest["data_files"].as_array().unwrap().iter().map(|f| {
+                let f = f.as_str().unwrap();
+                (f.to_string(), fixture_f32(f))
+            });
             Self {
-                manifest: fixture_json("smollm2_residuals.json"),
-                data: fixture_f32("smollm2_residuals.f32"),
+                data: data.collect(),
+                manifest,
             }
         }
 

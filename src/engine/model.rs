@@ -311,27 +311,7 @@ impl Backend for CpuModel {
     ) -> Result<Vec<f32>> {
         let c = self.cfg.clone();
         let (d, n) = (c.hidden, tokens.len());
-        if n == 0 {
-            return Err(Error::Invalid("no tokens to run".into()));
-        }
-        if pos > self.cached {
-            return Err(Error::Invalid(format!(
-                "position {pos} is past the {} cached tokens",
-                self.cached
-            )));
-        }
-        if pos + n > c.context {
-            return Err(Error::ContextOverflow {
-                needed: pos + n,
-                limit: c.context,
-            });
-        }
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
-            return Err(Error::Invalid(format!(
-                "token id {t} is outside the vocabulary of {}",
-                c.vocab
-            )));
-        }
+        super::backend::check_forward(&c, tokens, pos, self.cached)?;
         self.truncate(pos);
         let mut x = self.embed(tokens);
         self.run_blocks(&mut x, pos, 0..c.n_layers, hooks);

@@ -3,7 +3,8 @@
 
 use anyhow::{Context, Result};
 use axiscope::engine::chat::{Message, Role};
-use axiscope::engine::{GenerateOptions, Hooks, Model, SamplerConfig, Session};
+use axiscope::engine::gpu::GpuModel;
+use axiscope::engine::{Backend, GenerateOptions, Hooks, Model, SamplerConfig, Session};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -84,6 +85,9 @@ pub struct GenerateArgs {
     /// comma-separated indices); what it costs is what the benchmark measures.
     #[arg(long)]
     pub record_layers: Option<String>,
+    /// Where the model runs: the CPU engine, or the GPU (Vulkan natively) through wgpu.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
     /// JSON output; with --bundle it includes the reply's projection read back by the model
     /// without edits.
     #[arg(long)]
@@ -112,6 +116,23 @@ fn parse_layers(spec: &str, n_layers: usize) -> Result<Vec<usize>> {
     layers.sort_unstable();
     layers.dedup();
     Ok(layers)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Cpu,
+    Gpu,
+}
+
+/// The engine `choice` names, loaded with the model's weights.
+pub fn backend(m: &Model, choice: BackendChoice, threads: usize) -> Result<Box<dyn Backend>> {
+    Ok(match choice {
+        BackendChoice::Cpu => Box::new(m.cpu_backend(threads)?),
+        BackendChoice::Gpu => Box::new(
+            pollster::block_on(GpuModel::open(&m.gguf))
+                .context("--backend gpu failed (--backend cpu runs without a GPU)")?,
+        ),
+    })
 }
 
 pub fn load(path: &Path) -> Result<Model> {
@@ -230,7 +251,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         Some(spec) => Hooks::recording(parse_layers(spec, m.config.n_layers)?),
         None => Hooks::none(),
     };
-    let mut session = Session::new(Box::new(m.cpu_backend(a.threads)?));
+    let mut session = Session::new(backend(&m, a.backend, a.threads)?);
     let stream = !a.json;
     let mut out = std::io::stdout();
     hooks.edits = edits;

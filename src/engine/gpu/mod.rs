@@ -22,6 +22,7 @@
 //! | KV-cache store, residual record | [`elementwise::copy_rows`] | `copy_rows.wgsl` |
 //! | hook `clamp projection` | [`hooks::clamp_projection`] | `clamp_projection.wgsl` |
 //! | argmax over logits | [`argmax::argmax`] | `argmax.wgsl` |
+//! | the whole forward pass behind [`Backend`](crate::engine::Backend), hooks included | [`model::GpuModel`] | (the ops above) |
 //!
 //! Conventions: activations are f32, row-major `[n_tok][n]`. Matrices are `[rows][cols]`
 //! as in GGUF (`cols` = ne0 is contiguous) and linear layers compute `y = x · Wᵀ`.
