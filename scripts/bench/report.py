@@ -104,9 +104,10 @@ def markdown(result):
             )
         lines.append("")
     lines.append(f"Capping overhead: {st['capping']}.")
-    agree = [s for s in sm["runners"] if s.get("vs") and s["engine"] != by_id[s["vs"]["peer"]]
-             ["engine"]]
-    for s in agree:
+    for s in sm["runners"]:
+        if s["variant"] == "plain" and s.get("engine_info"):
+            lines.append(f"{_label(s)}: {s['engine_info']}.")
+    for s in [s for s in sm["runners"] if s.get("vs")]:
         lines.append(
             f"Greedy tokens, {_label(s)} vs {_label(by_id[s['vs']['peer']])}: the first "
             f"{s['vs']['same_leading_tokens']} of {st['generated_tokens']} agree."
