@@ -33,6 +33,13 @@ def _pct(p):
     return "-" if p is None else f"{p:+.1f}%"
 
 
+def _same(variant, same):
+    if variant == "cap":
+        # Capping is meant to change the reply whenever the floor binds.
+        return "yes (the floor never bound)" if same else "no (the cap changed the reply)"
+    return "yes" if same else "**no**"
+
+
 def markdown(result):
     m = result["machine"]
     st = result["settings"]
@@ -93,13 +100,14 @@ def markdown(result):
                 f"| {_label(s)} | {_pct(o['decode_time_pct_paired'])} "
                 f"| {_pct(o['decode_time_pct_of_medians'])} "
                 f"| {_pct(o['prefill_time_pct_of_medians'])} "
-                f"| {'yes' if o['same_tokens_as_baseline'] else '**no**'} |"
+                f"| {_same(s['variant'], o['same_tokens_as_baseline'])} |"
             )
         lines.append("")
     lines.append(f"Capping overhead: {st['capping']}.")
-    agree = [s for s in sm["runners"] if s.get("vs") and s["engine"] != by_id[s["vs"]["peer"]]
-             ["engine"]]
-    for s in agree:
+    for s in sm["runners"]:
+        if s["variant"] == "plain" and s.get("engine_info"):
+            lines.append(f"{_label(s)}: {s['engine_info']}.")
+    for s in [s for s in sm["runners"] if s.get("vs")]:
         lines.append(
             f"Greedy tokens, {_label(s)} vs {_label(by_id[s['vs']['peer']])}: the first "
             f"{s['vs']['same_leading_tokens']} of {st['generated_tokens']} agree."

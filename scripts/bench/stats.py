@@ -123,6 +123,7 @@ def summarize(result):
         }
         for m in METRICS:
             s[m] = spread(r[m] for r in recs.values())
+        s["engine_info"] = next((r.get("engine_info") for r in recs.values()), None)
         token_sets = {tuple(r["tokens"]) for r in recs.values()}
         s["deterministic"] = len(token_sets) <= 1
         out.append(s)

@@ -221,6 +221,22 @@ class AxiscopeParse(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "recording incomplete"):
             self.runner("record-all").parse(self.out(recorded_tokens=128))
 
+    def test_cap_run_has_no_load_time(self):
+        m = self.runner("cap").parse(self.out())
+        self.assertTrue(m["wall_has_extra"])
+        ctx = SimpleNamespace(axiscope="ax", model="m", tokens=64, prompt_text="P",
+                              prompt={"system": "S", "user": "U"}, bundle="b.axb",
+                              cap_args=["--cap-percentile", "75", "--cap-layers", "21:27"])
+        a = run.AxiscopeRunner(ctx, "cpu", 1, "cap").argv()
+        self.assertNotIn("--raw", a)  # the CLI refuses --raw with a bundle
+        self.assertEqual(a[a.index("--system"):], ["--system", "S", "--prompt", "U", "--bundle",
+                         "b.axb", "--cap-percentile", "75", "--cap-layers", "21:27"])
+        rec = {"ok": True, "prefill_tok_s": 1.0, "decode_tok_s": 1.0, "ttft_ms": 1.0,
+               "load_ms": None, "peak_rss_mb": 1.0, "busy": False,
+               "machine": {"runqueue_wait": None, "foreign_cpu": 0.0,
+                           "loadavg_before": [0.0], "loadavg_after": [0.0]}}
+        self.assertIn("load     - ms", run.fmt_run(rec))
+
     def test_argv(self):
         ctx = SimpleNamespace(axiscope="ax", model="m", tokens=64, prompt_text="P",
                               prompt={"system": "S", "user": "U"}, bundle="b.axb")
