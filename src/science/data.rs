@@ -260,6 +260,24 @@ pub fn read_transcript(path: &std::path::Path) -> Result<Transcript> {
     parse_transcript(&name, &path.display().to_string(), &read_text(path)?)
 }
 
+/// The model's name for `{model_name}` in role prompts, from its file name (the CLI's and the
+/// page's): the name without its extension and quantization suffix ("SmolLM2-135M-Instruct.Q4_1.gguf" ->
+/// "SmolLM2-135M-Instruct"). `None` when nothing is left.
+pub fn short_model_name(file_name: &str) -> Option<String> {
+    let stem = file_name.split(['?', '#']).next().unwrap_or_default();
+    let stem = stem.strip_suffix(".gguf").unwrap_or(stem);
+    let base = match stem.rsplit_once('.') {
+        Some((base, q))
+            if q.to_ascii_uppercase().starts_with(['Q', 'F', 'I', 'B'])
+                && q.chars().any(|c| c.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => stem,
+    };
+    (!base.is_empty()).then(|| base.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +433,21 @@ mod tests {
             let t = read_transcript(&root.join(format!("transcripts/{kind}.json"))).unwrap();
             assert!(t.user_only() && t.messages.len() >= 10, "{kind}");
         }
+    }
+
+    #[test]
+    fn model_names_drop_extension_and_quantization_like_the_cli() {
+        let n = |f| short_model_name(f);
+        assert_eq!(
+            n("SmolLM2-135M-Instruct.Q4_1.gguf").as_deref(),
+            Some("SmolLM2-135M-Instruct")
+        );
+        assert_eq!(
+            n("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").as_deref(),
+            Some("qwen2.5-coder-0.5b-instruct-q4_k_m")
+        );
+        assert_eq!(n("model.F16.gguf?download=1").as_deref(), Some("model"));
+        assert_eq!(n("plain").as_deref(), Some("plain"));
+        assert_eq!(n(".gguf"), None);
     }
 }

@@ -15,6 +15,7 @@ use crate::engine::{
     Backend, Edit, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
 };
 use crate::science::data::{Question, RoleSpec};
+pub use crate::science::data::short_model_name;
 use crate::science::pipeline::{self, BuildOptions, RolloutPlan};
 use crate::science::stats::{cosine, percentile};
 use crate::science::{
@@ -909,24 +910,6 @@ impl Host {
     }
 }
 
-/// The model's name as the CLI derives it for `{model_name}`: the file name without its
-/// extension and quantization suffix ("SmolLM2-135M-Instruct.Q4_1.gguf" ->
-/// "SmolLM2-135M-Instruct"). `None` when nothing is left.
-pub fn short_model_name(file_name: &str) -> Option<String> {
-    let stem = file_name.split(['?', '#']).next().unwrap_or_default();
-    let stem = stem.strip_suffix(".gguf").unwrap_or(stem);
-    let base = match stem.rsplit_once('.') {
-        Some((base, q))
-            if q.to_ascii_uppercase().starts_with(['Q', 'F', 'I', 'B'])
-                && q.chars().any(|c| c.is_ascii_digit()) =>
-        {
-            base
-        }
-        _ => stem,
-    };
-    (!base.is_empty()).then(|| base.to_string())
-}
-
 /// The roles of a build: all of ours, or eight (a spread over the categories) for a first look.
 fn build_roles(size: BuildSize, model_name: &str) -> (Vec<RoleSpec>, Option<RoleSpec>) {
     const FIRST_LOOK: &[&str] = &[
@@ -1056,25 +1039,4 @@ fn point_of(
         tokens,
         read_back,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::short_model_name;
-
-    #[test]
-    fn model_names_drop_extension_and_quantization_like_the_cli() {
-        let n = |f| short_model_name(f);
-        assert_eq!(
-            n("SmolLM2-135M-Instruct.Q4_1.gguf").as_deref(),
-            Some("SmolLM2-135M-Instruct")
-        );
-        assert_eq!(
-            n("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").as_deref(),
-            Some("qwen2.5-coder-0.5b-instruct-q4_k_m")
-        );
-        assert_eq!(n("model.F16.gguf?download=1").as_deref(), Some("model"));
-        assert_eq!(n("plain").as_deref(), Some("plain"));
-        assert_eq!(n(".gguf"), None);
-    }
 }

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use axiscope::engine::chat::{Message, Role};
 use axiscope::engine::{Edit, Model, Session, StopReason};
-use axiscope::science::data::{self, Question};
+use axiscope::science::data::{self, Question, short_model_name};
 use axiscope::science::pipeline::{self, BuildOptions, RolloutOutput, RolloutPlan};
 use axiscope::science::{Bundle, FidelityReport, ModelInfo, capping_edits, steering_edits};
 use clap::Args;
@@ -134,25 +134,12 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-/// `SmolLM2-135M-Instruct.Q4_1.gguf` -> `SmolLM2-135M-Instruct`: what the default prompt
-/// "You are {model_name}." calls the model. GGUF `general.name` is often a training run's
-/// label ("Smollm2 135M 8k Lc100K Mix1 Ep2"), so it is only the fallback.
-pub fn short_model_name(path: &Path, model: &Model) -> String {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let base = match stem.rsplit_once('.') {
-        Some((base, q))
-            if q.to_ascii_uppercase().starts_with(['Q', 'F', 'I', 'B'])
-                && q.chars().any(|c| c.is_ascii_digit()) =>
-        {
-            base
-        }
-        _ => stem,
-    };
-    if base.is_empty() {
-        model.config.name.clone()
-    } else {
-        base.to_string()
-    }
+/// What the default prompt "You are {model_name}." calls the model: its file name shortened
+/// (`SmolLM2-135M-Instruct.Q4_1.gguf` -> `SmolLM2-135M-Instruct`). GGUF `general.name` is
+/// often a training run's label ("Smollm2 135M 8k Lc100K Mix1 Ep2"), so it is only the fallback.
+pub fn model_name(path: &Path, model: &Model) -> String {
+    let file = path.file_name().and_then(|s| s.to_str()).unwrap_or("");
+    short_model_name(file).unwrap_or_else(|| model.config.name.clone())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -304,7 +291,7 @@ pub fn build(a: BuildArgs) -> Result<()> {
     let model_name = a
         .model_name
         .clone()
-        .unwrap_or_else(|| short_model_name(&a.model, &model));
+        .unwrap_or_else(|| model_name(&a.model, &model));
     let base = if a.quick {
         BuildOptions::quick()
     } else {
@@ -630,7 +617,7 @@ fn place_roles(
     let model_name = a
         .model_name
         .clone()
-        .unwrap_or_else(|| short_model_name(&a.model, model));
+        .unwrap_or_else(|| model_name(&a.model, model));
     let set = data::read_role_dir(dir, &model_name)?;
     if set.roles.is_empty() {
         bail!("{}: no role files besides default.json", dir.display());
