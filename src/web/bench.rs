@@ -44,6 +44,9 @@ pub struct BenchRun {
     pub decode_ms: f64,
     /// The generated ids, to compare with the native engines' greedy tokens.
     pub tokens: Vec<u32>,
+    /// Each generated token's text (empty while a UTF-8 character is incomplete), to compare
+    /// with an engine that reports text pieces rather than ids (wllama).
+    pub pieces: Vec<String>,
 }
 
 /// A variant of the plain run (recording all layers, capping) and what it cost.
@@ -129,8 +132,12 @@ fn timed(
         sampler: SamplerConfig::greedy(),
         stop: Vec::new(),
     };
+    let mut pieces = Vec::with_capacity(tokens);
     let g = session
-        .generate(&model.tokenizer, prompt, &opts, &mut hooks, &mut |_, _| true)
+        .generate(&model.tokenizer, prompt, &opts, &mut hooks, &mut |_, piece| {
+            pieces.push(piece.to_string());
+            true
+        })
         .map_err(|e| e.to_string())?;
     Ok(BenchRun {
         prompt_tokens: g.prefilled,
@@ -140,6 +147,7 @@ fn timed(
         ttft_ms: g.prefill_ms,
         decode_ms: g.decode_ms,
         tokens: g.tokens,
+        pieces,
     })
 }
 
@@ -341,6 +349,7 @@ fn report_json(
         "worker_wasm_memory_bytes": r.wasm_memory_bytes,
         "wasm_files": wasm,
         "tokens": r.run.tokens,
+        "pieces": r.run.pieces,
         "record_all": r.record_all,
         "cap": r.cap,
     })
@@ -377,6 +386,7 @@ mod tests {
             ttft_ms: 100.0,
             decode_ms: 100.0,
             tokens: vec![1; 11],
+            pieces: Vec::new(),
         };
         let slower = BenchRun {
             decode_ms: 110.0,
