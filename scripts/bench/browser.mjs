@@ -72,21 +72,32 @@ function statFields(pid) {
   return s.slice(s.lastIndexOf(')') + 2).split(' ');
 }
 
-/** CPU jiffies used so far by the processes of this session: this harness and the browser it
- *  launched (Chromium's renderers are re-parented away from it, but stay in the session).
- *  scripts/bench.sh starts the harness in a session of its own. */
+/** CPU jiffies used so far by this harness and the browser it launched: its descendants, and
+ *  every process in a session one of them belongs to (Chromium starts a session of its own).
+ *  Reaped children's time counts too (cutime, cstime): a closed page's renderer exits, and its
+ *  time moves to its parent, so it is neither lost nor counted as someone else's. */
 function ownJiffies() {
-  const session = statFields('self')[3];
-  let sum = 0;
+  const procs = new Map();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const f = statFields(d);
-      if (f[3] === session) sum += Number(f[11]) + Number(f[12]);
+      procs.set(Number(d), { ppid: Number(f[1]), session: f[3], cpu: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
     } catch {
       // The process ended between readdir and read.
     }
   }
+  const sessions = new Set([statFields('self')[3]]);
+  for (const [pid, p] of procs) {
+    for (let q = pid; q > 1; q = procs.get(q)?.ppid ?? 0) {
+      if (q === process.pid) {
+        sessions.add(p.session);
+        break;
+      }
+    }
+  }
+  let sum = 0;
+  for (const p of procs.values()) if (sessions.has(p.session)) sum += p.cpu;
   return sum;
 }
 
@@ -193,13 +204,13 @@ async function runAxiscope(ctx, mode, gpu, o) {
   }
 }
 
-async function runWllama(ctx, mode, threads, gpu, o, prompt, pieces) {
+async function runWllama(ctx, mode, threads, gpu, o, prompt, ids) {
   const page = await ctx.newPage();
   try {
     await page.goto(`${mode.url}wllama.html`);
     await page.waitForFunction(() => window.wllamaReady === true, null, { timeout: 60_000 });
     return await page.evaluate((args) => window.benchWllama(args), {
-      modelUrl: `${mode.url}app/models/${MODEL}`, threads, gpu, tokens: o.tokens, prompt, pieces,
+      modelUrl: `${mode.url}app/models/${MODEL}`, threads, gpu, tokens: o.tokens, prompt, ids,
     });
   } finally {
     await page.close();
@@ -211,8 +222,7 @@ function fromAxiscope(r, variant, base) {
   if (!run) throw new Error(r.cap_note ?? `no ${variant} run`);
   return {
     ok: true, prompt_tokens: run.prompt_tokens, generated_tokens: run.generated_tokens,
-    // Compared by text piece: wllama reports pieces, not ids (the ids are in token_ids).
-    tokens: run.pieces, token_ids: run.tokens, prefill_tok_s: run.prefill_tok_s, decode_tok_s: run.decode_tok_s,
+    tokens: run.tokens, prefill_tok_s: run.prefill_tok_s, decode_tok_s: run.decode_tok_s,
     ttft_ms: run.ttft_ms, load_ms: variant === 'plain' ? r.model_load_ms : null,
     engine_info: `${r.backend_detail}; ${r.backend_reason ?? ''}`.trim(),
     browser: variant === 'plain' ? {
@@ -224,15 +234,17 @@ function fromAxiscope(r, variant, base) {
   };
 }
 
-/** wllama's pieces come from an untimed run (`logprobs` costs a softmax per token); a timed
- *  run with the same text has the same pieces. */
-function fromWllama(w, known) {
+/** wllama's token ids come from its untimed warm-up run (`logprobs` costs a softmax per
+ *  token); a timed run with the same text has the same ids. */
+function fromWllama(w, known, promptTokens) {
   const t = w.timings ?? {};
-  const pieces = w.pieces ?? (known && known.text === w.text ? known.pieces : null);
-  if (!pieces) throw new Error('wllama generated another text than in its warm-up run');
+  // Same prompt as axiscope's, token for token: llama.cpp must have run all of it.
+  if (t.prompt_n !== promptTokens) throw new Error(`wllama ran ${t.prompt_n} prompt tokens, not ${promptTokens}`);
+  const ids = w.ids ?? (known && known.text === w.text ? known.ids : null);
+  if (!ids) throw new Error(known ? 'wllama generated another text than in its warm-up run' : 'wllama returned no token ids');
   return {
     ok: true, prompt_tokens: t.prompt_n, generated_tokens: t.predicted_n,
-    tokens: pieces,
+    tokens: ids,
     prefill_tok_s: t.prompt_n / (t.prompt_ms / 1000),
     // Same definition as axiscope's: the first token comes from the prompt's logits.
     decode_tok_s: (t.predicted_n - 1) / (t.predicted_ms / 1000),
@@ -313,7 +325,7 @@ async function main() {
   console.log(`browser bench: runners ${runners.map((r) => r.id).join(', ')}`);
   const runs = [];
   let seq = 0;
-  const wllamaPieces = new Map(); // runner id -> { text, pieces } from its warm-up
+  const wllamaIds = new Map(); // runner id -> { text, ids } from its warm-up
   try {
     for (const isolated of [false, true]) {
       const mine = runners.filter((r) => r.isolated === isolated && !r.partOf);
@@ -346,8 +358,8 @@ async function main() {
           const recs = [];
           try {
             if (r.kind === 'wllama' || r.kind === 'wllama-gpu') {
-              if (warm) wllamaPieces.set(r.id, { text: got.value.text, pieces: got.value.pieces });
-              recs.push(record(r, { ...fromWllama(got.value, wllamaPieces.get(r.id)), ...common }));
+              if (warm) wllamaIds.set(r.id, { text: got.value.text, ids: got.value.ids });
+              recs.push(record(r, { ...fromWllama(got.value, wllamaIds.get(r.id), promptSpec.expected_tokens), ...common }));
             }
             else recs.push(record(r, { ...fromAxiscope(got.value, 'plain'), ...common }));
           } catch (e) {
