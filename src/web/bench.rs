@@ -94,7 +94,10 @@ pub fn prompt_ids(model: &Model) -> Result<Vec<u32>, String> {
         Message::new(Role::System, p.system),
         Message::new(Role::User, p.user),
     ];
-    let ids = model.render(&messages, true).map_err(|e| e.to_string())?.ids;
+    let ids = model
+        .render(&messages, true)
+        .map_err(|e| e.to_string())?
+        .ids;
     if ids.len() != p.expected_tokens {
         return Err(format!(
             "the benchmark prompt is {} tokens with this model, not {}: the benchmark is defined for SmolLM2's vocabulary",
@@ -134,10 +137,16 @@ fn timed(
     };
     let mut pieces = Vec::with_capacity(tokens);
     let g = session
-        .generate(&model.tokenizer, prompt, &opts, &mut hooks, &mut |_, piece| {
-            pieces.push(piece.to_string());
-            true
-        })
+        .generate(
+            &model.tokenizer,
+            prompt,
+            &opts,
+            &mut hooks,
+            &mut |_, piece| {
+                pieces.push(piece.to_string());
+                true
+            },
+        )
         .map_err(|e| e.to_string())?;
     Ok(BenchRun {
         prompt_tokens: g.prefilled,
@@ -179,7 +188,10 @@ pub fn run(
     let (mut record_all, mut cap_run, mut cap_note) = (None, None, None);
     if overheads {
         let all = Hooks::recording((0..model.config.n_layers).collect());
-        record_all = Some(overhead(&base, timed(model, factory, &prompt, tokens, all)?));
+        record_all = Some(overhead(
+            &base,
+            timed(model, factory, &prompt, tokens, all)?,
+        ));
         match cap {
             Ok(edits) => {
                 let mut hooks = Hooks::none();
@@ -275,7 +287,10 @@ pub fn page(app: super::state::AppState, start_model: impl Fn()) -> leptos::prel
         Some(match r {
             Ok(report) => ("ok", report_json(app, report, model_ready_ms.get_value())),
             Err(e) => {
-                let why = app.model_error.get_untracked().map_or(e.clone(), |m| format!("{e} ({m})"));
+                let why = app
+                    .model_error
+                    .get_untracked()
+                    .map_or(e.clone(), |m| format!("{e} ({m})"));
                 ("error", json!({ "error": why }))
             }
         })
@@ -289,8 +304,14 @@ pub fn page(app: super::state::AppState, start_model: impl Fn()) -> leptos::prel
     };
     let status = move || match (app.model.get(), app.model_error.get()) {
         (_, Some(e)) => format!("model: {e}"),
-        (Some(m), None) => format!("model loaded on {} ({}); benchmarking...", m.backend, m.backend_reason),
-        (None, None) => app.progress.get().map_or("loading the model...".into(), |p| p.text()),
+        (Some(m), None) => format!(
+            "model loaded on {} ({}); benchmarking...",
+            m.backend, m.backend_reason
+        ),
+        (None, None) => app
+            .progress
+            .get()
+            .map_or("loading the model...".into(), |p| p.text()),
     };
     view! {
         <main class="bench">

@@ -222,7 +222,11 @@ impl Host {
     /// The in-browser benchmark (`web::bench`) on the loaded model and the worker's backend,
     /// capped over the native harness's band (layers 70-90 % of the depth, percentile 75)
     /// when a bundle for this model is loaded.
-    pub fn bench(&self, tokens: usize, overheads: bool) -> Result<super::bench::BenchReport, String> {
+    pub fn bench(
+        &self,
+        tokens: usize,
+        overheads: bool,
+    ) -> Result<super::bench::BenchReport, String> {
         let (model, factory) = (
             self.model.as_ref().ok_or("no model is loaded")?,
             self.factory.as_ref().ok_or("no backend")?,
@@ -233,7 +237,9 @@ impl Host {
             Some(b) => capping_edits(&b.vectors, &b.stats, band, 75)
                 .map(|e| pipeline::engine_edits(&e))
                 .map_err(|e| e.to_string()),
-            None => Err("no persona bundle for this model is loaded, so nothing to cap with".into()),
+            None => {
+                Err("no persona bundle for this model is loaded, so nothing to cap with".into())
+            }
         };
         super::bench::run(model, factory, tokens, overheads, cap)
     }

@@ -388,7 +388,8 @@ pub enum Event {
     /// The benchmark's measurements (`Request::Bench`).
     BenchDone {
         id: u32,
-        report: super::bench::BenchReport,
+        /// Boxed: the report is far bigger than the other events.
+        report: Box<super::bench::BenchReport>,
     },
     /// Linear memory of the worker's wasm instance, in bytes.
     Memory {

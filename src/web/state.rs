@@ -748,7 +748,7 @@ impl AppState {
                 }
                 _ => self.notice.set(Some(format!("{what}: {message}"))),
             },
-            Event::BenchDone { report, .. } => self.bench.set(Some(Ok(report))),
+            Event::BenchDone { report, .. } => self.bench.set(Some(Ok(*report))),
             Event::Memory { bytes } => self.memory.set(Some(bytes)),
             Event::Done { id } => {
                 let job = self.finish_job(id);

@@ -190,7 +190,10 @@ impl Worker {
                 let sent = report.map(|mut report| {
                     report.wasm_memory_bytes = memory_bytes();
                     report.wasm_files = super::bench::wasm_resources();
-                    self.emit(Event::BenchDone { id, report })
+                    self.emit(Event::BenchDone {
+                        id,
+                        report: Box::new(report),
+                    })
                 });
                 ("bench", sent)
             }
