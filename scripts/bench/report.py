@@ -40,28 +40,10 @@ def _same(variant, same):
     return "yes" if same else "**no**"
 
 
-def markdown(result):
-    m = result["machine"]
-    st = result["settings"]
-    sm = result["summary"]
+def _tables(sm, generated_tokens):
+    """The speed table, the overhead table and the notes for one summary (native or browser)."""
     by_id = {s["runner"]: s for s in sm["runners"]}
-    la = sm["loadavg_1min"]
-    fc = sm["foreign_cpu"]
     lines = [
-        f"### Native benchmark, {result['started'][:10]}",
-        "",
-        f"{m['cpu']}, {m['cores']} cores, Linux {m['kernel']}; axiscope at "
-        f"{m['git_commit'][:10]}{' (uncommitted changes)' if m['git_dirty'] else ''}. "
-        f"{st['model']}; the standard {st['prompt_tokens']}-token ChatML prompt, "
-        f"{st['generated_tokens']} greedy tokens; median (min-max) of {st['reps']} "
-        f"interleaved repetitions.",
-        "",
-        f"Machine state: 1-minute load average {la['min']:.2f}-{la['max']:.2f} during the "
-        f"runs; other processes used {fc['median']:.2f} cores in the median run (max "
-        f"{fc['max']:.2f}); {sm['runs_busy']} of {sm['runs_total']} runs flagged busy, "
-        f"{sm['runs_failed']} failed."
-        if la and fc else "Machine state: no timed runs.",
-        "",
         "| Engine | Prefill tok/s | Decode tok/s | TTFT ms | Load ms | Peak RSS MB "
         "| Decode vs peer | Prefill vs peer | Runs |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -103,22 +85,90 @@ def markdown(result):
                 f"| {_same(s['variant'], o['same_tokens_as_baseline'])} |"
             )
         lines.append("")
-    lines.append(f"Capping overhead: {st['capping']}.")
+    notes = []
     for s in sm["runners"]:
         if s["variant"] == "plain" and s.get("engine_info"):
-            lines.append(f"{_label(s)}: {s['engine_info']}.")
+            notes.append(f"{_label(s)}: {s['engine_info']}.")
     for s in [s for s in sm["runners"] if s.get("vs")]:
-        lines.append(
+        notes.append(
             f"Greedy tokens, {_label(s)} vs {_label(by_id[s['vs']['peer']])}: the first "
-            f"{s['vs']['same_leading_tokens']} of {st['generated_tokens']} agree."
+            f"{s['vs']['same_leading_tokens']} of {generated_tokens} agree."
         )
     for s in sm["runners"]:
         if not s["deterministic"]:
-            lines.append(f"{_label(s)}: repetitions generated different tokens.")
+            notes.append(f"{_label(s)}: repetitions generated different tokens.")
         for e in s["errors"]:
-            lines.append(f"{_label(s)} failed: {e}")
-    lines += ["", f"Busy rule: {st['busy_rule']}", ""]
+            notes.append(f"{_label(s)} failed: {e}")
+    return lines, notes
+
+
+def _machine_state(sm):
+    la = sm["loadavg_1min"]
+    fc = sm["foreign_cpu"]
+    if not (la and fc):
+        return "Machine state: no timed runs."
+    return (f"Machine state: 1-minute load average {la['min']:.2f}-{la['max']:.2f} during the "
+            f"runs; other processes used {fc['median']:.2f} cores in the median run (max "
+            f"{fc['max']:.2f}); {sm['runs_busy']} of {sm['runs_total']} runs flagged busy, "
+            f"{sm['runs_failed']} failed.")
+
+
+def markdown(result):
+    lines = []
+    if result.get("runners"):
+        m = result["machine"]
+        st = result["settings"]
+        sm = result["summary"]
+        lines += [
+            f"### Native benchmark, {result['started'][:10]}",
+            "",
+            f"{m['cpu']}, {m['cores']} cores, Linux {m['kernel']}; axiscope at "
+            f"{m['git_commit'][:10]}{' (uncommitted changes)' if m['git_dirty'] else ''}. "
+            f"{st['model']}; the standard {st['prompt_tokens']}-token ChatML prompt, "
+            f"{st['generated_tokens']} greedy tokens; median (min-max) of {st['reps']} "
+            f"interleaved repetitions.",
+            "",
+            _machine_state(sm),
+            "",
+        ]
+        table, notes = _tables(sm, st["generated_tokens"])
+        lines += table + [f"Capping overhead: {st['capping']}."] + notes
+        lines += ["", f"Busy rule: {st['busy_rule']}", ""]
+    if result.get("browser"):
+        lines += browser_markdown(result["browser"])
     return "\n".join(lines)
+
+
+def browser_markdown(br):
+    """The in-browser part (scripts/bench/browser.mjs), merged by merge_browser.py."""
+    m = br["machine"]
+    st = br["settings"]
+    sm = br["summary"]
+    wasm = ", ".join(f"{w['name']} {w['bytes'] / 1e6:.2f} MB ({w['gzip_bytes'] / 1e6:.2f} MB gzip)"
+                     for w in st["wasm"])
+    lines = [
+        f"### Browser benchmark, {br['started'][:10]}",
+        "",
+        f"{m['chromium']} headless on {m['cpu']}, {m['cores']} cores; wllama "
+        f"{m['wllama']}; axiscope at {m['git_commit'][:10]}"
+        f"{' (uncommitted changes)' if m['git_dirty'] else ''}. The same GGUF from the same "
+        f"local server, the standard {st['prompt_tokens']}-token prompt, "
+        f"{st['generated_tokens']} greedy tokens; median (min-max) of {st['reps']} interleaved "
+        f"repetitions after a warm-up that caches the model. `wasm` pages are not "
+        f"cross-origin isolated, `wasm+coi` pages are (COOP/COEP). Priority: "
+        f"{st['priority']}.",
+        "",
+        _machine_state(sm),
+        "",
+    ]
+    table, notes = _tables(sm, st["generated_tokens"])
+    lines += table
+    lines.append(f"axiscope wasm: {wasm}.")
+    lines += notes
+    lines += ["", "Busy rule (browser): a run is flagged busy when other processes used more "
+              "CPU than the cores it left free plus 0.25 (machine busy time less the "
+              "browser's own, per second), or the hypervisor stole more than 0.1 cores.", ""]
+    return lines
 
 
 def _nice_max(v):
@@ -135,8 +185,11 @@ def _nice_max(v):
 def svg(result):
     """Grouped bars, one group per runner: prefill and decode tok/s medians, min-max
     whiskers. Groups whose figures come from a busy machine are marked with *."""
-    sm = result["summary"]
-    groups = [s for s in sm["runners"] if s["decode_tok_s"] or s["prefill_tok_s"]]
+    runners = list(result["summary"]["runners"]) if result.get("runners") else []
+    if result.get("browser"):
+        # Browser engines after the native ones; their labels say wasm / webgpu.
+        runners += result["browser"]["summary"]["runners"]
+    groups = [s for s in runners if s["decode_tok_s"] or s["prefill_tok_s"]]
     series = (("prefill_tok_s", "prefill", "#4c78a8"), ("decode_tok_s", "decode", "#f58518"))
     W_GROUP, BAR, GAP = 150, 44, 8
     left, right, top, bottom = 70, 20, 60, 90
@@ -154,7 +207,7 @@ def svg(result):
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{left}" y="22" font-size="15" font-weight="bold">'
-        f'{escape("axiscope vs llama.cpp, SmolLM2-135M Q4_1, native")}</text>',
+        f'{escape(_title(result))}</text>',
         f'<text x="{left}" y="40" fill="#555">{escape(_subtitle(result))}</text>',
     ]
     for i in range(6):
@@ -204,7 +257,17 @@ def svg(result):
     return "\n".join(out) + "\n"
 
 
+def _title(result):
+    if result.get("runners") and result.get("browser"):
+        return "axiscope vs llama.cpp (native) and wllama (browser), SmolLM2-135M Q4_1"
+    if result.get("browser"):
+        return "axiscope vs wllama in headless Chromium, SmolLM2-135M Q4_1"
+    return "axiscope vs llama.cpp, SmolLM2-135M Q4_1, native"
+
+
 def _subtitle(result):
+    if not result.get("runners"):
+        result = result["browser"]
     st = result["settings"]
     sm = result["summary"]
     return (f"{result['started'][:10]}, {result['machine']['cores']} cores; "

@@ -18,7 +18,9 @@ use super::state::{AppState, DEFAULT_BUNDLE_URL, Embed};
 use super::status::StatusBar;
 
 /// Query parameters the page reads; anything else is ignored and the visitor told so.
-const KNOWN_PARAMS: &[&str] = &["embed", "backend", "bundle", "model", "theme"];
+const KNOWN_PARAMS: &[&str] = &[
+    "embed", "backend", "bundle", "model", "theme", "bench", "tokens", "overhead",
+];
 
 /// Mounts the app on `<body>`. Called once from the `axiscope-web` binary.
 pub fn start() {
@@ -142,6 +144,10 @@ fn App() -> impl IntoView {
             None => app.load_default_model(),
         }
     };
+    // `?bench`: the benchmark page instead of the app (web::bench).
+    if dom::query_param("bench").is_some() {
+        return super::bench::page(app, start_model);
+    }
     let started = RwSignal::new(false);
     match embed {
         None => {

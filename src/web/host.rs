@@ -220,6 +220,31 @@ impl Host {
         Ok(describe)
     }
 
+    /// The in-browser benchmark (`web::bench`) on the loaded model and the worker's backend,
+    /// capped over the native harness's band (layers 70-90 % of the depth, percentile 75)
+    /// when a bundle for this model is loaded.
+    pub fn bench(
+        &self,
+        tokens: usize,
+        overheads: bool,
+    ) -> Result<super::bench::BenchReport, String> {
+        let (model, factory) = (
+            self.model.as_ref().ok_or("no model is loaded")?,
+            self.factory.as_ref().ok_or("no backend")?,
+        );
+        let n = model.config.n_layers;
+        let band = (n * 7).div_ceil(10)..(n * 9).div_ceil(10);
+        let cap = match self.usable_bundle() {
+            Some(b) => capping_edits(&b.vectors, &b.stats, band, 75)
+                .map(|e| pipeline::engine_edits(&e))
+                .map_err(|e| e.to_string()),
+            None => {
+                Err("no persona bundle for this model is loaded, so nothing to cap with".into())
+            }
+        };
+        super::bench::run(model, factory, tokens, overheads, cap)
+    }
+
     /// The loaded model's file, shared with the engine (for caching it without a copy).
     pub fn model_bytes(&self) -> Option<std::sync::Arc<Vec<u8>>> {
         self.model.as_ref().map(|m| m.gguf.bytes().clone())

@@ -8,6 +8,7 @@
 //! [`status`]; [`state`] holds the page's signals, [`client`] talks to the worker,
 //! [`worker`] is the worker itself.
 
+pub mod bench;
 pub mod catalog;
 pub mod chart;
 pub mod export;

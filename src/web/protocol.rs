@@ -167,6 +167,13 @@ pub enum Request {
         system: String,
         questions: usize,
     },
+    /// Runs the benchmark (`?bench`, see `web::bench`) on the loaded model: `tokens` greedy
+    /// tokens after the standard prompt, and with `overheads` the recording and capping runs.
+    Bench {
+        id: u32,
+        tokens: usize,
+        overheads: bool,
+    },
 }
 
 impl Request {
@@ -180,6 +187,7 @@ impl Request {
             | Request::Restore { id, .. }
             | Request::ExportAxis { id, .. }
             | Request::PlaceRole { id, .. }
+            | Request::Bench { id, .. }
             | Request::BuildBundle { id, .. } => *id,
         }
     }
@@ -376,6 +384,12 @@ pub enum Event {
         id: u32,
         what: String,
         message: String,
+    },
+    /// The benchmark's measurements (`Request::Bench`).
+    BenchDone {
+        id: u32,
+        /// Boxed: the report is far bigger than the other events.
+        report: Box<super::bench::BenchReport>,
     },
     /// Linear memory of the worker's wasm instance, in bytes.
     Memory {

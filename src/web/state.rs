@@ -131,6 +131,7 @@ pub enum Job {
     Restore,
     PlaceRole,
     Build,
+    Bench,
     Other,
 }
 
@@ -178,6 +179,8 @@ pub struct AppState {
     /// An in-browser map build: (done, total, current role, started at ms).
     pub build_progress: RwSignal<Option<(usize, usize, String, f64)>>,
     pub build_error: RwSignal<Option<String>>,
+    /// The benchmark's outcome (`?bench`).
+    pub bench: RwSignal<Option<Result<super::bench::BenchReport, String>>>,
     /// Turns waiting for a model to be measured (from a share link).
     pub pending_restore: StoredValue<Option<Vec<SharedTurn>>>,
     pub first_token_mark: StoredValue<bool>,
@@ -225,6 +228,7 @@ impl AppState {
             role_nearest: RwSignal::new(None),
             build_progress: RwSignal::new(None),
             build_error: RwSignal::new(None),
+            bench: RwSignal::new(None),
             pending_restore: StoredValue::new(None),
             first_token_mark: StoredValue::new(false),
             crashes: StoredValue::new(0),
@@ -388,6 +392,20 @@ impl AppState {
     }
 
     /// Builds the persona map for the loaded model in the worker.
+    /// Queues the benchmark behind whatever loads are queued (the worker runs in order).
+    pub fn run_bench(&self, tokens: usize, overheads: bool) {
+        self.bench.set(None);
+        self.request(
+            Job::Bench,
+            |id| Request::Bench {
+                id,
+                tokens,
+                overheads,
+            },
+            None,
+        );
+    }
+
     pub fn build_map(&self, size: BuildSize) {
         if !self.can_chat() {
             return;
@@ -713,6 +731,7 @@ impl AppState {
                     self.build_progress.set(None);
                     self.build_error.set(Some(message));
                 }
+                Some(Job::Bench) => self.bench.set(Some(Err(message))),
                 Some(Job::PlaceRole) => {
                     self.role_progress.set(None);
                     self.role_error.set(Some(message));
@@ -729,6 +748,7 @@ impl AppState {
                 }
                 _ => self.notice.set(Some(format!("{what}: {message}"))),
             },
+            Event::BenchDone { report, .. } => self.bench.set(Some(Ok(*report))),
             Event::Memory { bytes } => self.memory.set(Some(bytes)),
             Event::Done { id } => {
                 let job = self.finish_job(id);

@@ -183,6 +183,20 @@ impl Worker {
                 )
             }
             Request::BuildBundle { size, .. } => ("build", self.build_bundle(id, size).await),
+            Request::Bench {
+                tokens, overheads, ..
+            } => {
+                let report = self.host.borrow().bench(tokens, overheads);
+                let sent = report.map(|mut report| {
+                    report.wasm_memory_bytes = memory_bytes();
+                    report.wasm_files = super::bench::wasm_resources();
+                    self.emit(Event::BenchDone {
+                        id,
+                        report: Box::new(report),
+                    })
+                });
+                ("bench", sent)
+            }
             Request::ExportAxis { format, .. } => {
                 let host = self.host.borrow();
                 let file = match format {

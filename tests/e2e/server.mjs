@@ -5,7 +5,10 @@
 // compile while downloading), Content-Length on GET and HEAD, and no caching, so a rebuilt
 // dist/ is always what the browser gets.
 //
-// CLI: node tests/e2e/server.mjs [--root DIR] [--port PORT] [--host HOST]
+// `isolate: false` (CLI --no-isolation) leaves out COOP/COEP, to measure a page that is not
+// cross-origin isolated (scripts/bench/browser.mjs runs both).
+//
+// CLI: node tests/e2e/server.mjs [--root DIR] [--port PORT] [--host HOST] [--no-isolation]
 
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -67,9 +70,16 @@ async function findFile(root, urlPath) {
   return null;
 }
 
-function send(res, status, body, headers = {}) {
+/** The headers every response gets: all of ISOLATION_HEADERS, or without COOP/COEP. */
+function baseHeaders(isolate) {
+  if (isolate) return ISOLATION_HEADERS;
+  const { 'Cross-Origin-Opener-Policy': _coop, 'Cross-Origin-Embedder-Policy': _coep, ...rest } = ISOLATION_HEADERS;
+  return rest;
+}
+
+function send(res, status, body, headers = {}, isolate = true) {
   res.writeHead(status, {
-    ...ISOLATION_HEADERS,
+    ...baseHeaders(isolate),
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
     ...headers,
@@ -81,7 +91,7 @@ function send(res, status, body, headers = {}) {
  * Starts serving `root`. Resolves to { url, port, close() } once listening.
  * `port` 0 picks a free port (what the tests use).
  */
-export async function startServer({ root, port = 0, host = '127.0.0.1', log = false } = {}) {
+export async function startServer({ root, port = 0, host = '127.0.0.1', log = false, isolate = true } = {}) {
   if (!root) throw new Error('startServer: root is required');
   const absRoot = path.resolve(root);
   const rootInfo = await stat(absRoot).catch(() => null);
@@ -95,17 +105,17 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', log = fa
       if (log) console.log(`${req.method} ${req.url} ${res.statusCode} ${Date.now() - started} ms`);
     });
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' });
+      send(res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' }, isolate);
       return;
     }
     const urlPath = new URL(req.url, 'http://localhost').pathname;
     const found = await findFile(absRoot, urlPath);
     if (!found) {
-      send(res, 404, `not found: ${urlPath}\n`);
+      send(res, 404, `not found: ${urlPath}\n`, {}, isolate);
       return;
     }
     res.writeHead(200, {
-      ...ISOLATION_HEADERS,
+      ...baseHeaders(isolate),
       'Content-Type': MIME[path.extname(found.file).toLowerCase()] ?? 'application/octet-stream',
       'Content-Length': found.size,
     });
@@ -138,9 +148,14 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', log = fa
 }
 
 function parseArgs(argv) {
-  const options = { root: 'dist', port: 8080, host: '127.0.0.1' };
+  const options = { root: 'dist', port: 8080, host: '127.0.0.1', isolate: true };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
+    if (flag === '--no-isolation') {
+      options.isolate = false;
+      i -= 1;
+      continue;
+    }
     if (value === undefined) throw new Error(`missing value after ${flag}`);
     if (flag === '--root') options.root = value;
     else if (flag === '--host') options.host = value;
@@ -159,7 +174,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
   try {
     const options = parseArgs(process.argv.slice(2));
     const server = await startServer({ ...options, log: true });
-    console.log(`serving ${path.resolve(options.root)} at ${server.url} (COOP/COEP on; Ctrl-C stops)`);
+    console.log(`serving ${path.resolve(options.root)} at ${server.url} (COOP/COEP ${options.isolate ? 'on' : 'off'}; Ctrl-C stops)`);
   } catch (err) {
     console.error(`server: ${err.message}`);
     process.exit(1);
