@@ -576,3 +576,37 @@ fn generate_with_a_cap_reports_the_unsteered_projection() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--bundle"));
 }
+
+/// The committed default bundle (bundles/) must be what today's engine builds: a role
+/// rebuilt with the bundle's own settings (same prompts, questions and seeds) lands where the
+/// bundle has it. Catches an engine change that silently invalidates the shipped map.
+#[test]
+fn the_committed_bundle_is_what_the_engine_builds() {
+    let path = root().join("bundles/smollm2-135m-instruct.axb");
+    let b = Bundle::from_blob(&std::fs::read(&path).unwrap()).unwrap();
+    let want_sha = fixture_json("smollm2_greedy.json")["settings"]["model_sha256"].clone();
+    assert_eq!(serde_json::json!(b.model.sha256), want_sha, "bundle built on another model file");
+    let dir = temp_dir("committed");
+    std::fs::copy(root().join("data/roles/pirate.json"), dir.join("pirate.json")).unwrap();
+    let model = default_model_path();
+    let out = run(&[
+        "project",
+        "--model",
+        model.to_str().unwrap(),
+        "--bundle",
+        path.to_str().unwrap(),
+        "--roles",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = b.vectors.roles.iter().position(|n| n == "pirate").unwrap();
+    let want = b.vectors.role_projection(r, b.analysis_layer);
+    let got = v["roles"][0]["projection"].as_f64().unwrap() as f32;
+    // Same tolerance as a fresh tiny build placed again (f16 storage of role vectors).
+    assert!(
+        (got - want).abs() < 0.02 + 1e-3 * want.abs(),
+        "pirate rebuilt: projection {got}, committed bundle {want}"
+    );
+    assert_eq!(v["roles"][0]["nearest"][0], "pirate");
+}
