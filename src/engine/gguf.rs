@@ -37,8 +37,9 @@ impl GgufFile {
             };
             return Err(Error::NotGguf(what));
         }
+        check_alignment(&bytes)?;
         let content = Content::read(&mut std::io::Cursor::new(bytes.as_slice()))
-            .map_err(|e| Error::BadGguf(first_line(&e.to_string())))?;
+            .map_err(|e| Error::BadGguf(candle_reason(e)))?;
         let data_start = content.tensor_data_offset as usize;
         let mut tensors = HashMap::with_capacity(content.tensor_infos.len());
         for (name, info) in &content.tensor_infos {
@@ -171,6 +172,109 @@ impl GgufFile {
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_string()
+/// candle divides by `general.alignment` without checking it, so a file claiming 0 would
+/// panic the reader: walk the metadata (no allocation) and refuse it first. Anything else
+/// malformed is left to candle's reader, which reports it.
+fn check_alignment(bytes: &[u8]) -> Result<()> {
+    const KEY: &[u8] = b"general.alignment";
+    let mut r = Walker { bytes, at: 4 };
+    let Some(version) = r.u32() else {
+        return Ok(());
+    };
+    let wide = version >= 2; // v1 used 32-bit lengths and counts
+    let (Some(_tensors), Some(kvs)) = (r.len(wide), r.len(wide)) else {
+        return Ok(());
+    };
+    for _ in 0..kvs {
+        let Some(key_len) = r.len(wide) else {
+            return Ok(());
+        };
+        let key_at = r.at;
+        let (Some(_), Some(ty)) = (r.skip(key_len), r.u32()) else {
+            return Ok(());
+        };
+        if &bytes[key_at..r.at - 4] == KEY {
+            let zero = match ty {
+                0 | 1 | 7 => r.bytes_at(1).map(|b| b == [0]),
+                2 | 3 => r.bytes_at(2).map(|b| b == [0; 2]),
+                4 | 5 => r.bytes_at(4).map(|b| b == [0; 4]),
+                10 | 11 => r.bytes_at(8).map(|b| b == [0; 8]),
+                _ => None,
+            };
+            if zero == Some(true) {
+                return Err(Error::BadGguf("general.alignment is 0".into()));
+            }
+            return Ok(());
+        }
+        if r.value(ty, wide, 0).is_none() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A bounds-checked cursor over the header; `None` means the bytes ran out or made no sense.
+struct Walker<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Walker<'_> {
+    fn bytes_at(&self, n: usize) -> Option<&[u8]> {
+        self.bytes.get(self.at..self.at.checked_add(n)?)
+    }
+    fn skip(&mut self, n: u64) -> Option<()> {
+        let n = usize::try_from(n).ok()?;
+        self.bytes_at(n)?;
+        self.at += n;
+        Some(())
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let v = u32::from_le_bytes(self.bytes_at(4)?.try_into().ok()?);
+        self.at += 4;
+        Some(v)
+    }
+    fn len(&mut self, wide: bool) -> Option<u64> {
+        if !wide {
+            return self.u32().map(u64::from);
+        }
+        let v = u64::from_le_bytes(self.bytes_at(8)?.try_into().ok()?);
+        self.at += 8;
+        Some(v)
+    }
+    /// Skips one metadata value of type `ty`.
+    fn value(&mut self, ty: u32, wide: bool, depth: usize) -> Option<()> {
+        let fixed = |ty| match ty {
+            0 | 1 | 7 => Some(1u64),
+            2 | 3 => Some(2),
+            4..=6 => Some(4),
+            10..=12 => Some(8),
+            _ => None,
+        };
+        match ty {
+            8 => {
+                let n = self.len(wide)?;
+                self.skip(n)
+            }
+            9 if depth < 64 => {
+                let inner = self.u32()?;
+                let n = self.len(wide)?;
+                match fixed(inner) {
+                    Some(size) => self.skip(n.checked_mul(size)?),
+                    None => (0..n).try_for_each(|_| self.value(inner, wide, depth + 1)),
+                }
+            }
+            _ => self.skip(fixed(ty)?),
+        }
+    }
+}
+
+/// The first line of candle's reason, without the backtrace it captures when RUST_BACKTRACE
+/// is set: printing that would resolve symbols (a second and tens of MB per bad file).
+fn candle_reason(e: candle_core::Error) -> String {
+    let e = match e {
+        candle_core::Error::WithBacktrace { inner, .. } => *inner,
+        e => e,
+    };
+    e.to_string().lines().next().unwrap_or("").to_string()
 }

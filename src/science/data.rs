@@ -204,9 +204,44 @@ fn json_stem(path: &std::path::Path) -> Option<String> {
     (path.extension()? == "json").then(|| path.file_stem()?.to_str().map(str::to_string))?
 }
 
+/// Largest role, question or transcript file read: the reference data's biggest file is about
+/// 30 KB and a whole conversation fits in a model's context, so anything this big is a mistake
+/// (a model or a dump picked by accident), refused before it is read into memory.
+pub const MAX_DATA_FILE_BYTES: u64 = 16 << 20;
+
 #[cfg(not(target_arch = "wasm32"))]
 fn read_text(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    use std::io::Read;
+    let fail = |e: std::io::Error| Error::Invalid(format!("{}: {e}", path.display()));
+    let too_big = |n: u64| {
+        Error::Invalid(format!(
+            "{}: {} MB is too big for a role, question or transcript file (at most {} MB)",
+            path.display(),
+            n.div_ceil(1 << 20),
+            MAX_DATA_FILE_BYTES >> 20
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let size = file.metadata().map_err(fail)?.len();
+    if size > MAX_DATA_FILE_BYTES {
+        return Err(too_big(size));
+    }
+    // The size may lie (a pipe, a growing file): never read past the limit.
+    let mut bytes = Vec::new();
+    file.take(MAX_DATA_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_DATA_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::Invalid(format!(
+            "{}:{line}: not UTF-8 text (byte {at})",
+            path.display()
+        ))
+    })
 }
 
 /// Reads every role file of `dir` (not its subfolders).

@@ -65,6 +65,24 @@ pub fn Chat(#[prop(optional)] compact: bool) -> impl IntoView {
                 <For each=move || app.turns.get() key=|t| t.key children=move |t| view! { <TurnView turn=t/> }/>
             </div>
             {move || app.chat_error.get().map(|e| view! { <p class="error" role="alert" data-testid="chat-error">{e}</p> })}
+            <Show when=move || app.context_full()>
+                // The context is full: the visitor chooses; the earlier drift points stay either way
+                // until "Start over".
+                <p class="row" data-testid="context-choice">
+                    <button
+                        type="button"
+                        data-testid="context-trim"
+                        disabled=move || app.busy() || app.turns_in_context() == 0
+                        title="The oldest half of the turns leave the model's context; they stay on the page and the chart"
+                        on:click=move |_| app.trim_oldest()
+                    >
+                        "Trim the oldest turns"
+                    </button>
+                    <button type="button" data-testid="context-restart" disabled=move || app.busy() on:click=move |_| app.reset()>
+                        "Start over"
+                    </button>
+                </p>
+            </Show>
             <form
                 class="composer"
                 on:submit=move |ev| {
@@ -99,7 +117,7 @@ pub fn Chat(#[prop(optional)] compact: bool) -> impl IntoView {
                     >
                         "Stop"
                     </button>
-                    <button type="button" data-testid="chat-undo" disabled=move || app.busy() || app.turns.with(|t| t.is_empty()) on:click=move |_| app.undo()>
+                    <button type="button" data-testid="chat-undo" disabled=move || app.busy() || app.turns_in_context() == 0 on:click=move |_| app.undo()>
                         "Undo"
                     </button>
                     <button type="button" data-testid="chat-reset" disabled=move || app.busy() || app.turns.with(|t| t.is_empty()) on:click=move |_| app.reset()>
@@ -119,12 +137,16 @@ pub fn Chat(#[prop(optional)] compact: bool) -> impl IntoView {
 
 #[component]
 fn TurnView(turn: TurnEntry) -> impl IntoView {
+    let app = use_app();
     let user = turn.user.get_value();
     let i = turn.index;
     view! {
-        <div class="turn" data-turn=i>
+        <div class="turn" data-turn=i data-trimmed=move || (i < app.turn_offset.get()).to_string()>
             <p class="user" data-testid="user-message">
-                <span class="who">{format!("You · turn {}", i + 1)}</span>
+                <span class="who">{move || {
+                    let trimmed = if i < app.turn_offset.get() { " (trimmed: the model no longer sees it)" } else { "" };
+                    format!("You · turn {}{trimmed}", i + 1)
+                }}</span>
                 <span class="text">{user}</span>
             </p>
             <div class="replies">

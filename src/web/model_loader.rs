@@ -149,7 +149,16 @@ pub fn ModelStatusLine() -> impl IntoView {
             })}
             {move || app.model_error.get().map(|e| {
                 let kept = if app.model.with(|m| m.is_some()) { " The previous model is still loaded." } else { "" };
-                view! { <p class="error" role="alert" data-testid="model-error">{format!("Could not load the model: {e}.{kept}")}</p> }
+                // A failed download can be tried again as it was; a local file must be picked again.
+                let url = app.model_attempt.with(|s| matches!(s, Some(ModelSource::Url { .. })));
+                view! {
+                    <p class="error" role="alert" data-testid="model-error">
+                        {format!("Could not load the model: {e}.{kept} ")}
+                        {url.then(|| view! {
+                            <button type="button" data-testid="model-retry" disabled=move || app.busy() on:click=move |_| app.retry_model()>"Try again"</button>
+                        })}
+                    </p>
+                }
             })}
     }
 }

@@ -147,10 +147,15 @@ pub struct AppState {
     pub model_error: RwSignal<Option<String>>,
     /// The source of the model in use, to load it again after a worker crash.
     pub model_source: RwSignal<Option<ModelSource>>,
+    /// The source of the last load asked for, loaded or not: what "Try again" loads.
+    pub model_attempt: RwSignal<Option<ModelSource>>,
     pub progress: RwSignal<Option<Progress>>,
     pub bundle: RwSignal<Option<BundleView>>,
     pub bundle_error: RwSignal<Option<String>>,
     pub turns: RwSignal<Vec<TurnEntry>>,
+    /// Turns before this one were trimmed from the model's context when it was full: still
+    /// shown and charted, but the worker's turn `i` is the page's turn `i + turn_offset`.
+    pub turn_offset: RwSignal<usize>,
     next_key: StoredValue<u64>,
     /// Requests the worker has not finished.
     pub jobs: RwSignal<Vec<(u32, Job)>>,
@@ -203,10 +208,12 @@ impl AppState {
             model_loading: RwSignal::new(None),
             model_error: RwSignal::new(None),
             model_source: RwSignal::new(None),
+            model_attempt: RwSignal::new(None),
             progress: RwSignal::new(None),
             bundle: RwSignal::new(None),
             bundle_error: RwSignal::new(None),
             turns: RwSignal::new(Vec::new()),
+            turn_offset: RwSignal::new(0),
             next_key: StoredValue::new(0),
             jobs: RwSignal::new(Vec::new()),
             chat_error: RwSignal::new(None),
@@ -307,7 +314,8 @@ impl AppState {
         };
         self.model_loading.set(Some(label));
         self.model_error.set(None);
-        self.model_source.set(Some(source.clone()));
+        // The model in use stays the source of record until the new one has loaded.
+        self.model_attempt.set(Some(source.clone()));
         let backend = self.backend_pref;
         self.request(
             Job::Model,
@@ -319,6 +327,13 @@ impl AppState {
             },
             file,
         );
+    }
+
+    /// Loads the last model asked for again (after a failed download).
+    pub fn retry_model(&self) {
+        if let Some(source @ ModelSource::Url { .. }) = self.model_attempt.get_untracked() {
+            self.load_model(source, None);
+        }
     }
 
     pub fn load_default_model(&self) {
@@ -428,7 +443,8 @@ impl AppState {
     }
 
     pub fn undo(&self) {
-        if self.busy() {
+        // Trimmed turns are no longer in the worker's conversation: nothing to take back there.
+        if self.busy() || self.turns.with_untracked(|t| t.len()) <= self.turn_offset.get_untracked() {
             return;
         }
         if let Some(t) = self.turns.try_update(|t| t.pop()).flatten() {
@@ -443,8 +459,36 @@ impl AppState {
         }
         let old = self.turns.try_update(std::mem::take).unwrap_or_default();
         old.into_iter().for_each(TurnEntry::dispose);
+        self.turn_offset.set(0);
         self.chat_error.set(None);
         self.request(Job::Other, |id| Request::Reset { id }, None);
+    }
+
+    /// True when the last message did not fit the model's context (the engine's
+    /// `ContextOverflow`): the page then offers to trim the oldest turns or start over.
+    pub fn context_full(&self) -> bool {
+        self.chat_error
+            .with(|e| e.as_deref().is_some_and(|e| e.contains("model's context holds")))
+    }
+
+    /// Turns the model still sees (not trimmed).
+    pub fn turns_in_context(&self) -> usize {
+        self.turns.with(|t| t.len()) - self.turn_offset.get().min(self.turns.with(|t| t.len()))
+    }
+
+    /// Drops the oldest half (at least one) of the turns the model still sees from its
+    /// context. The page keeps showing them and their drift points; the worker starts its
+    /// conversation again from the turns kept and measures them anew.
+    pub fn trim_oldest(&self) {
+        let kept = self.turns_in_context();
+        if self.busy() || kept == 0 {
+            return;
+        }
+        let offset = self.turn_offset.get_untracked() + kept.div_ceil(2);
+        self.turn_offset.set(offset);
+        self.chat_error.set(None);
+        let mut turns = self.shared_turns();
+        self.send_restore(turns.split_off(offset));
     }
 
     /// Shows `turns` (from a share link) and has the worker measure them once a model is in.
@@ -468,6 +512,7 @@ impl AppState {
             .try_update(|t| std::mem::replace(t, entries))
             .unwrap_or_default();
         old.into_iter().for_each(TurnEntry::dispose);
+        self.turn_offset.set(0);
         if self.model.with_untracked(|m| m.is_some()) {
             self.send_restore(turns);
         } else {
@@ -526,7 +571,9 @@ impl AppState {
         })
     }
 
+    /// The page's reply for the worker's `turn`.
     fn reply(&self, turn: usize, branch: Branch) -> Option<ReplyEntry> {
+        let turn = turn + self.turn_offset.get_untracked();
         self.turns
             .with_untracked(|t| t.get(turn).map(|e| e.reply(branch)))
     }
@@ -594,6 +641,7 @@ impl AppState {
             }
             Event::ModelLoaded { model, .. } => {
                 self.model.set(Some(model));
+                self.model_source.set(self.model_attempt.get_untracked());
                 self.model_loading.set(None);
                 self.model_error.set(None);
                 self.progress.set(None);
@@ -802,7 +850,10 @@ impl AppState {
             )));
             return;
         }
-        let turns = self.shared_turns();
+        // Only the turns still in the model's context go back to the new worker.
+        let turns = self
+            .shared_turns()
+            .split_off(self.turn_offset.get_untracked());
         match self.model_source.get_untracked() {
             Some(source @ ModelSource::Url { .. }) => {
                 if !turns.is_empty() {

@@ -485,7 +485,9 @@ impl Worker {
         let result = self.read_chunks(id, &reader, total, from_cache).await;
         if result.is_err() {
             // Stop the transfer too: an abandoned body would keep downloading into a buffer.
-            let _ = reader.cancel();
+            // On a broken stream the promise rejects with the error already reported: await
+            // it, so it is not an unhandled rejection on the console.
+            let _ = JsFuture::from(reader.cancel()).await;
         }
         result
     }

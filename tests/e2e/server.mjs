@@ -40,6 +40,10 @@ const ISOLATION_HEADERS = {
   'Cache-Control': 'no-cache',
 };
 
+// A worker runs under the policy of its own script's response, not the page's meta tag: the
+// model worker may load its wasm (no eval) and fetch models from any host, nothing else.
+const WORKER_CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src *; object-src 'none'";
+
 /** Maps a URL path onto a file under `root`, or null when it escapes `root`. */
 function resolveUnder(root, urlPath) {
   let decoded;
@@ -114,9 +118,11 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', log = fa
       send(res, 404, `not found: ${urlPath}\n`, {}, isolate);
       return;
     }
+    const ext = path.extname(found.file).toLowerCase();
     res.writeHead(200, {
       ...baseHeaders(isolate),
-      'Content-Type': MIME[path.extname(found.file).toLowerCase()] ?? 'application/octet-stream',
+      ...(ext === '.js' ? { 'Content-Security-Policy': WORKER_CSP } : {}),
+      'Content-Type': MIME[ext] ?? 'application/octet-stream',
       'Content-Length': found.size,
     });
     if (req.method === 'HEAD') {
