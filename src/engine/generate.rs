@@ -1,7 +1,7 @@
 //! The generation loop over any backend, and a `Session` that keeps the token ids behind the
 //! backend's KV cache so a chat only runs what is new each turn.
 
-use super::backend::Backend;
+use super::backend::{Backend, now_or_err};
 use super::clock::now_ms;
 use super::error::{Error, Result};
 use super::hooks::Hooks;
@@ -37,6 +37,46 @@ pub struct Generation {
     pub prefill_ms: f64,
     pub decode_ms: f64,
     pub stop: StopReason,
+    /// Per generated token, the two best raw logits before sampling: how close a call it
+    /// was (backends that round differently may part ways at a near-tie).
+    pub top2: Vec<Top2>,
+}
+
+/// The two highest logits of one step and their token ids, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Top2 {
+    pub ids: [u32; 2],
+    pub logits: [f32; 2],
+}
+
+impl Top2 {
+    /// `None` for fewer than two logits.
+    pub fn of(logits: &[f32]) -> Option<Self> {
+        if logits.len() < 2 {
+            return None;
+        }
+        let (mut a, mut b) = if logits[1] > logits[0] {
+            ((1, logits[1]), (0, logits[0]))
+        } else {
+            ((0, logits[0]), (1, logits[1]))
+        };
+        for (i, &x) in logits.iter().enumerate().skip(2) {
+            if x > a.1 {
+                b = a;
+                a = (i, x);
+            } else if x > b.1 {
+                b = (i, x);
+            }
+        }
+        Some(Self {
+            ids: [a.0 as u32, b.0 as u32],
+            logits: [a.1, b.1],
+        })
+    }
+
+    pub fn gap(&self) -> f32 {
+        self.logits[0] - self.logits[1]
+    }
 }
 
 impl Generation {
@@ -91,6 +131,15 @@ impl Session {
     /// Brings the cache to exactly `prompt`, running only the part not already cached, and
     /// returns the last token's logits and how many tokens ran.
     pub fn prefill(&mut self, prompt: &[u32], hooks: &mut Hooks) -> Result<(Vec<f32>, usize)> {
+        now_or_err(self.prefill_async(prompt, hooks))
+    }
+
+    /// [`Session::prefill`] over [`Backend::forward_async`].
+    pub async fn prefill_async(
+        &mut self,
+        prompt: &[u32],
+        hooks: &mut Hooks,
+    ) -> Result<(Vec<f32>, usize)> {
         if prompt.is_empty() {
             return Err(Error::Invalid("empty prompt".into()));
         }
@@ -113,15 +162,24 @@ impl Session {
         self.tokens.truncate(start);
         let logits = self
             .backend
-            .forward(&prompt[start..], start, hooks, false)?;
+            .forward_async(&prompt[start..], start, hooks, false)
+            .await?;
         self.tokens.extend_from_slice(&prompt[start..]);
         Ok((logits, prompt.len() - start))
     }
 
     /// Runs one more token and returns its logits.
     pub fn step(&mut self, token: u32, hooks: &mut Hooks) -> Result<Vec<f32>> {
+        now_or_err(self.step_async(token, hooks))
+    }
+
+    /// [`Session::step`] over [`Backend::forward_async`].
+    pub async fn step_async(&mut self, token: u32, hooks: &mut Hooks) -> Result<Vec<f32>> {
         let pos = self.tokens.len();
-        let logits = self.backend.forward(&[token], pos, hooks, false)?;
+        let logits = self
+            .backend
+            .forward_async(&[token], pos, hooks, false)
+            .await?;
         self.tokens.push(token);
         Ok(logits)
     }
@@ -136,17 +194,31 @@ impl Session {
         hooks: &mut Hooks,
         on_token: &mut dyn FnMut(u32, &str) -> bool,
     ) -> Result<Generation> {
+        now_or_err(self.generate_async(tok, prompt, opts, hooks, on_token))
+    }
+
+    /// [`Session::generate`] over [`Backend::forward_async`].
+    pub async fn generate_async(
+        &mut self,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        hooks: &mut Hooks,
+        on_token: &mut dyn FnMut(u32, &str) -> bool,
+    ) -> Result<Generation> {
         let t0 = now_ms();
-        let (mut logits, prefilled) = self.prefill(prompt, hooks)?;
+        let (mut logits, prefilled) = self.prefill_async(prompt, hooks).await?;
         let t1 = now_ms();
         let mut sampler = Sampler::new(opts.sampler.clone());
         let mut history: Vec<u32> = prompt.to_vec();
         let mut tokens = Vec::new();
+        let mut top2 = Vec::new();
         let mut text = String::new();
         let mut decoder = StreamDecoder::default();
         let limit = self.backend.config().context;
         let mut stop = StopReason::MaxTokens;
         while tokens.len() < opts.max_tokens {
+            top2.extend(Top2::of(&logits));
             let next = sampler.sample(&mut logits, &history);
             tokens.push(next);
             history.push(next);
@@ -167,7 +239,7 @@ impl Session {
                 stop = StopReason::ContextFull;
                 break;
             }
-            logits = self.step(next, hooks)?;
+            logits = self.step_async(next, hooks).await?;
         }
         Ok(Generation {
             text,
@@ -177,6 +249,23 @@ impl Session {
             prefill_ms: t1 - t0,
             decode_ms: now_ms() - t1,
             stop,
+            top2,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Top2;
+
+    #[test]
+    fn top2_finds_the_two_best_in_any_order() {
+        let t = Top2::of(&[0.5, -1.0, 3.0, 2.5, 3.0]).unwrap();
+        // Ties keep the first index as the best, like the greedy sampler's first maximum.
+        assert_eq!(t.ids, [2, 4]);
+        assert_eq!(t.gap(), 0.0);
+        let t = Top2::of(&[1.0, 4.0, 2.0]).unwrap();
+        assert_eq!((t.ids, t.logits), ([1, 2], [4.0, 2.0]));
+        assert_eq!(Top2::of(&[1.0]), None);
     }
 }
