@@ -16,7 +16,7 @@ before(async () => {
 after(() => app?.close());
 
 test('the default model loads in a worker while the page stays responsive, without console errors', async () => {
-  const { page, problems } = await app.open('', { beforeLoad: (p) => routeBundle(p) });
+  const { page, problems } = await app.open('', { backend: null, beforeLoad: (p) => routeBundle(p) });
   await page.getByTestId('app-title').waitFor({ timeout: 60_000 });
   assert.equal((await page.getByTestId('app-title').textContent()).trim(), 'axiscope');
   // While the worker downloads and parses 98 MB, the page's own thread keeps running: sample
