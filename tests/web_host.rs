@@ -507,3 +507,40 @@ fn a_map_built_in_the_worker_is_a_valid_bundle_of_real_rollouts() {
         );
     }
 }
+
+/// The web worker's fallback after a lost GPU: `switch_backend` gives the host a new backend
+/// with empty caches; the conversation's text stays and the next turn runs all of it again,
+/// giving the reply (greedy) that a host which never switched gives.
+#[test]
+fn switching_backend_keeps_the_conversation_and_replays_it() {
+    let s = settings(6, None);
+    let mut plain = Host::new();
+    plain.set_model(model(), factory(), None).unwrap();
+    let mut moved = Host::new();
+    moved.set_model(model(), factory(), None).unwrap();
+    let (mut lp, mut lm) = (Log::default(), Log::default());
+    for (host, log) in [(&mut plain, &mut lp), (&mut moved, &mut lm)] {
+        block_on(host.chat(1, "Hello!", &s, &|| false, &mut |e| log.take(e))).unwrap();
+    }
+    // The same engine again (its arithmetic is identical): only the caches are lost.
+    assert_eq!(moved.switch_backend(factory()).unwrap(), "cpu (2 threads)");
+    assert_eq!(moved.turns(), 1);
+    for (host, log) in [(&mut plain, &mut lp), (&mut moved, &mut lm)] {
+        block_on(host.chat(2, "And then?", &s, &|| false, &mut |e| log.take(e))).unwrap();
+    }
+    assert_eq!(lp.done[0], lm.done[0]);
+    // The host that never switched reuses its cache; the moved one runs every prompt token.
+    let (prompt, ran) = lm.prefill[0][1];
+    assert_eq!(ran, prompt);
+    assert!(lp.prefill[0][1].1 < prompt);
+    let t = moved.traces();
+    assert_eq!(t.len(), 2);
+    // The trace: the best raw logits per generated token, in order (the repetition penalty
+    // may still pick another).
+    assert_eq!(t[1].top.len(), t[1].tokens.len());
+    assert!(
+        t[1].top
+            .iter()
+            .all(|p| p.logits.windows(2).all(|w| w[0] >= w[1]))
+    );
+}

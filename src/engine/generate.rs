@@ -37,43 +37,49 @@ pub struct Generation {
     pub prefill_ms: f64,
     pub decode_ms: f64,
     pub stop: StopReason,
-    /// Per generated token, the two best raw logits before sampling: how close a call it
-    /// was (backends that round differently may part ways at a near-tie).
-    pub top2: Vec<Top2>,
+    /// Per generated token, the best raw logits before sampling: how close a call it was
+    /// (backends that round differently may part ways at a near-tie).
+    pub top: Vec<TopLogits>,
 }
 
-/// The two highest logits of one step and their token ids, best first.
+/// Candidates kept per step in [`Generation::top`].
+pub const TOP_K: usize = 4;
+
+/// The [`TOP_K`] highest logits of one step and their token ids, best first (the first of
+/// equal logits first, as the greedy sampler picks).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Top2 {
-    pub ids: [u32; 2],
-    pub logits: [f32; 2],
+pub struct TopLogits {
+    pub ids: [u32; TOP_K],
+    pub logits: [f32; TOP_K],
 }
 
-impl Top2 {
-    /// `None` for fewer than two logits.
+impl TopLogits {
+    /// `None` for fewer than [`TOP_K`] logits.
     pub fn of(logits: &[f32]) -> Option<Self> {
-        if logits.len() < 2 {
+        if logits.len() < TOP_K {
             return None;
         }
-        let (mut a, mut b) = if logits[1] > logits[0] {
-            ((1, logits[1]), (0, logits[0]))
-        } else {
-            ((0, logits[0]), (1, logits[1]))
+        let mut top = Self {
+            ids: [0; TOP_K],
+            logits: [f32::NEG_INFINITY; TOP_K],
         };
-        for (i, &x) in logits.iter().enumerate().skip(2) {
-            if x > a.1 {
-                b = a;
-                a = (i, x);
-            } else if x > b.1 {
-                b = (i, x);
+        for (i, &x) in logits.iter().enumerate() {
+            // Strictly greater: an equal logit later in the vocabulary ranks below.
+            if x > top.logits[TOP_K - 1] {
+                let mut k = TOP_K - 1;
+                while k > 0 && x > top.logits[k - 1] {
+                    top.logits[k] = top.logits[k - 1];
+                    top.ids[k] = top.ids[k - 1];
+                    k -= 1;
+                }
+                top.logits[k] = x;
+                top.ids[k] = i as u32;
             }
         }
-        Some(Self {
-            ids: [a.0 as u32, b.0 as u32],
-            logits: [a.1, b.1],
-        })
+        Some(top)
     }
 
+    /// Best minus second best.
     pub fn gap(&self) -> f32 {
         self.logits[0] - self.logits[1]
     }
@@ -212,13 +218,13 @@ impl Session {
         let mut sampler = Sampler::new(opts.sampler.clone());
         let mut history: Vec<u32> = prompt.to_vec();
         let mut tokens = Vec::new();
-        let mut top2 = Vec::new();
+        let mut top = Vec::new();
         let mut text = String::new();
         let mut decoder = StreamDecoder::default();
         let limit = self.backend.config().context;
         let mut stop = StopReason::MaxTokens;
         while tokens.len() < opts.max_tokens {
-            top2.extend(Top2::of(&logits));
+            top.extend(TopLogits::of(&logits));
             let next = sampler.sample(&mut logits, &history);
             tokens.push(next);
             history.push(next);
@@ -249,23 +255,23 @@ impl Session {
             prefill_ms: t1 - t0,
             decode_ms: now_ms() - t1,
             stop,
-            top2,
+            top,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Top2;
+    use super::TopLogits;
 
     #[test]
-    fn top2_finds_the_two_best_in_any_order() {
-        let t = Top2::of(&[0.5, -1.0, 3.0, 2.5, 3.0]).unwrap();
-        // Ties keep the first index as the best, like the greedy sampler's first maximum.
-        assert_eq!(t.ids, [2, 4]);
+    fn top_logits_are_the_best_in_order_first_of_ties_first() {
+        let t = TopLogits::of(&[0.5, -1.0, 3.0, 2.5, 3.0, -7.0, 2.9]).unwrap();
+        assert_eq!(t.ids, [2, 4, 6, 3]);
+        assert_eq!(t.logits, [3.0, 3.0, 2.9, 2.5]);
         assert_eq!(t.gap(), 0.0);
-        let t = Top2::of(&[1.0, 4.0, 2.0]).unwrap();
-        assert_eq!((t.ids, t.logits), ([1, 2], [4.0, 2.0]));
-        assert_eq!(Top2::of(&[1.0]), None);
+        let t = TopLogits::of(&[-1.0, -4.0, -2.0, -3.0]).unwrap();
+        assert_eq!((t.ids, t.gap()), ([0, 2, 3, 1], 1.0));
+        assert_eq!(TopLogits::of(&[1.0, 2.0, 3.0]), None);
     }
 }

@@ -152,7 +152,7 @@ pub struct Host {
     system: String,
     /// What `{model_name}` in a role's prompt becomes.
     model_name: String,
-    /// The latest replies' tokens and top-2 logits (debugging backends: where two engines
+    /// The latest replies' tokens and best logits (debugging backends: where two engines
     /// part ways and how close that call was), newest last.
     traces: Vec<ReplyTrace>,
 }
@@ -168,8 +168,8 @@ pub struct ReplyTrace {
     pub backend: String,
     /// Generated ids, the stop token included when there was one.
     pub tokens: Vec<u32>,
-    /// Per token, the two best logits before sampling.
-    pub top2: Vec<crate::engine::generate::Top2>,
+    /// Per token, the best logits before sampling.
+    pub top: Vec<crate::engine::generate::TopLogits>,
     /// Prompt tokens run (not from the cache), and speeds as the reply's line shows them.
     pub prefilled: usize,
     pub prefill_tok_s: f64,
@@ -659,7 +659,7 @@ impl Host {
             turn,
             backend: track.session.backend.describe(),
             tokens: g.tokens.clone(),
-            top2: g.top2.clone(),
+            top: g.top.clone(),
             prefilled: g.prefilled,
             prefill_tok_s: g.prefill_tok_s(),
             decode_tok_s: g.decode_tok_s(),

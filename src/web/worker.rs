@@ -141,6 +141,11 @@ impl Worker {
             self.fall_back(id, &format!("the WebGPU device was {why}"));
         }
         let (what, mut result) = self.run(request.clone(), file.clone()).await;
+        if result.as_ref().is_err_and(|m| m.starts_with("GPU:")) {
+            // A lost device fails the readback first and resolves its `lost` promise a task
+            // later: let it, so that the reason shown is the loss, not the failed readback.
+            self.next_task().await;
+        }
         // A GPU failure part-way: the host took the turn back, so run the request again on
         // the CPU; the conversation so far is replayed from its text.
         if let Err(message) = &result
@@ -164,6 +169,15 @@ impl Worker {
             bytes: memory_bytes(),
         });
         self.emit(Event::Done { id });
+    }
+
+    /// Resolves after the tasks already queued on the worker's event loop.
+    async fn next_task(&self) {
+        let scope = self.scope.clone();
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        });
+        let _ = JsFuture::from(promise).await;
     }
 
     /// Why a failed request is the GPU's fault (device lost, or an error the device raised),

@@ -14,12 +14,14 @@ import { openReady, setSetting } from '../app.mjs';
 import { syntheticBundle } from '../bundle.mjs';
 
 /** Greedy tokens compared (each costs a decode pass on SwiftShader). */
-const N_TOKENS = 3;
+const N_TOKENS = 4;
 /** As tests/gpu_model.rs: the CPU quantizes activations to 8 bits, which moves its top-two
- * gap by ~0.17 RMS against the GPU's f32; a divergence where the CPU's gap is under this is a
- * near-tie, decided by rounding. */
+ * gap by ~0.17 RMS against the GPU's f32. A divergence is a near-tie when each engine ranks
+ * the other's pick within this of its own best: rounding decided it. */
 const NEAR_TIE = 0.5;
-const PROMPT = 'What is the capital of France?';
+// A prompt whose reply starts without a near-tie ("What is the capital of France?" has one at
+// its first token), so that several tokens are compared.
+const PROMPT = 'Hi';
 const GPU_REPLY_TIMEOUT_MS = 420_000;
 
 let app;
@@ -106,16 +108,22 @@ test('WebGPU by default; its greedy tokens agree with the CPU engine up to the f
   // (the CPU's 8-bit activations move logits by a few tenths).
   let worstTop = 0;
   for (let i = 0; i < Math.min(first + 1, n); i++) {
-    worstTop = Math.max(worstTop, Math.abs(g.top2[i].logits[0] - c.top2[i].logits[0]));
+    worstTop = Math.max(worstTop, Math.abs(g.top[i].logits[0] - c.top[i].logits[0]));
   }
   console.log(
-    `GPU vs CPU greedy: ${first}/${n} tokens agree (GPU ${g.tokens}, CPU ${c.tokens}); max |top-1 logit diff| ${worstTop.toFixed(3)}; top-2 gaps GPU ${g.top2.map((t) => gap(t).toFixed(3))}, CPU ${c.top2.map((t) => gap(t).toFixed(3))}`,
+    `GPU vs CPU greedy: ${first}/${n} tokens agree (GPU ${g.tokens}, CPU ${c.tokens}); max |top-1 logit diff| ${worstTop.toFixed(3)}; top-2 gaps GPU ${g.top.map((t) => gap(t).toFixed(3))}, CPU ${c.top.map((t) => gap(t).toFixed(3))}`,
   );
   if (first < n) {
-    const [tg, tc] = [g.top2[first], c.top2[first]];
+    const [tg, tc] = [g.top[first], c.top[first]];
     console.log(`first divergence at token ${first}: GPU ${JSON.stringify(tg)}, CPU ${JSON.stringify(tc)}`);
-    assert.ok(gap(tc) < NEAR_TIE, `divergence at token ${first} is no near-tie: CPU gap ${gap(tc)}`);
-    assert.equal(tc.ids[1], tg.ids[0], "the GPU picked something other than the CPU's runner-up");
+    // How far below its own best an engine ranks the other's pick (Infinity: not in its top).
+    const behind = (t, id) => {
+      const k = t.ids.indexOf(id);
+      return k < 0 ? Infinity : t.logits[0] - t.logits[k];
+    };
+    const [gBehind, cBehind] = [behind(tg, tc.ids[0]), behind(tc, tg.ids[0])];
+    console.log(`the GPU ranks the CPU's pick ${gBehind.toFixed(3)} below its best, the CPU the GPU's ${cBehind.toFixed(3)}`);
+    assert.ok(gBehind < NEAR_TIE && cBehind < NEAR_TIE, `divergence at token ${first} is no near-tie`);
   }
   assert.ok(worstTop < 1.5, `top-1 logits differ by ${worstTop}`);
   console.log(
@@ -139,7 +147,7 @@ test('a lost WebGPU device moves the chat to the CPU and keeps the conversation'
 
   const line = await backendLine(page);
   assert.equal(line.kind, 'cpu', line.text);
-  assert.match(line.text, /WebGPU device was destroyed; moved to the CPU engine, the conversation was kept/, line.text);
+  assert.match(line.text, /\(the WebGPU device was destroyed[^;]*; moved to the CPU engine, the conversation was kept; asked: auto\)/, line.text);
   // Both turns are there, the first unchanged, the second answered on the CPU after it ran
   // the whole conversation again.
   assert.equal(await messages.count(), 2);
