@@ -142,9 +142,20 @@ impl Worker {
         }
         let (what, mut result) = self.run(request.clone(), file.clone()).await;
         if result.as_ref().is_err_and(|m| m.starts_with("GPU:")) {
-            // A lost device fails the readback first and resolves its `lost` promise a task
-            // later: let it, so that the reason shown is the loss, not the failed readback.
-            self.next_task().await;
+            // A lost device fails the readback first and resolves its `lost` promise after a
+            // round trip to the browser's GPU process: wait for it (up to a second), so that
+            // the reason shown is the loss, not the failed readback.
+            for _ in 0..20 {
+                if self
+                    .gpu
+                    .borrow()
+                    .as_ref()
+                    .is_none_or(|g| g.lost().is_some())
+                {
+                    break;
+                }
+                self.sleep_ms(50).await;
+            }
         }
         // A GPU failure part-way: the host took the turn back, so run the request again on
         // the CPU; the conversation so far is replayed from its text.
@@ -171,11 +182,11 @@ impl Worker {
         self.emit(Event::Done { id });
     }
 
-    /// Resolves after the tasks already queued on the worker's event loop.
-    async fn next_task(&self) {
+    /// Resolves after `ms` milliseconds (the worker's event loop runs meanwhile).
+    async fn sleep_ms(&self, ms: i32) {
         let scope = self.scope.clone();
         let promise = js_sys::Promise::new(&mut |resolve, _| {
-            let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+            let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
         });
         let _ = JsFuture::from(promise).await;
     }
