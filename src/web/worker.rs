@@ -228,6 +228,9 @@ impl Worker {
     }
 
     /// Runs one request; returns what it was (for the error line) and how it went.
+    // The host stays borrowed while a request awaits the GPU: requests run one at a time and
+    // nothing else borrows it meanwhile (the debug hook reads `traces`, not the host).
+    #[allow(clippy::await_holding_refcell_ref)]
     async fn run(
         self: &Rc<Self>,
         request: Request,
@@ -405,6 +408,9 @@ impl Worker {
 
     /// Builds the map for the loaded model here, keeps it in Cache Storage under the model's
     /// hash (the next visit with this model finds it), and shows it.
+    // The host stays borrowed while a request awaits the GPU: requests run one at a time and
+    // nothing else borrows it meanwhile (the debug hook reads `traces`, not the host).
+    #[allow(clippy::await_holding_refcell_ref)]
     async fn build_bundle(&self, id: u32, size: BuildSize) -> Result<(), String> {
         let mut emit = |e| self.emit(e);
         let bundle = self
@@ -460,6 +466,9 @@ impl Worker {
 
     /// After a new model or bundle: the map's view (does the bundle fit the model?) and the
     /// conversation's points, measured again.
+    // The host stays borrowed while a request awaits the GPU: requests run one at a time and
+    // nothing else borrows it meanwhile (the debug hook reads `traces`, not the host).
+    #[allow(clippy::await_holding_refcell_ref)]
     async fn after_change(&self, id: u32) -> Result<(), String> {
         if let Some(bundle) = self.host.borrow().bundle_view() {
             self.emit(Event::BundleLoaded { id, bundle });
@@ -731,6 +740,8 @@ fn gpu_factory(ctx: Arc<GpuContext>, first: GpuModel) -> BackendFactory {
 }
 
 /// A WebGPU device holding `model`, and a first session on it that ran one token.
+// `GpuModel` takes an `Arc` (natively shared across threads); a worker has one thread.
+#[allow(clippy::arc_with_non_send_sync)]
 async fn open_gpu(model: &Model) -> Result<(Arc<GpuContext>, GpuModel), String> {
     let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or_default();
     let gpu = Reflect::get(&navigator, &"gpu".into()).unwrap_or_default();

@@ -37,11 +37,11 @@ pub struct GpuContext {
     /// the same file (the web app runs several sessions of one model) binds the same
     /// buffers instead of uploading its own copy. The file's `Arc` is kept so that its
     /// address, the key, cannot be reused by another file while the entry lives.
-    weights: Mutex<HashMap<WeightKey, (Arc<Vec<u8>>, super::GpuMatrix)>>,
+    weights: Mutex<WeightCache>,
 }
 
-/// The address of a model file's bytes and a tensor name.
-type WeightKey = (usize, String);
+/// (address of a model file's bytes, tensor name) -> (those bytes, the uploaded matrix).
+type WeightCache = HashMap<(usize, String), (Arc<Vec<u8>>, super::GpuMatrix)>;
 
 impl GpuContext {
     /// Open the default adapter (a discrete GPU when there is one) with its full limits.
