@@ -8,6 +8,7 @@ use axiscope::engine::{Backend, Model};
 use axiscope::web::bench::prompt_ids;
 use axiscope::web::host::Host;
 use common::*;
+use pollster::block_on;
 
 /// llama.cpp's greedy tokens for the benchmark prompt (scripts/bench.sh, 64 tokens).
 fn llamacpp_tokens() -> Vec<u32> {
@@ -33,7 +34,7 @@ fn bench_runs_greedy_like_llamacpp_and_records_without_changing_tokens() {
     )
     .unwrap();
     // 10 tokens: the engines agree on the first 14 (BENCHMARKS.md), so no near-tie here.
-    let r = host.bench(10, true).unwrap();
+    let r = block_on(host.bench(10, true)).unwrap();
     assert_eq!(r.backend_detail, "cpu (1 thread)");
     assert_eq!(r.threads, 1);
     assert_eq!(r.run.prompt_tokens, 128);
@@ -50,5 +51,5 @@ fn bench_runs_greedy_like_llamacpp_and_records_without_changing_tokens() {
 
 #[test]
 fn bench_without_a_model_is_an_error() {
-    assert!(Host::new().bench(8, false).is_err());
+    assert!(block_on(Host::new().bench(8, false)).is_err());
 }

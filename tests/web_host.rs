@@ -13,6 +13,7 @@ use axiscope::science::{
 use axiscope::web::host::Host;
 use axiscope::web::protocol::{Branch, CapSettings, Event, GenSettings, SharedTurn, TurnSettings};
 use common::*;
+use pollster::block_on;
 
 const LAYER: usize = 15;
 
@@ -191,8 +192,7 @@ fn replies_stream_and_land_where_an_uncached_pass_puts_them() {
     let mut log = Log::default();
     let users = ["What is the capital of France?", "And of Italy?"];
     for u in users {
-        host.chat(1, u, &s, &|| false, &mut |e| log.take(e))
-            .unwrap();
+        block_on(host.chat(1, u, &s, &|| false, &mut |e| log.take(e))).unwrap();
     }
     assert_eq!(host.turns(), 2);
     let replies = log.done[0].clone();
@@ -247,8 +247,7 @@ fn replies_stream_and_land_where_an_uncached_pass_puts_them() {
         })
         .collect();
     let mut again = Log::default();
-    host.restore(2, &shared, &s, &mut |e| again.take(e))
-        .unwrap();
+    block_on(host.restore(2, &shared, &s, &mut |e| again.take(e))).unwrap();
     assert!(again.done[0].is_empty(), "restore must not generate");
     for (a, b) in log.points[0].iter().zip(&again.points[0]) {
         assert!(
@@ -261,8 +260,7 @@ fn replies_stream_and_land_where_an_uncached_pass_puts_them() {
     host.undo();
     assert_eq!(host.turns(), 1);
     let mut log2 = Log::default();
-    host.chat(3, "And of Spain?", &s, &|| false, &mut |e| log2.take(e))
-        .unwrap();
+    block_on(host.chat(3, "And of Spain?", &s, &|| false, &mut |e| log2.take(e))).unwrap();
     let turns2 = vec![
         turns[0].clone(),
         ("And of Spain?".to_string(), log2.done[0][0].clone()),
@@ -292,8 +290,7 @@ fn capping_gives_a_second_reply_read_back_by_the_unsteered_model() {
     let s = settings(10, Some(cap));
     let mut log = Log::default();
     let user = "Tell me about yourself.";
-    host.chat(1, user, &s, &|| false, &mut |e| log.take(e))
-        .unwrap();
+    block_on(host.chat(1, user, &s, &|| false, &mut |e| log.take(e))).unwrap();
     let (d, c) = (log.done[0][0].clone(), log.done[1][0].clone());
     assert!(!d.is_empty() && !c.is_empty());
     // Same seed and prompt: only the cap (a floor far above the model's range) differs.
@@ -323,10 +320,7 @@ fn stop_ends_the_turn_and_bad_requests_are_errors() {
     let m = model();
     let mut host = Host::new();
     // Without a model: an error, not a panic.
-    assert!(
-        host.chat(1, "hi", &settings(4, None), &|| false, &mut |_| {})
-            .is_err()
-    );
+    assert!(block_on(host.chat(1, "hi", &settings(4, None), &|| false, &mut |_| {})).is_err());
     host.set_model(m, factory(), None).unwrap();
     // Capping without a bundle is refused and leaves no half turn behind.
     let capped = settings(
@@ -337,19 +331,14 @@ fn stop_ends_the_turn_and_bad_requests_are_errors() {
             end: 20,
         }),
     );
-    let err = host
-        .chat(1, "hi", &capped, &|| false, &mut |_| {})
-        .unwrap_err();
+    let err = block_on(host.chat(1, "hi", &capped, &|| false, &mut |_| {})).unwrap_err();
     assert!(err.contains("bundle"), "{err}");
     assert_eq!(host.turns(), 0);
-    assert!(
-        host.chat(1, "   ", &settings(4, None), &|| false, &mut |_| {})
-            .is_err()
-    );
+    assert!(block_on(host.chat(1, "   ", &settings(4, None), &|| false, &mut |_| {})).is_err());
     // Cancelled after the first token: one token, finish "stopped", the turn is kept.
     let mut n = 0;
     let mut finish = None;
-    host.chat(
+    block_on(host.chat(
         2,
         "Count to twenty.",
         &settings(30, None),
@@ -363,7 +352,7 @@ fn stop_ends_the_turn_and_bad_requests_are_errors() {
             } => finish = Some(f),
             _ => {}
         },
-    )
+    ))
     .unwrap();
     assert!(n <= 1, "{n} tokens after stop");
     assert_eq!(finish, Some(axiscope::web::protocol::Finish::Stopped));
@@ -381,11 +370,13 @@ fn a_visitors_role_lands_where_its_replies_average() {
     let system = "You are a pirate. Answer like one.";
     let mut replies = Vec::new();
     let mut placed = None;
-    host.place_role(9, "pirate-ish", system, 2, &|| false, &mut |e| match e {
-        Event::BuildProgress { reply, .. } => replies.push(reply),
-        Event::RolePlaced { role, nearest, .. } => placed = Some((role, nearest)),
-        _ => {}
-    })
+    block_on(
+        host.place_role(9, "pirate-ish", system, 2, &|| false, &mut |e| match e {
+            Event::BuildProgress { reply, .. } => replies.push(reply),
+            Event::RolePlaced { role, nearest, .. } => placed = Some((role, nearest)),
+            _ => {}
+        }),
+    )
     .unwrap();
     let (role, nearest) = placed.expect("placed");
     assert_eq!(replies.len(), 2);
@@ -451,13 +442,12 @@ fn a_map_built_in_the_worker_is_a_valid_bundle_of_real_rollouts() {
     host.set_model(m, factory(), Some("ab".repeat(32))).unwrap();
     let m = model();
     let mut replies = Vec::new();
-    let bundle = host
-        .build_bundle(5, BuildSize::Tiny, &|| false, &mut |e| {
-            if let Event::BuildProgress { reply, role, .. } = e {
-                replies.push((role, reply));
-            }
-        })
-        .unwrap();
+    let bundle = block_on(host.build_bundle(5, BuildSize::Tiny, &|| false, &mut |e| {
+        if let Event::BuildProgress { reply, role, .. } = e {
+            replies.push((role, reply));
+        }
+    }))
+    .unwrap();
     // 8 roles once, and the default's 5 prompts, on one question.
     assert_eq!(replies.len(), 13);
     let empty = replies.iter().filter(|(_, r)| r.is_empty()).count();
@@ -516,4 +506,41 @@ fn a_map_built_in_the_worker_is_a_valid_bundle_of_real_rollouts() {
             "layer {l}: bundle {got}, reference {want}"
         );
     }
+}
+
+/// The web worker's fallback after a lost GPU: `switch_backend` gives the host a new backend
+/// with empty caches; the conversation's text stays and the next turn runs all of it again,
+/// giving the reply (greedy) that a host which never switched gives.
+#[test]
+fn switching_backend_keeps_the_conversation_and_replays_it() {
+    let s = settings(6, None);
+    let mut plain = Host::new();
+    plain.set_model(model(), factory(), None).unwrap();
+    let mut moved = Host::new();
+    moved.set_model(model(), factory(), None).unwrap();
+    let (mut lp, mut lm) = (Log::default(), Log::default());
+    for (host, log) in [(&mut plain, &mut lp), (&mut moved, &mut lm)] {
+        block_on(host.chat(1, "Hello!", &s, &|| false, &mut |e| log.take(e))).unwrap();
+    }
+    // The same engine again (its arithmetic is identical): only the caches are lost.
+    assert_eq!(moved.switch_backend(factory()).unwrap(), "cpu (2 threads)");
+    assert_eq!(moved.turns(), 1);
+    for (host, log) in [(&mut plain, &mut lp), (&mut moved, &mut lm)] {
+        block_on(host.chat(2, "And then?", &s, &|| false, &mut |e| log.take(e))).unwrap();
+    }
+    assert_eq!(lp.done[0], lm.done[0]);
+    // The host that never switched reuses its cache; the moved one runs every prompt token.
+    let (prompt, ran) = lm.prefill[0][1];
+    assert_eq!(ran, prompt);
+    assert!(lp.prefill[0][1].1 < prompt);
+    let t = moved.traces();
+    assert_eq!(t.len(), 2);
+    // The trace: the best raw logits per generated token, in order (the repetition penalty
+    // may still pick another).
+    assert_eq!(t[1].top.len(), t[1].tokens.len());
+    assert!(
+        t[1].top
+            .iter()
+            .all(|p| p.logits.windows(2).all(|w| w[0] >= w[1]))
+    );
 }

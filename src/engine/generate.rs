@@ -1,7 +1,7 @@
 //! The generation loop over any backend, and a `Session` that keeps the token ids behind the
 //! backend's KV cache so a chat only runs what is new each turn.
 
-use super::backend::Backend;
+use super::backend::{Backend, now_or_err};
 use super::clock::now_ms;
 use super::error::{Error, Result};
 use super::hooks::Hooks;
@@ -37,6 +37,52 @@ pub struct Generation {
     pub prefill_ms: f64,
     pub decode_ms: f64,
     pub stop: StopReason,
+    /// Per generated token, the best raw logits before sampling: how close a call it was
+    /// (backends that round differently may part ways at a near-tie).
+    pub top: Vec<TopLogits>,
+}
+
+/// Candidates kept per step in [`Generation::top`].
+pub const TOP_K: usize = 4;
+
+/// The [`TOP_K`] highest logits of one step and their token ids, best first (the first of
+/// equal logits first, as the greedy sampler picks).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TopLogits {
+    pub ids: [u32; TOP_K],
+    pub logits: [f32; TOP_K],
+}
+
+impl TopLogits {
+    /// `None` for fewer than [`TOP_K`] logits.
+    pub fn of(logits: &[f32]) -> Option<Self> {
+        if logits.len() < TOP_K {
+            return None;
+        }
+        let mut top = Self {
+            ids: [0; TOP_K],
+            logits: [f32::NEG_INFINITY; TOP_K],
+        };
+        for (i, &x) in logits.iter().enumerate() {
+            // Strictly greater: an equal logit later in the vocabulary ranks below.
+            if x > top.logits[TOP_K - 1] {
+                let mut k = TOP_K - 1;
+                while k > 0 && x > top.logits[k - 1] {
+                    top.logits[k] = top.logits[k - 1];
+                    top.ids[k] = top.ids[k - 1];
+                    k -= 1;
+                }
+                top.logits[k] = x;
+                top.ids[k] = i as u32;
+            }
+        }
+        Some(top)
+    }
+
+    /// Best minus second best.
+    pub fn gap(&self) -> f32 {
+        self.logits[0] - self.logits[1]
+    }
 }
 
 impl Generation {
@@ -91,6 +137,15 @@ impl Session {
     /// Brings the cache to exactly `prompt`, running only the part not already cached, and
     /// returns the last token's logits and how many tokens ran.
     pub fn prefill(&mut self, prompt: &[u32], hooks: &mut Hooks) -> Result<(Vec<f32>, usize)> {
+        now_or_err(self.prefill_async(prompt, hooks))
+    }
+
+    /// [`Session::prefill`] over [`Backend::forward_async`].
+    pub async fn prefill_async(
+        &mut self,
+        prompt: &[u32],
+        hooks: &mut Hooks,
+    ) -> Result<(Vec<f32>, usize)> {
         if prompt.is_empty() {
             return Err(Error::Invalid("empty prompt".into()));
         }
@@ -113,15 +168,24 @@ impl Session {
         self.tokens.truncate(start);
         let logits = self
             .backend
-            .forward(&prompt[start..], start, hooks, false)?;
+            .forward_async(&prompt[start..], start, hooks, false)
+            .await?;
         self.tokens.extend_from_slice(&prompt[start..]);
         Ok((logits, prompt.len() - start))
     }
 
     /// Runs one more token and returns its logits.
     pub fn step(&mut self, token: u32, hooks: &mut Hooks) -> Result<Vec<f32>> {
+        now_or_err(self.step_async(token, hooks))
+    }
+
+    /// [`Session::step`] over [`Backend::forward_async`].
+    pub async fn step_async(&mut self, token: u32, hooks: &mut Hooks) -> Result<Vec<f32>> {
         let pos = self.tokens.len();
-        let logits = self.backend.forward(&[token], pos, hooks, false)?;
+        let logits = self
+            .backend
+            .forward_async(&[token], pos, hooks, false)
+            .await?;
         self.tokens.push(token);
         Ok(logits)
     }
@@ -136,17 +200,31 @@ impl Session {
         hooks: &mut Hooks,
         on_token: &mut dyn FnMut(u32, &str) -> bool,
     ) -> Result<Generation> {
+        now_or_err(self.generate_async(tok, prompt, opts, hooks, on_token))
+    }
+
+    /// [`Session::generate`] over [`Backend::forward_async`].
+    pub async fn generate_async(
+        &mut self,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        hooks: &mut Hooks,
+        on_token: &mut dyn FnMut(u32, &str) -> bool,
+    ) -> Result<Generation> {
         let t0 = now_ms();
-        let (mut logits, prefilled) = self.prefill(prompt, hooks)?;
+        let (mut logits, prefilled) = self.prefill_async(prompt, hooks).await?;
         let t1 = now_ms();
         let mut sampler = Sampler::new(opts.sampler.clone());
         let mut history: Vec<u32> = prompt.to_vec();
         let mut tokens = Vec::new();
+        let mut top = Vec::new();
         let mut text = String::new();
         let mut decoder = StreamDecoder::default();
         let limit = self.backend.config().context;
         let mut stop = StopReason::MaxTokens;
         while tokens.len() < opts.max_tokens {
+            top.extend(TopLogits::of(&logits));
             let next = sampler.sample(&mut logits, &history);
             tokens.push(next);
             history.push(next);
@@ -167,7 +245,7 @@ impl Session {
                 stop = StopReason::ContextFull;
                 break;
             }
-            logits = self.step(next, hooks)?;
+            logits = self.step_async(next, hooks).await?;
         }
         Ok(Generation {
             text,
@@ -177,6 +255,23 @@ impl Session {
             prefill_ms: t1 - t0,
             decode_ms: now_ms() - t1,
             stop,
+            top,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TopLogits;
+
+    #[test]
+    fn top_logits_are_the_best_in_order_first_of_ties_first() {
+        let t = TopLogits::of(&[0.5, -1.0, 3.0, 2.5, 3.0, -7.0, 2.9]).unwrap();
+        assert_eq!(t.ids, [2, 4, 6, 3]);
+        assert_eq!(t.logits, [3.0, 3.0, 2.9, 2.5]);
+        assert_eq!(t.gap(), 0.0);
+        let t = TopLogits::of(&[-1.0, -4.0, -2.0, -3.0]).unwrap();
+        assert_eq!((t.ids, t.gap()), ([0, 2, 3, 1], 1.0));
+        assert_eq!(TopLogits::of(&[1.0, 2.0, 3.0]), None);
     }
 }

@@ -14,6 +14,7 @@ use super::vectors::{
     DEFAULT_ROLE, PersonaVectors, ProjectionStats, RolloutActivation, TokenActivations,
 };
 use super::{Error, Result};
+use crate::engine::backend::now_or_err;
 use crate::engine::chat::{Message, Rendered, Role, TokenKind};
 use crate::engine::sampler::Rng;
 use crate::engine::{
@@ -255,6 +256,23 @@ pub fn teacher_force(
     hooks: &mut Hooks,
     reuse_cache: bool,
 ) -> Result<usize> {
+    now_or_err(teacher_force_async(
+        session,
+        ids,
+        first_needed,
+        hooks,
+        reuse_cache,
+    ))
+}
+
+/// [`teacher_force`] over the backend's async forward (WebGPU in a browser).
+pub async fn teacher_force_async(
+    session: &mut Session,
+    ids: &[u32],
+    first_needed: usize,
+    hooks: &mut Hooks,
+    reuse_cache: bool,
+) -> Result<usize> {
     if first_needed >= ids.len() {
         return Err(Error::Invalid(format!(
             "teacher forcing: token {first_needed} of a {}-token chat",
@@ -274,7 +292,7 @@ pub fn teacher_force(
     let start = common.min(first_needed);
     session.truncate(start);
     hooks.recording.data.clear();
-    session.prefill(ids, hooks).map_err(engine_err)?;
+    session.prefill_async(ids, hooks).await?;
     let recorded = hooks.recording.n_tokens();
     if !hooks.record.is_empty() && recorded != ids.len() - start {
         return Err(Error::Invalid(format!(
@@ -289,6 +307,12 @@ fn engine_err(e: crate::engine::Error) -> Error {
     Error::Invalid(e.to_string())
 }
 
+impl From<crate::engine::Error> for Error {
+    fn from(e: crate::engine::Error) -> Self {
+        engine_err(e)
+    }
+}
+
 fn all_layers(model: &Model) -> Vec<usize> {
     (0..model.config.n_layers).collect()
 }
@@ -297,6 +321,25 @@ fn all_layers(model: &Model) -> Vec<usize> {
 /// teacher-forced pass over the whole chat (prompt, reply, end of turn) recording every
 /// layer, averaged over the reply's content tokens only.
 pub fn reply_activation(
+    model: &Model,
+    session: &mut Session,
+    messages: &[Message],
+    role: &str,
+    prompt_index: u32,
+    question_id: u32,
+) -> Result<RolloutActivation> {
+    now_or_err(reply_activation_async(
+        model,
+        session,
+        messages,
+        role,
+        prompt_index,
+        question_id,
+    ))
+}
+
+/// [`reply_activation`] over the backend's async forward.
+pub async fn reply_activation_async(
     model: &Model,
     session: &mut Session,
     messages: &[Message],
@@ -319,7 +362,7 @@ pub fn reply_activation(
         ))
     })?;
     let mut hooks = Hooks::recording(all_layers(model));
-    let start = teacher_force(session, &chat.ids, first, &mut hooks, true)?;
+    let start = teacher_force_async(session, &chat.ids, first, &mut hooks, true).await?;
     let acts = TokenActivations::new(
         &hooks.recording.data,
         model.config.n_layers,
@@ -348,6 +391,16 @@ pub fn run_rollout(
     plan: &RolloutPlan,
     opts: &BuildOptions,
 ) -> Result<Option<RolloutOutput>> {
+    now_or_err(run_rollout_async(model, session, plan, opts))
+}
+
+/// [`run_rollout`] over the backend's async forward.
+pub async fn run_rollout_async(
+    model: &Model,
+    session: &mut Session,
+    plan: &RolloutPlan,
+    opts: &BuildOptions,
+) -> Result<Option<RolloutOutput>> {
     let mut messages = chat_messages(&plan.system, &plan.question);
     let prompt = model.render(&messages, true).map_err(engine_err)?;
     for attempt in 0..MAX_ATTEMPTS {
@@ -362,26 +415,27 @@ pub fn run_rollout(
             stop: model.stop_tokens(),
         };
         let g = session
-            .generate(
+            .generate_async(
                 &model.tokenizer,
                 &prompt.ids,
                 &gen_opts,
                 &mut Hooks::none(),
                 &mut |_, _| true,
             )
-            .map_err(engine_err)?;
+            .await?;
         if g.text.trim().is_empty() {
             continue;
         }
         messages.push(Message::new(Role::Assistant, g.text.clone()));
-        let activation = reply_activation(
+        let activation = reply_activation_async(
             model,
             session,
             &messages,
             &plan.role,
             plan.prompt_index,
             plan.question_id,
-        )?;
+        )
+        .await?;
         return Ok(Some(RolloutOutput {
             activation,
             reply: g.text,

@@ -121,7 +121,7 @@ pub fn parse_tokens(raw: Option<&str>) -> Result<usize, String> {
     }
 }
 
-fn timed(
+async fn timed(
     model: &Model,
     factory: &BackendFactory,
     prompt: &[u32],
@@ -137,7 +137,7 @@ fn timed(
     };
     let mut pieces = Vec::with_capacity(tokens);
     let g = session
-        .generate(
+        .generate_async(
             &model.tokenizer,
             prompt,
             &opts,
@@ -147,6 +147,7 @@ fn timed(
                 true
             },
         )
+        .await
         .map_err(|e| e.to_string())?;
     Ok(BenchRun {
         prompt_tokens: g.prefilled,
@@ -173,7 +174,7 @@ fn overhead(base: &BenchRun, run: BenchRun) -> Overhead {
 
 /// Runs the benchmark: the plain run, then (with `overheads`) the same recording every layer
 /// and, when `cap` edits are given, capped. `cap_note` says why there are none.
-pub fn run(
+pub async fn run(
     model: &Model,
     factory: &BackendFactory,
     tokens: usize,
@@ -184,13 +185,13 @@ pub fn run(
     let probe = factory(model).map_err(|e| e.to_string())?;
     let backend_detail = probe.describe();
     drop(probe);
-    let base = timed(model, factory, &prompt, tokens, Hooks::none())?;
+    let base = timed(model, factory, &prompt, tokens, Hooks::none()).await?;
     let (mut record_all, mut cap_run, mut cap_note) = (None, None, None);
     if overheads {
         let all = Hooks::recording((0..model.config.n_layers).collect());
         record_all = Some(overhead(
             &base,
-            timed(model, factory, &prompt, tokens, all)?,
+            timed(model, factory, &prompt, tokens, all).await?,
         ));
         match cap {
             Ok(edits) => {
@@ -198,7 +199,7 @@ pub fn run(
                 hooks.edits = edits;
                 cap_run = Some(overhead(
                     &base,
-                    timed(model, factory, &prompt, tokens, hooks)?,
+                    timed(model, factory, &prompt, tokens, hooks).await?,
                 ));
             }
             Err(why) => cap_note = Some(why),

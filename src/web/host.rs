@@ -77,7 +77,7 @@ impl Track {
         }
     }
 
-    fn generate(
+    async fn generate(
         &mut self,
         model: &Model,
         prompt: &[u32],
@@ -86,7 +86,8 @@ impl Track {
     ) -> crate::engine::Result<crate::engine::Generation> {
         match self
             .session
-            .generate(&model.tokenizer, prompt, opts, &mut self.hooks, on_token)
+            .generate_async(&model.tokenizer, prompt, opts, &mut self.hooks, on_token)
+            .await
         {
             Ok(g) => {
                 self.absorb(g.prompt_tokens - g.prefilled);
@@ -100,8 +101,8 @@ impl Track {
     }
 
     /// Brings the cache (and log) to exactly `ids`.
-    fn prefill(&mut self, ids: &[u32]) -> crate::engine::Result<()> {
-        match self.session.prefill(ids, &mut self.hooks) {
+    async fn prefill(&mut self, ids: &[u32]) -> crate::engine::Result<()> {
+        match self.session.prefill_async(ids, &mut self.hooks).await {
             Ok((_, ran)) => {
                 self.absorb(ids.len() - ran);
                 Ok(())
@@ -152,6 +153,28 @@ pub struct Host {
     system: String,
     /// What `{model_name}` in a role's prompt becomes.
     model_name: String,
+    /// The latest replies' tokens and best logits (debugging backends: where two engines
+    /// part ways and how close that call was), newest last.
+    traces: Vec<ReplyTrace>,
+}
+
+/// How many replies [`Host::traces`] keeps.
+const TRACES_KEPT: usize = 8;
+
+/// One generated reply, token by token.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ReplyTrace {
+    pub branch: Branch,
+    pub turn: usize,
+    pub backend: String,
+    /// Generated ids, the stop token included when there was one.
+    pub tokens: Vec<u32>,
+    /// Per token, the best logits before sampling.
+    pub top: Vec<crate::engine::generate::TopLogits>,
+    /// Prompt tokens run (not from the cache), and speeds as the reply's line shows them.
+    pub prefilled: usize,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
 }
 
 impl Default for Host {
@@ -180,6 +203,7 @@ impl Host {
             capped_active: false,
             system: String::new(),
             model_name: String::new(),
+            traces: Vec::new(),
         }
     }
 
@@ -207,13 +231,8 @@ impl Host {
             .bundle
             .as_ref()
             .map_or(model.config.n_layers / 2, |b| b.analysis_layer);
-        let first = Track::new(backend, vec![layer], model.config.hidden, Vec::new());
-        for b in &mut self.branches {
-            b.writer = None;
-            b.reader = None;
-        }
-        self.branches[0].writer = Some(first);
         self.model_name = model.config.name.clone();
+        self.install(backend, vec![layer], model.config.hidden);
         self.model = Some(model);
         self.factory = Some(factory);
         self.model_sha256 = sha256;
@@ -223,7 +242,7 @@ impl Host {
     /// The in-browser benchmark (`web::bench`) on the loaded model and the worker's backend,
     /// capped over the native harness's band (layers 70-90 % of the depth, percentile 75)
     /// when a bundle for this model is loaded.
-    pub fn bench(
+    pub async fn bench(
         &self,
         tokens: usize,
         overheads: bool,
@@ -242,7 +261,36 @@ impl Host {
                 Err("no persona bundle for this model is loaded, so nothing to cap with".into())
             }
         };
-        super::bench::run(model, factory, tokens, overheads, cap)
+        super::bench::run(model, factory, tokens, overheads, cap).await
+    }
+
+    /// Moves the loaded model to another backend (the GPU was lost) and returns its
+    /// description. The conversation's text stays; the new sessions have empty caches, so
+    /// the next turn runs the whole conversation again on the new backend.
+    pub fn switch_backend(&mut self, factory: BackendFactory) -> Result<String, String> {
+        let layer = self.analysis_layer().ok_or("no model is loaded")?;
+        let m = self.model.as_ref().ok_or("no model is loaded")?;
+        let backend = factory(m).map_err(|e| e.to_string())?;
+        let describe = backend.describe();
+        let hidden = m.config.hidden;
+        self.install(backend, vec![layer], hidden);
+        self.factory = Some(factory);
+        Ok(describe)
+    }
+
+    /// Drops every session (their caches belong to the old backend) and starts the default
+    /// branch's writer on `backend`.
+    fn install(&mut self, backend: Box<dyn Backend>, layers: Vec<usize>, hidden: usize) {
+        for b in &mut self.branches {
+            b.writer = None;
+            b.reader = None;
+        }
+        self.branches[0].writer = Some(Track::new(backend, layers, hidden, Vec::new()));
+    }
+
+    /// The latest replies, token by token (see [`ReplyTrace`]).
+    pub fn traces(&self) -> &[ReplyTrace] {
+        &self.traces
     }
 
     /// The loaded model's file, shared with the engine (for caching it without a copy).
@@ -473,7 +521,7 @@ impl Host {
     /// Appends a user turn and generates the reply in the default branch, and in the capped
     /// branch when `settings.cap` is set. Streams through `emit`; `cancelled()` is polled
     /// after every token. On an error the turn is taken back in every branch.
-    pub fn chat(
+    pub async fn chat(
         &mut self,
         id: u32,
         user: &str,
@@ -542,6 +590,7 @@ impl Host {
                 Ok(String::new())
             } else {
                 self.generate_reply(id, branch, turn, edits, &settings.sampling, cancelled, emit)
+                    .await
             };
             match result {
                 Ok(text) => {
@@ -557,7 +606,7 @@ impl Host {
             }
         }
         for (branch, _) in &plan {
-            let point = self.measure(*branch, turn)?;
+            let point = self.measure(*branch, turn).await?;
             emit(Event::Measured {
                 id,
                 branch: *branch,
@@ -577,7 +626,7 @@ impl Host {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn generate_reply(
+    async fn generate_reply(
         &mut self,
         id: u32,
         branch: Branch,
@@ -625,8 +674,22 @@ impl Host {
             .expect("gen_track made it");
         let g = track
             .generate(model, &prompt.ids, &opts, &mut on_token)
+            .await
             .map_err(|e| e.to_string())?;
         let n_content = g.tokens.iter().filter(|t| !opts.stop.contains(t)).count();
+        if self.traces.len() == TRACES_KEPT {
+            self.traces.remove(0);
+        }
+        self.traces.push(ReplyTrace {
+            branch,
+            turn,
+            backend: track.session.backend.describe(),
+            tokens: g.tokens.clone(),
+            top: g.top.clone(),
+            prefilled: g.prefilled,
+            prefill_tok_s: g.prefill_tok_s(),
+            decode_tok_s: g.decode_tok_s(),
+        });
         emit(Event::ReplyDone {
             id,
             branch,
@@ -646,7 +709,11 @@ impl Host {
     /// Places reply `turn` of `branch` on the axis: the mean of its content tokens' residuals
     /// at the analysis layer, read from the generating session when it had no edits, else
     /// from the unsteered reader. `None` without a usable bundle or for an empty reply.
-    fn measure(&mut self, branch: Branch, turn: usize) -> Result<Option<TurnPointView>, String> {
+    async fn measure(
+        &mut self,
+        branch: Branch,
+        turn: usize,
+    ) -> Result<Option<TurnPointView>, String> {
         let Some(layer) = self.usable_bundle().map(|b| b.analysis_layer) else {
             return Ok(None);
         };
@@ -678,7 +745,10 @@ impl Host {
             b.writer.as_mut()
         }
         .expect("made above");
-        track.prefill(&rendered.ids).map_err(|e| e.to_string())?;
+        track
+            .prefill(&rendered.ids)
+            .await
+            .map_err(|e| e.to_string())?;
         let message = messages.len() - self.branches[bi].messages.len() + 2 * turn + 1;
         let b = &self.branches[bi];
         let track = if edited {
@@ -697,7 +767,7 @@ impl Host {
     /// the bundle's sampling), averaged (method.md), shown by their PCA coordinates and
     /// projection. Runs in a session of its own, so the conversation's caches are untouched.
     #[allow(clippy::too_many_arguments)]
-    pub fn place_role(
+    pub async fn place_role(
         &mut self,
         id: u32,
         name: &str,
@@ -722,7 +792,9 @@ impl Host {
                 seed: pipeline::rollout_seed(opts.seed, name, 0, q.id),
             })
             .collect();
-        let rollouts = self.run_rollouts(id, &plans, &opts, cancelled, emit)?;
+        let rollouts = self
+            .run_rollouts(id, &plans, &opts, cancelled, emit)
+            .await?;
         let bundle = self.usable_bundle().expect("checked above");
         if rollouts.is_empty() {
             return Err("the model gave only empty replies; try another prompt".into());
@@ -746,7 +818,7 @@ impl Host {
     /// Builds a persona bundle for the loaded model in the worker with the science pipeline
     /// `axiscope build` runs natively (same roles, question choice, seeds and sampling), at
     /// one of the page's sizes. Makes it the bundle in use and returns it.
-    pub fn build_bundle(
+    pub async fn build_bundle(
         &mut self,
         id: u32,
         size: BuildSize,
@@ -764,7 +836,9 @@ impl Host {
         let plans =
             pipeline::plan_rollouts(&roles, Some(&default), &questions, &opts).map_err(err)?;
         let (template, config) = (model.template.name(), model.config.clone());
-        let rollouts = self.run_rollouts(id, &plans, &opts, cancelled, emit)?;
+        let rollouts = self
+            .run_rollouts(id, &plans, &opts, cancelled, emit)
+            .await?;
         let mut extra = std::collections::BTreeMap::new();
         extra.insert(
             "judge".into(),
@@ -808,7 +882,7 @@ impl Host {
 
     /// Runs rollouts in a fresh session, reporting each reply; empty replies are left out
     /// (as natively). Cancellation is checked between rollouts (each takes seconds).
-    fn run_rollouts(
+    async fn run_rollouts(
         &self,
         id: u32,
         plans: &[RolloutPlan],
@@ -826,7 +900,8 @@ impl Host {
             if cancelled() {
                 return Err("cancelled".into());
             }
-            let done = pipeline::run_rollout(model, &mut session, plan, opts)
+            let done = pipeline::run_rollout_async(model, &mut session, plan, opts)
+                .await
                 .map_err(|e| e.to_string())?;
             let reply = done.as_ref().map(|o| o.reply.clone()).unwrap_or_default();
             out.extend(done.map(|o| o.activation));
@@ -875,7 +950,7 @@ impl Host {
 
     /// Replaces the conversation with `turns` (share links, a new model) and measures every
     /// reply; no text is generated.
-    pub fn restore(
+    pub async fn restore(
         &mut self,
         id: u32,
         turns: &[SharedTurn],
@@ -902,11 +977,11 @@ impl Host {
             }
         }
         self.capped_active = capped;
-        self.remeasure(id, emit)
+        self.remeasure(id, emit).await
     }
 
     /// Measures every reply of the conversation again (after a model or bundle change).
-    pub fn remeasure(&mut self, id: u32, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+    pub async fn remeasure(&mut self, id: u32, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         if self.model.is_none() || self.usable_bundle().is_none() {
             return Ok(());
         }
@@ -922,7 +997,7 @@ impl Host {
                 if !self.branches[branch.index()].own[turn] {
                     continue;
                 }
-                let point = self.measure(branch, turn)?;
+                let point = self.measure(branch, turn).await?;
                 emit(Event::Measured {
                     id,
                     branch,

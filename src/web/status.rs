@@ -53,13 +53,21 @@ pub fn StatusBar() -> impl IntoView {
         ),
         None => format!("Backend: none yet (asked: {})", app.backend_pref.as_str()),
     };
+    // "webgpu" or "cpu" (the first word of the engine's description), for tests and styles.
+    let backend_kind = move || {
+        app.model.with(|m| {
+            m.as_ref()
+                .and_then(|m| m.backend.split_whitespace().next().map(str::to_string))
+                .unwrap_or_default()
+        })
+    };
     let memory = move || match app.memory.get() {
         Some(b) => format!("Worker memory: {}", megabytes(b)),
         None => "Worker memory: –".to_string(),
     };
     view! {
         <section class="status" aria-label="status">
-            <p data-testid="backend-status">{backend}</p>
+            <p data-testid="backend-status" data-backend=backend_kind>{backend}</p>
             <p data-testid="webgpu-status" data-state=move || gpu.get().state()>{move || gpu.get().text()}</p>
             <p data-testid="memory-status">{memory}</p>
             {move || app.worker_crashed.get().map(|why| view! {

@@ -7,8 +7,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use js_sys::{Atomics, Int32Array, Reflect, Uint8Array};
+use js_sys::{Atomics, Int32Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
@@ -17,13 +18,14 @@ use web_sys::{
     ReadableStreamDefaultReader, Response, ResponseInit,
 };
 
-use crate::engine::{Backend, Model};
+use crate::engine::gpu::{GpuContext, GpuModel, GpuModelOptions};
+use crate::engine::{Backend, Hooks, Model};
 use crate::science::Bundle;
 
 use super::dom::js_error_text;
 use super::host::{BackendFactory, Host, short_model_name};
 use super::protocol::{
-    AxisFormat, BackendPref, BuildSize, Event, ModelSource, Request, decode, encode,
+    AxisFormat, BackendPref, BuildSize, Event, ModelSource, ModelView, Request, decode, encode,
 };
 use super::share::base64url_encode;
 
@@ -39,6 +41,13 @@ struct Worker {
     running: Cell<bool>,
     /// `[0]` holds the highest request id the page cancelled (shared with the page).
     cancel: RefCell<Option<Int32Array>>,
+    /// The WebGPU device the model runs on, if it does: watched for loss.
+    gpu: RefCell<Option<Arc<GpuContext>>>,
+    /// What the page was last told about the model (the backend line changes on a fallback).
+    view: RefCell<Option<ModelView>>,
+    /// [`Host::traces`] as JSON, refreshed after every request, for the debug hook (the host
+    /// itself is borrowed while a request runs).
+    traces: RefCell<String>,
 }
 
 /// Entry point of the `axiscope-worker` binary.
@@ -51,7 +60,11 @@ pub fn start() {
         queue: RefCell::new(VecDeque::new()),
         running: Cell::new(false),
         cancel: RefCell::new(None),
+        gpu: RefCell::new(None),
+        view: RefCell::new(None),
+        traces: RefCell::new("[]".into()),
     });
+    install_debug_hooks(&worker);
     let w = worker.clone();
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| w.receive(ev));
     scope.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
@@ -123,7 +136,108 @@ impl Worker {
 
     async fn handle(self: &Rc<Self>, request: Request, file: Option<File>) {
         let id = request.id();
-        let (what, result) = match request {
+        // A device lost while idle: move to the CPU before running anything on it.
+        if let Some(why) = self.gpu.borrow().as_ref().and_then(|g| g.lost()) {
+            self.fall_back(id, &format!("the WebGPU device was {why}"));
+        }
+        let (what, mut result) = self.run(request.clone(), file.clone()).await;
+        if result.as_ref().is_err_and(|m| m.starts_with("GPU:")) {
+            // A lost device fails the readback first and resolves its `lost` promise after a
+            // round trip to the browser's GPU process: wait for it (up to a second), so that
+            // the reason shown is the loss, not the failed readback.
+            for _ in 0..20 {
+                if self
+                    .gpu
+                    .borrow()
+                    .as_ref()
+                    .is_none_or(|g| g.lost().is_some())
+                {
+                    break;
+                }
+                self.sleep_ms(50).await;
+            }
+        }
+        // A GPU failure part-way: the host took the turn back, so run the request again on
+        // the CPU; the conversation so far is replayed from its text.
+        if let Err(message) = &result
+            && let Some(why) = self.gpu_fault(message)
+            && self.fall_back(id, &why)
+        {
+            result = self.run(request, file).await.1;
+        }
+        if let Err(message) = result {
+            self.emit(Event::Failed {
+                id,
+                what: what.into(),
+                message,
+            });
+        }
+        if let Ok(host) = self.host.try_borrow() {
+            *self.traces.borrow_mut() =
+                serde_json::to_string(host.traces()).unwrap_or_else(|_| "[]".into());
+        }
+        self.emit(Event::Memory {
+            bytes: memory_bytes(),
+        });
+        self.emit(Event::Done { id });
+    }
+
+    /// Resolves after `ms` milliseconds (the worker's event loop runs meanwhile).
+    async fn sleep_ms(&self, ms: i32) {
+        let scope = self.scope.clone();
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        });
+        let _ = JsFuture::from(promise).await;
+    }
+
+    /// Why a failed request is the GPU's fault (device lost, or an error the device raised),
+    /// if the model runs on one.
+    fn gpu_fault(&self, message: &str) -> Option<String> {
+        let gpu = self.gpu.borrow();
+        let ctx = gpu.as_ref()?;
+        match ctx.lost() {
+            Some(why) => Some(format!("the WebGPU device was {why}")),
+            None => message.starts_with("GPU:").then(|| message.to_string()),
+        }
+    }
+
+    /// Moves the model to the CPU engine after a GPU failure and tells the page (the backend
+    /// line). Returns whether it did: false without a GPU or a model.
+    fn fall_back(&self, id: u32, why: &str) -> bool {
+        let Some(ctx) = self.gpu.borrow_mut().take() else {
+            return false;
+        };
+        web_sys::console::warn_1(&format!("axiscope: {why}; moving to the CPU").into());
+        let switched = self.host.borrow_mut().switch_backend(cpu_factory());
+        // The device is useless now; destroying it frees its memory at once.
+        ctx.destroy();
+        let backend = match switched {
+            Ok(b) => b,
+            Err(_) => return false,
+        };
+        let view = self.view.borrow_mut().as_mut().map(|v| {
+            v.backend = backend;
+            v.backend_reason = format!("{why}; moved to the CPU engine, the conversation was kept");
+            v.clone()
+        });
+        if let Some(model) = view {
+            self.emit(Event::ModelLoaded { id, model });
+        }
+        true
+    }
+
+    /// Runs one request; returns what it was (for the error line) and how it went.
+    // The host stays borrowed while a request awaits the GPU: requests run one at a time and
+    // nothing else borrows it meanwhile (the debug hook reads `traces`, not the host).
+    #[allow(clippy::await_holding_refcell_ref)]
+    async fn run(
+        self: &Rc<Self>,
+        request: Request,
+        file: Option<File>,
+    ) -> (&'static str, Result<(), String>) {
+        let id = request.id();
+        match request {
             Request::LoadModel {
                 source,
                 sha256,
@@ -138,13 +252,10 @@ impl Worker {
                 let mut emit = |e| self.emit(e);
                 (
                     "chat",
-                    self.host.borrow_mut().chat(
-                        id,
-                        &user,
-                        &settings,
-                        &|| self.cancelled(id),
-                        &mut emit,
-                    ),
+                    self.host
+                        .borrow_mut()
+                        .chat(id, &user, &settings, &|| self.cancelled(id), &mut emit)
+                        .await,
                 )
             }
             Request::Undo { .. } => {
@@ -163,7 +274,8 @@ impl Worker {
                     "restore",
                     self.host
                         .borrow_mut()
-                        .restore(id, &turns, &settings, &mut emit),
+                        .restore(id, &turns, &settings, &mut emit)
+                        .await,
                 )
             }
             Request::PlaceRole {
@@ -179,14 +291,15 @@ impl Worker {
                     "role",
                     self.host
                         .borrow_mut()
-                        .place_role(id, &name, &system, n, &cancelled, &mut emit),
+                        .place_role(id, &name, &system, n, &cancelled, &mut emit)
+                        .await,
                 )
             }
             Request::BuildBundle { size, .. } => ("build", self.build_bundle(id, size).await),
             Request::Bench {
                 tokens, overheads, ..
             } => {
-                let report = self.host.borrow().bench(tokens, overheads);
+                let report = self.host.borrow().bench(tokens, overheads).await;
                 let sent = report.map(|mut report| {
                     report.wasm_memory_bytes = memory_bytes();
                     report.wasm_files = super::bench::wasm_resources();
@@ -224,18 +337,7 @@ impl Worker {
                 });
                 ("axis", sent)
             }
-        };
-        if let Err(message) = result {
-            self.emit(Event::Failed {
-                id,
-                what: what.into(),
-                message,
-            });
         }
-        self.emit(Event::Memory {
-            bytes: memory_bytes(),
-        });
-        self.emit(Event::Done { id });
     }
 
     async fn load_model(
@@ -273,9 +375,14 @@ impl Worker {
         let size = fetched.bytes.len() as u64;
         // The engine's own one-line reasons: not GGUF, damaged, unsupported architecture...
         let model = Model::from_bytes(fetched.bytes).map_err(|e| e.to_string())?;
-        let (factory, reason) = choose_backend(pref);
+        let choice = choose_backend(pref, &model).await;
         let sha = Some(fetched.sha256.clone());
-        let backend = self.host.borrow_mut().set_model(model, factory, sha)?;
+        let backend = self
+            .host
+            .borrow_mut()
+            .set_model(model, choice.factory, sha)?;
+        *self.gpu.borrow_mut() = choice.gpu;
+        let reason = choice.reason;
         // `{model_name}` in the roles' prompts, named from the file as the CLI does.
         let file_name = match &source {
             ModelSource::Url { url } => url.rsplit('/').next().unwrap_or_default().to_string(),
@@ -298,6 +405,7 @@ impl Worker {
             from_cache,
             js_sys::Date::now() - t0,
         );
+        self.view.borrow_mut().clone_from(&view);
         if let Some(model) = view {
             self.emit(Event::ModelLoaded { id, model });
         }
@@ -309,24 +417,28 @@ impl Worker {
         {
             self.host.borrow_mut().set_bundle(bundle);
         }
-        self.after_change(id)
+        self.after_change(id).await
     }
 
     /// Builds the map for the loaded model here, keeps it in Cache Storage under the model's
     /// hash (the next visit with this model finds it), and shows it.
+    // The host stays borrowed while a request awaits the GPU: requests run one at a time and
+    // nothing else borrows it meanwhile (the debug hook reads `traces`, not the host).
+    #[allow(clippy::await_holding_refcell_ref)]
     async fn build_bundle(&self, id: u32, size: BuildSize) -> Result<(), String> {
         let mut emit = |e| self.emit(e);
-        let bundle =
-            self.host
-                .borrow_mut()
-                .build_bundle(id, size, &|| self.cancelled(id), &mut emit)?;
+        let bundle = self
+            .host
+            .borrow_mut()
+            .build_bundle(id, size, &|| self.cancelled(id), &mut emit)
+            .await?;
         if !bundle.model.sha256.is_empty()
             && let Ok(key) = built_bundle_key(&self.scope, &bundle.model.sha256)
         {
             let blob = bundle.to_blob();
             self.store(&key, &blob, "").await;
         }
-        self.after_change(id)
+        self.after_change(id).await
     }
 
     /// The bytes of a complete Cache Storage entry, if there is one.
@@ -363,17 +475,20 @@ impl Worker {
             self.store(url, &fetched.bytes, &fetched.sha256).await;
         }
         self.host.borrow_mut().set_bundle(bundle);
-        self.after_change(id)
+        self.after_change(id).await
     }
 
     /// After a new model or bundle: the map's view (does the bundle fit the model?) and the
     /// conversation's points, measured again.
-    fn after_change(&self, id: u32) -> Result<(), String> {
+    // The host stays borrowed while a request awaits the GPU: requests run one at a time and
+    // nothing else borrows it meanwhile (the debug hook reads `traces`, not the host).
+    #[allow(clippy::await_holding_refcell_ref)]
+    async fn after_change(&self, id: u32) -> Result<(), String> {
         if let Some(bundle) = self.host.borrow().bundle_view() {
             self.emit(Event::BundleLoaded { id, bundle });
         }
         let mut emit = |e| self.emit(e);
-        self.host.borrow_mut().remeasure(id, &mut emit)
+        self.host.borrow_mut().remeasure(id, &mut emit).await
     }
 
     async fn open_cache(&self) -> Option<Cache> {
@@ -573,19 +688,149 @@ impl Worker {
     }
 }
 
-/// The one place the backend is chosen. Only the CPU engine exists in this build; the WebGPU
-/// backend slots in here (adapter found -> GPU factory, otherwise the CPU with the reason).
-fn choose_backend(pref: BackendPref) -> (BackendFactory, String) {
-    let cpu: BackendFactory =
-        Box::new(|m: &Model| Ok(Box::new(m.cpu_backend(1)?) as Box<dyn Backend>));
-    let reason = match pref {
-        BackendPref::Cpu => "asked for the CPU (?backend=cpu)",
-        BackendPref::Gpu => {
-            "asked for WebGPU (?backend=gpu), but this build has no WebGPU backend yet"
-        }
-        BackendPref::Auto => "the WebGPU backend is not in this build yet",
+/// What runs the model: the factory the host makes its sessions with, why it was chosen
+/// (shown to the user), and the WebGPU device when it is the GPU (watched for loss).
+pub struct BackendChoice {
+    pub factory: BackendFactory,
+    pub reason: String,
+    pub gpu: Option<Arc<GpuContext>>,
+}
+
+/// KV-cache positions of a WebGPU session in the browser (f32, 46 KB a position for
+/// SmolLM2-135M): 2048 keeps the up to four sessions of a chat (writer and unsteered reader,
+/// default and capped branch) at 377 MB of cache together. Longer chats end a reply with
+/// "context full", as on the CPU at the model's own context.
+const WEB_GPU_CONTEXT: usize = 2048;
+
+/// The one place the backend is chosen (the page's `?backend=` and the benchmark use it):
+/// WebGPU when the worker finds an adapter, gets a device whose limits hold the model's
+/// buffers, builds every pipeline and runs a first token; otherwise the CPU engine, with the
+/// reason. `?backend=cpu` skips the GPU; `?backend=gpu` says the GPU was asked for.
+pub async fn choose_backend(pref: BackendPref, model: &Model) -> BackendChoice {
+    let cpu = |reason: String| BackendChoice {
+        factory: cpu_factory(),
+        reason,
+        gpu: None,
     };
-    (cpu, reason.to_string())
+    if pref == BackendPref::Cpu {
+        return cpu("asked for the CPU (?backend=cpu)".into());
+    }
+    match open_gpu(model).await {
+        Ok((ctx, first)) => BackendChoice {
+            factory: gpu_factory(ctx.clone(), first),
+            reason: match pref {
+                BackendPref::Gpu => "asked for WebGPU (?backend=gpu)".into(),
+                _ => "WebGPU adapter found".into(),
+            },
+            gpu: Some(ctx),
+        },
+        Err(why) => cpu(match pref {
+            BackendPref::Gpu => format!("asked for WebGPU (?backend=gpu), but {why}"),
+            _ => format!("no usable WebGPU: {why}"),
+        }),
+    }
+}
+
+fn cpu_factory() -> BackendFactory {
+    Box::new(|m: &Model| Ok(Box::new(m.cpu_backend(1)?) as Box<dyn Backend>))
+}
+
+fn gpu_options() -> GpuModelOptions {
+    GpuModelOptions {
+        max_context: WEB_GPU_CONTEXT,
+        ..GpuModelOptions::default()
+    }
+}
+
+/// Sessions on `ctx`; the first is `first`, already built and tried. Later ones share its
+/// weights (uploaded once per device) and own only their caches.
+fn gpu_factory(ctx: Arc<GpuContext>, first: GpuModel) -> BackendFactory {
+    let first = RefCell::new(Some(first));
+    Box::new(move |m: &Model| {
+        if let Some(g) = first.borrow_mut().take() {
+            return Ok(Box::new(g) as Box<dyn Backend>);
+        }
+        let g = GpuModel::load_with(&m.gguf, ctx.clone(), gpu_options())?;
+        Ok(Box::new(g) as Box<dyn Backend>)
+    })
+}
+
+/// A WebGPU device holding `model`, and a first session on it that ran one token.
+// `GpuModel` takes an `Arc` (natively shared across threads); a worker has one thread.
+#[allow(clippy::arc_with_non_send_sync)]
+async fn open_gpu(model: &Model) -> Result<(Arc<GpuContext>, GpuModel), String> {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or_default();
+    let gpu = Reflect::get(&navigator, &"gpu".into()).unwrap_or_default();
+    if gpu.is_undefined() || gpu.is_null() {
+        return Err("this browser has no navigator.gpu in workers".into());
+    }
+    let ctx = Arc::new(GpuContext::new().await.map_err(|e| e.0)?);
+    check_limits(&ctx, model)?;
+    let mut first =
+        GpuModel::load_with(&model.gguf, ctx.clone(), gpu_options()).map_err(|e| e.to_string())?;
+    // In a browser, shader and pipeline errors arrive after the calls that caused them: one
+    // token through the whole model brings them out here, not in the first reply.
+    let logits = first
+        .forward_async(&[0], 0, &mut Hooks::none(), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    if logits.len() != model.config.vocab || logits.iter().any(|x| !x.is_finite()) {
+        return Err("the GPU's first forward pass gave no usable logits".into());
+    }
+    first.truncate(0);
+    Ok((ctx, first))
+}
+
+/// Refuses a device whose per-buffer limit cannot hold a tensor of the model or a layer's KV
+/// cache, before anything is allocated (`GpuModel::load_with` checks every buffer exactly
+/// too, but only once some are allocated).
+fn check_limits(ctx: &GpuContext, model: &Model) -> Result<(), String> {
+    let max = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
+    let c = &model.config;
+    let kv_cache = (WEB_GPU_CONTEXT.min(c.context) * c.kv_dim() * 4) as u64;
+    let biggest = model
+        .gguf
+        .tensors
+        .iter()
+        .map(|(name, t)| (name.as_str(), t.len as u64))
+        .chain([("KV cache of a layer", kv_cache)])
+        .max_by_key(|(_, bytes)| *bytes);
+    match biggest {
+        Some((name, bytes)) if bytes > max => Err(format!(
+            "the device allows {:.0} MB per buffer, {name} needs {:.0} MB",
+            max as f64 / 1e6,
+            bytes as f64 / 1e6
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `self.__axiscope_debug` in the worker, for browser tests and bug reports (documented in
+/// docs/ARCHITECTURE.md): `loseGpu()` destroys the WebGPU device as a driver reset would
+/// (true if there was one), `traces()` gives the latest replies' tokens and top-2 logits as
+/// JSON. Neither changes anything else.
+fn install_debug_hooks(worker: &Rc<Worker>) {
+    let hooks = Object::new();
+    let w = Rc::downgrade(worker);
+    let lose = Closure::<dyn Fn() -> bool>::new(move || {
+        let ctx = w.upgrade().and_then(|w| w.gpu.borrow().clone());
+        ctx.map(|g| g.destroy()).is_some()
+    });
+    let w = Rc::downgrade(worker);
+    let traces = Closure::<dyn Fn() -> String>::new(move || {
+        w.upgrade()
+            .map(|w| w.traces.borrow().clone())
+            .unwrap_or_default()
+    });
+    let _ = Reflect::set(&hooks, &"loseGpu".into(), lose.as_ref());
+    let _ = Reflect::set(&hooks, &"traces".into(), traces.as_ref());
+    // They live as long as the worker.
+    lose.forget();
+    traces.forget();
+    let _ = Reflect::set(&js_sys::global(), &"__axiscope_debug".into(), &hooks);
 }
 
 fn out_of_memory(bytes: u64) -> String {

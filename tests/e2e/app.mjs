@@ -25,8 +25,9 @@ export async function waitModelReady(page, timeout = MODEL_TIMEOUT_MS) {
 }
 
 /** Opens the app with the synthetic bundle, waits for the model, sets short replies. */
-export async function openReady(app, { relative = '', bundle, maxTokens = 8, beforeLoad } = {}) {
+export async function openReady(app, { relative = '', bundle, maxTokens = 8, beforeLoad, backend } = {}) {
   const opened = await app.open(relative, {
+    backend,
     beforeLoad: async (page) => {
       await routeBundle(page, bundle);
       if (beforeLoad) await beforeLoad(page);

@@ -76,8 +76,12 @@ export async function startApp() {
      * Opens `relative` (default: the app) in a fresh context. `problems` collects console
      * errors, uncaught exceptions, failed requests and HTTP errors while the page lives.
      * `beforeLoad(page)` runs before navigation (routes, init scripts).
+     * `backend` becomes `?backend=` unless the URL names one: the CPU engine by default,
+     * because SwiftShader's software WebGPU needs about a minute per decoded token on a busy
+     * 2-core box; `null` keeps the page's own choice (WebGPU where there is an adapter).
+     * tests/gpu.test.mjs covers the WebGPU path.
      */
-    async open(relative = '', { beforeLoad } = {}) {
+    async open(relative = '', { beforeLoad, backend = 'cpu' } = {}) {
       const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
       const page = await context.newPage();
       const problems = [];
@@ -99,7 +103,9 @@ export async function startApp() {
         }
       });
       if (beforeLoad) await beforeLoad(page);
-      await page.goto(new URL(relative, server.url).href, { waitUntil: 'load' });
+      const url = new URL(relative, server.url);
+      if (backend && !url.searchParams.has('backend')) url.searchParams.set('backend', backend);
+      await page.goto(url.href, { waitUntil: 'load' });
       return { page, problems };
     },
 

@@ -30,7 +30,18 @@ pub struct GpuContext {
     /// First device error (validation, out of memory). wgpu reports these through a
     /// callback, not at the call that caused them; readbacks turn it into an `Err`.
     error: Arc<Mutex<Option<String>>>,
+    /// Why the device was lost (driver reset, `destroy`), once it was: every later call
+    /// fails, so the owner must move to another backend.
+    lost: Arc<Mutex<Option<String>>>,
+    /// Weight matrices by (model file, tensor name): every model loaded on this device from
+    /// the same file (the web app runs several sessions of one model) binds the same
+    /// buffers instead of uploading its own copy. The file's `Arc` is kept so that its
+    /// address, the key, cannot be reused by another file while the entry lives.
+    weights: Mutex<WeightCache>,
 }
+
+/// (address of a model file's bytes, tensor name) -> (those bytes, the uploaded matrix).
+type WeightCache = HashMap<(usize, String), (Arc<Vec<u8>>, super::GpuMatrix)>;
 
 impl GpuContext {
     /// Open the default adapter (a discrete GPU when there is one) with its full limits.
@@ -65,6 +76,25 @@ impl GpuContext {
                 *slot = Some(msg.lines().next().unwrap_or("unknown error").to_string());
             }
         }));
+        let lost = Arc::new(Mutex::new(None::<String>));
+        let lost_slot = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => "destroyed".to_string(),
+                wgpu::DeviceLostReason::Unknown => "lost".to_string(),
+            };
+            let first = message
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            *lock(&lost_slot) = Some(if first.is_empty() {
+                why
+            } else {
+                format!("{why}: {first}")
+            });
+        });
         Ok(Self {
             device,
             queue,
@@ -72,7 +102,36 @@ impl GpuContext {
             limits,
             pipelines: Mutex::new(HashMap::new()),
             error,
+            lost,
+            weights: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Why the device was lost, once it was (see [`GpuContext::destroy`]).
+    pub fn lost(&self) -> Option<String> {
+        lock(&self.lost).clone()
+    }
+
+    /// Destroys the device as a driver reset would: every later call fails and
+    /// [`GpuContext::lost`] says so. The web app's debug hook uses it to test the fallback.
+    pub fn destroy(&self) {
+        self.device.destroy();
+    }
+
+    /// The matrix `name` of `file`, uploaded by `upload` on first use on this device.
+    pub(crate) fn shared_matrix(
+        &self,
+        file: &Arc<Vec<u8>>,
+        name: &str,
+        upload: impl FnOnce() -> Result<super::GpuMatrix>,
+    ) -> Result<super::GpuMatrix> {
+        let key = (Arc::as_ptr(file) as usize, name.to_string());
+        if let Some((_, m)) = lock(&self.weights).get(&key) {
+            return Ok(m.clone());
+        }
+        let m = upload()?;
+        lock(&self.weights).insert(key, (file.clone(), m.clone()));
+        Ok(m)
     }
 
     /// One-line description of the adapter, for logs and benchmarks.

@@ -19,8 +19,9 @@
 //! the readback). In the browser a readback resolves from a JS promise, so the web worker
 //! awaits it; natively the `Backend` impl drives the same future with `pollster`.
 //!
-//! In the browser (`Backend` is synchronous and a WebGPU readback cannot be waited on
-//! there, so only the inherent async API exists on wasm32), a web worker does:
+//! In the browser a WebGPU readback cannot be waited on, so there only the async API works
+//! (`Backend::forward_async`, which the session, science and web host loops use; the
+//! blocking `forward` refuses). Used directly, a web worker does:
 //!
 //! ```ignore
 //! let model = Model::from_bytes(bytes)?;
@@ -177,14 +178,9 @@ fn matrix(
             expected: vec![rows, cols],
         });
     }
-    Ok(GpuMatrix::upload(
-        ctx,
-        name,
-        gpu_qtype(t.qtype),
-        rows,
-        cols,
-        f.tensor_bytes(t),
-    )?)
+    Ok(ctx.shared_matrix(f.bytes(), name, || {
+        GpuMatrix::upload(ctx, name, gpu_qtype(t.qtype), rows, cols, f.tensor_bytes(t))
+    })?)
 }
 
 fn staging(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
@@ -347,7 +343,11 @@ impl GpuModel {
     }
 
     pub fn describe(&self) -> String {
-        format!("webgpu ({})", self.ctx.info.name)
+        // Browsers may hide the adapter's description (privacy): never show "webgpu ()".
+        match self.ctx.info.name.trim() {
+            "" => "webgpu (unnamed adapter)".to_string(),
+            name => format!("webgpu ({name})"),
+        }
     }
 
     /// Rebuilds the hook ops when `hooks.record` or `hooks.edits` differ from the last
@@ -563,7 +563,9 @@ impl GpuModel {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+/// Natively `forward` blocks in `device.poll` and the async twin is the trait's default (a
+/// finished future). In a browser a readback can only be awaited, so `forward` refuses and
+/// `forward_async` is the real one.
 impl crate::engine::Backend for GpuModel {
     fn config(&self) -> &ModelConfig {
         &self.cfg
@@ -576,7 +578,30 @@ impl crate::engine::Backend for GpuModel {
         hooks: &mut Hooks,
         all_logits: bool,
     ) -> Result<Vec<f32>> {
-        pollster::block_on(self.forward_async(tokens, pos, hooks, all_logits))
+        #[cfg(not(target_arch = "wasm32"))]
+        return pollster::block_on(GpuModel::forward_async(
+            self, tokens, pos, hooks, all_logits,
+        ));
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (tokens, pos, hooks, all_logits);
+            Err(Error::Gpu(
+                "WebGPU in a browser cannot block on a readback: use forward_async".into(),
+            ))
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn forward_async<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        pos: usize,
+        hooks: &'a mut Hooks,
+        all_logits: bool,
+    ) -> crate::engine::backend::LocalFuture<'a, Result<Vec<f32>>> {
+        Box::pin(GpuModel::forward_async(
+            self, tokens, pos, hooks, all_logits,
+        ))
     }
 
     fn truncate(&mut self, len: usize) {

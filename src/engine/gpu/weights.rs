@@ -210,7 +210,8 @@ impl GpuQType {
     }
 }
 
-/// A `[rows][cols]` weight matrix on the GPU in the repacked layout.
+/// A `[rows][cols]` weight matrix on the GPU in the repacked layout. Clones share the buffer.
+#[derive(Clone)]
 pub struct GpuMatrix {
     pub buffer: wgpu::Buffer,
     pub qtype: GpuQType,

@@ -16,7 +16,7 @@ before(async () => {
 after(() => app?.close());
 
 test('the default model loads in a worker while the page stays responsive, without console errors', async () => {
-  const { page, problems } = await app.open('', { beforeLoad: (p) => routeBundle(p) });
+  const { page, problems } = await app.open('', { backend: null, beforeLoad: (p) => routeBundle(p) });
   await page.getByTestId('app-title').waitFor({ timeout: 60_000 });
   assert.equal((await page.getByTestId('app-title').textContent()).trim(), 'axiscope');
   // While the worker downloads and parses 98 MB, the page's own thread keeps running: sample
@@ -42,7 +42,8 @@ test('the default model loads in a worker while the page stays responsive, witho
   assert.ok(gap < 2000, `the page froze for ${gap.toFixed(0)} ms while the model loaded`);
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
   const backend = (await page.getByTestId('backend-status').textContent()).trim();
-  assert.match(backend, /cpu \(1 thread\)/, backend);
+  // WebGPU by default where an adapter exists (SwiftShader here).
+  assert.match(backend, /webgpu \(.+\) \(WebGPU adapter found; asked: auto\)/, backend);
   assert.match((await page.getByTestId('memory-status').textContent()).trim(), /Worker memory: \d+\.\d MB/);
   // The page loads only its own (leptos) module; the engine's module is the worker's.
   const wasm = await page.evaluate(() =>
@@ -53,12 +54,12 @@ test('the default model loads in a worker while the page stays responsive, witho
   assert.deepEqual(problems, []);
 });
 
-test('?backend=gpu is parsed and shown, and the CPU runs with the reason', async () => {
+test('?backend=gpu is parsed and shown, and WebGPU runs with the reason', async () => {
   const { page, problems } = await app.open('?backend=gpu', { beforeLoad: (p) => routeBundle(p) });
   await waitModelReady(page);
   const backend = (await page.getByTestId('backend-status').textContent()).trim();
   assert.match(backend, /asked: gpu/, backend);
-  assert.match(backend, /cpu .*no WebGPU backend yet/, backend);
+  assert.match(backend, /webgpu .*asked for WebGPU \(\?backend=gpu\)/, backend);
   assert.deepEqual(problems, []);
 });
 
