@@ -715,6 +715,15 @@ pub async fn choose_backend(pref: BackendPref, model: &Model) -> BackendChoice {
     if pref == BackendPref::Cpu {
         return cpu("asked for the CPU (?backend=cpu)".into());
     }
+    // A software WebGPU (SwiftShader, llvmpipe) runs the model far slower than the wasm CPU
+    // engine (seconds per token against tens of tokens per second): only when asked for.
+    if pref == BackendPref::Auto
+        && let Some(name) = software_adapter().await
+    {
+        return cpu(format!(
+            "the WebGPU adapter ({name}) is a software renderer, slower than the CPU engine; ?backend=gpu uses it anyway"
+        ));
+    }
     match open_gpu(model).await {
         Ok((ctx, first)) => BackendChoice {
             factory: gpu_factory(ctx.clone(), first),
@@ -752,6 +761,46 @@ fn gpu_factory(ctx: Arc<GpuContext>, first: GpuModel) -> BackendFactory {
         }
         let g = GpuModel::load_with(&m.gguf, ctx.clone(), gpu_options())?;
         Ok(Box::new(g) as Box<dyn Backend>)
+    })
+}
+
+/// The adapter's name when `navigator.gpu` offers only a software one (the browser's fallback
+/// adapter, or a CPU rasteriser by name); `None` for a hardware adapter or none at all.
+async fn software_adapter() -> Option<String> {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+    let gpu = Reflect::get(&navigator, &"gpu".into()).ok()?;
+    let request: js_sys::Function = Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = JsFuture::from(promise).await.ok()?;
+    let info = Reflect::get(&adapter, &"info".into()).ok()?;
+    let text = |key: &str| {
+        Reflect::get(&info, &key.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    let name = [text("vendor"), text("architecture"), text("description")]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let fallback = Reflect::get(&info, &"isFallbackAdapter".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let lower = name.to_lowercase();
+    let by_name = ["swiftshader", "llvmpipe", "lavapipe", "software"]
+        .iter()
+        .any(|s| lower.contains(s));
+    (fallback || by_name).then(|| {
+        if name.is_empty() {
+            "fallback adapter".into()
+        } else {
+            name
+        }
     })
 }
 

@@ -1,6 +1,7 @@
-// The WebGPU backend in the browser (SwiftShader's software adapter here): the app picks it by
-// default, its greedy tokens agree with the CPU engine's (`?backend=cpu`) up to the first
-// near-tie, and a lost device moves the conversation to the CPU without losing it.
+// The WebGPU backend in the browser (SwiftShader's software adapter here, which the app uses
+// only when asked: ?backend=gpu): its greedy tokens agree with the CPU engine's
+// (`?backend=cpu`) up to the first near-tie, and a lost device moves the conversation to the
+// CPU without losing it.
 //
 // Token ids and each step's two best logits come from the worker's debug hook
 // (`self.__axiscope_debug.traces()`, docs/ARCHITECTURE.md), which also destroys the device
@@ -82,12 +83,12 @@ async function greedyPage(backend) {
   return { ...opened, trace };
 }
 
-test('WebGPU by default; its greedy tokens agree with the CPU engine up to the first near-tie', async () => {
-  const gpu = await greedyPage(null);
+test('WebGPU (?backend=gpu): its greedy tokens agree with the CPU engine up to the first near-tie', async () => {
+  const gpu = await greedyPage('gpu');
   [gpuPage, gpuProblems, gpuTrace] = [gpu.page, gpu.problems, gpu.trace];
   const gpuLine = await backendLine(gpu.page);
   assert.equal(gpuLine.kind, 'webgpu', gpuLine.text);
-  assert.match(gpuLine.text, /Backend: webgpu \(.+\) \(WebGPU adapter found; asked: auto\)/, gpuLine.text);
+  assert.match(gpuLine.text, /Backend: webgpu \(.+\) \(asked for WebGPU \(\?backend=gpu\); asked: gpu\)/, gpuLine.text);
   assert.match(gpu.trace.backend, /^webgpu/);
 
   const cpu = await greedyPage('cpu');
