@@ -1,0 +1,44 @@
+// The committed persona bundle of the default model (bundles/smollm2-135m-instruct.axb), as a
+// visitor gets it: the page fetches it next to the model, and the map states the numbers that
+// `axiscope report` gives for the same file (bundles/results/report.json, written by
+// bundles/reproduce.py). A reply is then measured on the real axis.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { repoRoot, startApp } from '../harness.mjs';
+import { chat, setSetting, waitModelReady } from '../app.mjs';
+
+const report = JSON.parse(readFileSync(path.join(repoRoot, 'bundles/results/report.json'), 'utf8'));
+
+let app;
+before(async () => {
+  app = await startApp();
+});
+after(() => app?.close());
+
+test('the default bundle: the map shows every role and the CLI report\'s numbers; a reply lands on the drift chart', async () => {
+  const { page, problems } = await app.open('');
+  await waitModelReady(page);
+  await page.getByTestId('persona-map').waitFor();
+  const f = report.fidelity;
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="role-point"]').length === n, f.n_roles);
+  assert.equal(await page.getByTestId('default-point').count(), 1);
+  const stats = await page.getByTestId('map-stats').textContent();
+  assert.ok(stats.includes(`cos(PC1, axis) = ${report.cos_pc1_axis.toFixed(2)}`), stats);
+  const pcs = report.explained_variance.map((v, i) => `PC${i + 1} ${(v * 100).toFixed(0)}%`).join(', ');
+  assert.ok(stats.includes(pcs), `${stats} lacks ${pcs}`);
+  assert.ok(stats.includes(`${f.n_roles} roles`) && stats.includes(`layer ${report.layer} of ${f.n_layers}`), stats);
+  assert.ok(stats.includes(`split-half stability of the axis ${report.split_half_cos.toFixed(2)}`), stats);
+  // The farthest role along the axis is drawn on the role-play (orange) side of the colour scale.
+  const far = report.fidelity.farthest_by_projection[0].role;
+  const fill = await page.locator(`[data-testid="role-point"][data-role="${far}"]`).getAttribute('fill');
+  const [r, , b] = fill.match(/^rgb\((\d+),(\d+),(\d+)\)$/).slice(1).map(Number);
+  assert.ok(r > b, `${far} (farthest from the default) is not drawn orange: ${fill}`);
+
+  await setSetting(page, 'setting-max-tokens', 6);
+  await chat(page, 'What is the capital of France?');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="drift-point"]').length === 1);
+  await app.screenshot(page, 'default-bundle');
+  assert.deepEqual(problems, []);
+});
