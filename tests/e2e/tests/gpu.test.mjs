@@ -149,7 +149,7 @@ test('a lost WebGPU device moves the chat to the CPU and keeps the conversation'
   const line = await backendLine(page);
   assert.equal(line.kind, 'cpu', line.text);
   // The reason is the loss, or (if the browser reports the loss late) the failed GPU call.
-  assert.match(line.text, /\((the WebGPU device was destroyed|GPU: )[^;]*; moved to the CPU engine, the conversation was kept; asked: auto\)/, line.text);
+  assert.match(line.text, /\((the WebGPU device was destroyed|GPU: )[^;]*; moved to the CPU engine, the conversation was kept; asked: gpu\)/, line.text);
   console.log(`after the loss: ${line.text}`);
   // Both turns are there, the first unchanged, the second answered on the CPU after it ran
   // the whole conversation again.
