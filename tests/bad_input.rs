@@ -7,7 +7,7 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use std::path::PathBuf;
-use std::process::Command;
+use common::cli;
 
 fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("axiscope-bad-input-{}", std::process::id()));
@@ -31,17 +31,6 @@ fn tensor(dtype: GgmlDType, shape: (usize, usize)) -> QTensor {
     QTensor::quantize(&t, dtype).unwrap()
 }
 
-/// Runs the CLI and returns (success, stderr).
-fn cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_axiscope"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn assert_clean_error(args: &[&str], expect: &str) {
     let (ok, err) = cli(args);

@@ -4,6 +4,7 @@
 //! Also: a 1,000-rollout build does not grow the process beyond what it stores.
 
 mod common;
+use common::cli;
 use common::tiny::tiny_model;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,16 +53,6 @@ fn questions(name: &str, n: usize) -> String {
 
 const GOOD_ROLE: &str = r#"{"instruction": [{"pos": "Be a cat."}]}"#;
 
-fn cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_axiscope"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The run fails with exactly one line, holding every one of `expect`.
 fn fails_with(args: &[&str], expect: &[&str]) {
