@@ -153,8 +153,8 @@ fn run(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// `axiscope project --roles DIR` on `bundle`: the placed roles, as JSON.
-fn place_roles(bundle: &std::path::Path, roles: &std::path::Path) -> serde_json::Value {
+/// `axiscope project --json` on `bundle` with `what` (`--roles DIR` or `--transcript FILE`).
+fn project(bundle: &std::path::Path, what: &str, path: &std::path::Path) -> serde_json::Value {
     let model = default_model_path();
     let out = run(&[
         "project",
@@ -162,8 +162,8 @@ fn place_roles(bundle: &std::path::Path, roles: &std::path::Path) -> serde_json:
         model.to_str().unwrap(),
         "--bundle",
         bundle.to_str().unwrap(),
-        "--roles",
-        roles.to_str().unwrap(),
+        what,
+        path.to_str().unwrap(),
         "--json",
     ]);
     serde_json::from_str(&out).unwrap()
@@ -321,7 +321,7 @@ fn placing_a_built_role_again_lands_where_the_bundle_has_it() {
         r#"{"instruction": [{"pos": "You are a caveman. Speak in grunts and short words."}]}"#,
     )
     .unwrap();
-    let v = place_roles(&t.path, &dir);
+    let v = project(&t.path, "--roles", &dir);
     let roles = v["roles"].as_array().unwrap();
     assert_eq!(roles.len(), 2);
     let pirate = roles.iter().find(|r| r["role"] == "pirate").unwrap();
@@ -363,18 +363,7 @@ fn transcripts_with_assistant_turns_are_projected_per_turn() {
         ]}"#,
     )
     .unwrap();
-    let model = default_model_path();
-    let out = run(&[
-        "project",
-        "--model",
-        model.to_str().unwrap(),
-        "--bundle",
-        t.path.to_str().unwrap(),
-        "--transcript",
-        file.to_str().unwrap(),
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = project(&t.path, "--transcript", &file);
     assert_eq!(v["layer"], 15);
     assert_eq!(v["generated"], false);
     let turns = v["turns"].as_array().unwrap();
@@ -593,7 +582,7 @@ fn the_committed_bundle_is_what_the_engine_builds() {
     assert_eq!(serde_json::json!(b.model.sha256), want_sha, "bundle built on another model file");
     let dir = temp_dir("committed");
     std::fs::copy(root().join("data/roles/pirate.json"), dir.join("pirate.json")).unwrap();
-    let v = place_roles(&path, &dir);
+    let v = project(&path, "--roles", &dir);
     let r = b.vectors.roles.iter().position(|n| n == "pirate").unwrap();
     let want = b.vectors.role_projection(r, b.analysis_layer);
     let got = v["roles"][0]["projection"].as_f64().unwrap() as f32;
