@@ -25,32 +25,19 @@ mod native {
     use anyhow::Result;
     use axiscope::engine::gpu::attention::{AttentionShape, attention};
     use axiscope::engine::gpu::matmul::{Linear, Tokens};
-    use axiscope::engine::gpu::{GpuContext, GpuMatrix, GpuQType, Kernel, Step};
-    use candle_core::quantized::{GgmlDType, QTensor};
+    use axiscope::engine::gpu::{GpuContext, GpuMatrix, Kernel, Step};
+    use axiscope::engine::quant::QType;
+    use candle_core::quantized::QTensor;
     use candle_core::{Device, Tensor};
-
-    fn ggml(q: GpuQType) -> GgmlDType {
-        match q {
-            GpuQType::F32 => GgmlDType::F32,
-            GpuQType::F16 => GgmlDType::F16,
-            GpuQType::Q4_0 => GgmlDType::Q4_0,
-            GpuQType::Q4_1 => GgmlDType::Q4_1,
-            GpuQType::Q5_0 => GgmlDType::Q5_0,
-            GpuQType::Q8_0 => GgmlDType::Q8_0,
-            GpuQType::Q4K => GgmlDType::Q4K,
-            GpuQType::Q5K => GgmlDType::Q5K,
-            GpuQType::Q6K => GgmlDType::Q6K,
-        }
-    }
 
     /// A quantized matrix of smooth pseudo-random values (content does not affect speed,
     /// but real blocks keep the f16 scales finite).
-    fn matrix(ctx: &GpuContext, q: GpuQType, rows: usize, cols: usize) -> Result<GpuMatrix> {
+    fn matrix(ctx: &GpuContext, q: QType, rows: usize, cols: usize) -> Result<GpuMatrix> {
         let data: Vec<f32> = (0..rows * cols)
             .map(|i| ((i as f32) * 0.618_034).sin())
             .collect();
         let t = Tensor::from_vec(data, (rows, cols), &Device::Cpu)?;
-        let qt = QTensor::quantize(&t, ggml(q))?;
+        let qt = QTensor::quantize(&t, q.to_ggml())?;
         let bytes = qt.data()?;
         Ok(GpuMatrix::upload(ctx, "bench", q, rows, cols, &bytes)?)
     }
@@ -99,7 +86,7 @@ mod native {
         );
         let x = ctx.storage("x", prefill * cols)?;
         let y = ctx.storage("y", prefill * rows)?;
-        for q in GpuQType::ALL {
+        for q in QType::ALL {
             let w = matrix(&ctx, q, rows, cols)?;
             let lin = Linear::new(&ctx, &step, &w, &x, &y, Tokens::All)?;
             let mb = w.buffer.size() as f64 / 1e6;
@@ -120,11 +107,11 @@ mod native {
 
         println!("\nSmolLM2-135M decode shapes (1 token)");
         let shapes = [
-            ("q/o proj", GpuQType::Q4_1, 576, 576),
-            ("k/v proj", GpuQType::Q4_1, 192, 576),
-            ("gate/up", GpuQType::Q4_1, 1536, 576),
-            ("down", GpuQType::Q4_1, 576, 1536),
-            ("lm head", GpuQType::Q8_0, 49152, 576),
+            ("q/o proj", QType::Q4_1, 576, 576),
+            ("k/v proj", QType::Q4_1, 192, 576),
+            ("gate/up", QType::Q4_1, 1536, 576),
+            ("down", QType::Q4_1, 576, 1536),
+            ("lm head", QType::Q8_0, 49152, 576),
         ];
         let mut per_token = 0.0;
         for (name, q, r, c) in shapes {

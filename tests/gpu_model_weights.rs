@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use axiscope::engine::gpu::embedding::embedding;
 use axiscope::engine::gpu::matmul::{Linear, Tokens};
-use axiscope::engine::gpu::{GpuContext, GpuMatrix, GpuQType, Step};
+use axiscope::engine::gpu::{GpuContext, GpuMatrix, Step};
+use axiscope::engine::quant::QType;
 use candle_core::Device;
 use candle_core::quantized::gguf_file::Content;
 
@@ -39,16 +40,16 @@ fn real_weights_match_candle() {
     let step = Step::new(&ctx);
 
     for (name, want_type) in [
-        ("blk.0.attn_q.weight", GpuQType::Q4_1),
-        ("blk.0.attn_k.weight", GpuQType::Q4_1),
-        ("blk.0.ffn_down.weight", GpuQType::Q4_1),
-        ("blk.29.ffn_gate.weight", GpuQType::Q4_1),
-        ("token_embd.weight", GpuQType::Q8_0),
+        ("blk.0.attn_q.weight", QType::Q4_1),
+        ("blk.0.attn_k.weight", QType::Q4_1),
+        ("blk.0.ffn_down.weight", QType::Q4_1),
+        ("blk.29.ffn_gate.weight", QType::Q4_1),
+        ("token_embd.weight", QType::Q8_0),
     ] {
         let info = &content.tensor_infos[name];
         let qt = content.tensor(&mut file, name, &Device::Cpu).unwrap();
         let (rows, cols) = qt.shape().dims2().unwrap();
-        let qtype = GpuQType::from_ggml_id(ggml_id(info.ggml_dtype)).unwrap();
+        let qtype = QType::from_ggml(info.ggml_dtype).unwrap();
         assert_eq!(qtype, want_type, "{name}");
         let w = GpuMatrix::upload(&ctx, name, qtype, rows, cols, &qt.data().unwrap()).unwrap();
         let values = qt
@@ -98,7 +99,7 @@ fn real_weights_match_candle() {
     let table = GpuMatrix::upload(
         &ctx,
         "token_embd",
-        GpuQType::Q8_0,
+        QType::Q8_0,
         rows,
         cols,
         &qt.data().unwrap(),
@@ -125,23 +126,5 @@ fn real_weights_match_candle() {
             &values[id * cols..(id + 1) * cols],
             "row {id}"
         );
-    }
-}
-
-/// candle's dtype back to the GGUF type id the engine will pass.
-fn ggml_id(d: candle_core::quantized::GgmlDType) -> u32 {
-    use candle_core::quantized::GgmlDType as G;
-    match d {
-        G::F32 => 0,
-        G::F16 => 1,
-        G::Q4_0 => 2,
-        G::Q4_1 => 3,
-        G::Q5_0 => 6,
-        G::Q5_1 => 7,
-        G::Q8_0 => 8,
-        G::Q4K => 12,
-        G::Q5K => 13,
-        G::Q6K => 14,
-        _ => u32::MAX,
     }
 }

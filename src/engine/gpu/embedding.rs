@@ -1,4 +1,4 @@
-//! Embedding row gather (`embedding.wgsl`), for any [`GpuQType`](super::GpuQType).
+//! Embedding row gather (`embedding.wgsl`), for any [`QType`](super::QType).
 
 use super::context::{Kernel, need_tokens};
 use super::{GpuContext, GpuMatrix, Result, Step, gpu_err};

@@ -62,7 +62,7 @@ mod tests;
 
 pub use context::{GpuContext, Kernel, Step};
 pub use model::{GpuModel, GpuModelOptions};
-pub use weights::{GpuMatrix, GpuQType};
+pub use weights::GpuMatrix;
 
 /// A GPU failure as a one-line, user-facing message (no adapter, a buffer over the
 /// device limits, a shader or dispatch error reported by the device, bad shapes).

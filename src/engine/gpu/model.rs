@@ -53,13 +53,12 @@ use super::hooks::clamp_projection;
 use super::matmul::{Linear, Tokens};
 use super::norm::rms_norm;
 use super::rope::{RopeMode, rope};
-use super::{GpuContext, GpuError, GpuMatrix, GpuQType, Kernel, Step};
+use super::{GpuContext, GpuError, GpuMatrix, Kernel, Step};
 use crate::engine::config::{ModelConfig, RopeStyle};
 use crate::engine::error::{Error, Result};
 use crate::engine::gguf::GgufFile;
 use crate::engine::hooks::{Edit, EditOp, Hooks};
 use crate::engine::model::vector;
-use crate::engine::quant::QType;
 
 impl From<GpuError> for Error {
     fn from(e: GpuError) -> Self {
@@ -148,20 +147,6 @@ pub struct GpuModel {
     cached: usize,
 }
 
-fn gpu_qtype(q: QType) -> GpuQType {
-    match q {
-        QType::F32 => GpuQType::F32,
-        QType::F16 => GpuQType::F16,
-        QType::Q4_0 => GpuQType::Q4_0,
-        QType::Q4_1 => GpuQType::Q4_1,
-        QType::Q5_0 => GpuQType::Q5_0,
-        QType::Q8_0 => GpuQType::Q8_0,
-        QType::Q4K => GpuQType::Q4K,
-        QType::Q5K => GpuQType::Q5K,
-        QType::Q6K => GpuQType::Q6K,
-    }
-}
-
 /// Uploads a weight matrix, checking its shape against the config.
 fn matrix(
     ctx: &GpuContext,
@@ -179,7 +164,7 @@ fn matrix(
         });
     }
     Ok(ctx.shared_matrix(f.bytes(), name, || {
-        GpuMatrix::upload(ctx, name, gpu_qtype(t.qtype), rows, cols, f.tensor_bytes(t))
+        GpuMatrix::upload(ctx, name, t.qtype, rows, cols, f.tensor_bytes(t))
     })?)
 }
 

@@ -17,6 +17,7 @@ use super::elementwise::{AddMode, RowDest, add, copy_rows, silu_mul};
 use super::matmul::{Linear, Tokens};
 use super::rope::{RopeMode, inv_freq, rope};
 use super::*;
+use crate::engine::quant::QType;
 
 /// The shared test device, or `None` (with a visible SKIPPED line) when the machine has
 /// no adapter at all. Any other failure to open it fails the test.
@@ -68,24 +69,10 @@ impl Rng {
     }
 }
 
-fn ggml_dtype(q: GpuQType) -> GgmlDType {
-    match q {
-        GpuQType::F32 => GgmlDType::F32,
-        GpuQType::F16 => GgmlDType::F16,
-        GpuQType::Q4_0 => GgmlDType::Q4_0,
-        GpuQType::Q4_1 => GgmlDType::Q4_1,
-        GpuQType::Q5_0 => GgmlDType::Q5_0,
-        GpuQType::Q8_0 => GgmlDType::Q8_0,
-        GpuQType::Q4K => GgmlDType::Q4K,
-        GpuQType::Q5K => GgmlDType::Q5K,
-        GpuQType::Q6K => GgmlDType::Q6K,
-    }
-}
-
 /// A random `[rows][cols]` matrix of a GGUF type: its GGUF bytes and candle's
 /// dequantization of them.
 struct TestMatrix {
-    qtype: GpuQType,
+    qtype: QType,
     rows: usize,
     cols: usize,
     bytes: Vec<u8>,
@@ -93,7 +80,7 @@ struct TestMatrix {
 }
 
 impl TestMatrix {
-    fn random(qtype: GpuQType, rows: usize, cols: usize, seed: u64) -> Self {
+    fn random(qtype: QType, rows: usize, cols: usize, seed: u64) -> Self {
         let mut rng = Rng(seed);
         // Rows of different magnitude and offset, so per-block scales and mins vary.
         let data: Vec<f32> = (0..rows)
@@ -106,11 +93,11 @@ impl TestMatrix {
             })
             .collect();
         let t = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&t, ggml_dtype(qtype)).unwrap();
+        let q = QTensor::quantize(&t, qtype.to_ggml()).unwrap();
         Self::from_qtensor(qtype, rows, cols, &q)
     }
 
-    fn from_qtensor(qtype: GpuQType, rows: usize, cols: usize, q: &QTensor) -> Self {
+    fn from_qtensor(qtype: QType, rows: usize, cols: usize, q: &QTensor) -> Self {
         let bytes = q.data().unwrap().to_vec();
         assert_eq!(
             bytes.len(),
@@ -197,15 +184,10 @@ enum Path {
 /// The GPU decodes exactly the values candle's `dequantize` produces (f16 scale times a
 /// small integer is exact in f32), except that types with an additive min (Q4_1, Q4_K,
 /// Q5_K) may fuse `d*q + m` into one FMA and round once less: 1 ulp per weight.
-fn linear_tolerance(q: GpuQType) -> f64 {
+fn linear_tolerance(q: QType) -> f64 {
     match q {
-        GpuQType::F32
-        | GpuQType::F16
-        | GpuQType::Q4_0
-        | GpuQType::Q5_0
-        | GpuQType::Q8_0
-        | GpuQType::Q6K => 1e-5,
-        GpuQType::Q4_1 | GpuQType::Q4K | GpuQType::Q5K => 2e-5,
+        QType::F32 | QType::F16 | QType::Q4_0 | QType::Q5_0 | QType::Q8_0 | QType::Q6K => 1e-5,
+        QType::Q4_1 | QType::Q4K | QType::Q5K => 2e-5,
     }
 }
 
@@ -261,7 +243,7 @@ fn check_linear_matrix(
     max_rel_err(&got, &want, &mass)
 }
 
-fn check_linear(qtype: GpuQType, rows: usize, cols: usize, n_tok: usize, path: Path) {
+fn check_linear(qtype: QType, rows: usize, cols: usize, n_tok: usize, path: Path) {
     let Some(ctx) = gpu() else { return };
     let seed = rows as u64 * 1000 + cols as u64 + n_tok as u64;
     let m = TestMatrix::random(qtype, rows, cols, seed);
@@ -278,7 +260,7 @@ fn check_linear(qtype: GpuQType, rows: usize, cols: usize, n_tok: usize, path: P
 
 /// Every type through every path; 75 rows (not a multiple of the 8-row matvec groups
 /// or the 64-row tiles), 512 columns (two K-quant super-blocks).
-fn check_linear_all_paths(q: GpuQType) {
+fn check_linear_all_paths(q: QType) {
     check_linear(q, 75, 512, 1, Path::Matvec);
     check_linear(q, 75, 512, 3, Path::Matvec);
     check_linear(q, 75, 512, 70, Path::Matmul); // two token tiles, the second partial
@@ -289,45 +271,45 @@ fn check_linear_all_paths(q: GpuQType) {
 
 #[test]
 fn linear_f32() {
-    check_linear_all_paths(GpuQType::F32);
+    check_linear_all_paths(QType::F32);
 }
 #[test]
 fn linear_f16() {
-    check_linear_all_paths(GpuQType::F16);
+    check_linear_all_paths(QType::F16);
 }
 #[test]
 fn linear_q4_0() {
-    check_linear_all_paths(GpuQType::Q4_0);
+    check_linear_all_paths(QType::Q4_0);
 }
 #[test]
 fn linear_q4_1() {
-    check_linear_all_paths(GpuQType::Q4_1);
+    check_linear_all_paths(QType::Q4_1);
 }
 #[test]
 fn linear_q5_0() {
-    check_linear_all_paths(GpuQType::Q5_0);
+    check_linear_all_paths(QType::Q5_0);
 }
 #[test]
 fn linear_q8_0() {
-    check_linear_all_paths(GpuQType::Q8_0);
+    check_linear_all_paths(QType::Q8_0);
 }
 #[test]
 fn linear_q4_k() {
-    check_linear_all_paths(GpuQType::Q4K);
+    check_linear_all_paths(QType::Q4K);
 }
 #[test]
 fn linear_q5_k() {
-    check_linear_all_paths(GpuQType::Q5K);
+    check_linear_all_paths(QType::Q5K);
 }
 #[test]
 fn linear_q6_k() {
-    check_linear_all_paths(GpuQType::Q6K);
+    check_linear_all_paths(QType::Q6K);
 }
 
 /// Float rows whose length is not a multiple of 8 or 32 exercise the zero padding.
 #[test]
 fn linear_float_ragged_columns() {
-    for q in [GpuQType::F32, GpuQType::F16] {
+    for q in [QType::F32, QType::F16] {
         check_linear(q, 13, 203, 2, Path::Matvec);
         check_linear(q, 13, 203, 66, Path::Matmul);
     }
@@ -336,16 +318,16 @@ fn linear_float_ragged_columns() {
 /// More columns than one 2048-value x chunk of the matvec kernel.
 #[test]
 fn linear_multi_chunk() {
-    check_linear(GpuQType::Q4K, 10, 2304, 1, Path::Matvec);
-    check_linear(GpuQType::Q8_0, 10, 2080, 2, Path::Matvec);
-    check_linear(GpuQType::Q6K, 10, 2304, 8, Path::Matmul);
+    check_linear(QType::Q4K, 10, 2304, 1, Path::Matvec);
+    check_linear(QType::Q8_0, 10, 2080, 2, Path::Matvec);
+    check_linear(QType::Q6K, 10, 2304, 8, Path::Matmul);
 }
 
 /// The SmolLM2 shapes: hidden 576, FFN 1536 (Q4_1), checked on the decode path.
 #[test]
 fn linear_model_shapes() {
-    check_linear(GpuQType::Q4_1, 1536, 576, 1, Path::Matvec);
-    check_linear(GpuQType::Q4_1, 576, 1536, 1, Path::Matvec);
+    check_linear(QType::Q4_1, 1536, 576, 1, Path::Matvec);
+    check_linear(QType::Q4_1, 576, 1536, 1, Path::Matvec);
 }
 
 /// The comparison can fail: corrupting one byte of one block (a Q4_K 6-bit scale, a
@@ -354,11 +336,7 @@ fn linear_model_shapes() {
 fn linear_check_detects_a_corrupt_block() {
     let Some(ctx) = gpu() else { return };
     // (type, byte offset inside the first block of row 3)
-    for (q, at) in [
-        (GpuQType::Q4K, 4 + 5),
-        (GpuQType::Q8_0, 1),
-        (GpuQType::Q6K, 128 + 7),
-    ] {
+    for (q, at) in [(QType::Q4K, 4 + 5), (QType::Q8_0, 1), (QType::Q6K, 128 + 7)] {
         let m = TestMatrix::random(q, 8, 256, 7);
         let mut bad = m.bytes.clone();
         bad[3 * q.row_bytes(256) + at] ^= 0x24;
@@ -373,12 +351,12 @@ fn linear_check_detects_a_corrupt_block() {
 #[test]
 fn linear_rejects_bad_input() {
     let Some(ctx) = gpu() else { return };
-    let m = TestMatrix::random(GpuQType::Q4_1, 4, 64, 1);
+    let m = TestMatrix::random(QType::Q4_1, 4, 64, 1);
     // Wrong byte count, columns not whole blocks, unknown type id.
-    assert!(GpuMatrix::upload(ctx, "w", GpuQType::Q4_1, 4, 64, &m.bytes[1..]).is_err());
-    assert!(GpuMatrix::upload(ctx, "w", GpuQType::Q4_1, 2, 128, &m.bytes).is_ok());
-    assert!(GpuMatrix::upload(ctx, "w", GpuQType::Q4_1, 8, 40, &m.bytes).is_err());
-    assert!(GpuQType::from_ggml_id(10).is_err());
+    assert!(GpuMatrix::upload(ctx, "w", QType::Q4_1, 4, 64, &m.bytes[1..]).is_err());
+    assert!(GpuMatrix::upload(ctx, "w", QType::Q4_1, 2, 128, &m.bytes).is_ok());
+    assert!(GpuMatrix::upload(ctx, "w", QType::Q4_1, 8, 40, &m.bytes).is_err());
+    assert!(QType::from_ggml(GgmlDType::Q2K).is_none());
     // A step with more tokens than the buffers hold is refused at encode time.
     let w = m.upload(ctx);
     let step = Step::new(ctx);
@@ -390,16 +368,6 @@ fn linear_rejects_bad_input() {
     // A buffer too small for even one token is refused at build time.
     let tiny = ctx.storage("tiny", 8).unwrap();
     assert!(Linear::new(ctx, &step, &w, &tiny, &y, Tokens::All).is_err());
-}
-
-#[test]
-fn ggml_ids_round_trip() {
-    let ids = [0, 1, 2, 3, 6, 8, 12, 13, 14];
-    for (id, q) in ids.into_iter().zip(GpuQType::ALL) {
-        assert_eq!(GpuQType::from_ggml_id(id).unwrap(), q);
-        assert_eq!(ggml_dtype(q).type_size(), q.block_bytes(), "{q:?}");
-        assert_eq!(ggml_dtype(q).block_size(), q.block_elems(), "{q:?}");
-    }
 }
 
 // ---------------------------------------------------------------- embedding
@@ -436,8 +404,8 @@ fn check_embedding(ctx: &GpuContext, m: &TestMatrix, ids: &[u32]) {
 #[test]
 fn embedding_all_types() {
     let Some(ctx) = gpu() else { return };
-    for q in GpuQType::ALL {
-        let cols = if q.block_elems() == 1 { 36 } else { 256 };
+    for q in QType::ALL {
+        let cols = if q.block_size() == 1 { 36 } else { 256 };
         let m = TestMatrix::random(q, 20, cols, 11);
         check_embedding(ctx, &m, &[0, 19, 5, 5, 12]);
     }
@@ -450,7 +418,7 @@ fn embedding_all_types() {
 fn embedding_full_size_q8_0_table() {
     let Some(ctx) = gpu() else { return };
     let (rows, cols) = (49152usize, 576usize);
-    let q = GpuQType::Q8_0;
+    let q = QType::Q8_0;
     let row_bytes = q.row_bytes(cols);
     let mut rng = Rng(5);
     let mut bytes = vec![0u8; rows * row_bytes];

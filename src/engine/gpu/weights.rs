@@ -26,50 +26,11 @@
 //! reads weights (matvec, matmul, embedding) is generic over that one function.
 
 use super::{GpuContext, Result, gpu_err};
+use crate::engine::quant::QType;
 
-/// The GGUF tensor types the GPU kernels decode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GpuQType {
-    F32,
-    F16,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q8_0,
-    Q4K,
-    Q5K,
-    Q6K,
-}
-
-impl GpuQType {
-    pub const ALL: [GpuQType; 9] = [
-        GpuQType::F32,
-        GpuQType::F16,
-        GpuQType::Q4_0,
-        GpuQType::Q4_1,
-        GpuQType::Q5_0,
-        GpuQType::Q8_0,
-        GpuQType::Q4K,
-        GpuQType::Q5K,
-        GpuQType::Q6K,
-    ];
-
-    /// From the `ggml_type` id stored in GGUF tensor infos.
-    pub fn from_ggml_id(id: u32) -> Result<Self> {
-        Ok(match id {
-            0 => Self::F32,
-            1 => Self::F16,
-            2 => Self::Q4_0,
-            3 => Self::Q4_1,
-            6 => Self::Q5_0,
-            8 => Self::Q8_0,
-            12 => Self::Q4K,
-            13 => Self::Q5K,
-            14 => Self::Q6K,
-            _ => return Err(gpu_err!("tensor type {id} has no GPU kernel")),
-        })
-    }
-
+/// What the GPU needs of a GGUF tensor type beyond the CPU engine's [`QType`]: names for
+/// pipelines, the repacked row layout and the WGSL decoder.
+impl QType {
     pub fn name(self) -> &'static str {
         match self {
             Self::F32 => "f32",
@@ -84,33 +45,9 @@ impl GpuQType {
         }
     }
 
-    /// Values per block (1 for the float types).
-    pub fn block_elems(self) -> usize {
-        match self {
-            Self::F32 | Self::F16 => 1,
-            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q8_0 => 32,
-            Self::Q4K | Self::Q5K | Self::Q6K => 256,
-        }
-    }
-
-    /// Bytes per block in GGUF.
-    pub fn block_bytes(self) -> usize {
-        match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
-            Self::Q4_0 => 18,
-            Self::Q4_1 => 20,
-            Self::Q5_0 => 22,
-            Self::Q8_0 => 34,
-            Self::Q4K => 144,
-            Self::Q5K => 176,
-            Self::Q6K => 210,
-        }
-    }
-
     /// GGUF bytes of one row of `cols` values.
     pub fn row_bytes(self, cols: usize) -> usize {
-        cols / self.block_elems() * self.block_bytes()
+        cols / self.block_size() * self.type_size()
     }
 
     /// u32 words of one repacked row on the GPU.
@@ -118,12 +55,12 @@ impl GpuQType {
         match self {
             Self::F32 => cols.div_ceil(32) * 32,
             Self::F16 => cols.div_ceil(32) * 16,
-            _ => cols / self.block_elems() * self.block_words(),
+            _ => cols / self.block_size() * self.block_words(),
         }
     }
 
     fn block_words(self) -> usize {
-        self.block_bytes().div_ceil(4)
+        self.type_size().div_ceil(4)
     }
 
     /// The WGSL decoder (`load8`) for this type.
@@ -156,11 +93,11 @@ impl GpuQType {
         if rows == 0 || cols == 0 {
             return Err(gpu_err!("empty {} matrix {rows}x{cols}", self.name()));
         }
-        if !cols.is_multiple_of(self.block_elems()) {
+        if !cols.is_multiple_of(self.block_size()) {
             return Err(gpu_err!(
                 "{} rows of {cols} values are not whole blocks of {}",
                 self.name(),
-                self.block_elems()
+                self.block_size()
             ));
         }
         let want = rows.checked_mul(self.row_bytes(cols));
@@ -191,7 +128,7 @@ impl GpuQType {
                     dst[..src.len()].copy_from_slice(src);
                 }
                 Self::Q4_0 | Self::Q5_0 | Self::Q8_0 => {
-                    let (bb, bw) = (self.block_bytes(), self.block_words());
+                    let (bb, bw) = (self.type_size(), self.block_words());
                     for (sb, db) in src.chunks_exact(bb).zip(dst.chunks_exact_mut(bw)) {
                         let db: &mut [u8] = bytemuck::cast_slice_mut(db);
                         db[..2].copy_from_slice(&sb[..2]);
@@ -214,7 +151,7 @@ impl GpuQType {
 #[derive(Clone)]
 pub struct GpuMatrix {
     pub buffer: wgpu::Buffer,
-    pub qtype: GpuQType,
+    pub qtype: QType,
     pub rows: usize,
     pub cols: usize,
 }
@@ -225,7 +162,7 @@ impl GpuMatrix {
     pub fn upload(
         ctx: &GpuContext,
         label: &str,
-        qtype: GpuQType,
+        qtype: QType,
         rows: usize,
         cols: usize,
         bytes: &[u8],
