@@ -1,12 +1,18 @@
 //! Every CPU quant kernel against independent references: dequantization must equal candle's
 //! bit for bit, and the fast dot products (activations quantized as llama.cpp does) must stay
 //! within the error that activation quantization alone can cause, derived per block below.
+//!
+//! The same tests run on wasm32 in headless Chromium (wasm-bindgen-test-runner and chromedriver;
+//! scripts/test.sh), once per browser kernel set: simd128 and `--features relaxed-simd`.
 
 use axiscope::engine::quant::{Acts, QMatrix, QType, reference};
 use axiscope::engine::threads::Threads;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 use std::sync::Arc;
+// On wasm32 every `#[test]` below is a wasm-bindgen test.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// Deterministic pseudo-random values with a few outliers, like real activations and weights.
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -138,6 +144,26 @@ fn threaded_matmul_equals_single_dots() {
                         "{qtype:?} tok {t} row {r}"
                     );
                 }
+            }
+        }
+    }
+}
+
+/// The multi-row kernels (what decoding runs) give every row exactly what a lone dot product
+/// gives, whatever the number of rows (groups of several and the rest one by one).
+#[test]
+fn multi_row_kernels_equal_single_dots() {
+    for qtype in QType::ALL {
+        let (bytes, _) = quantized(qtype, 11, COLS, 6);
+        let m = QMatrix::new(qtype, 11, COLS, Arc::new(bytes), 0);
+        let acts = Acts::quantize(qtype, &values(COLS, 7));
+        for (first, count) in [(0, 11), (0, 4), (3, 5), (10, 1), (2, 9)] {
+            let mut out = vec![f32::NAN; count];
+            let rows = &m.data()[first * m.row_bytes()..(first + count) * m.row_bytes()];
+            qtype.dot_rows(rows, &acts, &mut out);
+            for (i, &o) in out.iter().enumerate() {
+                let want = qtype.dot(m.row(first + i), &acts);
+                assert_eq!(o.to_bits(), want.to_bits(), "{qtype:?} row {}", first + i);
             }
         }
     }

@@ -35,7 +35,10 @@ fn bench_runs_greedy_like_llamacpp_and_records_without_changing_tokens() {
     .unwrap();
     // 10 tokens: the engines agree on the first 14 (BENCHMARKS.md), so no near-tie here.
     let r = block_on(host.bench(10, true)).unwrap();
-    assert_eq!(r.backend_detail, "cpu (1 thread)");
+    assert_eq!(
+        r.backend_detail,
+        format!("cpu (1 thread, {})", axiscope::engine::quant::kernels())
+    );
     assert_eq!(r.threads, 1);
     assert_eq!(r.run.prompt_tokens, 128);
     assert_eq!(r.run.generated_tokens, 10);

@@ -523,7 +523,10 @@ fn switching_backend_keeps_the_conversation_and_replays_it() {
         block_on(host.chat(1, "Hello!", &s, &|| false, &mut |e| log.take(e))).unwrap();
     }
     // The same engine again (its arithmetic is identical): only the caches are lost.
-    assert_eq!(moved.switch_backend(factory()).unwrap(), "cpu (2 threads)");
+    assert_eq!(
+        moved.switch_backend(factory()).unwrap(),
+        format!("cpu (2 threads, {})", axiscope::engine::quant::kernels())
+    );
     assert_eq!(moved.turns(), 1);
     for (host, log) in [(&mut plain, &mut lp), (&mut moved, &mut lm)] {
         block_on(host.chat(2, "And then?", &s, &|| false, &mut |e| log.take(e))).unwrap();

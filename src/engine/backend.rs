@@ -49,7 +49,7 @@ pub trait Backend {
     /// Positions currently cached.
     fn cached(&self) -> usize;
 
-    /// "cpu (2 threads)", "webgpu (adapter name)": shown to the user.
+    /// "cpu (2 threads, avx2)", "webgpu (adapter name)": shown to the user.
     fn describe(&self) -> String;
 }
 

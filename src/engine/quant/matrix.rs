@@ -56,10 +56,10 @@ impl QMatrix {
             .map(|xt| Acts::quantize(self.qtype, xt))
             .collect();
         if n_tok == 1 {
+            let (data, rb) = (self.data(), self.row_bytes());
             threads.for_each_chunk(out, ROWS_PER_TASK, |r0, chunk| {
-                for (i, o) in chunk.iter_mut().enumerate() {
-                    *o = self.qtype.dot(self.row(r0 + i), &acts[0]);
-                }
+                let rows = &data[r0 * rb..(r0 + chunk.len()) * rb];
+                self.qtype.dot_rows(rows, &acts[0], chunk);
             });
             return;
         }

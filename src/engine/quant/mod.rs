@@ -142,6 +142,37 @@ impl QType {
     }
 }
 
+impl QType {
+    /// `out[i]` = the dot product of row `i` of `rows` (consecutive rows of one matrix) with
+    /// `x`: what [`QType::dot`] gives for each row, bit for bit, on a multi-row kernel where
+    /// one exists.
+    pub fn dot_rows(self, rows: &[u8], x: &Acts, out: &mut [f32]) {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        match (self, x) {
+            (QType::Q4_1, Acts::Q8_1(x)) => return wasm::dot_q4_1_rows(rows, x, out),
+            (QType::Q8_0, Acts::Q8_0(x)) => return wasm::dot_q8_0_rows(rows, x, out),
+            _ => {}
+        }
+        let rb = rows.len() / out.len().max(1);
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
+            *o = self.dot(row, x);
+        }
+    }
+}
+
+/// The dot-product kernels this build runs on this machine ("avx2", "simd128",
+/// "simd128+relaxed" or "scalar"): shown on the backend line and recorded by the benchmarks.
+pub fn kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        return "avx2";
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return wasm::NAME;
+    #[allow(unreachable_code)]
+    "scalar"
+}
+
 /// Q4_1 x Q8_1 on the fastest path this machine has (the default model's main kernel).
 fn dot_q4_1(row: &[u8], x: &[act::BlockQ8_1]) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -170,7 +201,7 @@ fn dot_q8_0(row: &[u8], x: &[act::BlockQ8_0]) -> f32 {
 
 /// Every f16 bit pattern's f32 value: block scales are read on every dot product, and a table
 /// lookup beats software conversion where the CPU (or wasm) has no f16 instructions.
-static F16_TO_F32: [f32; 65536] = {
+pub(crate) static F16_TO_F32: [f32; 65536] = {
     let mut t = [0f32; 65536];
     let mut i = 0;
     while i < 65536 {
