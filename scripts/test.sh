@@ -18,6 +18,19 @@ cargo test --release || {
 
 scripts/build_web.sh
 
+# The browser's own kernels (simd128, and the relaxed-SIMD set of the second worker) against the
+# same references as the native ones, in headless Chromium through chromedriver (Node will not
+# do: Node 20's V8 has a pre-standard relaxed SIMD). After the web build, which has compiled most
+# of what these need.
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_USE_BROWSER=1
+for features in "" relaxed-simd; do
+  echo "test: wasm kernel tests in headless Chromium${features:+ (--features $features)}"
+  cargo test --release --target wasm32-unknown-unknown --test quant_kernels ${features:+--features "$features"} || {
+    echo "test: FAIL - wasm kernel tests${features:+ with $features} failed, see above" >&2
+    exit 1
+  }
+done
+
 echo "test: browser tests (tests/e2e, headless Chromium)"
 node tests/e2e/run.mjs || {
   echo "test: FAIL - browser tests failed, see above; screenshots in tests/e2e/artifacts/" >&2

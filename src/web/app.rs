@@ -19,7 +19,7 @@ use super::status::StatusBar;
 
 /// Query parameters the page reads; anything else is ignored and the visitor told so.
 const KNOWN_PARAMS: &[&str] = &[
-    "embed", "backend", "bundle", "model", "theme", "bench", "tokens", "overhead",
+    "embed", "backend", "bundle", "model", "theme", "bench", "tokens", "overhead", "simd",
 ];
 
 /// Mounts the app on `<body>`. Called once from the `axiscope-web` binary.
@@ -59,6 +59,12 @@ fn App() -> impl IntoView {
             BackendPref::Auto
         }),
     };
+    // Read by the worker client; only "plain" (no relaxed-SIMD kernels) means anything.
+    if let Some(s) = dom::query_param("simd").filter(|s| s != "plain") {
+        notices.push(format!(
+            "unknown simd '{s}' (plain); choosing automatically"
+        ));
+    }
     let bundle_url = match dom::query_param("bundle") {
         None => DEFAULT_BUNDLE_URL.to_string(),
         Some(u) => safe_url(&u).unwrap_or_else(|| {

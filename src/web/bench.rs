@@ -62,7 +62,7 @@ pub struct Overhead {
 /// What the worker measures (the page adds load time, wasm sizes and the JS heap).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
-    /// "cpu (1 thread)", "webgpu (...)": the backend's own description.
+    /// "cpu (1 thread, simd128)", "webgpu (...)": the backend's own description.
     pub backend_detail: String,
     pub threads: usize,
     pub run: BenchRun,
@@ -393,8 +393,8 @@ mod tests {
 
     #[test]
     fn threads_come_from_the_backend_description() {
-        assert_eq!(threads_of("cpu (1 thread)"), 1);
-        assert_eq!(threads_of("cpu (2 threads)"), 2);
+        assert_eq!(threads_of("cpu (1 thread, simd128+relaxed)"), 1);
+        assert_eq!(threads_of("cpu (2 threads, avx2)"), 2);
         assert_eq!(threads_of("webgpu (SwiftShader)"), 1);
     }
 

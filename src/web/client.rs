@@ -13,8 +13,59 @@ use web_sys::{File, MessageEvent, Worker, WorkerOptions};
 use super::dom::{cross_origin_isolated, js_error_text};
 use super::protocol::{Event, Request, decode, encode};
 
-/// Trunk builds the worker binary with this loader next to the page (data-loader-shim).
+/// Trunk builds each worker binary with a loader next to the page (data-loader-shim): the same
+/// worker with plain simd128 kernels, and with relaxed-SIMD ones (`relaxed-simd` feature).
 const WORKER_SCRIPT: &str = "./axiscope-worker_loader.js";
+const RELAXED_WORKER_SCRIPT: &str = "./axiscope-worker-relaxed_loader.js";
+
+/// The relaxed-SIMD worker where the browser runs relaxed SIMD as the standard says (a module
+/// with such an instruction would not even compile elsewhere), unless `?simd=plain` asks for
+/// the plain one (to compare the two, or to rule the kernels out).
+fn worker_script() -> &'static str {
+    let plain = super::dom::query_param("simd").as_deref() == Some("plain");
+    if !plain && relaxed_dot_is_standard() {
+        RELAXED_WORKER_SCRIPT
+    } else {
+        WORKER_SCRIPT
+    }
+}
+
+/// Runs the one relaxed instruction the kernels use on known inputs: validating is not enough,
+/// as an engine's early, pre-standard version (Node 20's V8 behind a flag) computes another sum.
+fn relaxed_dot_is_standard() -> bool {
+    let bytes = js_sys::Uint8Array::from(relaxed_dot_probe().as_slice());
+    let Ok(module) = js_sys::WebAssembly::Module::new(&bytes) else {
+        return false;
+    };
+    let Ok(instance) = js_sys::WebAssembly::Instance::new(&module, &Object::new()) else {
+        return false;
+    };
+    Reflect::get(&instance.exports(), &"f".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .and_then(|f| f.call0(&JsValue::NULL).ok())
+        .and_then(|v| v.as_f64())
+        == Some(-60.0)
+}
+
+/// A module exporting `f: () -> i32`, lane 0 of `i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c)`
+/// with a = -1 (signed), b = 15 (7-bit), c = 0: four products summed, -60 by the standard.
+fn relaxed_dot_probe() -> Vec<u8> {
+    let mut body = vec![0x00]; // no locals
+    for byte in [0xff, 15, 0] {
+        body.extend([0xfd, 0x0c]); // v128.const
+        body.extend([byte; 16]);
+    }
+    body.extend([0xfd, 0x93, 0x02]); // i32x4.relaxed_dot_i8x16_i7x16_add_s (0x113, LEB128)
+    body.extend([0xfd, 0x1b, 0x00, 0x0b]); // i32x4.extract_lane 0, end
+    let mut m = vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]; // "\0asm", version 1
+    m.extend([0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f]); // type section: [] -> [i32]
+    m.extend([0x03, 0x02, 0x01, 0x00]); // function section: one function of type 0
+    m.extend([0x07, 0x05, 0x01, 0x01, b'f', 0x00, 0x00]); // export section: "f" = function 0
+    m.extend([0x0a, body.len() as u8 + 2, 0x01, body.len() as u8]); // code section
+    m.extend(body);
+    m
+}
 
 pub struct WorkerClient {
     worker: Worker,
@@ -39,7 +90,7 @@ pub fn start(
     let options = WorkerOptions::new();
     options.set_name("axiscope-model");
     let worker =
-        Worker::new_with_options(WORKER_SCRIPT, &options).map_err(|e| js_error_text(&e))?;
+        Worker::new_with_options(worker_script(), &options).map_err(|e| js_error_text(&e))?;
     let cancel = cross_origin_isolated().then(|| {
         let sab = js_sys::SharedArrayBuffer::new(4);
         let view = Int32Array::new(&sab);

@@ -224,7 +224,7 @@ pub struct ModelView {
     pub context: usize,
     pub bytes: u64,
     pub sha256: Option<String>,
-    /// "cpu (1 thread)", ...
+    /// "cpu (1 thread, simd128+relaxed)", ...
     pub backend: String,
     /// Why this backend (e.g. "asked for the CPU", "the WebGPU backend is not built yet").
     pub backend_reason: String,
