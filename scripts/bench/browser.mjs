@@ -3,13 +3,16 @@
 // both loading the same GGUF from the same local server, once with cross-origin isolation
 // (COOP/COEP: SharedArrayBuffer, wasm threads) and once without. Repetitions interleave the
 // engines; every run is one fresh page in a browser context that keeps its caches, after an
-// untimed warm-up that puts the model in the cache (so load time is "model cached").
+// untimed warm-up that puts the model in the cache (so load time is "model cached"). Last,
+// without isolation, the `?bench&map=SIZE` page times a persona map build (no warm-up: one
+// quick build takes minutes).
 //
 // Writes target/bench/browser.json (runners and runs in run.py's record format), then
 // merge_browser.py folds them into target/bench/results.{json,md,svg}.
 //
 // Usage: node scripts/bench/browser.mjs [--reps N] [--tokens N] [--dist DIR] [--out DIR]
 //        [--bundle FILE.axb] [--only id,id] [--no-gpu] [--timeout-s S]
+//        [--map tiny|quick|standard|none] [--map-reps N] [--map-timeout-s S]
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -28,11 +31,14 @@ const MODEL = 'SmolLM2-135M-Instruct.Q4_1.gguf';
 const CLK_TCK = 100; // Linux's USER_HZ for /proc times on every architecture we run on
 const CORES = os.cpus().length;
 const SPARE_MARGIN = 0.25; // as stats.py: cores others may use beyond those the run leaves free
+const MAP_SIZES = ['tiny', 'quick', 'standard', 'none'];
+const MAP_RUNNER = 'axiscope-map';
 
 function parseArgs(argv) {
   const o = {
     reps: 3, tokens: 64, dist: path.join(root, 'dist'), out: path.join(root, 'target/bench'),
     bundle: null, only: null, gpu: true, timeoutS: 300, chromium: process.env.AXISCOPE_CHROMIUM ?? '/usr/bin/chromium',
+    map: 'quick', mapReps: 1, mapTimeoutS: 1800,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -53,6 +59,12 @@ function parseArgs(argv) {
     else if (a === '--only') o.only = new Set(val().split(','));
     else if (a === '--no-gpu') o.gpu = false;
     else if (a === '--timeout-s') o.timeoutS = int(val(), 10);
+    else if (a === '--map') {
+      o.map = val();
+      if (!MAP_SIZES.includes(o.map)) throw new Error(`--map needs one of ${MAP_SIZES.join(', ')}, got ${o.map}`);
+    }
+    else if (a === '--map-reps') o.mapReps = int(val(), 1);
+    else if (a === '--map-timeout-s') o.mapTimeoutS = int(val(), 10);
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -184,18 +196,19 @@ function record(runner, base) {
   };
 }
 
-/** One `?bench` page: the plain run plus its record-all and cap variants (same page load). */
-async function runAxiscope(ctx, mode, gpu, o) {
+/** One `?bench` page: the plain run plus its record-all and cap variants (same page load), or
+ *  with `map` the plain run and the map build. */
+async function runAxiscope(ctx, mode, gpu, o, map = null) {
   const page = await ctx.newPage();
   try {
     const bundle = o.bundle ? '&bundle=../bundle.axb' : '';
     // The overheads are measured on the CPU path only (a GPU run on SwiftShader is slow).
-    const extra = gpu ? '&overhead=0' : bundle;
+    const extra = map ? `&overhead=0&map=${map}` : gpu ? '&overhead=0' : bundle;
     await page.goto(`${mode.url}app/?bench&backend=${gpu ? 'gpu' : 'cpu'}&tokens=${o.tokens}${extra}`);
     const el = page.getByTestId('bench-result');
     await page.waitForFunction(
       () => ['ok', 'error'].includes(document.querySelector('[data-testid=bench-result]')?.dataset.state),
-      null, { timeout: o.timeoutS * 1000 });
+      null, { timeout: (map ? o.mapTimeoutS : o.timeoutS) * 1000 });
     const j = JSON.parse(await el.textContent());
     if (await el.getAttribute('data-state') !== 'ok') throw new Error(j.error ?? 'bench failed');
     return j;
@@ -277,6 +290,43 @@ function buildRunners(o) {
   return o.only ? rs.filter((r) => o.only.has(r.id) || o.only.has(r.partOf)) : rs;
 }
 
+/** The map build's record: its own figures instead of tok/s, and the busy rule of one thread. */
+function mapRecord(base, map = {}) {
+  return {
+    runner: MAP_RUNNER, ok: false, error: null, size: null, replies: null, rollouts: null,
+    roles: null, seconds: null, replies_per_s: null, cos_pc1_axis: null, wall_s: null, ...map, ...base,
+  };
+}
+
+/** `reps` pages of `?bench&map=SIZE`, each a fresh build (the timed build skips the map cache),
+ *  without isolation, as most visitors' pages are. */
+async function runMapBuilds(browser, server, o) {
+  const runs = [];
+  const ctx = await browser.newContext();
+  try {
+    for (let rep = 1; rep <= o.mapReps; rep++) {
+      const base = { rep, attempt: 1, warmup: false };
+      let got;
+      try {
+        got = await watched(() => runAxiscope(ctx, { url: server.url }, false, o, o.map));
+      } catch (e) {
+        runs.push(mapRecord({ ...base, error: String(e.message ?? e).split('\n')[0] }));
+        console.log(`  rep ${rep} ${MAP_RUNNER}: FAILED ${runs.at(-1).error}`);
+        continue;
+      }
+      const busy = busyVerdict(1, got.machine);
+      const rec = mapRecord(
+        { ...base, machine: got.machine, wall_s: got.machine.wall_s, busy: !!busy, busy_reason: busy },
+        got.value.map_build ? { ok: true, ...got.value.map_build } : { error: 'the page reported no map_build' });
+      runs.push(rec);
+      console.log(`  rep ${rep} ${MAP_RUNNER}: ${rec.ok ? `${o.map} map, ${rec.replies} replies in ${rec.seconds.toFixed(1)} s (${rec.replies_per_s.toFixed(2)} replies/s)` : `FAILED ${rec.error}`}${busy ? ` [busy: ${busy}]` : ''}`);
+    }
+  } finally {
+    await ctx.close();
+  }
+  return runs;
+}
+
 function machineInfo() {
   const cmd = (...a) => {
     try {
@@ -314,6 +364,7 @@ async function main() {
   const promptSpec = JSON.parse(readFileSync(path.join(here, 'prompt.json'), 'utf8'));
   const prompt = renderChatml(promptSpec);
   const runners = buildRunners(o);
+  const mapBuild = o.map !== 'none' && (!o.only || o.only.has(MAP_RUNNER));
   const dir = makeRoot(o);
   const servers = {
     false: await startServer({ root: dir, isolate: false }),
@@ -322,8 +373,9 @@ async function main() {
   const browser = await chromium.launch({ executablePath: o.chromium, headless: true, args: CHROMIUM_ARGS });
   const started = new Date();
   console.log(`browser bench: ${o.reps} reps, ${o.tokens} tokens, priority ${priority}, bundle ${o.bundle ?? 'none (no cap runs)'}`);
-  console.log(`browser bench: runners ${runners.map((r) => r.id).join(', ')}`);
+  console.log(`browser bench: runners ${[...runners.map((r) => r.id), ...(mapBuild ? [`${MAP_RUNNER} (${o.map}, ${o.mapReps} reps)`] : [])].join(', ')}`);
   const runs = [];
+  let mapRuns = [];
   let seq = 0;
   const wllamaIds = new Map(); // runner id -> { text, ids } from its warm-up
   try {
@@ -384,6 +436,7 @@ async function main() {
       }
       await ctx.close();
     }
+    if (mapBuild) mapRuns = await runMapBuilds(browser, servers.false, o);
   } finally {
     await browser.close().catch(() => {});
     await servers.false.close();
@@ -397,12 +450,13 @@ async function main() {
     settings: {
       prompt_tokens: promptSpec.expected_tokens, generated_tokens: o.tokens, reps: o.reps, warmup: 1,
       priority, bundle: o.bundle ? path.relative(root, o.bundle) : null, wasm: gzipSizes(o.dist),
-      chromium_args: CHROMIUM_ARGS,
+      chromium_args: CHROMIUM_ARGS, map: mapBuild ? { size: o.map, reps: o.mapReps } : null,
     },
     runners: runners.map(({ id, engine, backend, threads, variant, peer, baseline, required }) => ({
       id, engine, backend, threads, variant, peer: peer ?? null, baseline: baseline ?? null, required: required ?? true,
     })),
     runs,
+    map_runs: mapRuns,
   };
   const file = path.join(o.out, 'browser.json');
   writeFileSync(file, JSON.stringify(result, null, 1) + '\n');

@@ -1,7 +1,7 @@
 """Folds the browser benchmark (target/bench/browser.json, from browser.mjs) into
 target/bench/results.json as its "browser" part, summarised with the native harness's rules
-(stats.summarize: clean/busy selection, medians, ratios to the peer, overheads), and rewrites
-results.md and results.svg. Without a native results.json the browser part stands alone.
+(stats.summarize: clean/busy selection, medians, ratios to the peer, overheads, and the
+persona map rebuild's time under summary.map_build), and rewrites results.md and results.svg. Without a native results.json the browser part stands alone.
 
 Usage: python3 scripts/bench/merge_browser.py [target/bench]"""
 

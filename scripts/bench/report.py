@@ -40,6 +40,28 @@ def _same(variant, same):
     return "yes" if same else "**no**"
 
 
+def _runs(s):
+    """How many repetitions a figure is made of, and what was left out or failed."""
+    runs = f"{s['n_used']} used"
+    if s["n_busy_reps_discarded"]:
+        runs += f", {s['n_busy_reps_discarded']} busy discarded"
+    if s["quality"] == "busy":
+        runs += ", **busy machine**"
+    if s["n_failed"]:
+        runs += f", {s['n_failed']} failed"
+    return runs
+
+
+def _map_build(mb):
+    """The persona map rebuild's line (browser.mjs --map)."""
+    what = f"{mb['size']}, {mb['replies']} replies" if mb["replies"] else mb["size"] or "no size"
+    cos = f"; cos(PC1, axis) {mb['cos_pc1_axis']['median']:.2f}" if mb["cos_pc1_axis"] else ""
+    errors = "".join(f"; failed: {e}" for e in mb["errors"])
+    return (f"Persona map rebuild in the browser ({what}; `?bench&map=`, one wasm thread, not "
+            f"isolated, no map cache): {_fig(mb['seconds'])} s, "
+            f"{_fig(mb['replies_per_s'], 2)} replies/s{cos}; {_runs(mb)}{errors}.")
+
+
 def _tables(sm, generated_tokens):
     """The speed table, the overhead table and the notes for one summary (native or browser)."""
     by_id = {s["runner"]: s for s in sm["runners"]}
@@ -56,13 +78,7 @@ def _tables(sm, generated_tokens):
             pre = _x(vs["ratio_of_medians"].get("prefill_tok_s"))
         else:
             dec = pre = "-"
-        runs = f"{s['n_used']} used"
-        if s["n_busy_reps_discarded"]:
-            runs += f", {s['n_busy_reps_discarded']} busy discarded"
-        if s["quality"] == "busy":
-            runs += ", **busy machine**"
-        if s["n_failed"]:
-            runs += f", {s['n_failed']} failed"
+        runs = _runs(s)
         lines.append(
             f"| {_label(s)} | {_fig(s['prefill_tok_s'])} | {_fig(s['decode_tok_s'])} "
             f"| {_fig(s['ttft_ms'], 0)} | {_fig(s['load_ms'], 0)} | {_fig(s['peak_rss_mb'], 0)} "
@@ -163,6 +179,8 @@ def browser_markdown(br):
     ]
     table, notes = _tables(sm, st["generated_tokens"])
     lines += table
+    if sm.get("map_build"):
+        lines += [_map_build(sm["map_build"]), ""]
     lines.append(f"axiscope wasm: {wasm}.")
     lines += notes
     lines += ["", "Busy rule (browser): a run is flagged busy when other processes used more "

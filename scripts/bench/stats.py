@@ -175,6 +175,27 @@ def summarize(result):
         "all_clean": all(s["quality"] == "clean" for s in out),
         "loadavg_1min": spread(la),
         "foreign_cpu": spread(r["machine"]["foreign_cpu"] for r in timed),
+        "map_build": summarize_map_builds(result.get("map_runs", [])),
+    }
+
+
+def summarize_map_builds(runs):
+    """The browser's persona map builds (browser.mjs --map), one runner: median (min-max) of
+    time and replies per second, from the repetitions chosen as for the speed figures."""
+    if not runs:
+        return None
+    recs, quality, discarded = selected(runs, runs[0]["runner"])
+    used = list(recs.values())
+    return {
+        "runner": runs[0]["runner"],
+        "size": next((r["size"] for r in used), None),
+        "replies": next((r["replies"] for r in used), None),
+        "roles": next((r["roles"] for r in used), None),
+        "quality": quality, "n_used": len(used),
+        "n_failed": sum(not r["ok"] for r in runs),
+        "n_busy_reps_discarded": discarded,
+        "errors": sorted({r["error"] for r in runs if r["error"]}),
+        **{m: spread(r[m] for r in used) for m in ("seconds", "replies_per_s", "cos_pc1_axis")},
     }
 
 

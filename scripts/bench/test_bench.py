@@ -149,6 +149,44 @@ class Summary(unittest.TestCase):
         self.assertEqual(report._nice_max(2500), 2500)
 
 
+class MapBuild(unittest.TestCase):
+    """The browser's persona map rebuild (browser.mjs --map): its own figures, not tok/s."""
+
+    @staticmethod
+    def build(rep, seconds, busy=False, ok=True):
+        r = rec("axiscope-map", rep, None, busy=busy, ok=ok)
+        r.update(size="quick", replies=142 if ok else None, roles=66 if ok else None,
+                 seconds=seconds, replies_per_s=142 / seconds if ok else None,
+                 cos_pc1_axis=0.9 if ok else None)
+        return r
+
+    def browser(self, map_runs):
+        r = result([rec("ax", 1, 50)], [runner("ax", "axiscope", 1)])
+        r.update(machine={**r["machine"], "chromium": "Chromium 1", "wllama": "3"},
+                 map_runs=map_runs)
+        r["settings"].update(wasm=[], priority="normal")
+        r["summary"] = stats.summarize(r)
+        return r
+
+    def test_median_min_max_and_the_markdown_line(self):
+        r = self.browser([self.build(1, 300.0), self.build(2, 200.0), self.build(3, 400.0),
+                          self.build(4, 100.0, busy=True), self.build(5, None, ok=False)])
+        mb = r["summary"]["map_build"]
+        self.assertEqual(mb["seconds"], {"median": 300.0, "min": 200.0, "max": 400.0, "n": 3})
+        self.assertAlmostEqual(mb["replies_per_s"]["median"], 142 / 300)
+        self.assertEqual((mb["size"], mb["replies"], mb["n_busy_reps_discarded"], mb["n_failed"]),
+                         ("quick", 142, 1, 1))
+        line = next(x for x in report.browser_markdown(r) if x.startswith("Persona map"))
+        self.assertIn("(quick, 142 replies;", line)
+        self.assertIn("300.0 (200.0-400.0) s, 0.47 (0.35-0.71) replies/s", line)
+        self.assertIn("3 used, 1 busy discarded, 1 failed; failed: boom.", line)
+
+    def test_absent_without_map_runs(self):
+        r = self.browser([])
+        self.assertIsNone(r["summary"]["map_build"])
+        self.assertFalse(any(x.startswith("Persona map") for x in report.browser_markdown(r)))
+
+
 class ProcessMeasurement(unittest.TestCase):
     def test_peak_rss_and_cpu_of_one_child(self):
         # Touches 80 MB and burns ~0.3 s of CPU; the harness must see both.

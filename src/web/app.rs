@@ -19,7 +19,7 @@ use super::status::StatusBar;
 
 /// Query parameters the page reads; anything else is ignored and the visitor told so.
 const KNOWN_PARAMS: &[&str] = &[
-    "embed", "backend", "bundle", "model", "theme", "bench", "tokens", "overhead", "simd",
+    "embed", "backend", "bundle", "model", "theme", "bench", "tokens", "overhead", "map", "simd",
 ];
 
 /// Mounts the app on `<body>`. Called once from the `axiscope-web` binary.

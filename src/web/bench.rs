@@ -1,6 +1,6 @@
-//! The in-browser benchmark (`?bench&backend=cpu|gpu[&tokens=N]`): the same measurement as
-//! `scripts/bench.sh` runs natively (BENCHMARKS.md), on whatever backend the worker's normal
-//! load path chose, so a visitor measures their own machine.
+//! The in-browser benchmark (`?bench&backend=cpu|gpu[&tokens=N][&map=SIZE]`): the same
+//! measurement as `scripts/bench.sh` runs natively (BENCHMARKS.md), on whatever backend the
+//! worker's normal load path chose, so a visitor measures their own machine.
 //!
 //! The worker runs [`run`] on the loaded model: the standard 128-token prompt
 //! (`scripts/bench/prompt.json`, rendered with the model's chat template, as the native capped
@@ -8,6 +8,8 @@
 //! in the native harness ignores end of turn too, so both always do the same number of steps).
 //! Optionally the same again recording every layer, and capped at the paper's band, to measure
 //! what reading and editing the residual stream cost. Each variant runs in a fresh session.
+//! With `&map=` the worker then builds the persona map as the page's Build button does, and
+//! times it ([`MapBuild`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,7 @@ use crate::engine::chat::{Message, Role};
 use crate::engine::{Edit, GenerateOptions, Hooks, Model, SamplerConfig, Session};
 
 use super::host::BackendFactory;
+use super::protocol::BuildSize;
 
 /// The benchmark prompt, shared with the native harness (single source of truth).
 const PROMPT_JSON: &str = include_str!("../../scripts/bench/prompt.json");
@@ -70,10 +73,28 @@ pub struct BenchReport {
     pub cap: Option<Overhead>,
     /// Why `cap` is missing, when it is.
     pub cap_note: Option<String>,
+    /// The timed map build, when `&map=` asked for one.
+    pub map_build: Option<MapBuild>,
     /// The worker's wasm linear memory after the runs (it never shrinks: its peak).
     pub wasm_memory_bytes: u64,
     /// The wasm modules the worker loaded, as the browser's resource timing saw them.
     pub wasm_files: Vec<WasmFile>,
+}
+
+/// A persona map built in the worker (`Host::bench_map`), and how long it took.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MapBuild {
+    pub size: BuildSize,
+    /// Replies generated, empty ones included (the build's progress count).
+    pub replies: usize,
+    /// Replies the map is made of (empty ones are left out, as natively).
+    pub rollouts: usize,
+    pub roles: usize,
+    /// From the build's start to the map's view (what the page draws) being ready.
+    pub seconds: f64,
+    pub replies_per_s: f64,
+    /// cos(PC1, axis) at the analysis layer, as the map's stats line shows it.
+    pub cos_pc1_axis: Option<f32>,
 }
 
 /// A wasm module that was fetched: its URL's last segment and size in bytes (as sent, and
@@ -118,6 +139,16 @@ pub fn parse_tokens(raw: Option<&str>) -> Result<usize, String> {
                 "tokens={s}: expected a whole number from 2 to {MAX_TOKENS}"
             )),
         },
+    }
+}
+
+/// The map size asked for by `&map=` (absent, empty or "none": no map build).
+pub fn parse_map(raw: Option<&str>) -> Result<Option<BuildSize>, String> {
+    match raw {
+        None | Some("" | "none") => Ok(None),
+        Some(s) => BuildSize::parse(s)
+            .map(Some)
+            .ok_or_else(|| format!("map={s}: expected tiny, quick, standard or none")),
     }
 }
 
@@ -214,6 +245,7 @@ pub async fn run(
         record_all,
         cap: cap_run,
         cap_note,
+        map_build: None,
         wasm_memory_bytes: 0,
         wasm_files: Vec::new(),
     })
@@ -266,12 +298,13 @@ pub fn page(app: super::state::AppState, start_model: impl Fn()) -> leptos::prel
     use leptos::prelude::*;
     use serde_json::json;
 
-    let tokens = parse_tokens(dom::query_param("tokens").as_deref());
+    let asked = parse_tokens(dom::query_param("tokens").as_deref())
+        .and_then(|n| Ok((n, parse_map(dom::query_param("map").as_deref())?)));
     let overheads = dom::query_param("overhead").as_deref() != Some("0");
-    match tokens {
-        Ok(n) => {
+    match asked {
+        Ok((n, map)) => {
             start_model();
-            app.run_bench(n, overheads);
+            app.run_bench(n, overheads, map);
         }
         Err(e) => app.bench.set(Some(Err(e))),
     }
@@ -303,13 +336,21 @@ pub fn page(app: super::state::AppState, start_model: impl Fn()) -> leptos::prel
             |(_, j)| serde_json::to_string_pretty(&j).unwrap_or_default(),
         )
     };
-    let status = move || match (app.model.get(), app.model_error.get()) {
-        (_, Some(e)) => format!("model: {e}"),
-        (Some(m), None) => format!(
+    let status = move || match (
+        app.model.get(),
+        app.model_error.get(),
+        app.build_progress.get(),
+    ) {
+        (_, Some(e), _) => format!("model: {e}"),
+        // The map build takes minutes: say how far it is.
+        (Some(_), None, Some((done, total, ..))) if total > 0 => {
+            format!("building the persona map: {done} of {total} replies")
+        }
+        (Some(m), None, _) => format!(
             "model loaded on {} ({}); benchmarking...",
             m.backend, m.backend_reason
         ),
-        (None, None) => app
+        (None, None, _) => app
             .progress
             .get()
             .map_or("loading the model...".into(), |p| p.text()),
@@ -366,6 +407,7 @@ fn report_json(
         "record_all_decode_overhead_pct": pct(&r.record_all),
         "cap_decode_overhead_pct": pct(&r.cap),
         "cap_note": r.cap_note,
+        "map_build": r.map_build,
         "js_heap_used_bytes": heap("usedJSHeapSize"),
         "js_heap_total_bytes": heap("totalJSHeapSize"),
         "worker_wasm_memory_bytes": r.wasm_memory_bytes,
@@ -389,6 +431,18 @@ mod tests {
         assert!(parse_tokens(Some("-3")).is_err());
         assert!(parse_tokens(Some("99999")).is_err());
         assert!(parse_tokens(Some("8<script>")).is_err());
+    }
+
+    #[test]
+    fn map_parameter_is_checked() {
+        assert_eq!(parse_map(None), Ok(None));
+        assert_eq!(parse_map(Some("")), Ok(None));
+        assert_eq!(parse_map(Some("none")), Ok(None));
+        assert_eq!(parse_map(Some("tiny")), Ok(Some(BuildSize::Tiny)));
+        assert_eq!(parse_map(Some("quick")), Ok(Some(BuildSize::Quick)));
+        assert_eq!(parse_map(Some("standard")), Ok(Some(BuildSize::Standard)));
+        assert!(parse_map(Some("Quick")).unwrap_err().contains("map=Quick"));
+        assert!(parse_map(Some("huge")).is_err());
     }
 
     #[test]

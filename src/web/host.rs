@@ -880,6 +880,38 @@ impl Host {
         Ok(bundle)
     }
 
+    /// The benchmark's map build (`?bench&map=`): [`Host::build_bundle`], the path the page's
+    /// Build button takes, timed up to the map's view. Cache Storage is the worker's, so a
+    /// timed build neither reads nor writes a cached map.
+    pub async fn bench_map(
+        &mut self,
+        id: u32,
+        size: BuildSize,
+        cancelled: &dyn Fn() -> bool,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<super::bench::MapBuild, String> {
+        let t0 = now_ms();
+        let mut replies = 0;
+        self.build_bundle(id, size, cancelled, &mut |e| {
+            if let Event::BuildProgress { done, .. } = &e {
+                replies = *done;
+            }
+            emit(e);
+        })
+        .await?;
+        let view = self.bundle_view().ok_or("the built map has no view")?;
+        let seconds = (now_ms() - t0) / 1000.0;
+        Ok(super::bench::MapBuild {
+            size,
+            replies,
+            rollouts: view.n_rollouts,
+            roles: view.roles.len(),
+            seconds,
+            replies_per_s: replies as f64 / seconds,
+            cos_pc1_axis: view.cos_pc_axis.first().copied(),
+        })
+    }
+
     /// Runs rollouts in a fresh session, reporting each reply; empty replies are left out
     /// (as natively). Cancellation is checked between rollouts (each takes seconds).
     async fn run_rollouts(

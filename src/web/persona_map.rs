@@ -231,12 +231,7 @@ fn MapBuilder(open: bool) -> impl IntoView {
     let app = use_app();
     let size = RwSignal::new("quick".to_string());
     let start = move |_| {
-        let s = match size.get_untracked().as_str() {
-            "tiny" => BuildSize::Tiny,
-            "standard" => BuildSize::Standard,
-            _ => BuildSize::Quick,
-        };
-        app.build_map(s);
+        app.build_map(BuildSize::parse(&size.get_untracked()).unwrap_or(BuildSize::Quick));
     };
     let progress = move || {
         app.build_progress.get().map(|(done, total, role, started)| {

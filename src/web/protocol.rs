@@ -168,11 +168,13 @@ pub enum Request {
         questions: usize,
     },
     /// Runs the benchmark (`?bench`, see `web::bench`) on the loaded model: `tokens` greedy
-    /// tokens after the standard prompt, and with `overheads` the recording and capping runs.
+    /// tokens after the standard prompt, with `overheads` the recording and capping runs, and
+    /// with `map` a timed build of the persona map at that size.
     Bench {
         id: u32,
         tokens: usize,
         overheads: bool,
+        map: Option<BuildSize>,
     },
 }
 
@@ -203,6 +205,18 @@ pub enum BuildSize {
     Quick,
     /// As `axiscope build` (the default bundle's settings).
     Standard,
+}
+
+impl BuildSize {
+    /// The size by the name the page uses for it (the build's menu, `?bench&map=`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "tiny" => Some(Self::Tiny),
+            "quick" => Some(Self::Quick),
+            "standard" => Some(Self::Standard),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -406,9 +406,8 @@ impl AppState {
         );
     }
 
-    /// Builds the persona map for the loaded model in the worker.
     /// Queues the benchmark behind whatever loads are queued (the worker runs in order).
-    pub fn run_bench(&self, tokens: usize, overheads: bool) {
+    pub fn run_bench(&self, tokens: usize, overheads: bool, map: Option<BuildSize>) {
         self.bench.set(None);
         self.request(
             Job::Bench,
@@ -416,11 +415,13 @@ impl AppState {
                 id,
                 tokens,
                 overheads,
+                map,
             },
             None,
         );
     }
 
+    /// Builds the persona map for the loaded model in the worker.
     pub fn build_map(&self, size: BuildSize) {
         if !self.can_chat() {
             return;

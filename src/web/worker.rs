@@ -297,19 +297,11 @@ impl Worker {
             }
             Request::BuildBundle { size, .. } => ("build", self.build_bundle(id, size).await),
             Request::Bench {
-                tokens, overheads, ..
-            } => {
-                let report = self.host.borrow().bench(tokens, overheads).await;
-                let sent = report.map(|mut report| {
-                    report.wasm_memory_bytes = memory_bytes();
-                    report.wasm_files = super::bench::wasm_resources();
-                    self.emit(Event::BenchDone {
-                        id,
-                        report: Box::new(report),
-                    })
-                });
-                ("bench", sent)
-            }
+                tokens,
+                overheads,
+                map,
+                ..
+            } => ("bench", self.bench(id, tokens, overheads, map).await),
             Request::ExportAxis { format, .. } => {
                 let host = self.host.borrow();
                 let file = match format {
@@ -439,6 +431,35 @@ impl Worker {
             self.store(&key, &blob, "").await;
         }
         self.after_change(id).await
+    }
+
+    /// The benchmark (`web::bench`), then with `map` the map build timed, kept out of Cache
+    /// Storage (unlike [`Self::build_bundle`]'s) so the next run builds it again.
+    #[allow(clippy::await_holding_refcell_ref)]
+    async fn bench(
+        &self,
+        id: u32,
+        tokens: usize,
+        overheads: bool,
+        map: Option<BuildSize>,
+    ) -> Result<(), String> {
+        let mut report = self.host.borrow().bench(tokens, overheads).await?;
+        if let Some(size) = map {
+            let mut emit = |e| self.emit(e);
+            let build = self
+                .host
+                .borrow_mut()
+                .bench_map(id, size, &|| self.cancelled(id), &mut emit)
+                .await?;
+            report.map_build = Some(build);
+        }
+        report.wasm_memory_bytes = memory_bytes();
+        report.wasm_files = super::bench::wasm_resources();
+        self.emit(Event::BenchDone {
+            id,
+            report: Box::new(report),
+        });
+        Ok(())
     }
 
     /// The bytes of a complete Cache Storage entry, if there is one.

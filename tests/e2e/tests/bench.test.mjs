@@ -1,7 +1,8 @@
 // The in-browser benchmark page (`?bench`, BENCHMARKS.md): a short run must produce the JSON
 // the bench runner reads, every figure a number, and the greedy tokens of the standard
 // prompt equal to those llama.cpp and axiscope's native engine produced (committed in
-// tests/e2e/bench/native_greedy.json by scripts/bench.sh). No speed is asserted.
+// tests/e2e/bench/native_greedy.json by scripts/bench.sh); with `&map=` a timed persona map
+// build. No speed is asserted.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -21,11 +22,11 @@ before(async () => {
 });
 after(() => app?.close());
 
-async function benchResult(page) {
+async function benchResult(page, timeout = MODEL_TIMEOUT_MS) {
   await page.waitForFunction(
     () => ['ok', 'error'].includes(document.querySelector('[data-testid="bench-result"]')?.dataset.state),
     null,
-    { timeout: MODEL_TIMEOUT_MS },
+    { timeout },
   );
   const el = page.getByTestId('bench-result');
   return { state: await el.getAttribute('data-state'), json: JSON.parse(await el.textContent()) };
@@ -62,9 +63,39 @@ test('?bench runs the standard prompt and reports numbers and the native greedy 
   assert.deepEqual(problems, []);
 });
 
+test('?bench&map=tiny builds the persona map after the runs and times it', async () => {
+  const { page, problems } = await app.open(`?bench&backend=cpu&tokens=${TOKENS}&overhead=0&map=tiny`, {
+    beforeLoad: (p) => routeBundle(p),
+  });
+  // As the build test allows for the same build.
+  const { state, json: r } = await benchResult(page, 600_000);
+  assert.equal(state, 'ok', JSON.stringify(r));
+  assert.equal(r.generated_tokens, TOKENS);
+  const m = r.map_build;
+  assert.equal(m.size, 'tiny');
+  // The first look: 8 roles once and the default's 5 prompts, on one question; empty
+  // replies are left out of the map.
+  assert.equal(m.replies, 13);
+  assert.equal(m.roles, 8);
+  assert.ok(m.rollouts > 0 && m.rollouts <= 13, `rollouts = ${m.rollouts}`);
+  for (const k of ['seconds', 'replies_per_s']) assert.ok(Number.isFinite(m[k]) && m[k] > 0, `${k} = ${m[k]}`);
+  assert.ok(Math.abs(m.cos_pc1_axis) <= 1, `cos_pc1_axis = ${m.cos_pc1_axis}`);
+  // Timed builds stay out of the map cache.
+  const cached = await page.evaluate(async () => {
+    const keys = await Promise.all((await caches.keys()).map(async (k) => (await caches.open(k)).keys()));
+    return keys.flat().map((req) => req.url).filter((u) => u.includes('axiscope-built/'));
+  });
+  assert.deepEqual(cached, []);
+  assert.deepEqual(problems, []);
+});
+
 test('?bench with a bad token count says so instead of running', async () => {
   const { page } = await app.open('?bench&tokens=1', { beforeLoad: (p) => routeBundle(p) });
   const { state, json } = await benchResult(page);
   assert.equal(state, 'error');
   assert.match(json.error, /tokens=1/);
+  const bad = await app.open('?bench&map=huge', { beforeLoad: (p) => routeBundle(p) });
+  const { state: badState, json: badJson } = await benchResult(bad.page);
+  assert.equal(badState, 'error');
+  assert.match(badJson.error, /map=huge/);
 });
