@@ -49,9 +49,12 @@ test('?bench runs the standard prompt and reports numbers and the native greedy 
   assert.deepEqual(r.tokens, native.llamacpp_native.slice(0, TOKENS));
   assert.deepEqual(r.tokens, native.axiscope_native.slice(0, TOKENS));
   assert.equal(r.pieces.length, TOKENS);
-  // Both modules, as the browser fetched them.
+  // Chromium computes relaxed SIMD as the standard says: the page started the relaxed worker.
+  assert.equal(r.backend_detail, 'cpu (1 thread, simd128+relaxed)');
+  // Both modules, as the browser fetched them (the page's and one of the two workers').
   const wasm = r.wasm_files.map((w) => w.name).sort();
   assert.equal(wasm.length, 2, JSON.stringify(r.wasm_files));
+  assert.ok(wasm.some((n) => n.startsWith('axiscope-worker-relaxed')), wasm.join(' '));
   assert.ok(r.wasm_files.every((w) => w.decoded_bytes > 100_000), JSON.stringify(r.wasm_files));
   // Recording every layer leaves the tokens alone; with a bundle (the tests' synthetic one)
   // the capped run happens too.
@@ -60,6 +63,18 @@ test('?bench runs the standard prompt and reports numbers and the native greedy 
   assert.ok(Number.isFinite(r.cap_decode_overhead_pct), r.cap_note);
   assert.equal(r.cap.run.generated_tokens, TOKENS);
   assert.equal(typeof r.cap.same_tokens, 'boolean');
+  assert.deepEqual(problems, []);
+});
+
+test('?simd=plain runs the plain simd128 worker, with the same greedy tokens', async () => {
+  const { page, problems } = await app.open(`?bench&backend=cpu&tokens=${TOKENS}&overhead=0&simd=plain`, {
+    beforeLoad: (p) => routeBundle(p),
+  });
+  const { state, json: r } = await benchResult(page);
+  assert.equal(state, 'ok', JSON.stringify(r));
+  assert.equal(r.backend_detail, 'cpu (1 thread, simd128)');
+  assert.ok(r.wasm_files.every((w) => !w.name.includes('relaxed')), JSON.stringify(r.wasm_files));
+  assert.deepEqual(r.tokens, native.llamacpp_native.slice(0, TOKENS));
   assert.deepEqual(problems, []);
 });
 
