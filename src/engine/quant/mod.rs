@@ -9,6 +9,8 @@
 //! - `reference.rs`: the unoptimised twin (dequantize, f64 dot with unquantized activations)
 //!   that tests hold the fast kernels to.
 //! - `matrix.rs`: `QMatrix`, a weight matrix inside the file's bytes, and its threaded matmul.
+//! - `x86.rs` (AVX2) and `wasm.rs` (simd128, relaxed SIMD): fast Q4_1 and Q8_0 dot products,
+//!   one row or several at once (`rows.rs`), chosen by [`QType::dot`] and [`QType::dot_rows`].
 
 pub mod act;
 pub mod float;
@@ -16,6 +18,11 @@ pub mod kquants;
 pub mod legacy;
 pub mod matrix;
 pub mod reference;
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+mod rows;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 #[cfg(target_arch = "x86_64")]
@@ -147,6 +154,15 @@ impl QType {
     /// `x`: what [`QType::dot`] gives for each row, bit for bit, on a multi-row kernel where
     /// one exists.
     pub fn dot_rows(self, rows: &[u8], x: &Acts, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if x86::has_avx2() {
+            // SAFETY (both): checked above.
+            match (self, x) {
+                (QType::Q4_1, Acts::Q8_1(x)) => return unsafe { x86::dot_q4_1_rows(rows, x, out) },
+                (QType::Q8_0, Acts::Q8_0(x)) => return unsafe { x86::dot_q8_0_rows(rows, x, out) },
+                _ => {}
+            }
+        }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         match (self, x) {
             (QType::Q4_1, Acts::Q8_1(x)) => return wasm::dot_q4_1_rows(rows, x, out),
@@ -201,7 +217,7 @@ fn dot_q8_0(row: &[u8], x: &[act::BlockQ8_0]) -> f32 {
 
 /// Every f16 bit pattern's f32 value: block scales are read on every dot product, and a table
 /// lookup beats software conversion where the CPU (or wasm) has no f16 instructions.
-pub(crate) static F16_TO_F32: [f32; 65536] = {
+pub(super) static F16_TO_F32: [f32; 65536] = {
     let mut t = [0f32; 65536];
     let mut i = 0;
     while i < 65536 {

@@ -14,6 +14,7 @@
 //! 2 * 127 * 15) cannot saturate, so it is exact: both builds give bit-identical outputs.
 
 use super::act::{BlockQ8_0, BlockQ8_1};
+use super::rows::{by_groups, f16_ptr};
 use core::arch::wasm32::*;
 
 #[cfg(not(feature = "relaxed-simd"))]
@@ -56,36 +57,6 @@ fn dot_nibbles(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
     i32x4_relaxed_dot_i8x16_i7x16_add(a1, hi, s)
 }
 
-/// Rows a multi-row kernel computes together: each activation block is loaded (and widened)
-/// once for all of them, and their independent loads keep more memory requests in flight: while
-/// decoding, the weights stream from memory and that, not arithmetic, is the limit.
-const ROWS: usize = 4;
-
-/// `out[i] = rows[i] . x` for consecutive rows of `rb` bytes, `ROWS` at a time through
-/// `group`, the rest one by one through the same kernel (`N = 1`): every row's arithmetic is the
-/// same, in the same order, whichever way it goes, so the results are bit-identical.
-fn by_groups(
-    rows: &[u8],
-    rb: usize,
-    out: &mut [f32],
-    group: impl Fn(*const u8) -> [f32; ROWS],
-    single: impl Fn(*const u8) -> [f32; 1],
-) {
-    assert_eq!(rows.len(), rb * out.len());
-    let mut base = rows.as_ptr();
-    let mut groups = out.chunks_exact_mut(ROWS);
-    for o in &mut groups {
-        o.copy_from_slice(&group(base));
-        // SAFETY: still inside `rows` (asserted above), or one past its end after the last.
-        base = unsafe { base.add(ROWS * rb) };
-    }
-    for o in groups.into_remainder() {
-        *o = single(base)[0];
-        // SAFETY: as above.
-        base = unsafe { base.add(rb) };
-    }
-}
-
 pub fn dot_q4_1(row: &[u8], x: &[BlockQ8_1]) -> f32 {
     assert!(row.len() >= x.len() * 20);
     // SAFETY: one whole row (asserted).
@@ -120,14 +91,6 @@ pub fn dot_q8_0_rows(rows: &[u8], x: &[BlockQ8_0], out: &mut [f32]) {
         |p| unsafe { q8_0_group(p, rb, x) },
         |p| unsafe { q8_0_group(p, rb, x) },
     );
-}
-
-/// The f16 at `p` (little-endian) as f32, through the shared table.
-#[inline(always)]
-unsafe fn f16_ptr(p: *const u8) -> f32 {
-    // SAFETY: the caller points at two readable bytes.
-    let bits = unsafe { u16::from_le_bytes([*p, *p.add(1)]) };
-    super::F16_TO_F32[bits as usize]
 }
 
 /// N consecutive Q4_1 rows (20-byte blocks: f16 scale, f16 min, 16 bytes of nibbles) of `rb`
