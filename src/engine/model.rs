@@ -76,6 +76,11 @@ pub(crate) fn vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
 
 impl CpuModel {
     pub fn load(f: &GgufFile, threads: usize) -> Result<Self> {
+        Self::load_with(f, Threads::new(threads))
+    }
+
+    /// As [`CpuModel::load`], computing on `threads` (which may bring a row helper).
+    pub fn load_with(f: &GgufFile, threads: Threads) -> Result<Self> {
         let cfg = ModelConfig::from_gguf(f)?;
         let (d, kv, ffn) = (cfg.hidden, cfg.kv_dim(), cfg.ffn);
         let mut layers = Vec::with_capacity(cfg.n_layers);
@@ -114,7 +119,7 @@ impl CpuModel {
             k_cache: vec![Vec::new(); cfg.n_layers],
             v_cache: vec![Vec::new(); cfg.n_layers],
             cached: 0,
-            threads: Threads::new(threads),
+            threads,
             embed,
             layers,
             output,

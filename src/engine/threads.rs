@@ -1,8 +1,41 @@
-//! Data-parallel loops: a rayon pool natively, a plain loop in the browser (one wasm thread).
+//! Data-parallel loops: a rayon pool natively, a plain loop in the browser (one wasm thread),
+//! plus, optionally, a [`RowHelper`]: in a cross-origin isolated page, a second worker that
+//! computes part of each one-token matmul's rows (the browser's second core; see
+//! `web/row_helper.rs`).
+
+use std::sync::Arc;
+
+use crate::engine::quant::QType;
 
 pub struct Threads {
     #[cfg(not(target_arch = "wasm32"))]
     pool: Option<rayon::ThreadPool>,
+    helper: Option<Arc<dyn RowHelper>>,
+}
+
+/// Rows `first..end` of a weight matrix, named by where it sits in the model file (which the
+/// helper holds a copy of), for one token's activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowJob {
+    pub qtype: QType,
+    pub rows: usize,
+    pub cols: usize,
+    /// Byte offset of the matrix in the model file.
+    pub offset: usize,
+    pub first: usize,
+    pub end: usize,
+}
+
+/// Computes a [`RowJob`] elsewhere while the caller computes the other rows. Without shared
+/// wasm memory (wasm threads need a std this toolchain cannot build), a second worker with its
+/// own copy of the model file is the way to the browser's second core.
+pub trait RowHelper: Send + Sync {
+    /// Starts `job` on the activations `x`; false when the helper cannot take it now (not
+    /// ready, or gone): the caller then computes every row itself.
+    fn start(&self, job: &RowJob, x: &[f32]) -> bool;
+    /// Waits for the job started last and writes its rows into `out`; false if the helper
+    /// failed, and the caller computes them itself.
+    fn finish(&self, out: &mut [f32]) -> bool;
 }
 
 impl Threads {
@@ -18,16 +51,31 @@ impl Threads {
             let pool = (n > 1)
                 .then(|| rayon::ThreadPoolBuilder::new().num_threads(n).build().ok())
                 .flatten();
-            Self { pool }
+            Self { pool, helper: None }
         }
         #[cfg(target_arch = "wasm32")]
         {
             let _ = n;
-            Self {}
+            Self { helper: None }
         }
     }
 
+    /// The same, with `helper` taking part of each one-token matmul.
+    pub fn with_helper(mut self, helper: Arc<dyn RowHelper>) -> Self {
+        self.helper = Some(helper);
+        self
+    }
+
+    pub fn helper(&self) -> Option<&dyn RowHelper> {
+        self.helper.as_deref()
+    }
+
+    /// Threads computing: the pool's (or the caller's one), plus the helper's.
     pub fn count(&self) -> usize {
+        self.pool_threads() + usize::from(self.helper.is_some())
+    }
+
+    fn pool_threads(&self) -> usize {
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(p) = &self.pool {
             return p.current_num_threads();

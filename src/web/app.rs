@@ -20,6 +20,7 @@ use super::status::StatusBar;
 /// Query parameters the page reads; anything else is ignored and the visitor told so.
 const KNOWN_PARAMS: &[&str] = &[
     "embed", "backend", "bundle", "model", "theme", "bench", "tokens", "overhead", "map", "simd",
+    "threads",
 ];
 
 /// Mounts the app on `<body>`. Called once from the `axiscope-web` binary.
@@ -63,6 +64,12 @@ fn App() -> impl IntoView {
     if let Some(s) = dom::query_param("simd").filter(|s| s != "plain") {
         notices.push(format!(
             "unknown simd '{s}' (plain); choosing automatically"
+        ));
+    }
+    // Read by the worker client: 2 asks for the second core's row helper, 1 refuses it.
+    if let Some(t) = dom::query_param("threads").filter(|t| t != "1" && t != "2") {
+        notices.push(format!(
+            "unknown threads '{t}' (1 or 2); choosing automatically"
         ));
     }
     let bundle_url = match dom::query_param("bundle") {

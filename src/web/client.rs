@@ -21,12 +21,17 @@ const RELAXED_WORKER_SCRIPT: &str = "./axiscope-worker-relaxed_loader.js";
 /// The relaxed-SIMD worker where the browser runs relaxed SIMD as the standard says (a module
 /// with such an instruction would not even compile elsewhere), unless `?simd=plain` asks for
 /// the plain one (to compare the two, or to rule the kernels out).
-fn worker_script() -> &'static str {
+fn worker_script() -> String {
     let plain = super::dom::query_param("simd").as_deref() == Some("plain");
-    if !plain && relaxed_dot_is_standard() {
+    let script = if !plain && relaxed_dot_is_standard() {
         RELAXED_WORKER_SCRIPT
     } else {
         WORKER_SCRIPT
+    };
+    // The worker reads `?threads=` from its own URL (src/web/row_helper.rs).
+    match super::dom::query_param("threads").as_deref() {
+        Some(t @ ("1" | "2")) => format!("{script}?threads={t}"),
+        _ => script.to_string(),
     }
 }
 
@@ -90,7 +95,7 @@ pub fn start(
     let options = WorkerOptions::new();
     options.set_name("axiscope-model");
     let worker =
-        Worker::new_with_options(worker_script(), &options).map_err(|e| js_error_text(&e))?;
+        Worker::new_with_options(&worker_script(), &options).map_err(|e| js_error_text(&e))?;
     let cancel = cross_origin_isolated().then(|| {
         let sab = js_sys::SharedArrayBuffer::new(4);
         let view = Int32Array::new(&sab);

@@ -37,6 +37,8 @@ pub mod model_loader;
 #[cfg(target_arch = "wasm32")]
 pub mod persona_map;
 #[cfg(target_arch = "wasm32")]
+pub mod row_helper;
+#[cfg(target_arch = "wasm32")]
 pub mod state;
 #[cfg(target_arch = "wasm32")]
 pub mod status;

@@ -19,7 +19,8 @@ use web_sys::{
 };
 
 use crate::engine::gpu::{GpuContext, GpuModel, GpuModelOptions};
-use crate::engine::{Backend, Hooks, Model};
+use crate::engine::threads::Threads;
+use crate::engine::{Backend, CpuModel, Hooks, Model};
 use crate::science::Bundle;
 
 use super::dom::js_error_text;
@@ -27,6 +28,7 @@ use super::host::{BackendFactory, Host, short_model_name};
 use super::protocol::{
     AxisFormat, BackendPref, BuildSize, Event, ModelSource, ModelView, Request, decode, encode,
 };
+use super::row_helper::HelperWorker;
 use super::share::base64url_encode;
 
 /// Cache Storage bucket for models and bundles; bump the suffix when the entry format changes.
@@ -89,6 +91,13 @@ impl Worker {
 
     fn receive(self: &Rc<Self>, ev: MessageEvent) {
         let data = ev.data();
+        // A model worker made this one its row helper: it serves matmul rows from now on.
+        if let Ok(sab) = Reflect::get(&data, &"rowHelper".into())
+            && let Ok(sab) = sab.dyn_into::<js_sys::SharedArrayBuffer>()
+        {
+            let file = Reflect::get(&data, &"file".into()).unwrap_or_default();
+            super::row_helper::serve(&sab, Uint8Array::new(&file).to_vec());
+        }
         if let Ok(flag) = Reflect::get(&data, &"cancel".into())
             && flag.is_object()
         {
@@ -209,7 +218,9 @@ impl Worker {
             return false;
         };
         web_sys::console::warn_1(&format!("axiscope: {why}; moving to the CPU").into());
-        let switched = self.host.borrow_mut().switch_backend(cpu_factory());
+        // One thread: starting a helper needs this worker's event loop, and the page is
+        // waiting for the conversation to come back.
+        let switched = self.host.borrow_mut().switch_backend(cpu_factory(None));
         // The device is useless now; destroying it frees its memory at once.
         ctx.destroy();
         let backend = match switched {
@@ -728,22 +739,18 @@ const WEB_GPU_CONTEXT: usize = 2048;
 /// buffers, builds every pipeline and runs a first token; otherwise the CPU engine, with the
 /// reason. `?backend=cpu` skips the GPU; `?backend=gpu` says the GPU was asked for.
 pub async fn choose_backend(pref: BackendPref, model: &Model) -> BackendChoice {
-    let cpu = |reason: String| BackendChoice {
-        factory: cpu_factory(),
-        reason,
-        gpu: None,
-    };
     if pref == BackendPref::Cpu {
-        return cpu("asked for the CPU (?backend=cpu)".into());
+        return cpu_choice(model, "asked for the CPU (?backend=cpu)".into()).await;
     }
     // A software WebGPU (SwiftShader, llvmpipe) runs the model far slower than the wasm CPU
     // engine (seconds per token against tens of tokens per second): only when asked for.
     if pref == BackendPref::Auto
         && let Some(name) = software_adapter().await
     {
-        return cpu(format!(
+        let why = format!(
             "the WebGPU adapter ({name}) is a software renderer, slower than the CPU engine; ?backend=gpu uses it anyway"
-        ));
+        );
+        return cpu_choice(model, why).await;
     }
     match open_gpu(model).await {
         Ok((ctx, first)) => BackendChoice {
@@ -754,15 +761,35 @@ pub async fn choose_backend(pref: BackendPref, model: &Model) -> BackendChoice {
             },
             gpu: Some(ctx),
         },
-        Err(why) => cpu(match pref {
-            BackendPref::Gpu => format!("asked for WebGPU (?backend=gpu), but {why}"),
-            _ => format!("no usable WebGPU: {why}"),
-        }),
+        Err(why) => {
+            let why = match pref {
+                BackendPref::Gpu => format!("asked for WebGPU (?backend=gpu), but {why}"),
+                _ => format!("no usable WebGPU: {why}"),
+            };
+            cpu_choice(model, why).await
+        }
     }
 }
 
-fn cpu_factory() -> BackendFactory {
-    Box::new(|m: &Model| Ok(Box::new(m.cpu_backend(1)?) as Box<dyn Backend>))
+/// The CPU engine, with a row helper on the second core where the page allows one.
+async fn cpu_choice(model: &Model, reason: String) -> BackendChoice {
+    let helper = HelperWorker::spawn(model.gguf.bytes()).await;
+    BackendChoice {
+        factory: cpu_factory(helper),
+        reason,
+        gpu: None,
+    }
+}
+
+/// CPU sessions on this worker's thread, all sharing `helper` if there is one.
+fn cpu_factory(helper: Option<Arc<HelperWorker>>) -> BackendFactory {
+    Box::new(move |m: &Model| {
+        let threads = match &helper {
+            Some(h) => Threads::new(1).with_helper(h.clone()),
+            None => Threads::new(1),
+        };
+        Ok(Box::new(CpuModel::load_with(&m.gguf, threads)?) as Box<dyn Backend>)
+    })
 }
 
 fn gpu_options() -> GpuModelOptions {

@@ -49,17 +49,18 @@ const CHROMIUM_ARGS = [
 ];
 
 /**
- * Starts the static server on a free port and launches Chromium.
+ * Starts the static server on a free port and launches Chromium. The page is cross-origin
+ * isolated (COOP/COEP) unless `isolate: false`.
  * Returns { url, browser, open(), waitForState(), screenshot(), close() }.
  */
-export async function startApp() {
+export async function startApp({ isolate = true } = {}) {
   await access(path.join(distDir, 'index.html')).catch(() => {
     throw new Error(`${distDir}/index.html is missing: build the app first (scripts/test.sh does)`);
   });
   await access(chromiumPath).catch(() => {
     throw new Error(`no Chromium at ${chromiumPath}: run scripts/setup.sh (or set AXISCOPE_CHROMIUM)`);
   });
-  const server = await startServer({ root: distDir });
+  const server = await startServer({ root: distDir, isolate });
   let browser;
   try {
     browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_ARGS });

@@ -1,7 +1,7 @@
 //! A weight matrix inside the model file's bytes, and the matmul every layer uses.
 
 use super::{Acts, QType};
-use crate::engine::threads::Threads;
+use crate::engine::threads::{RowJob, Threads};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -15,6 +15,12 @@ pub struct QMatrix {
 
 /// Output rows per parallel task: big enough to amortise scheduling, small enough to balance.
 const ROWS_PER_TASK: usize = 32;
+
+/// Smallest matrix (weights) whose one-token matmul is shared with a [`RowHelper`]: below it the
+/// hand-over (tens of microseconds between workers) costs more than the rows it saves.
+///
+/// [`RowHelper`]: crate::engine::threads::RowHelper
+const HELPER_MIN_WEIGHTS: usize = 512 * 1024;
 
 impl QMatrix {
     pub fn new(qtype: QType, rows: usize, cols: usize, bytes: Arc<Vec<u8>>, offset: usize) -> Self {
@@ -55,6 +61,9 @@ impl QMatrix {
             .chunks_exact(self.cols)
             .map(|xt| Acts::quantize(self.qtype, xt))
             .collect();
+        if n_tok == 1 && self.matvec_with_helper(x, &acts[0], out, threads) {
+            return;
+        }
         if n_tok == 1 {
             let (data, rb) = (self.data(), self.row_bytes());
             threads.for_each_chunk(out, ROWS_PER_TASK, |r0, chunk| {
@@ -79,5 +88,77 @@ impl QMatrix {
                 out[t * self.rows + r] = tmp[r * n_tok + t];
             }
         }
+    }
+}
+
+impl QMatrix {
+    /// One token's matmul split with the threads' helper: it computes the upper half of the
+    /// rows while this thread computes the lower. False (nothing written) when there is no
+    /// helper, the matrix is too small, or the helper cannot take it.
+    fn matvec_with_helper(
+        &self,
+        x: &[f32],
+        acts: &Acts,
+        out: &mut [f32],
+        threads: &Threads,
+    ) -> bool {
+        let Some(helper) = threads.helper() else {
+            return false;
+        };
+        if self.rows * self.cols < HELPER_MIN_WEIGHTS {
+            return false;
+        }
+        // A multiple of 4: whole groups for the multi-row kernels on both sides.
+        let split = (self.rows / 2).next_multiple_of(4).min(self.rows);
+        let job = RowJob {
+            qtype: self.qtype,
+            rows: self.rows,
+            cols: self.cols,
+            offset: self.offset,
+            first: split,
+            end: self.rows,
+        };
+        if !helper.start(&job, x) {
+            return false;
+        }
+        let rb = self.row_bytes();
+        let (mine, theirs) = out.split_at_mut(split);
+        self.qtype.dot_rows(&self.data()[..split * rb], acts, mine);
+        if !helper.finish(theirs) {
+            self.qtype
+                .dot_rows(&self.data()[split * rb..], acts, theirs);
+        }
+        true
+    }
+
+    /// The helper's side of a [`RowJob`]: its rows for the activations `x`, from the helper's
+    /// copy of the model file. The job comes from another worker, so it is checked against the
+    /// file (a mismatch is an error, not a panic).
+    pub fn serve(
+        file: &Arc<Vec<u8>>,
+        job: &RowJob,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), String> {
+        let (bs, ts) = (job.qtype.block_size(), job.qtype.type_size());
+        let row_bytes = (job.cols / bs) * ts;
+        let fits = job.cols.is_multiple_of(bs)
+            && x.len() == job.cols
+            && job.first <= job.end
+            && job.end <= job.rows
+            && out.len() == job.end - job.first
+            && job
+                .rows
+                .checked_mul(row_bytes)
+                .and_then(|n| n.checked_add(job.offset))
+                .is_some_and(|end| end <= file.len());
+        if !fits {
+            return Err(format!("row job {job:?} does not fit the model file"));
+        }
+        let m = QMatrix::new(job.qtype, job.rows, job.cols, file.clone(), job.offset);
+        let acts = Acts::quantize(job.qtype, x);
+        let rows = &m.data()[job.first * row_bytes..job.end * row_bytes];
+        job.qtype.dot_rows(rows, &acts, out);
+        Ok(())
     }
 }

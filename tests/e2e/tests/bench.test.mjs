@@ -50,6 +50,7 @@ test('?bench runs the standard prompt and reports numbers and the native greedy 
   assert.deepEqual(r.tokens, native.axiscope_native.slice(0, TOKENS));
   assert.equal(r.pieces.length, TOKENS);
   // Chromium computes relaxed SIMD as the standard says: the page started the relaxed worker.
+  // Two cores here: no row helper unless asked for (?threads=2, below).
   assert.equal(r.backend_detail, 'cpu (1 thread, simd128+relaxed)');
   // Both modules, as the browser fetched them (the page's and one of the two workers').
   const wasm = r.wasm_files.map((w) => w.name).sort();
@@ -76,6 +77,38 @@ test('?simd=plain runs the plain simd128 worker, with the same greedy tokens', a
   assert.ok(r.wasm_files.every((w) => !w.name.includes('relaxed')), JSON.stringify(r.wasm_files));
   assert.deepEqual(r.tokens, native.llamacpp_native.slice(0, TOKENS));
   assert.deepEqual(problems, []);
+});
+
+test('?threads=2 shares the matmuls with a row helper worker, with the same greedy tokens', async () => {
+  const { page, problems } = await app.open(`?bench&backend=cpu&tokens=${TOKENS}&threads=2`, {
+    beforeLoad: (p) => routeBundle(p),
+  });
+  const { state, json: r } = await benchResult(page);
+  assert.equal(state, 'ok', JSON.stringify(r));
+  assert.equal(r.cross_origin_isolated, true);
+  assert.equal(r.backend_detail, 'cpu (2 threads, simd128+relaxed)');
+  assert.equal(r.threads, 2);
+  // The helper's rows are bit-identical: the same tokens, recorded or not.
+  assert.deepEqual(r.tokens, native.llamacpp_native.slice(0, TOKENS));
+  assert.deepEqual(r.record_all.run.tokens, r.tokens);
+  assert.deepEqual(problems, []);
+});
+
+test('without cross-origin isolation there is no helper, even when asked for', async () => {
+  const plain = await startApp({ isolate: false });
+  try {
+    const { page, problems } = await plain.open(`?bench&backend=cpu&tokens=${TOKENS}&overhead=0&threads=2`, {
+      beforeLoad: (p) => routeBundle(p),
+    });
+    const { state, json: r } = await benchResult(page);
+    assert.equal(state, 'ok', JSON.stringify(r));
+    assert.equal(r.cross_origin_isolated, false);
+    assert.equal(r.backend_detail, 'cpu (1 thread, simd128+relaxed)');
+    assert.deepEqual(r.tokens, native.llamacpp_native.slice(0, TOKENS));
+    assert.deepEqual(problems, []);
+  } finally {
+    await plain.close();
+  }
 });
 
 test('?bench&map=tiny builds the persona map after the runs and times it', async () => {
