@@ -198,12 +198,12 @@ function record(runner, base) {
 
 /** One `?bench` page: the plain run plus its record-all and cap variants (same page load), or
  *  with `map` the plain run and the map build. */
-async function runAxiscope(ctx, mode, gpu, o, map = null) {
+async function runAxiscope(ctx, mode, gpu, o, map = null, threads = 1) {
   const page = await ctx.newPage();
   try {
     const bundle = o.bundle ? '&bundle=../bundle.axb' : '';
-    // The overheads are measured on the CPU path only (a GPU run on SwiftShader is slow).
-    const extra = map ? `&overhead=0&map=${map}` : gpu ? '&overhead=0' : bundle;
+    // The overheads are measured on one CPU thread only (a GPU run on SwiftShader is slow).
+    const extra = map ? `&overhead=0&map=${map}` : gpu ? '&overhead=0' : threads === 2 ? '&overhead=0&threads=2' : bundle;
     await page.goto(`${mode.url}app/?bench&backend=${gpu ? 'gpu' : 'cpu'}&tokens=${o.tokens}${extra}`);
     const el = page.getByTestId('bench-result');
     await page.waitForFunction(
@@ -279,6 +279,8 @@ function buildRunners(o) {
     const ax = { id: `axiscope-${wasm}-1t`, engine: 'axiscope', backend: wasm, threads: 1, variant: 'plain', isolated, kind: 'axiscope', peer: isolated ? wl2.id : wl1.id };
     rs.push(ax, wl1);
     if (isolated) rs.push(wl2);
+    // The isolated page on two cores: axiscope's row helper worker (`&threads=2`).
+    if (isolated) rs.push({ ...ax, id: `axiscope-${wasm}-2t`, threads: 2 });
     for (const v of ['record-all', 'cap']) {
       rs.push({ ...ax, id: `${ax.id}-${v}`, variant: v, peer: undefined, baseline: ax.id, partOf: ax.id });
     }
@@ -397,7 +399,7 @@ async function main() {
             got = await watched(() => {
               if (r.kind === 'wllama') return runWllama(ctx, mode, r.threads, false, o, prompt, warm);
               if (r.kind === 'wllama-gpu') return runWllama(ctx, mode, 1, true, o, prompt, warm);
-              return runAxiscope(ctx, mode, r.kind === 'axiscope-gpu', o);
+              return runAxiscope(ctx, mode, r.kind === 'axiscope-gpu', o, null, r.threads);
             });
           } catch (e) {
             const rec = record(r, { ...base, error: String(e.message ?? e).split('\n')[0] });
