@@ -134,13 +134,17 @@ impl QType {
     /// Dot product of one weight row with one activation row quantized by [`Acts::quantize`]
     /// for this weight type.
     pub fn dot(self, row: &[u8], x: &Acts) -> f32 {
+        let mut out = [0f32];
+        if fast_rows(self, row, x, &mut out) {
+            return out[0];
+        }
         match (self, x) {
             (QType::F32, Acts::F32(x)) => float::dot_f32(row, x),
             (QType::F16, Acts::F16(x)) => float::dot_f16(row, x),
             (QType::Q4_0, Acts::Q8_0(x)) => legacy::dot_q4_0(row, x),
-            (QType::Q4_1, Acts::Q8_1(x)) => dot_q4_1(row, x),
+            (QType::Q4_1, Acts::Q8_1(x)) => legacy::dot_q4_1(row, x),
             (QType::Q5_0, Acts::Q8_0(x)) => legacy::dot_q5_0(row, x),
-            (QType::Q8_0, Acts::Q8_0(x)) => dot_q8_0(row, x),
+            (QType::Q8_0, Acts::Q8_0(x)) => legacy::dot_q8_0(row, x),
             (QType::Q4K, Acts::Q8K(x)) => kquants::dot_q4k(row, x),
             (QType::Q5K, Acts::Q8K(x)) => kquants::dot_q5k(row, x),
             (QType::Q6K, Acts::Q8K(x)) => kquants::dot_q6k(row, x),
@@ -154,20 +158,8 @@ impl QType {
     /// `x`: what [`QType::dot`] gives for each row, bit for bit, on a multi-row kernel where
     /// one exists.
     pub fn dot_rows(self, rows: &[u8], x: &Acts, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if x86::has_avx2() {
-            // SAFETY (both): checked above.
-            match (self, x) {
-                (QType::Q4_1, Acts::Q8_1(x)) => return unsafe { x86::dot_q4_1_rows(rows, x, out) },
-                (QType::Q8_0, Acts::Q8_0(x)) => return unsafe { x86::dot_q8_0_rows(rows, x, out) },
-                _ => {}
-            }
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        match (self, x) {
-            (QType::Q4_1, Acts::Q8_1(x)) => return wasm::dot_q4_1_rows(rows, x, out),
-            (QType::Q8_0, Acts::Q8_0(x)) => return wasm::dot_q8_0_rows(rows, x, out),
-            _ => {}
+        if fast_rows(self, rows, x, out) {
+            return;
         }
         let rb = rows.len() / out.len().max(1);
         for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
@@ -189,30 +181,35 @@ pub fn kernels() -> &'static str {
     "scalar"
 }
 
-/// Q4_1 x Q8_1 on the fastest path this machine has (the default model's main kernel).
-fn dot_q4_1(row: &[u8], x: &[act::BlockQ8_1]) -> f32 {
+/// The fast kernels this machine has (AVX2, simd128 or relaxed SIMD) for the default model's
+/// formats, Q4_1 (the layers) and Q8_0 (the tied embedding / output matrix): `out[i]` = row
+/// `i` of `rows` dotted with `x`, several rows at a time. False where there is none, and the
+/// caller runs the scalar kernels.
+fn fast_rows(qtype: QType, rows: &[u8], x: &Acts, out: &mut [f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx2() {
-        // SAFETY: checked above.
-        return unsafe { x86::dot_q4_1(row, x) };
+        // SAFETY (both): checked above.
+        match (qtype, x) {
+            (QType::Q4_1, Acts::Q8_1(x)) => unsafe { x86::dot_q4_1_rows(rows, x, out) },
+            (QType::Q8_0, Acts::Q8_0(x)) => unsafe { x86::dot_q8_0_rows(rows, x, out) },
+            _ => return false,
+        }
+        return true;
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return wasm::dot_q4_1(row, x);
-    #[allow(unreachable_code)]
-    legacy::dot_q4_1(row, x)
-}
-
-/// Q8_0 x Q8_0 on the fastest path this machine has (the tied embedding / output matrix).
-fn dot_q8_0(row: &[u8], x: &[act::BlockQ8_0]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: checked above.
-        return unsafe { x86::dot_q8_0(row, x) };
+    {
+        match (qtype, x) {
+            (QType::Q4_1, Acts::Q8_1(x)) => wasm::dot_q4_1_rows(rows, x, out),
+            (QType::Q8_0, Acts::Q8_0(x)) => wasm::dot_q8_0_rows(rows, x, out),
+            _ => return false,
+        }
+        return true;
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return wasm::dot_q8_0(row, x);
     #[allow(unreachable_code)]
-    legacy::dot_q8_0(row, x)
+    {
+        let _ = (qtype, rows, x, out);
+        false
+    }
 }
 
 /// Every f16 bit pattern's f32 value: block scales are read on every dot product, and a table

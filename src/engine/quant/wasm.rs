@@ -57,18 +57,6 @@ fn dot_nibbles(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
     i32x4_relaxed_dot_i8x16_i7x16_add(a1, hi, s)
 }
 
-pub fn dot_q4_1(row: &[u8], x: &[BlockQ8_1]) -> f32 {
-    assert!(row.len() >= x.len() * 20);
-    // SAFETY: one whole row (asserted).
-    unsafe { q4_1_group::<1>(row.as_ptr(), 0, x)[0] }
-}
-
-pub fn dot_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
-    assert!(row.len() >= x.len() * 34);
-    // SAFETY: one whole row (asserted).
-    unsafe { q8_0_group::<1>(row.as_ptr(), 0, x)[0] }
-}
-
 pub fn dot_q4_1_rows(rows: &[u8], x: &[BlockQ8_1], out: &mut [f32]) {
     let rb = x.len() * 20;
     // SAFETY (both): `by_groups` passes the start of N whole rows of x.len() blocks.

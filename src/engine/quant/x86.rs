@@ -21,25 +21,7 @@ unsafe fn hsum(v: __m256) -> f32 {
     }
 }
 
-/// # Safety
-/// The CPU must have AVX2 and FMA (see [`has_avx2`]).
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_q4_1(row: &[u8], x: &[BlockQ8_1]) -> f32 {
-    assert!(row.len() >= x.len() * 20);
-    // SAFETY: one whole row (asserted); AVX2 is the caller's promise.
-    unsafe { q4_1_group::<1>(row.as_ptr(), 0, x)[0] }
-}
-
-/// # Safety
-/// The CPU must have AVX2 and FMA (see [`has_avx2`]).
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_q8_0(row: &[u8], x: &[BlockQ8_0]) -> f32 {
-    assert!(row.len() >= x.len() * 34);
-    // SAFETY: as above.
-    unsafe { q8_0_group::<1>(row.as_ptr(), 0, x)[0] }
-}
-
-/// Consecutive Q4_1 rows, several at a time ([`by_groups`]): bit-identical to [`dot_q4_1`].
+/// Consecutive Q4_1 rows, several at a time ([`by_groups`]), one row exactly as alone.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA (see [`has_avx2`]).
@@ -56,7 +38,7 @@ pub unsafe fn dot_q4_1_rows(rows: &[u8], x: &[BlockQ8_1], out: &mut [f32]) {
     );
 }
 
-/// Consecutive Q8_0 rows, several at a time: bit-identical to [`dot_q8_0`].
+/// Consecutive Q8_0 rows, several at a time, one row exactly as alone.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA (see [`has_avx2`]).
