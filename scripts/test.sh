@@ -18,6 +18,19 @@ cargo test --release || {
 
 scripts/build_web.sh
 
+# The self-hosting archive holds what a static host needs (the offline test checks the files
+# behind it work without a server).
+echo "test: release archive (scripts/package.sh)"
+scripts/package.sh --no-build
+archive="$(ls -t target/package/axiscope-*.tar.gz | head -1)"
+listing="$(tar -tzf "$archive")"
+for want in index.html sw.js sw-register.js precache.json _headers README.txt models/SmolLM2-135M-Instruct.Q4_1.gguf; do
+  grep -q "^axiscope-[^/]*/$want\$" <<<"$listing" || {
+    echo "test: FAIL - $archive has no $want" >&2
+    exit 1
+  }
+done
+
 # The browser's own kernels (simd128, and the relaxed-SIMD set of the second worker) against the
 # same references as the native ones, in headless Chromium through chromedriver (Node will not
 # do: Node 20's V8 has a pre-standard relaxed SIMD). After the web build, which has compiled most

@@ -304,7 +304,7 @@ function mapRecord(base, map = {}) {
  *  without isolation, as most visitors' pages are. */
 async function runMapBuilds(browser, server, o) {
   const runs = [];
-  const ctx = await browser.newContext();
+  const ctx = await browser.newContext({ serviceWorkers: 'block' });
   try {
     for (let rep = 1; rep <= o.mapReps; rep++) {
       const base = { rep, attempt: 1, warmup: false };
@@ -387,7 +387,7 @@ async function main() {
       const mode = { url: servers[isolated].url };
       // One context per mode: its Cache Storage keeps the model between runs (both engines
       // cache it), so every timed load is "model cached".
-      const ctx = await browser.newContext();
+      const ctx = await browser.newContext({ serviceWorkers: 'block' });
       for (let rep = 0; rep <= o.reps; rep++) {
         const warm = rep === 0;
         for (const r of mine) {

@@ -83,7 +83,7 @@ export async function startApp({ isolate = true } = {}) {
      * tests/gpu.test.mjs covers the WebGPU path.
      */
     async open(relative = '', { beforeLoad, backend = 'cpu' } = {}) {
-      const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+      const context = await this.newContext();
       const page = await context.newPage();
       const problems = [];
       page.on('console', (msg) => {
@@ -108,6 +108,19 @@ export async function startApp({ isolate = true } = {}) {
       if (backend && !url.searchParams.has('backend')) url.searchParams.set('backend', backend);
       await page.goto(url.href, { waitUntil: 'load' });
       return { page, problems };
+    },
+
+    /**
+     * A fresh browser context. Service workers are blocked unless `serviceWorkers: 'allow'`:
+     * page.route cannot see the requests a service worker answers, and most tests route some.
+     */
+    newContext(options = {}) {
+      return browser.newContext({ viewport: { width: 1100, height: 700 }, serviceWorkers: 'block', ...options });
+    },
+
+    /** Stops the static server while the browser stays: the network is gone for the app. */
+    stopServer() {
+      return server.close();
     },
 
     /** Waits until [data-testid=testid] leaves data-state="checking"; returns { state, text }. */

@@ -13,7 +13,7 @@ before(async () => {
 after(() => app?.close());
 
 test('without a bundle the map is built in the browser, and found again on the next visit', async () => {
-  const context = await app.browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const context = await app.newContext({ viewport: { width: 1100, height: 800 } });
   const problems = [];
   const open = async () => {
     const page = await context.newPage();

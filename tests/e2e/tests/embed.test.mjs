@@ -52,7 +52,7 @@ test('?embed=cap waits for the reader, then loads the model', async () => {
 });
 
 test('360 px wide: nothing overflows sideways; the keyboard reaches the chat', async () => {
-  const context = await app.browser.newContext({ viewport: { width: 360, height: 740 } });
+  const context = await app.newContext({ viewport: { width: 360, height: 740 } });
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(e.message));

@@ -90,7 +90,7 @@ test('bad files and failed downloads show an error; the model and the conversati
 
 test('a second visit loads the model from Cache Storage, with no network; page-load numbers', async () => {
   // One browser context for both visits, so they share Cache Storage.
-  const context = await app.browser.newContext({ viewport: { width: 1100, height: 700 } });
+  const context = await app.newContext();
   const problems = [];
   const visit = async () => {
     const page = await context.newPage();
