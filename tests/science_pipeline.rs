@@ -579,9 +579,17 @@ fn the_committed_bundle_is_what_the_engine_builds() {
     let path = root().join("bundles/smollm2-135m-instruct.axb");
     let b = Bundle::from_blob(&std::fs::read(&path).unwrap()).unwrap();
     let want_sha = fixture_json("smollm2_greedy.json")["settings"]["model_sha256"].clone();
-    assert_eq!(serde_json::json!(b.model.sha256), want_sha, "bundle built on another model file");
+    assert_eq!(
+        serde_json::json!(b.model.sha256),
+        want_sha,
+        "bundle built on another model file"
+    );
     let dir = temp_dir("committed");
-    std::fs::copy(root().join("data/roles/pirate.json"), dir.join("pirate.json")).unwrap();
+    std::fs::copy(
+        root().join("data/roles/pirate.json"),
+        dir.join("pirate.json"),
+    )
+    .unwrap();
     let v = project(&path, "--roles", &dir);
     let r = b.vectors.roles.iter().position(|n| n == "pirate").unwrap();
     let want = b.vectors.role_projection(r, b.analysis_layer);
@@ -592,4 +600,98 @@ fn the_committed_bundle_is_what_the_engine_builds() {
         "pirate rebuilt: projection {got}, committed bundle {want}"
     );
     assert_eq!(v["roles"][0]["nearest"][0], "pirate");
+}
+
+/// Rollouts run together on three sessions of one load (prompts reused from whatever each
+/// session held, retries, sequences finishing at different times) give every rollout the
+/// reply and the activation it gets alone on a fresh session, bit for bit.
+#[test]
+fn batched_rollouts_equal_rollouts_run_alone() {
+    let m = default_model();
+    let opts = pipeline::BuildOptions {
+        max_tokens: 24,
+        ..pipeline::BuildOptions::quick()
+    };
+    let systems = [PIRATE, "", "You are a careful accountant.", PIRATE];
+    let questions = [
+        "What do you value most in life?",
+        "Describe your morning.",
+        "Answer with one word only: is water wet?",
+    ];
+    let plans: Vec<pipeline::RolloutPlan> = systems
+        .iter()
+        .enumerate()
+        .flat_map(|(p, s)| {
+            questions
+                .iter()
+                .enumerate()
+                .map(move |(q, text)| pipeline::RolloutPlan {
+                    role: format!("r{p}"),
+                    prompt_index: p as u32,
+                    system: s.to_string(),
+                    question_id: q as u32,
+                    question: text.to_string(),
+                    seed: pipeline::rollout_seed(3, "r", p as u32, q as u32),
+                })
+        })
+        .collect();
+    let first = m.cpu_backend(1).unwrap();
+    let mut sessions: Vec<Session> = (0..2)
+        .map(|_| Session::new(Box::new(first.fork())))
+        .collect();
+    sessions.insert(0, Session::new(Box::new(first)));
+    let batched = pipeline::run_rollouts(m, &mut sessions, &plans, &opts).unwrap();
+    let mut lengths = Vec::new();
+    for (p, got) in plans.iter().zip(&batched) {
+        let want = pipeline::run_rollout(m, &mut session(), p, &opts).unwrap();
+        let (got, want) = (got.as_ref().unwrap(), want.as_ref().unwrap());
+        assert_eq!(
+            (&got.reply, got.generated, got.stop, got.attempts),
+            (&want.reply, want.generated, want.stop, want.attempts)
+        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&got.activation.per_layer) == bits(&want.activation.per_layer),
+            "{}/{}: activation differs",
+            p.role,
+            p.question_id
+        );
+        lengths.push(got.generated);
+    }
+    lengths.sort_unstable();
+    lengths.dedup();
+    assert!(
+        lengths.len() > 1,
+        "every reply as long: no sequence finished early"
+    );
+}
+
+/// `axiscope build` writes the same bundle, byte for byte, whatever `--batch` and `--jobs`.
+#[test]
+fn the_bundle_does_not_depend_on_batch_or_jobs() {
+    let t = tiny();
+    let model = default_model_path();
+    for (batch, jobs) in [("1", "1"), ("3", "1")] {
+        let out = temp_dir(&format!("batch{batch}")).join("b.axb");
+        run(&[
+            "build",
+            "--model",
+            model.to_str().unwrap(),
+            "--roles",
+            t.roles.to_str().unwrap(),
+            "--quick",
+            "--jobs",
+            jobs,
+            "--batch",
+            batch,
+            "--seed",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            std::fs::read(&out).unwrap() == std::fs::read(&t.path).unwrap(),
+            "--batch {batch} --jobs {jobs} differs from the default batch on 2 jobs"
+        );
+    }
 }

@@ -7,6 +7,12 @@
 //! there only `forward_async` works. The loops above the backend (`Session`, the science
 //! pipeline, the web host) are written once, async, and their blocking twins run them with
 //! [`now_or_err`], which is exact for every backend whose `forward_async` never waits.
+//!
+//! Batching: [`forward_batch`] advances several independent sequences, each its own backend
+//! (its own KV cache, position and hooks), by one forward call each. CPU sequences forked from
+//! one load ([`CpuModel::fork`]) run as one pass: every weight matrix is read once for all
+//! their rows, and each sequence gets the same bits as alone. Any other mix (the GPU backend
+//! today) runs the calls one after another: the same results, no saving.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +21,7 @@ use std::task::{Context, Poll, Waker};
 use super::config::ModelConfig;
 use super::error::{Error, Result};
 use super::hooks::Hooks;
+use super::model::CpuModel;
 
 pub trait Backend {
     fn config(&self) -> &ModelConfig;
@@ -41,6 +48,12 @@ pub trait Backend {
         Box::pin(std::future::ready(
             self.forward(tokens, pos, hooks, all_logits),
         ))
+    }
+
+    /// The CPU engine's sequence, which [`forward_batch`] can run together with others of the
+    /// same load; `None` (the default) for backends that run a batch one call at a time.
+    fn as_cpu(&mut self) -> Option<&mut CpuModel> {
+        None
     }
 
     /// Forgets cached positions from `len` on (undo, regenerate, branching replies).
@@ -96,4 +109,50 @@ pub fn check_forward(cfg: &ModelConfig, tokens: &[u32], pos: usize, cached: usiz
         )));
     }
     Ok(())
+}
+
+/// One sequence's forward call in a batch: what [`Backend::forward`] takes, on its backend.
+pub struct BatchStep<'a> {
+    pub backend: &'a mut dyn Backend,
+    pub tokens: &'a [u32],
+    pub pos: usize,
+    pub hooks: &'a mut Hooks,
+    pub all_logits: bool,
+}
+
+/// Runs every step's forward call and returns each one's logits, in order (see the module
+/// notes for what is shared). All steps are checked first, as `forward` checks one: a bad
+/// step refuses the whole batch before anything runs, naming the sequence, and no cache moves.
+pub fn forward_batch(steps: &mut [BatchStep<'_>]) -> Result<Vec<Vec<f32>>> {
+    now_or_err(forward_batch_async(steps))
+}
+
+/// [`forward_batch`] over [`Backend::forward_async`]. Where the calls run one after another and
+/// one fails on the device (WebGPU), the sequences before it have advanced and those after it
+/// have not; each backend's `cached()` tells which.
+pub async fn forward_batch_async(steps: &mut [BatchStep<'_>]) -> Result<Vec<Vec<f32>>> {
+    for (i, s) in steps.iter().enumerate() {
+        check_forward(s.backend.config(), s.tokens, s.pos, s.backend.cached())
+            .map_err(|e| in_batch(i, e))?;
+    }
+    if let Some(logits) = CpuModel::forward_batch(steps) {
+        return Ok(logits);
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, s) in steps.iter_mut().enumerate() {
+        let logits = s
+            .backend
+            .forward_async(s.tokens, s.pos, s.hooks, s.all_logits)
+            .await
+            .map_err(|e| in_batch(i, e))?;
+        out.push(logits);
+    }
+    Ok(out)
+}
+
+fn in_batch(seq: usize, source: Error) -> Error {
+    Error::InBatch {
+        seq,
+        source: Box::new(source),
+    }
 }

@@ -33,6 +33,9 @@ pub enum Error {
     Invalid(String),
     #[error("GPU: {0}")]
     Gpu(String),
+    /// A sequence of a batched forward call failed (see `backend::forward_batch`).
+    #[error("sequence {seq} of the batch: {source}")]
+    InBatch { seq: usize, source: Box<Error> },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,7 +1,7 @@
 //! The generation loop over any backend, and a `Session` that keeps the token ids behind the
 //! backend's KV cache so a chat only runs what is new each turn.
 
-use super::backend::{Backend, now_or_err};
+use super::backend::{Backend, BatchStep, forward_batch_async, now_or_err};
 use super::clock::now_ms;
 use super::error::{Error, Result};
 use super::hooks::Hooks;
@@ -146,32 +146,12 @@ impl Session {
         prompt: &[u32],
         hooks: &mut Hooks,
     ) -> Result<(Vec<f32>, usize)> {
-        if prompt.is_empty() {
-            return Err(Error::Invalid("empty prompt".into()));
-        }
-        let limit = self.backend.config().context;
-        if prompt.len() > limit {
-            return Err(Error::ContextOverflow {
-                needed: prompt.len(),
-                limit,
-            });
-        }
-        let common = self
-            .tokens
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
-        // The last prompt token always runs: its logits choose the first reply token.
-        let start = common.min(prompt.len() - 1);
-        self.backend.truncate(start);
-        self.tokens.truncate(start);
-        let logits = self
-            .backend
-            .forward_async(&prompt[start..], start, hooks, false)
-            .await?;
-        self.tokens.extend_from_slice(&prompt[start..]);
-        Ok((logits, prompt.len() - start))
+        let mut one = [SessionStep {
+            session: self,
+            input: Input::Prompt(prompt),
+            hooks,
+        }];
+        Ok(run_batch_async(&mut one).await?.remove(0))
     }
 
     /// Runs one more token and returns its logits.
@@ -181,13 +161,41 @@ impl Session {
 
     /// [`Session::step`] over [`Backend::forward_async`].
     pub async fn step_async(&mut self, token: u32, hooks: &mut Hooks) -> Result<Vec<f32>> {
-        let pos = self.tokens.len();
-        let logits = self
-            .backend
-            .forward_async(&[token], pos, hooks, false)
-            .await?;
-        self.tokens.push(token);
-        Ok(logits)
+        let mut one = [SessionStep {
+            session: self,
+            input: Input::Token(token),
+            hooks,
+        }];
+        Ok(run_batch_async(&mut one).await?.remove(0).0)
+    }
+
+    /// Where `input` runs from, and which of its tokens run: a prompt reuses the cached
+    /// tokens it starts with (but always runs its last token, whose logits choose the first
+    /// reply token).
+    fn plan(&self, input: &Input<'_>) -> Result<(usize, std::ops::Range<usize>)> {
+        match input {
+            Input::Token(_) => Ok((self.tokens.len(), 0..1)),
+            Input::Prompt(prompt) => {
+                if prompt.is_empty() {
+                    return Err(Error::Invalid("empty prompt".into()));
+                }
+                let limit = self.backend.config().context;
+                if prompt.len() > limit {
+                    return Err(Error::ContextOverflow {
+                        needed: prompt.len(),
+                        limit,
+                    });
+                }
+                let common = self
+                    .tokens
+                    .iter()
+                    .zip(prompt.iter())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let start = common.min(prompt.len() - 1);
+                Ok((start, start..prompt.len()))
+            }
+        }
     }
 
     /// Generates a reply to `prompt`, calling `on_token(id, text_piece)` for each token as it
@@ -215,48 +223,168 @@ impl Session {
         let t0 = now_ms();
         let (mut logits, prefilled) = self.prefill_async(prompt, hooks).await?;
         let t1 = now_ms();
-        let mut sampler = Sampler::new(opts.sampler.clone());
-        let mut history: Vec<u32> = prompt.to_vec();
-        let mut tokens = Vec::new();
-        let mut top = Vec::new();
-        let mut text = String::new();
-        let mut decoder = StreamDecoder::default();
-        let limit = self.backend.config().context;
-        let mut stop = StopReason::MaxTokens;
-        while tokens.len() < opts.max_tokens {
-            top.extend(TopLogits::of(&logits));
-            let next = sampler.sample(&mut logits, &history);
-            tokens.push(next);
-            history.push(next);
-            if opts.stop.contains(&next) {
-                stop = StopReason::EndOfTurn;
-                break;
-            }
-            let piece = decoder.push(tok, next);
-            text.push_str(&piece);
-            if !on_token(next, &piece) {
-                stop = StopReason::Cancelled;
-                break;
-            }
-            if tokens.len() == opts.max_tokens {
-                break;
-            }
-            if self.tokens.len() >= limit {
-                stop = StopReason::ContextFull;
-                break;
-            }
+        let mut reply = Reply::new(prompt, opts);
+        while let Some(next) = reply.next(&mut logits, tok, self, on_token) {
             logits = self.step_async(next, hooks).await?;
         }
-        Ok(Generation {
-            text,
-            tokens,
-            prompt_tokens: prompt.len(),
-            prefilled,
-            prefill_ms: t1 - t0,
-            decode_ms: now_ms() - t1,
-            stop,
-            top,
+        Ok(reply.finish(prefilled, t1 - t0, now_ms() - t1))
+    }
+}
+
+/// What a session runs in a batched pass: a prompt (as [`Session::prefill`]) or one more
+/// token (as [`Session::step`]).
+pub enum Input<'a> {
+    Prompt(&'a [u32]),
+    Token(u32),
+}
+
+impl Input<'_> {
+    fn tokens(&self) -> &[u32] {
+        match self {
+            Input::Prompt(p) => p,
+            Input::Token(t) => std::slice::from_ref(t),
+        }
+    }
+}
+
+/// One session's part of [`run_batch_async`].
+pub struct SessionStep<'a> {
+    pub session: &'a mut Session,
+    pub input: Input<'a>,
+    pub hooks: &'a mut Hooks,
+}
+
+/// Runs every step's input on its session in one batched forward call (see
+/// [`crate::engine::backend::forward_batch`]) and returns, per step, the logits of its last
+/// token and how many tokens ran. Each session ends as its own `prefill`/`step` leaves it, bit
+/// for bit. A bad step refuses the whole batch before anything runs.
+pub async fn run_batch_async(steps: &mut [SessionStep<'_>]) -> Result<Vec<(Vec<f32>, usize)>> {
+    let mut runs = Vec::with_capacity(steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        let run = s.session.plan(&s.input);
+        runs.push(if steps.len() > 1 {
+            run.map_err(|e| Error::InBatch {
+                seq: i,
+                source: Box::new(e),
+            })?
+        } else {
+            run?
+        });
+    }
+    let mut batch: Vec<BatchStep<'_>> = steps
+        .iter_mut()
+        .zip(&runs)
+        .map(|(s, (pos, range))| BatchStep {
+            backend: s.session.backend.as_mut(),
+            tokens: &s.input.tokens()[range.clone()],
+            pos: *pos,
+            hooks: &mut *s.hooks,
+            all_logits: false,
         })
+        .collect();
+    let logits = forward_batch_async(&mut batch).await;
+    drop(batch);
+    let logits = logits.inspect_err(|_| {
+        // Refused: nothing moved. Failed on the device midway: keep what each cache holds.
+        for s in steps.iter_mut() {
+            let held = s.session.backend.cached();
+            s.session.tokens.truncate(held);
+        }
+    })?;
+    let mut out = Vec::with_capacity(steps.len());
+    for ((s, (pos, range)), l) in steps.iter_mut().zip(runs).zip(logits) {
+        let ran = range.len();
+        s.session.tokens.truncate(pos);
+        s.session.tokens.extend_from_slice(&s.input.tokens()[range]);
+        out.push((l, ran));
+    }
+    Ok(out)
+}
+
+/// One reply being sampled: what [`Session::generate`] keeps between forward calls, so that
+/// several replies can also advance in one batch (the science pipeline's rollouts) with the
+/// same tokens as alone.
+pub struct Reply {
+    sampler: Sampler,
+    history: Vec<u32>,
+    prompt_tokens: usize,
+    max_tokens: usize,
+    stop_ids: Vec<u32>,
+    tokens: Vec<u32>,
+    top: Vec<TopLogits>,
+    text: String,
+    decoder: StreamDecoder,
+    stop: StopReason,
+}
+
+impl Reply {
+    pub fn new(prompt: &[u32], opts: &GenerateOptions) -> Self {
+        Self {
+            sampler: Sampler::new(opts.sampler.clone()),
+            history: prompt.to_vec(),
+            prompt_tokens: prompt.len(),
+            max_tokens: opts.max_tokens,
+            stop_ids: opts.stop.clone(),
+            tokens: Vec::new(),
+            top: Vec::new(),
+            text: String::new(),
+            decoder: StreamDecoder::default(),
+            stop: StopReason::MaxTokens,
+        }
+    }
+
+    /// Takes the logits of the last token `session` ran and chooses the next one: `Some`
+    /// when it is to run (the reply goes on), `None` when the reply is finished.
+    pub fn next(
+        &mut self,
+        logits: &mut [f32],
+        tok: &Tokenizer,
+        session: &Session,
+        on_token: &mut dyn FnMut(u32, &str) -> bool,
+    ) -> Option<u32> {
+        if self.tokens.len() >= self.max_tokens {
+            return None;
+        }
+        self.top.extend(TopLogits::of(logits));
+        let next = self.sampler.sample(logits, &self.history);
+        self.tokens.push(next);
+        self.history.push(next);
+        if self.stop_ids.contains(&next) {
+            self.stop = StopReason::EndOfTurn;
+            return None;
+        }
+        let piece = self.decoder.push(tok, next);
+        self.text.push_str(&piece);
+        if !on_token(next, &piece) {
+            self.stop = StopReason::Cancelled;
+            return None;
+        }
+        if self.tokens.len() == self.max_tokens {
+            return None;
+        }
+        if session.tokens.len() >= session.backend.config().context {
+            self.stop = StopReason::ContextFull;
+            return None;
+        }
+        Some(next)
+    }
+
+    /// Generated ids so far, the stop token included when there was one.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn finish(self, prefilled: usize, prefill_ms: f64, decode_ms: f64) -> Generation {
+        Generation {
+            text: self.text,
+            tokens: self.tokens,
+            prompt_tokens: self.prompt_tokens,
+            prefilled,
+            prefill_ms,
+            decode_ms,
+            stop: self.stop,
+            top: self.top,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! cache, queries and attention weights rounded to f16 before their products with it, RMSNorm
 //! summed in f64, RoPE angles advanced by repeated multiplication.
 
-use super::backend::Backend;
+use super::backend::{Backend, BatchStep};
 use super::config::{ModelConfig, RopeStyle};
 use super::error::{Error, Result};
 use super::gguf::GgufFile;
@@ -12,6 +12,7 @@ use super::hooks::Hooks;
 use super::quant::{QMatrix, QType};
 use super::threads::Threads;
 use half::f16;
+use std::sync::Arc;
 
 struct Layer {
     attn_norm: Vec<f32>,
@@ -26,18 +27,48 @@ struct Layer {
     w_down: QMatrix,
 }
 
-pub struct CpuModel {
+/// The weights and the threads that compute with them, shared by every sequence forked from
+/// one load (see [`CpuModel::fork`]).
+struct Weights {
     cfg: ModelConfig,
     embed: QMatrix,
     layers: Vec<Layer>,
     out_norm: Vec<f32>,
     output: QMatrix,
-    /// Per layer, `[pos][kv_dim]` keys and values, rounded to f16 as llama.cpp stores them by
-    /// default, but kept as f32 so attention reads them without converting.
-    k_cache: Vec<Vec<f32>>,
-    v_cache: Vec<Vec<f32>>,
-    cached: usize,
     threads: Threads,
+}
+
+/// One sequence's cache: per layer, `[pos][kv_dim]` keys and values, rounded to f16 as
+/// llama.cpp stores them by default, but kept as f32 so attention reads them without converting.
+struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    cached: usize,
+}
+
+impl KvCache {
+    fn new(n_layers: usize) -> Self {
+        Self {
+            k: vec![Vec::new(); n_layers],
+            v: vec![Vec::new(); n_layers],
+            cached: 0,
+        }
+    }
+}
+
+/// One sequence on the CPU: shared weights, its own KV cache. Several sequences forked from one
+/// load run together through [`crate::engine::backend::forward_batch`].
+pub struct CpuModel {
+    w: Arc<Weights>,
+    cache: KvCache,
+}
+
+/// One sequence's rows in a pass: `n` tokens from position `pos`, with its cache and hooks.
+struct Seq<'a> {
+    cache: &'a mut KvCache,
+    pos: usize,
+    n: usize,
+    hooks: &'a mut Hooks,
 }
 
 /// Loads a weight matrix, checking its shape against the config.
@@ -115,20 +146,29 @@ impl CpuModel {
             matrix(f, "output.weight", cfg.vocab, d)?
         };
         Ok(Self {
-            out_norm: vector(f, "output_norm.weight", d)?,
-            k_cache: vec![Vec::new(); cfg.n_layers],
-            v_cache: vec![Vec::new(); cfg.n_layers],
-            cached: 0,
-            threads,
-            embed,
-            layers,
-            output,
-            cfg,
+            cache: KvCache::new(cfg.n_layers),
+            w: Arc::new(Weights {
+                out_norm: vector(f, "output_norm.weight", d)?,
+                threads,
+                embed,
+                layers,
+                output,
+                cfg,
+            }),
         })
     }
 
+    /// Another sequence on the same weights and threads, with an empty cache: nothing but the
+    /// cache is allocated, so a batch of B sequences holds one copy of the model.
+    pub fn fork(&self) -> Self {
+        Self {
+            w: self.w.clone(),
+            cache: KvCache::new(self.w.cfg.n_layers),
+        }
+    }
+
     pub fn threads(&self) -> usize {
-        self.threads.count()
+        self.w.threads.count()
     }
 }
 
@@ -178,7 +218,7 @@ fn silu_mul(g: &mut [f32], u: &[f32]) {
         .for_each(|(a, &b)| *a = *a / (1.0 + (-*a).exp()) * b);
 }
 
-impl CpuModel {
+impl Weights {
     /// Token embeddings, `[n][hidden]`.
     pub fn embed(&self, tokens: &[u32]) -> Vec<f32> {
         let d = self.cfg.hidden;
@@ -189,18 +229,17 @@ impl CpuModel {
         x
     }
 
-    /// Runs decoder blocks `layers` over the residual stream `x` (`[n][hidden]`) of the tokens
-    /// at positions `pos..`, appending to those blocks' KV caches, with the hook point after
-    /// each block. `forward` runs all of them; tests start a block from llama.cpp's residuals.
-    pub fn run_blocks(
-        &mut self,
-        x: &mut [f32],
-        pos: usize,
-        layers: std::ops::Range<usize>,
-        hooks: &mut Hooks,
-    ) {
-        let c = self.cfg.clone();
+    /// Runs decoder blocks `layers` over the residual stream `x` (`[n][hidden]`): the rows of
+    /// `seqs` one after another, each sequence's tokens at its positions `pos..`, appending to
+    /// its own KV cache, with its own hooks after each block. Every matmul runs over all rows
+    /// at once (each weight row is read once for the whole batch); rope, the cache and
+    /// attention are per sequence. A row's arithmetic does not depend on the other rows, so a
+    /// sequence gets the same bits alone or in a batch.
+    fn run_blocks(&self, x: &mut [f32], seqs: &mut [Seq<'_>], layers: std::ops::Range<usize>) {
+        let c = &self.cfg;
         let (d, kvd, n) = (c.hidden, c.kv_dim(), x.len() / c.hidden);
+        debug_assert_eq!(n, seqs.iter().map(|s| s.n).sum::<usize>());
+        let pos: Vec<usize> = seqs.iter().flat_map(|s| s.pos..s.pos + s.n).collect();
         let mut xn = vec![0f32; n * d];
         let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * kvd], vec![0f32; n * kvd]);
         let mut att = vec![0f32; n * d];
@@ -221,22 +260,27 @@ impl CpuModel {
                 rope(
                     &mut q[i * d..(i + 1) * d],
                     c.head_dim,
-                    pos + i,
+                    pos[i],
                     c.rope_theta,
                     c.rope_style,
                 );
                 rope(
                     &mut k[i * kvd..(i + 1) * kvd],
                     c.head_dim,
-                    pos + i,
+                    pos[i],
                     c.rope_theta,
                     c.rope_style,
                 );
             }
-            self.k_cache[l].extend(k.iter().map(|&a| f16::from_f32(a).to_f32()));
-            self.v_cache[l].extend(v.iter().map(|&a| f16::from_f32(a).to_f32()));
-            self.attention(l, &q, pos, n, &mut att);
-            let layer = &self.layers[l];
+            let mut r = 0;
+            for s in seqs.iter_mut() {
+                let (kv_rows, rows) = (r * kvd..(r + s.n) * kvd, r * d..(r + s.n) * d);
+                let f16_round = |&a: &f32| f16::from_f32(a).to_f32();
+                s.cache.k[l].extend(k[kv_rows.clone()].iter().map(f16_round));
+                s.cache.v[l].extend(v[kv_rows].iter().map(f16_round));
+                self.attention(s.cache, l, &q[rows.clone()], s.pos, s.n, &mut att[rows]);
+                r += s.n;
+            }
             layer.wo.matmul(&att, &mut proj, &self.threads);
             add_in_place(x, &proj);
             rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut xn);
@@ -245,7 +289,12 @@ impl CpuModel {
             silu_mul(&mut g, &u);
             layer.w_down.matmul(&g, &mut proj, &self.threads);
             add_in_place(x, &proj);
-            hooks.at_layer(l, x, d);
+            let mut rest = &mut x[..];
+            for s in seqs.iter_mut() {
+                let (mine, after) = rest.split_at_mut(s.n * d);
+                s.hooks.at_layer(l, mine, d);
+                rest = after;
+            }
         }
     }
 
@@ -260,12 +309,20 @@ impl CpuModel {
     }
 
     /// Causal attention for `n` new tokens whose keys/values are already in the cache.
-    fn attention(&self, l: usize, q: &[f32], pos: usize, n: usize, out: &mut [f32]) {
+    fn attention(
+        &self,
+        cache: &KvCache,
+        l: usize,
+        q: &[f32],
+        pos: usize,
+        n: usize,
+        out: &mut [f32],
+    ) {
         let c = &self.cfg;
         let (hd, kvd) = (c.head_dim, c.kv_dim());
         let group = c.n_heads / c.n_kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
-        let (kc, vc) = (&self.k_cache[l], &self.v_cache[l]);
+        let (kc, vc) = (&cache.k[l], &cache.v[l]);
         let mut scores = vec![0f32; pos + n];
         let mut q16 = vec![0f32; hd];
         let mut acc = vec![0f32; hd];
@@ -327,9 +384,104 @@ fn dots<const N: usize>(q: &[f32], keys: &[f32], first: usize, stride: usize) ->
     d
 }
 
+impl CpuModel {
+    /// Token embeddings, `[n][hidden]`.
+    pub fn embed(&self, tokens: &[u32]) -> Vec<f32> {
+        self.w.embed(tokens)
+    }
+
+    /// Runs decoder blocks `layers` over the residual stream `x` (`[n][hidden]`) of the tokens
+    /// at positions `pos..`, appending to those blocks' KV caches, with the hook point after
+    /// each block. `forward` runs all of them; tests start a block from llama.cpp's residuals.
+    pub fn run_blocks(
+        &mut self,
+        x: &mut [f32],
+        pos: usize,
+        layers: std::ops::Range<usize>,
+        hooks: &mut Hooks,
+    ) {
+        let n = x.len() / self.w.cfg.hidden;
+        let seq = Seq {
+            cache: &mut self.cache,
+            pos,
+            n,
+            hooks,
+        };
+        self.w.run_blocks(x, &mut [seq], layers);
+    }
+
+    /// Final norm and output matrix: logits for each residual row of `x`.
+    pub fn head(&self, x: &[f32]) -> Vec<f32> {
+        self.w.head(x)
+    }
+
+    /// Runs already checked `steps` (see [`crate::engine::backend::forward_batch`]) in one pass
+    /// when every step is a CPU sequence forked from the same load; `None`, with nothing run,
+    /// otherwise. Each step's result is what its own `forward` would give, bit for bit.
+    pub(crate) fn forward_batch(steps: &mut [BatchStep<'_>]) -> Option<Vec<Vec<f32>>> {
+        let w = steps.first_mut()?.backend.as_cpu()?.w.clone();
+        for s in steps.iter_mut() {
+            if !Arc::ptr_eq(&s.backend.as_cpu()?.w, &w) {
+                return None;
+            }
+        }
+        let (d, kvd) = (w.cfg.hidden, w.cfg.kv_dim());
+        let tokens: Vec<u32> = steps.iter().flat_map(|s| s.tokens).copied().collect();
+        let all_logits: Vec<bool> = steps.iter().map(|s| s.all_logits).collect();
+        let mut seqs = Vec::with_capacity(steps.len());
+        for s in steps.iter_mut() {
+            let cache = &mut s.backend.as_cpu()?.cache;
+            cache.truncate(s.pos, kvd);
+            seqs.push(Seq {
+                cache,
+                pos: s.pos,
+                n: s.tokens.len(),
+                hooks: &mut *s.hooks,
+            });
+        }
+        let mut x = w.embed(&tokens);
+        w.run_blocks(&mut x, &mut seqs, 0..w.cfg.n_layers);
+        // The rows whose logits are wanted, all through the output matrix at once.
+        let (mut rows, mut wanted) = (Vec::new(), Vec::with_capacity(seqs.len()));
+        let mut r = 0;
+        for (seq, all) in seqs.iter_mut().zip(all_logits) {
+            seq.hooks.end_forward(seq.n, d);
+            seq.cache.cached = seq.pos + seq.n;
+            let first = if all { r } else { r + seq.n - 1 };
+            rows.extend_from_slice(&x[first * d..(r + seq.n) * d]);
+            wanted.push(r + seq.n - first);
+            r += seq.n;
+        }
+        let logits = w.head(&rows);
+        let vocab = w.cfg.vocab;
+        let mut rest = &logits[..];
+        Some(
+            wanted
+                .into_iter()
+                .map(|k| {
+                    let (mine, after) = rest.split_at(k * vocab);
+                    rest = after;
+                    mine.to_vec()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl KvCache {
+    fn truncate(&mut self, len: usize, kv_dim: usize) {
+        let len = len.min(self.cached);
+        for (kc, vc) in self.k.iter_mut().zip(&mut self.v) {
+            kc.truncate(len * kv_dim);
+            vc.truncate(len * kv_dim);
+        }
+        self.cached = len;
+    }
+}
+
 impl Backend for CpuModel {
     fn config(&self) -> &ModelConfig {
-        &self.cfg
+        &self.w.cfg
     }
 
     fn forward(
@@ -339,38 +491,33 @@ impl Backend for CpuModel {
         hooks: &mut Hooks,
         all_logits: bool,
     ) -> Result<Vec<f32>> {
-        let c = self.cfg.clone();
-        let (d, n) = (c.hidden, tokens.len());
-        super::backend::check_forward(&c, tokens, pos, self.cached)?;
-        self.truncate(pos);
-        let mut x = self.embed(tokens);
-        self.run_blocks(&mut x, pos, 0..c.n_layers, hooks);
-        hooks.end_forward(n, d);
-        self.cached = pos + n;
-        let rows = if all_logits {
-            &x[..]
-        } else {
-            &x[(n - 1) * d..]
-        };
-        Ok(self.head(rows))
+        super::backend::check_forward(&self.w.cfg, tokens, pos, self.cache.cached)?;
+        let mut one = [BatchStep {
+            backend: self,
+            tokens,
+            pos,
+            hooks,
+            all_logits,
+        }];
+        Ok(Self::forward_batch(&mut one)
+            .and_then(|mut l| l.pop())
+            .expect("a CPU sequence is a batch of one"))
+    }
+
+    fn as_cpu(&mut self) -> Option<&mut CpuModel> {
+        Some(self)
     }
 
     fn truncate(&mut self, len: usize) {
-        let len = len.min(self.cached);
-        let kvd = self.cfg.kv_dim();
-        for (kc, vc) in self.k_cache.iter_mut().zip(&mut self.v_cache) {
-            kc.truncate(len * kvd);
-            vc.truncate(len * kvd);
-        }
-        self.cached = len;
+        self.cache.truncate(len, self.w.cfg.kv_dim());
     }
 
     fn cached(&self) -> usize {
-        self.cached
+        self.cache.cached
     }
 
     fn describe(&self) -> String {
-        let t = self.threads.count();
+        let t = self.w.threads.count();
         let kernels = crate::engine::quant::kernels();
         format!(
             "cpu ({t} thread{}, {kernels})",

@@ -16,6 +16,7 @@ use super::vectors::{
 use super::{Error, Result};
 use crate::engine::backend::now_or_err;
 use crate::engine::chat::{Message, Rendered, Role, TokenKind};
+use crate::engine::generate::{Input, Reply, SessionStep, run_batch_async};
 use crate::engine::sampler::Rng;
 use crate::engine::{
     Edit, EditOp, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
@@ -273,6 +274,21 @@ pub async fn teacher_force_async(
     hooks: &mut Hooks,
     reuse_cache: bool,
 ) -> Result<usize> {
+    let start = reread_start(session, ids, first_needed, hooks, reuse_cache)?;
+    session.prefill_async(ids, hooks).await?;
+    check_recorded(hooks, ids.len() - start, start)?;
+    Ok(start)
+}
+
+/// Readies `session` for a teacher-forced pass over `ids` (see [`teacher_force`]): truncates it
+/// to the reusable prefix and clears the recording; returns where the pass starts.
+fn reread_start(
+    session: &mut Session,
+    ids: &[u32],
+    first_needed: usize,
+    hooks: &mut Hooks,
+    reuse_cache: bool,
+) -> Result<usize> {
     if first_needed >= ids.len() {
         return Err(Error::Invalid(format!(
             "teacher forcing: token {first_needed} of a {}-token chat",
@@ -292,15 +308,17 @@ pub async fn teacher_force_async(
     let start = common.min(first_needed);
     session.truncate(start);
     hooks.recording.data.clear();
-    session.prefill_async(ids, hooks).await?;
+    Ok(start)
+}
+
+fn check_recorded(hooks: &Hooks, expected: usize, start: usize) -> Result<()> {
     let recorded = hooks.recording.n_tokens();
-    if !hooks.record.is_empty() && recorded != ids.len() - start {
+    if !hooks.record.is_empty() && recorded != expected {
         return Err(Error::Invalid(format!(
-            "teacher forcing: recorded {recorded} tokens, expected {} from position {start}",
-            ids.len() - start
+            "teacher forcing: recorded {recorded} tokens, expected {expected} from position {start}"
         )));
     }
-    Ok(start)
+    Ok(())
 }
 
 fn engine_err(e: crate::engine::Error) -> Error {
@@ -347,28 +365,70 @@ pub async fn reply_activation_async(
     prompt_index: u32,
     question_id: u32,
 ) -> Result<RolloutActivation> {
-    let last = messages
-        .len()
-        .checked_sub(1)
-        .filter(|&i| messages[i].role == Role::Assistant);
-    let last = last.ok_or_else(|| {
-        Error::Invalid("rollout: the chat does not end with the assistant's reply".into())
-    })?;
-    let chat = model.render(messages, false).map_err(engine_err)?;
-    let mask = content_mask(&chat, last);
-    let first = mask.iter().position(|&m| m).ok_or_else(|| {
-        Error::Invalid(format!(
-            "rollout {role}/{prompt_index}/{question_id}: the reply has no content tokens"
-        ))
-    })?;
+    let read = ReplyRead::new(model, messages, role, prompt_index, question_id)?;
     let mut hooks = Hooks::recording(all_layers(model));
-    let start = teacher_force_async(session, &chat.ids, first, &mut hooks, true).await?;
-    let acts = TokenActivations::new(
-        &hooks.recording.data,
-        model.config.n_layers,
-        model.config.hidden,
-    )?;
-    RolloutActivation::from_tokens(role, prompt_index, question_id, &acts, &mask[start..])
+    let start = teacher_force_async(session, &read.chat.ids, read.first, &mut hooks, true).await?;
+    read.activation(model, &hooks, start)
+}
+
+/// A chat ending with the assistant's reply, ready to be read back: which tokens are the
+/// reply's content, and the first of them.
+struct ReplyRead {
+    chat: Rendered,
+    mask: Vec<bool>,
+    first: usize,
+    role: String,
+    prompt_index: u32,
+    question_id: u32,
+}
+
+impl ReplyRead {
+    fn new(
+        model: &Model,
+        messages: &[Message],
+        role: &str,
+        prompt_index: u32,
+        question_id: u32,
+    ) -> Result<Self> {
+        let last = messages
+            .len()
+            .checked_sub(1)
+            .filter(|&i| messages[i].role == Role::Assistant);
+        let last = last.ok_or_else(|| {
+            Error::Invalid("rollout: the chat does not end with the assistant's reply".into())
+        })?;
+        let chat = model.render(messages, false).map_err(engine_err)?;
+        let mask = content_mask(&chat, last);
+        let first = mask.iter().position(|&m| m).ok_or_else(|| {
+            Error::Invalid(format!(
+                "rollout {role}/{prompt_index}/{question_id}: the reply has no content tokens"
+            ))
+        })?;
+        Ok(Self {
+            chat,
+            mask,
+            first,
+            role: role.into(),
+            prompt_index,
+            question_id,
+        })
+    }
+
+    /// The activation from a pass that recorded every layer of the chat from `start` on.
+    fn activation(&self, model: &Model, hooks: &Hooks, start: usize) -> Result<RolloutActivation> {
+        let acts = TokenActivations::new(
+            &hooks.recording.data,
+            model.config.n_layers,
+            model.config.hidden,
+        )?;
+        RolloutActivation::from_tokens(
+            &self.role,
+            self.prompt_index,
+            self.question_id,
+            &acts,
+            &self.mask[start..],
+        )
+    }
 }
 
 /// A finished rollout: its activation and what the model said.
@@ -394,57 +454,257 @@ pub fn run_rollout(
     now_or_err(run_rollout_async(model, session, plan, opts))
 }
 
-/// [`run_rollout`] over the backend's async forward.
+/// [`run_rollout`] over the backend's async forward: [`run_rollouts_async`] on one session.
 pub async fn run_rollout_async(
     model: &Model,
     session: &mut Session,
     plan: &RolloutPlan,
     opts: &BuildOptions,
 ) -> Result<Option<RolloutOutput>> {
-    let mut messages = chat_messages(&plan.system, &plan.question);
-    let prompt = model.render(&messages, true).map_err(engine_err)?;
-    for attempt in 0..MAX_ATTEMPTS {
+    let (mut first, mut out) = (Some(0), None);
+    run_rollouts_async(
+        model,
+        std::slice::from_mut(session),
+        std::slice::from_ref(plan),
+        opts,
+        &mut || first.take(),
+        &mut |_, o| out = o,
+    )
+    .await?;
+    Ok(out)
+}
+
+/// Where one session of a batch of rollouts is.
+enum Slot {
+    Idle,
+    /// Generating attempt `attempt` of plan `plan`: the prompt runs first, then each sampled
+    /// token (`next`).
+    Generating {
+        plan: usize,
+        attempt: u32,
+        prompt: Vec<u32>,
+        reply: Reply,
+        next: Option<u32>,
+        hooks: Hooks,
+    },
+    /// Reading the finished reply back, teacher-forced, from position `start`.
+    Reading {
+        plan: usize,
+        attempt: u32,
+        generation: crate::engine::Generation,
+        read: ReplyRead,
+        start: usize,
+        hooks: Hooks,
+    },
+}
+
+impl Slot {
+    fn plan(&self) -> Option<usize> {
+        match self {
+            Slot::Idle => None,
+            Slot::Generating { plan, .. } | Slot::Reading { plan, .. } => Some(*plan),
+        }
+    }
+
+    /// Attempt `attempt` of `plan` (a retry after an empty reply gets a derived seed).
+    fn generating(
+        model: &Model,
+        plans: &[RolloutPlan],
+        plan: usize,
+        attempt: u32,
+        opts: &BuildOptions,
+    ) -> Result<Self> {
+        let p = &plans[plan];
+        let prompt = model
+            .render(&chat_messages(&p.system, &p.question), true)
+            .map_err(engine_err)?
+            .ids;
         let seed = if attempt == 0 {
-            plan.seed
+            p.seed
         } else {
-            Rng::new(plan.seed ^ attempt as u64).next_u64()
+            Rng::new(p.seed ^ attempt as u64).next_u64()
         };
         let gen_opts = GenerateOptions {
             max_tokens: opts.max_tokens,
             sampler: opts.sampler(seed),
             stop: model.stop_tokens(),
         };
-        let g = session
-            .generate_async(
-                &model.tokenizer,
-                &prompt.ids,
-                &gen_opts,
-                &mut Hooks::none(),
-                &mut |_, _| true,
-            )
-            .await?;
-        if g.text.trim().is_empty() {
-            continue;
-        }
-        messages.push(Message::new(Role::Assistant, g.text.clone()));
-        let activation = reply_activation_async(
-            model,
-            session,
-            &messages,
-            &plan.role,
-            plan.prompt_index,
-            plan.question_id,
-        )
-        .await?;
-        return Ok(Some(RolloutOutput {
-            activation,
-            reply: g.text,
-            generated: g.tokens.len(),
-            stop: g.stop,
-            attempts: attempt + 1,
-        }));
+        Ok(Slot::Generating {
+            plan,
+            attempt,
+            reply: Reply::new(&prompt, &gen_opts),
+            prompt,
+            next: None,
+            hooks: Hooks::none(),
+        })
     }
-    Ok(None)
+}
+
+/// Runs rollouts on `sessions`, one per session at a time, all sessions advancing together
+/// through batched forward calls (see [`crate::engine::backend::forward_batch`]): each free
+/// session takes the plan index `next()` gives, generates its reply, then reads it back
+/// teacher-forced; `done(index, output)` gets each finished rollout (`None`: every reply was
+/// empty). Every rollout's tokens and activation are those [`run_rollout`] gives it alone, bit
+/// for bit, whatever the batch and the order.
+pub async fn run_rollouts_async(
+    model: &Model,
+    sessions: &mut [Session],
+    plans: &[RolloutPlan],
+    opts: &BuildOptions,
+    next: &mut dyn FnMut() -> Option<usize>,
+    done: &mut dyn FnMut(usize, Option<RolloutOutput>),
+) -> Result<()> {
+    let mut slots: Vec<Slot> = sessions.iter().map(|_| Slot::Idle).collect();
+    let named = |plan: usize, e: crate::engine::Error| {
+        let p = &plans[plan];
+        let e = match e {
+            crate::engine::Error::InBatch { source, .. } => *source,
+            e => e,
+        };
+        Error::Invalid(format!(
+            "rollout {}/{}/{}: {e}",
+            p.role, p.prompt_index, p.question_id
+        ))
+    };
+    loop {
+        for slot in &mut slots {
+            if matches!(slot, Slot::Idle)
+                && let Some(i) = next()
+            {
+                if i >= plans.len() {
+                    return Err(Error::Invalid(format!(
+                        "rollouts: plan {i} of {}",
+                        plans.len()
+                    )));
+                }
+                *slot = Slot::generating(model, plans, i, 0, opts)?;
+            }
+        }
+        let mut steps = Vec::with_capacity(slots.len());
+        let mut who = Vec::with_capacity(slots.len());
+        for (k, (session, slot)) in sessions.iter_mut().zip(&mut slots).enumerate() {
+            let (input, hooks) = match slot {
+                Slot::Idle => continue,
+                Slot::Generating {
+                    prompt,
+                    next,
+                    hooks,
+                    ..
+                } => (next.map_or(Input::Prompt(prompt), Input::Token), hooks),
+                Slot::Reading { read, hooks, .. } => (Input::Prompt(&read.chat.ids), hooks),
+            };
+            steps.push(SessionStep {
+                session,
+                input,
+                hooks,
+            });
+            who.push(k);
+        }
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let ran = run_batch_async(&mut steps).await;
+        drop(steps);
+        let ran = ran.map_err(|e| {
+            let seq = match &e {
+                crate::engine::Error::InBatch { seq, .. } => *seq,
+                _ => 0,
+            };
+            named(slots[who[seq]].plan().expect("a running slot"), e)
+        })?;
+        for (k, (mut logits, _)) in who.into_iter().zip(ran) {
+            let session = &mut sessions[k];
+            let slot = &mut slots[k];
+            match slot {
+                Slot::Idle => unreachable!("idle slots do not run"),
+                Slot::Generating { reply, next, .. } => {
+                    *next = reply.next(&mut logits, &model.tokenizer, session, &mut |_, _| true);
+                    if next.is_some() {
+                        continue;
+                    }
+                    let Slot::Generating {
+                        plan,
+                        attempt,
+                        reply,
+                        ..
+                    } = std::mem::replace(slot, Slot::Idle)
+                    else {
+                        unreachable!()
+                    };
+                    let generation = reply.finish(0, 0.0, 0.0);
+                    let p = &plans[plan];
+                    if generation.text.trim().is_empty() {
+                        if attempt + 1 < MAX_ATTEMPTS {
+                            *slot = Slot::generating(model, plans, plan, attempt + 1, opts)?;
+                        } else {
+                            done(plan, None);
+                        }
+                        continue;
+                    }
+                    let mut messages = chat_messages(&p.system, &p.question);
+                    messages.push(Message::new(Role::Assistant, generation.text.clone()));
+                    let read =
+                        ReplyRead::new(model, &messages, &p.role, p.prompt_index, p.question_id)?;
+                    let mut hooks = Hooks::recording(all_layers(model));
+                    let start =
+                        reread_start(session, &read.chat.ids, read.first, &mut hooks, true)?;
+                    *slot = Slot::Reading {
+                        plan,
+                        attempt,
+                        generation,
+                        read,
+                        start,
+                        hooks,
+                    };
+                }
+                Slot::Reading { .. } => {
+                    let Slot::Reading {
+                        plan,
+                        attempt,
+                        generation,
+                        read,
+                        start,
+                        hooks,
+                    } = std::mem::replace(slot, Slot::Idle)
+                    else {
+                        unreachable!()
+                    };
+                    check_recorded(&hooks, read.chat.ids.len() - start, start)?;
+                    let activation = read.activation(model, &hooks, start)?;
+                    done(
+                        plan,
+                        Some(RolloutOutput {
+                            activation,
+                            reply: generation.text,
+                            generated: generation.tokens.len(),
+                            stop: generation.stop,
+                            attempts: attempt + 1,
+                        }),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// [`run_rollouts_async`] over every plan, in order: the outputs in plan order.
+pub fn run_rollouts(
+    model: &Model,
+    sessions: &mut [Session],
+    plans: &[RolloutPlan],
+    opts: &BuildOptions,
+) -> Result<Vec<Option<RolloutOutput>>> {
+    let mut order = 0..plans.len();
+    let mut out = vec![None; plans.len()];
+    now_or_err(run_rollouts_async(
+        model,
+        sessions,
+        plans,
+        opts,
+        &mut || order.next(),
+        &mut |i, o| out[i] = o,
+    ))?;
+    Ok(out)
 }
 
 /// Role vectors, the default, the axis, projection percentiles, the fidelity report (with

@@ -2,6 +2,7 @@
 //! fidelity numbers, and the capping/steering options of `generate`.
 
 use anyhow::{Context, Result, bail};
+use axiscope::engine::backend::now_or_err;
 use axiscope::engine::chat::{Message, Role};
 use axiscope::engine::{Edit, Model, Session, StopReason};
 use axiscope::science::data::{self, Question, short_model_name};
@@ -52,6 +53,11 @@ pub struct BuildArgs {
     /// shared). The result does not depend on it.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Rollouts each job decodes together, one batched forward pass per token for all of
+    /// them (each has its own KV cache; the weights are read once per pass). The result does
+    /// not depend on it.
+    #[arg(long, default_value_t = DEFAULT_BATCH)]
+    pub batch: usize,
     /// Analysis layer for the PCA and the report (default: n_layers / 2).
     #[arg(long)]
     pub layer: Option<usize>,
@@ -197,16 +203,22 @@ fn fmt_secs(s: f64) -> String {
     }
 }
 
-/// Runs the rollouts on `jobs` sessions in parallel, printing progress on stderr. Results are
-/// in plan order; `None` marks a rollout whose replies were all empty.
+/// Rollouts a build job decodes together by default (`--batch`).
+const DEFAULT_BATCH: usize = 8;
+
+/// Runs the rollouts on `jobs` threads in parallel, each advancing `batch` sessions together,
+/// printing progress on stderr. Results are in plan order; `None` marks a rollout whose
+/// replies were all empty.
 fn run_rollouts(
     model: &Model,
     plans: &[RolloutPlan],
     opts: &BuildOptions,
     jobs: usize,
     threads: usize,
+    batch: usize,
 ) -> Result<Vec<Option<RolloutOutput>>> {
     let jobs = jobs.clamp(1, plans.len().max(1));
+    let batch = batch.clamp(1, plans.len().div_ceil(jobs).max(1));
     let next = AtomicUsize::new(0);
     struct Shared {
         results: Vec<Option<RolloutOutput>>,
@@ -232,45 +244,49 @@ fn run_rollouts(
                         return;
                     }
                 };
-                let mut session = Session::new(Box::new(backend));
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total || shared.lock().unwrap().error.is_some() {
-                        return;
-                    }
-                    let p = &plans[i];
-                    let out = pipeline::run_rollout(model, &mut session, p, opts);
-                    let mut s = shared.lock().unwrap();
-                    match out {
-                        Err(e) => {
-                            s.error.get_or_insert(anyhow::Error::from(e).context(format!("rollout {}/{}/{}", p.role, p.prompt_index, p.question_id)));
-                            return;
-                        }
-                        Ok(out) => {
-                            s.done += 1;
-                            let what = match &out {
-                                Some(o) => {
-                                    s.tokens += o.generated;
-                                    let stop = if o.stop == StopReason::EndOfTurn { "end" } else { "max" };
-                                    format!("{} tok ({stop})", o.generated)
-                                }
-                                None => "EMPTY reply, left out".to_string(),
-                            };
-                            s.results[i] = out;
-                            let el = t0.elapsed().as_secs_f64();
-                            let eta = el / s.done as f64 * (total - s.done) as f64;
-                            eprintln!(
-                                "[{:>4}/{total}] {} p{} q{}: {what} | {:.1} gen tok/s | {} elapsed, ETA {}",
-                                s.done,
-                                p.role,
-                                p.prompt_index,
-                                p.question_id,
-                                s.tokens as f64 / el,
-                                fmt_secs(el),
-                                fmt_secs(eta)
-                            );
-                        }
-                    }
+                // One load per job (its own threads); the batch's sessions share its weights.
+                let mut sessions: Vec<Session> = (1..batch)
+                    .map(|_| Session::new(Box::new(backend.fork())))
+                    .collect();
+                sessions.insert(0, Session::new(Box::new(backend)));
+                let ran = now_or_err(pipeline::run_rollouts_async(
+                    model,
+                    &mut sessions,
+                    plans,
+                    opts,
+                    &mut || {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        (i < total && shared.lock().unwrap().error.is_none()).then_some(i)
+                    },
+                    &mut |i, out| {
+                        let p = &plans[i];
+                        let mut s = shared.lock().unwrap();
+                        s.done += 1;
+                        let what = match &out {
+                            Some(o) => {
+                                s.tokens += o.generated;
+                                let stop = if o.stop == StopReason::EndOfTurn { "end" } else { "max" };
+                                format!("{} tok ({stop})", o.generated)
+                            }
+                            None => "EMPTY reply, left out".to_string(),
+                        };
+                        s.results[i] = out;
+                        let el = t0.elapsed().as_secs_f64();
+                        let eta = el / s.done as f64 * (total - s.done) as f64;
+                        eprintln!(
+                            "[{:>4}/{total}] {} p{} q{}: {what} | {:.1} gen tok/s | {} elapsed, ETA {}",
+                            s.done,
+                            p.role,
+                            p.prompt_index,
+                            p.question_id,
+                            s.tokens as f64 / el,
+                            fmt_secs(el),
+                            fmt_secs(eta)
+                        );
+                    },
+                ));
+                if let Err(e) = ran {
+                    shared.lock().unwrap().error.get_or_insert(e.into());
                 }
             });
         }
@@ -325,7 +341,7 @@ pub fn build(a: BuildArgs) -> Result<()> {
     let questions = pipeline::choose_questions(&all_questions, opts.questions_per_role, opts.seed)?;
     let plans = pipeline::plan_rollouts(&set.roles, Some(default), &questions, &opts)?;
     eprintln!(
-        "building: {} roles x {} prompts + default x {} prompts, {} questions each, {} tokens per reply: {} rollouts on {} job(s) x {} thread(s)",
+        "building: {} roles x {} prompts + default x {} prompts, {} questions each, {} tokens per reply: {} rollouts on {} job(s) x {} thread(s), {} at a time per job",
         set.roles.len(),
         opts.prompts_per_role,
         default.prompts.len(),
@@ -333,10 +349,11 @@ pub fn build(a: BuildArgs) -> Result<()> {
         opts.max_tokens,
         plans.len(),
         a.jobs,
-        a.threads
+        a.threads,
+        a.batch
     );
     let t0 = Instant::now();
-    let results = run_rollouts(&model, &plans, &opts, a.jobs, a.threads)?;
+    let results = run_rollouts(&model, &plans, &opts, a.jobs, a.threads, a.batch)?;
     let skipped = results.iter().filter(|r| r.is_none()).count();
     if let Some(path) = &a.replies {
         let mut f = std::io::BufWriter::new(
