@@ -7,12 +7,15 @@ pub enum Error {
     NotGguf(String),
     #[error("damaged GGUF file: {0}")]
     BadGguf(String),
-    #[error("unsupported architecture '{0}': axiscope runs llama and qwen2 models")]
+    #[error("unsupported architecture '{0}': axiscope runs llama, qwen2, qwen3 and gemma3 models")]
     UnsupportedArchitecture(String),
     #[error(
         "unsupported quantization {qtype} in tensor '{tensor}': axiscope runs F32, F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K"
     )]
     UnsupportedQuant { tensor: String, qtype: String },
+    /// Something in the file changes the computation in a way the engine does not apply.
+    #[error("the model file's {0} changes the computation and axiscope does not apply it")]
+    NotApplied(String),
     #[error("the model file has no tensor '{0}'")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {got:?}, expected {expected:?}")]

@@ -1,11 +1,12 @@
-//! The llama-family forward pass on the CPU (llama: SmolLM2, Llama 3; qwen2: Qwen2.5), written
+//! The llama-family forward pass on the CPU (llama: SmolLM2, Llama 3; qwen2: Qwen2.5; qwen3;
+//! gemma3, with its extra norms, GELU, sliding windows and soft-cap as small steps), written
 //! out plainly so every hook point is ours. Numerics follow llama.cpp's CPU path where it
 //! matters for agreement: activations quantized before each matmul (see `quant`), an f16 KV
 //! cache, queries and attention weights rounded to f16 before their products with it, RMSNorm
 //! summed in f64, RoPE angles advanced by repeated multiplication.
 
 use super::backend::{Backend, BatchStep};
-use super::config::{ModelConfig, RopeStyle};
+use super::config::{Activation, ModelConfig, RopeStyle};
 use super::error::{Error, Result};
 use super::gguf::GgufFile;
 use super::hooks::Hooks;
@@ -20,7 +21,11 @@ struct Layer {
     wk: QMatrix,
     wv: QMatrix,
     bias: Option<[Vec<f32>; 3]>,
+    /// Per-head RMSNorm weights for q and k (qwen3).
+    qk_norm: Option<[Vec<f32>; 2]>,
     wo: QMatrix,
+    /// Gemma: RMSNorm weights for the attention output and the MLP output.
+    post_norms: Option<[Vec<f32>; 2]>,
     ffn_norm: Vec<f32>,
     w_gate: QMatrix,
     w_up: QMatrix,
@@ -35,6 +40,8 @@ struct Weights {
     layers: Vec<Layer>,
     out_norm: Vec<f32>,
     output: QMatrix,
+    /// Llama 3.x rope scaling: each rotated pair's frequency is divided by its factor.
+    rope_freqs: Option<Vec<f32>>,
     threads: Threads,
 }
 
@@ -113,26 +120,44 @@ impl CpuModel {
     /// As [`CpuModel::load`], computing on `threads` (which may bring a row helper).
     pub fn load_with(f: &GgufFile, threads: Threads) -> Result<Self> {
         let cfg = ModelConfig::from_gguf(f)?;
-        let (d, kv, ffn) = (cfg.hidden, cfg.kv_dim(), cfg.ffn);
+        let (d, qd, kv, ffn) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn);
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
             let n = |s: &str| format!("blk.{l}.{s}");
             let bias = if cfg.qkv_bias {
                 Some([
-                    vector(f, &n("attn_q.bias"), d)?,
+                    vector(f, &n("attn_q.bias"), qd)?,
                     vector(f, &n("attn_k.bias"), kv)?,
                     vector(f, &n("attn_v.bias"), kv)?,
                 ])
             } else {
                 None
             };
+            let qk_norm = if cfg.qk_norm {
+                Some([
+                    vector(f, &n("attn_q_norm.weight"), cfg.head_dim)?,
+                    vector(f, &n("attn_k_norm.weight"), cfg.head_dim)?,
+                ])
+            } else {
+                None
+            };
+            let post_norms = if cfg.post_norms {
+                Some([
+                    vector(f, &n("post_attention_norm.weight"), d)?,
+                    vector(f, &n("post_ffw_norm.weight"), d)?,
+                ])
+            } else {
+                None
+            };
             layers.push(Layer {
+                post_norms,
                 attn_norm: vector(f, &n("attn_norm.weight"), d)?,
-                wq: matrix(f, &n("attn_q.weight"), d, d)?,
+                wq: matrix(f, &n("attn_q.weight"), qd, d)?,
                 wk: matrix(f, &n("attn_k.weight"), kv, d)?,
                 wv: matrix(f, &n("attn_v.weight"), kv, d)?,
                 bias,
-                wo: matrix(f, &n("attn_output.weight"), d, d)?,
+                qk_norm,
+                wo: matrix(f, &n("attn_output.weight"), d, qd)?,
                 ffn_norm: vector(f, &n("ffn_norm.weight"), d)?,
                 w_gate: matrix(f, &n("ffn_gate.weight"), ffn, d)?,
                 w_up: matrix(f, &n("ffn_up.weight"), ffn, d)?,
@@ -145,10 +170,16 @@ impl CpuModel {
         } else {
             matrix(f, "output.weight", cfg.vocab, d)?
         };
+        let rope_freqs = if cfg.rope_freqs {
+            Some(vector(f, "rope_freqs.weight", cfg.head_dim / 2)?)
+        } else {
+            None
+        };
         Ok(Self {
             cache: KvCache::new(cfg.n_layers),
             w: Arc::new(Weights {
                 out_norm: vector(f, "output_norm.weight", d)?,
+                rope_freqs,
                 threads,
                 embed,
                 layers,
@@ -185,14 +216,30 @@ pub(crate) fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Rotates each head of `x` (`[n_heads][head_dim]`) for absolute position `pos`.
-pub(crate) fn rope(x: &mut [f32], head_dim: usize, pos: usize, theta_base: f32, style: RopeStyle) {
+/// RMSNorm of each `w.len()`-wide row of `x` in place (a head for qwen3's q/k norm).
+fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let mut out = vec![0f32; x.len()];
+    rms_norm(x, w, eps, &mut out);
+    x.copy_from_slice(&out);
+}
+
+/// Rotates each head of `x` (`[n_heads][head_dim]`) for absolute position `pos`. Pair `i`'s
+/// angle is divided by `freq_factors[i]` when given (Llama 3.x scaling, as llama.cpp does).
+pub(crate) fn rope(
+    x: &mut [f32],
+    head_dim: usize,
+    pos: usize,
+    theta_base: f32,
+    style: RopeStyle,
+    freq_factors: Option<&[f32]>,
+) {
     let half = head_dim / 2;
     let theta_scale = theta_base.powf(-2.0 / head_dim as f32);
     let mut cs = Vec::with_capacity(half);
     let mut theta = pos as f32;
-    for _ in 0..half {
-        cs.push((theta.cos(), theta.sin()));
+    for i in 0..half {
+        let t = theta / freq_factors.map_or(1.0, |f| f[i]);
+        cs.push((t.cos(), t.sin()));
         theta *= theta_scale;
     }
     for h in x.chunks_exact_mut(head_dim) {
@@ -218,6 +265,40 @@ fn silu_mul(g: &mut [f32], u: &[f32]) {
         .for_each(|(a, &b)| *a = *a / (1.0 + (-*a).exp()) * b);
 }
 
+/// `g = gelu(g) * u` with GELU's tanh form, as ggml's CPU computes it: the input rounded to
+/// f16 and its GELU rounded to f16 (ggml reads a table of them), except beyond +-10.
+fn gelu_mul(g: &mut [f32], u: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044715;
+    let gelu = |x: f32| 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh());
+    for (a, &b) in g.iter_mut().zip(u) {
+        let x = *a;
+        let y = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x
+        } else {
+            f16::from_f32(gelu(f16::from_f32(x).to_f32())).to_f32()
+        };
+        *a = y * b;
+    }
+}
+
+/// The gated MLP's activation, in place on the gate: `g = act(g) * u`.
+fn activate(act: Activation, g: &mut [f32], u: &[f32]) {
+    match act {
+        Activation::Silu => silu_mul(g, u),
+        Activation::GeluTanh => gelu_mul(g, u),
+    }
+}
+
+/// Gemma's post-norm: RMSNorm of a sub-layer's output before it joins the residual stream.
+fn post_norm(y: &mut [f32], w: Option<&[f32]>, eps: f32) {
+    if let Some(w) = w {
+        rms_norm_in_place(y, w, eps);
+    }
+}
+
 impl Weights {
     /// Token embeddings, `[n][hidden]`.
     pub fn embed(&self, tokens: &[u32]) -> Vec<f32> {
@@ -225,6 +306,9 @@ impl Weights {
         let mut x = vec![0f32; tokens.len() * d];
         for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
             self.embed.dequantize_row(t as usize, row);
+        }
+        if let Some(s) = self.cfg.embed_scale {
+            x.iter_mut().for_each(|v| *v *= s);
         }
         x
     }
@@ -237,12 +321,12 @@ impl Weights {
     /// sequence gets the same bits alone or in a batch.
     fn run_blocks(&self, x: &mut [f32], seqs: &mut [Seq<'_>], layers: std::ops::Range<usize>) {
         let c = &self.cfg;
-        let (d, kvd, n) = (c.hidden, c.kv_dim(), x.len() / c.hidden);
+        let (d, qd, kvd, n) = (c.hidden, c.q_dim(), c.kv_dim(), x.len() / c.hidden);
         debug_assert_eq!(n, seqs.iter().map(|s| s.n).sum::<usize>());
         let pos: Vec<usize> = seqs.iter().flat_map(|s| s.pos..s.pos + s.n).collect();
         let mut xn = vec![0f32; n * d];
-        let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * kvd], vec![0f32; n * kvd]);
-        let mut att = vec![0f32; n * d];
+        let (mut q, mut k, mut v) = (vec![0f32; n * qd], vec![0f32; n * kvd], vec![0f32; n * kvd]);
+        let mut att = vec![0f32; n * qd];
         let mut proj = vec![0f32; n * d];
         let (mut g, mut u) = (vec![0f32; n * c.ffn], vec![0f32; n * c.ffn]);
         for l in layers {
@@ -252,42 +336,45 @@ impl Weights {
             layer.wk.matmul(&xn, &mut k, &self.threads);
             layer.wv.matmul(&xn, &mut v, &self.threads);
             if let Some([bq, bk, bv]) = &layer.bias {
-                q.chunks_exact_mut(d).for_each(|r| add_in_place(r, bq));
+                q.chunks_exact_mut(qd).for_each(|r| add_in_place(r, bq));
                 k.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bk));
                 v.chunks_exact_mut(kvd).for_each(|r| add_in_place(r, bv));
             }
-            for i in 0..n {
-                rope(
-                    &mut q[i * d..(i + 1) * d],
-                    c.head_dim,
-                    pos[i],
-                    c.rope_theta,
-                    c.rope_style,
-                );
-                rope(
-                    &mut k[i * kvd..(i + 1) * kvd],
-                    c.head_dim,
-                    pos[i],
-                    c.rope_theta,
-                    c.rope_style,
-                );
+            if let Some([qn, kn]) = &layer.qk_norm {
+                rms_norm_in_place(&mut q, qn, c.rms_eps);
+                rms_norm_in_place(&mut k, kn, c.rms_eps);
+            }
+            let (ff, theta) = (self.rope_freqs.as_deref(), c.rope_theta_at(l));
+            for (i, (qi, ki)) in q
+                .chunks_exact_mut(qd)
+                .zip(k.chunks_exact_mut(kvd))
+                .enumerate()
+            {
+                rope(qi, c.head_dim, pos[i], theta, c.rope_style, ff);
+                rope(ki, c.head_dim, pos[i], theta, c.rope_style, ff);
+            }
+            if let Some(s) = c.query_scale {
+                q.iter_mut().for_each(|v| *v *= s);
             }
             let mut r = 0;
             for s in seqs.iter_mut() {
-                let (kv_rows, rows) = (r * kvd..(r + s.n) * kvd, r * d..(r + s.n) * d);
+                let (kv_rows, rows) = (r * kvd..(r + s.n) * kvd, r * qd..(r + s.n) * qd);
                 let f16_round = |&a: &f32| f16::from_f32(a).to_f32();
                 s.cache.k[l].extend(k[kv_rows.clone()].iter().map(f16_round));
                 s.cache.v[l].extend(v[kv_rows].iter().map(f16_round));
                 self.attention(s.cache, l, &q[rows.clone()], s.pos, s.n, &mut att[rows]);
                 r += s.n;
             }
+            let post = layer.post_norms.as_ref();
             layer.wo.matmul(&att, &mut proj, &self.threads);
+            post_norm(&mut proj, post.map(|p| p[0].as_slice()), c.rms_eps);
             add_in_place(x, &proj);
             rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut xn);
             layer.w_gate.matmul(&xn, &mut g, &self.threads);
             layer.w_up.matmul(&xn, &mut u, &self.threads);
-            silu_mul(&mut g, &u);
+            activate(c.activation, &mut g, &u);
             layer.w_down.matmul(&g, &mut proj, &self.threads);
+            post_norm(&mut proj, post.map(|p| p[1].as_slice()), c.rms_eps);
             add_in_place(x, &proj);
             let mut rest = &mut x[..];
             for s in seqs.iter_mut() {
@@ -305,6 +392,11 @@ impl Weights {
         rms_norm(x, &self.out_norm, c.rms_eps, &mut normed);
         let mut logits = vec![0f32; x.len() / c.hidden * c.vocab];
         self.output.matmul(&normed, &mut logits, &self.threads);
+        if let Some(cap) = c.final_logit_softcap {
+            // ggml's order: scale by 1/cap, tanh, scale by cap.
+            let inv = 1.0 / cap;
+            logits.iter_mut().for_each(|v| *v = (*v * inv).tanh() * cap);
+        }
         logits
     }
 
@@ -321,20 +413,27 @@ impl Weights {
         let c = &self.cfg;
         let (hd, kvd) = (c.head_dim, c.kv_dim());
         let group = c.n_heads / c.n_kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
+        // With a query scale the queries were scaled already (see `run_blocks`).
+        let scale = match c.query_scale {
+            Some(_) => 1.0,
+            None => 1.0 / (hd as f32).sqrt(),
+        };
+        let window = c.window_at(l);
         let (kc, vc) = (&cache.k[l], &cache.v[l]);
         let mut scores = vec![0f32; pos + n];
         let mut q16 = vec![0f32; hd];
         let mut acc = vec![0f32; hd];
         for i in 0..n {
-            let len = pos + i + 1;
+            // Keys `first..pos + i + 1`: all earlier positions, or a local layer's window.
+            let first = window.map_or(0, |w| (pos + i + 1).saturating_sub(w));
+            let len = pos + i + 1 - first;
             for h in 0..c.n_heads {
                 let kvh = h / group;
                 let qh = &q[(i * c.n_heads + h) * hd..][..hd];
                 q16.iter_mut()
                     .zip(qh)
                     .for_each(|(a, &b)| *a = f16::from_f32(b).to_f32());
-                let keys = &kc[kvh * hd..];
+                let keys = &kc[first * kvd + kvh * hd..];
                 let mut groups = scores[..len].chunks_exact_mut(KEYS_AT_ONCE);
                 for (g, out) in (&mut groups).enumerate() {
                     out.copy_from_slice(&dots::<KEYS_AT_ONCE>(&q16, keys, g * KEYS_AT_ONCE, kvd));
@@ -357,7 +456,7 @@ impl Weights {
                 acc.iter_mut().for_each(|a| *a = 0.0);
                 for (j, &s) in scores[..len].iter().enumerate() {
                     let p = f16::from_f32(s * inv).to_f32();
-                    let v = &vc[j * kvd + kvh * hd..][..hd];
+                    let v = &vc[(first + j) * kvd + kvh * hd..][..hd];
                     acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b);
                 }
                 out[(i * c.n_heads + h) * hd..][..hd].copy_from_slice(&acc);

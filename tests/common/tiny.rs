@@ -30,7 +30,7 @@ fn weights(rows: usize, cols: usize, dtype: GgmlDType, seed: usize) -> QTensor {
     .unwrap()
 }
 
-fn ones(n: usize) -> QTensor {
+pub fn ones(n: usize) -> QTensor {
     QTensor::quantize(
         &Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).unwrap(),
         GgmlDType::F32,
@@ -39,14 +39,24 @@ fn ones(n: usize) -> QTensor {
 }
 
 pub fn tiny_model() -> Vec<u8> {
+    tiny_model_with("llama", Vec::new(), Vec::new())
+}
+
+/// The tiny model as architecture `arch` (its hyper-parameters under that name), with
+/// `extra_md` added (replacing a key of the same name) and `extra_tensors` added.
+pub fn tiny_model_with(
+    arch: &str,
+    extra_md: Vec<(String, Value)>,
+    extra_tensors: Vec<(String, QTensor)>,
+) -> Vec<u8> {
     let mut tokens: Vec<String> = (0..=255u8).map(byte_token).collect();
     tokens.extend(["hi", "<|im_start|>", "<|im_end|>"].map(String::from));
     let vocab = tokens.len();
     let types: Vec<Value> = (0..vocab)
         .map(|i| Value::I32(if i < 257 { 1 } else { 3 }))
         .collect();
-    let h = "llama";
-    let md: Vec<(String, Value)> = vec![
+    let h = arch;
+    let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(h.into())),
         ("general.name".into(), Value::String("tiny".into())),
         (format!("{h}.block_count"), Value::U32(LAYERS as u32)),
@@ -108,6 +118,9 @@ pub fn tiny_model() -> Vec<u8> {
             weights(HIDDEN, 128, GgmlDType::Q4_1, 7),
         ));
     }
+    md.retain(|(k, _)| !extra_md.iter().any(|(e, _)| e == k));
+    md.extend(extra_md);
+    ts.extend(extra_tensors);
     let mut cur = std::io::Cursor::new(Vec::new());
     let mdr: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tsr: Vec<(&str, &QTensor)> = ts.iter().map(|(k, v)| (k.as_str(), v)).collect();

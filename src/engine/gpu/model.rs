@@ -54,7 +54,7 @@ use super::matmul::{Linear, Tokens};
 use super::norm::rms_norm;
 use super::rope::{RopeMode, rope};
 use super::{GpuContext, GpuError, GpuMatrix, Kernel, Step};
-use crate::engine::config::{ModelConfig, RopeStyle};
+use crate::engine::config::{Activation, ModelConfig, RopeStyle};
 use crate::engine::error::{Error, Result};
 use crate::engine::gguf::GgufFile;
 use crate::engine::hooks::{Edit, EditOp, Hooks};
@@ -177,6 +177,34 @@ fn staging(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
     })
 }
 
+/// What the CPU engine applies and these kernels do not yet: refused with the reason, so the
+/// browser falls back to the CPU engine and says why.
+fn check_supported(c: &ModelConfig) -> Result<()> {
+    let gemma_steps = c.post_norms
+        || c.sliding_window.is_some()
+        || c.embed_scale.is_some()
+        || c.query_scale.is_some()
+        || c.final_logit_softcap.is_some()
+        || c.activation != Activation::Silu;
+    let missing = if gemma_steps {
+        Some("gemma3's layers (post-norms, GELU, sliding windows, scales, soft-cap)")
+    } else if c.qk_norm {
+        Some("the per-head q/k norms of qwen3")
+    } else if c.rope_freqs {
+        Some("Llama 3 rope scaling (rope_freqs.weight)")
+    } else if c.q_dim() != c.hidden {
+        Some("attention heads wider than the hidden size divided by the head count")
+    } else {
+        None
+    };
+    match missing {
+        Some(what) => Err(Error::Gpu(format!(
+            "the WebGPU backend does not apply {what} yet"
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl GpuModel {
     /// Loads the model onto `ctx`'s device with the default sizes.
     pub fn load(f: &GgufFile, ctx: Arc<GpuContext>) -> Result<Self> {
@@ -192,6 +220,7 @@ impl GpuModel {
 
     pub fn load_with(f: &GgufFile, ctx: Arc<GpuContext>, opts: GpuModelOptions) -> Result<Self> {
         let mut cfg = ModelConfig::from_gguf(f)?;
+        check_supported(&cfg)?;
         if opts.max_context == 0 || opts.max_chunk == 0 {
             return Err(Error::Invalid(
                 "GPU cache length and chunk size must be positive".into(),
