@@ -467,7 +467,7 @@ pub async fn run_rollout_async(
         std::slice::from_mut(session),
         std::slice::from_ref(plan),
         opts,
-        &mut || first.take(),
+        &mut |_| first.take(),
         &mut |_, o| out = o,
     )
     .await?;
@@ -542,7 +542,8 @@ impl Slot {
 
 /// Runs rollouts on `sessions`, one per session at a time, all sessions advancing together
 /// through batched forward calls (see [`crate::engine::backend::forward_batch`]): each free
-/// session takes the plan index `next()` gives, generates its reply, then reads it back
+/// session takes the plan index `next(its previous plan)` gives (see [`PlanQueue`]), generates
+/// its reply, then reads it back
 /// teacher-forced; `done(index, output)` gets each finished rollout (`None`: every reply was
 /// empty). Every rollout's tokens and activation are those [`run_rollout`] gives it alone, bit
 /// for bit, whatever the batch and the order.
@@ -551,10 +552,12 @@ pub async fn run_rollouts_async(
     sessions: &mut [Session],
     plans: &[RolloutPlan],
     opts: &BuildOptions,
-    next: &mut dyn FnMut() -> Option<usize>,
+    next: &mut dyn FnMut(Option<usize>) -> Option<usize>,
     done: &mut dyn FnMut(usize, Option<RolloutOutput>),
 ) -> Result<()> {
     let mut slots: Vec<Slot> = sessions.iter().map(|_| Slot::Idle).collect();
+    // Each session's last plan, so it can be given the next one with the same prompt.
+    let mut last: Vec<Option<usize>> = vec![None; sessions.len()];
     let named = |plan: usize, e: crate::engine::Error| {
         let p = &plans[plan];
         let e = match e {
@@ -567,9 +570,9 @@ pub async fn run_rollouts_async(
         ))
     };
     loop {
-        for slot in &mut slots {
+        for (slot, last) in slots.iter_mut().zip(&mut last) {
             if matches!(slot, Slot::Idle)
-                && let Some(i) = next()
+                && let Some(i) = next(*last)
             {
                 if i >= plans.len() {
                     return Err(Error::Invalid(format!(
@@ -578,6 +581,7 @@ pub async fn run_rollouts_async(
                     )));
                 }
                 *slot = Slot::generating(model, plans, i, 0, opts)?;
+                *last = Some(i);
             }
         }
         let mut steps = Vec::with_capacity(slots.len());
@@ -687,6 +691,39 @@ pub async fn run_rollouts_async(
     }
 }
 
+/// Hands out a build's plans to sessions (of one batch or of several jobs: it is shared):
+/// a session that just finished plan `i` gets `i + 1` when that is still free and has the
+/// same system prompt, whose cached tokens the session then reuses; otherwise the first free
+/// plan. Which session runs a plan changes no result, only the work.
+pub struct PlanQueue<'a> {
+    plans: &'a [RolloutPlan],
+    taken: std::sync::Mutex<(Vec<bool>, usize)>,
+}
+
+impl<'a> PlanQueue<'a> {
+    pub fn new(plans: &'a [RolloutPlan]) -> Self {
+        Self {
+            plans,
+            taken: std::sync::Mutex::new((vec![false; plans.len()], 0)),
+        }
+    }
+
+    /// The next plan for a session whose last plan was `prev`, or `None` when all are taken.
+    pub fn take(&self, prev: Option<usize>) -> Option<usize> {
+        let mut guard = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let (taken, first_free) = &mut *guard;
+        let follow = prev.map(|i| i + 1).filter(|&j| {
+            j < self.plans.len() && !taken[j] && self.plans[j].system == self.plans[j - 1].system
+        });
+        while *first_free < taken.len() && taken[*first_free] {
+            *first_free += 1;
+        }
+        let i = follow.or((*first_free < taken.len()).then_some(*first_free))?;
+        taken[i] = true;
+        Some(i)
+    }
+}
+
 /// [`run_rollouts_async`] over every plan, in order: the outputs in plan order.
 pub fn run_rollouts(
     model: &Model,
@@ -694,14 +731,14 @@ pub fn run_rollouts(
     plans: &[RolloutPlan],
     opts: &BuildOptions,
 ) -> Result<Vec<Option<RolloutOutput>>> {
-    let mut order = 0..plans.len();
+    let queue = PlanQueue::new(plans);
     let mut out = vec![None; plans.len()];
     now_or_err(run_rollouts_async(
         model,
         sessions,
         plans,
         opts,
-        &mut || order.next(),
+        &mut |prev| queue.take(prev),
         &mut |i, o| out[i] = o,
     ))?;
     Ok(out)
@@ -1048,6 +1085,39 @@ mod tests {
         assert!(plan_rollouts(&[role(DEFAULT_ROLE, 1)], Some(&default), &chosen, &opts).is_err());
         assert!(plan_rollouts(&roles, Some(&role("a", 1)), &chosen, &opts).is_err());
         assert!(plan_rollouts(&roles, Some(&default), &[], &opts).is_err());
+    }
+
+    #[test]
+    fn the_queue_keeps_a_session_on_its_prompt_and_hands_out_every_plan_once() {
+        let opts = BuildOptions {
+            prompts_per_role: 2,
+            questions_per_role: 2,
+            ..BuildOptions::quick()
+        };
+        let chosen = choose_questions(&qs(4), 2, 0).unwrap();
+        // a/0: plans 0 1, a/1: 2 3, b/0: 4 5.
+        let plans = plan_rollouts(&[role("a", 2), role("b", 1)], None, &chosen, &opts).unwrap();
+        let q = PlanQueue::new(&plans);
+        let (s0, s1) = (q.take(None), q.take(None));
+        assert_eq!((s0, s1), (Some(0), Some(1)));
+        // Session 1 finished plan 1: plan 2 has another prompt, so the first free one (2).
+        assert_eq!(q.take(Some(1)), Some(2));
+        // Session 0 finished plan 0: plan 1 is taken; first free is 3.
+        assert_eq!(q.take(Some(0)), Some(3));
+        assert_eq!(q.take(None), Some(4));
+        // Plan 3 -> 4 would change prompt anyway; 4 -> 5 keeps it.
+        assert_eq!(q.take(Some(4)), Some(5));
+        assert_eq!(q.take(Some(2)), None);
+        let q = PlanQueue::new(&plans);
+        let mut got = vec![q.take(None).unwrap()];
+        while let Some(i) = q.take(got.last().copied()) {
+            got.push(i);
+        }
+        assert_eq!(
+            got,
+            (0..6).collect::<Vec<_>>(),
+            "one session runs them in order"
+        );
     }
 
     #[test]

@@ -16,7 +16,6 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::engine_cmds::load;
@@ -219,7 +218,7 @@ fn run_rollouts(
 ) -> Result<Vec<Option<RolloutOutput>>> {
     let jobs = jobs.clamp(1, plans.len().max(1));
     let batch = batch.clamp(1, plans.len().div_ceil(jobs).max(1));
-    let next = AtomicUsize::new(0);
+    let queue = pipeline::PlanQueue::new(plans);
     struct Shared {
         results: Vec<Option<RolloutOutput>>,
         done: usize,
@@ -254,9 +253,11 @@ fn run_rollouts(
                     &mut sessions,
                     plans,
                     opts,
-                    &mut || {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        (i < total && shared.lock().unwrap().error.is_none()).then_some(i)
+                    &mut |prev| {
+                        if shared.lock().unwrap().error.is_some() {
+                            return None;
+                        }
+                        queue.take(prev)
                     },
                     &mut |i, out| {
                         let p = &plans[i];
