@@ -213,3 +213,24 @@ fn llama3_fixture_detects_ignored_rope_freqs() {
     eprintln!("llama3 without its rope factors: max |logit diff| {worst:.3}");
     assert!(worst > 4.0 * LOGIT_TOL, "only {worst}");
 }
+
+/// The WebGPU backend refuses, naming it, what its kernels do not apply (the browser then runs
+/// the CPU engine and shows the reason), and accepts qwen2, which it does apply.
+#[cfg(not(target_arch = "wasm32"))]
+mod gpu {
+    use super::*;
+    use axiscope::engine::gpu::model::check_supported;
+
+    #[test]
+    fn unsupported_features_are_refused_with_the_reason() {
+        for (name, what) in [
+            ("llama3", "rope scaling (rope_freqs.weight)"),
+            ("qwen3", "q/k norms of qwen3"),
+            ("gemma3", "gemma3's layers"),
+        ] {
+            let e = check_supported(&fixture(name).model.config).unwrap_err();
+            assert!(e.to_string().contains(what), "{name}: {e}");
+        }
+        check_supported(&fixture("qwen2").model.config).unwrap();
+    }
+}

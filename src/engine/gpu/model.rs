@@ -179,7 +179,7 @@ fn staging(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
 
 /// What the CPU engine applies and these kernels do not yet: refused with the reason, so the
 /// browser falls back to the CPU engine and says why.
-fn check_supported(c: &ModelConfig) -> Result<()> {
+pub fn check_supported(c: &ModelConfig) -> Result<()> {
     let gemma_steps = c.post_norms
         || c.sliding_window.is_some()
         || c.embed_scale.is_some()
