@@ -230,9 +230,13 @@ def check_transcripts(root, strict, errors, summary):
         if users == 0 and not bad:
             errors.append(f"{path}: no user turns")
         if strict:
+            # <kind>.json is the app's preset; <kind>-<n>.json are more of the same kind,
+            # for the drift statistics (bundles/reproduce.py).
             stem = fname[: -len(".json")]
-            if obj.get("kind") != stem:
-                errors.append(f"{path}: 'kind' is {obj.get('kind')!r}, expected {stem!r}")
+            kind, _, n = stem.partition("-")
+            if obj.get("kind") != kind or kind not in TRANSCRIPT_KINDS or (n and not n.isdigit()):
+                errors.append(f"{path}: 'kind' is {obj.get('kind')!r}, expected {kind!r} "
+                              f"(files are <kind>.json or <kind>-<n>.json, kind one of {TRANSCRIPT_KINDS})")
             if not nonempty_str(obj.get("title")):
                 errors.append(f"{path}: needs a non-empty 'title'")
             if users != USER_TURNS:

@@ -6,8 +6,8 @@ mod common;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use std::path::PathBuf;
 use common::cli;
+use std::path::PathBuf;
 
 fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("axiscope-bad-input-{}", std::process::id()));
@@ -30,7 +30,6 @@ fn tensor(dtype: GgmlDType, shape: (usize, usize)) -> QTensor {
     let t = Tensor::ones(shape, candle_core::DType::F32, &Device::Cpu).unwrap();
     QTensor::quantize(&t, dtype).unwrap()
 }
-
 
 fn assert_clean_error(args: &[&str], expect: &str) {
     let (ok, err) = cli(args);

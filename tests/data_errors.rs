@@ -53,7 +53,6 @@ fn questions(name: &str, n: usize) -> String {
 
 const GOOD_ROLE: &str = r#"{"instruction": [{"pos": "Be a cat."}]}"#;
 
-
 /// The run fails with exactly one line, holding every one of `expect`.
 fn fails_with(args: &[&str], expect: &[&str]) {
     let (ok, err) = cli(args);
@@ -61,7 +60,9 @@ fn fails_with(args: &[&str], expect: &[&str]) {
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     let last = err.trim().lines().last().unwrap_or("");
     assert!(
-        err.trim().lines().all(|l| l == last || l.starts_with("building:")),
+        err.trim()
+            .lines()
+            .all(|l| l == last || l.starts_with("building:")),
         "{args:?}: one error line expected: {err}"
     );
     for e in expect {
@@ -72,8 +73,18 @@ fn fails_with(args: &[&str], expect: &[&str]) {
 fn build(roles: &str, questions: &str) -> Vec<String> {
     let out = scratch().join("never.axb").display().to_string();
     [
-        "build", "--model", &model(), "--roles", roles, "--questions", questions,
-        "--quick", "--max-tokens", "2", "--out", &out,
+        "build",
+        "--model",
+        &model(),
+        "--roles",
+        roles,
+        "--questions",
+        questions,
+        "--quick",
+        "--max-tokens",
+        "2",
+        "--out",
+        &out,
     ]
     .map(String::from)
     .to_vec()
@@ -89,51 +100,124 @@ fn bad_role_files() {
     let q = questions("q.jsonl", 3);
     let cases: &[(&str, &str, &[&str])] = &[
         // Malformed JSON: file, line and column of the fault.
-        ("syntax", "{\"instruction\": [\n  {\"pos\": \"a\"},\n  {\"pos\": }\n]}", &["bad.json:3:", "expected value"]),
-        ("missing", "{\"instructions\": [{\"pos\": \"a\"}]}", &["bad.json:1:", "missing field `instruction`"]),
-        ("wrongtype", "{\"instruction\": [{\"pos\": 3}]}", &["bad.json:1:", "expected a string"]),
-        ("noprompt", "{\"instruction\": []}", &["bad.json", "holds no prompt"]),
-        ("emptypos", "{\"instruction\": [{\"pos\": \"  \"}]}", &["bad.json", "instruction[0].pos is empty"]),
+        (
+            "syntax",
+            "{\"instruction\": [\n  {\"pos\": \"a\"},\n  {\"pos\": }\n]}",
+            &["bad.json:3:", "expected value"],
+        ),
+        (
+            "missing",
+            "{\"instructions\": [{\"pos\": \"a\"}]}",
+            &["bad.json:1:", "missing field `instruction`"],
+        ),
+        (
+            "wrongtype",
+            "{\"instruction\": [{\"pos\": 3}]}",
+            &["bad.json:1:", "expected a string"],
+        ),
+        (
+            "noprompt",
+            "{\"instruction\": []}",
+            &["bad.json", "holds no prompt"],
+        ),
+        (
+            "emptypos",
+            "{\"instruction\": [{\"pos\": \"  \"}]}",
+            &["bad.json", "instruction[0].pos is empty"],
+        ),
         ("emptyfile", "", &["bad.json:1:", "EOF"]),
-        ("notjson", "pos: a pirate\n", &["bad.json:1:", "expected value"]),
+        (
+            "notjson",
+            "pos: a pirate\n",
+            &["bad.json:1:", "expected value"],
+        ),
     ];
     for (dir, text, expect) in cases {
-        let r = roles(&format!("roles-{dir}"), &[("cat", GOOD_ROLE), ("bad", text)]);
+        let r = roles(
+            &format!("roles-{dir}"),
+            &[("cat", GOOD_ROLE), ("bad", text)],
+        );
         fails_building(&r, &q, expect);
     }
     // Not UTF-8: the line of the first bad byte.
-    let r = roles("roles-latin1", &[("bad", "{\"instruction\":\n [{\"pos\": \"caf\u{e9}\"}]}")]);
-    write("roles-latin1/bad.json", b"{\"instruction\":\n [{\"pos\": \"caf\xe9\"}]}");
+    let r = roles(
+        "roles-latin1",
+        &[("bad", "{\"instruction\":\n [{\"pos\": \"caf\u{e9}\"}]}")],
+    );
+    write(
+        "roles-latin1/bad.json",
+        b"{\"instruction\":\n [{\"pos\": \"caf\xe9\"}]}",
+    );
     fails_building(&r, &q, &["bad.json:2: not UTF-8"]);
     // A folder without roles, without default.json, a missing folder.
     let empty = scratch().join("roles-empty");
     std::fs::create_dir_all(&empty).unwrap();
-    fails_building(&empty.display().to_string(), &q, &["roles-empty", "no role files"]);
+    fails_building(
+        &empty.display().to_string(),
+        &q,
+        &["roles-empty", "no role files"],
+    );
     write("roles-nodefault/cat.json", GOOD_ROLE);
     let nd = scratch().join("roles-nodefault").display().to_string();
     fails_building(&nd, &q, &["roles-nodefault", "no default.json"]);
     let only_default = roles("roles-onlydefault", &[]);
-    fails_building(&only_default, &q, &["roles-onlydefault", "no role files besides default.json"]);
-    fails_building("/nonexistent/roles", &q, &["/nonexistent/roles", "No such file"]);
+    fails_building(
+        &only_default,
+        &q,
+        &["roles-onlydefault", "no role files besides default.json"],
+    );
+    fails_building(
+        "/nonexistent/roles",
+        &q,
+        &["/nonexistent/roles", "No such file"],
+    );
 }
 
 #[test]
 fn bad_question_files() {
     let r = roles("roles-ok", &[("cat", GOOD_ROLE)]);
     let cases: &[(&str, &str, &[&str])] = &[
-        ("syntax.jsonl", "{\"question\": \"a?\", \"id\": 0}\n{\"question\": \"b?\" \"id\": 1}\n", &["syntax.jsonl:2:", "expected"]),
-        ("noid.jsonl", "{\"question\": \"a?\", \"id\": 0}\n\n{\"question\": \"b?\"}\n", &["noid.jsonl:3:", "missing field `id`"]),
-        ("negid.jsonl", "{\"question\": \"a?\", \"id\": -1}\n", &["negid.jsonl:1:", "invalid value"]),
-        ("dup.jsonl", "{\"question\": \"a?\", \"id\": 0}\n{\"question\": \"b?\", \"id\": 0}\n", &["dup.jsonl:2:", "used twice"]),
-        ("empty.jsonl", "{\"question\": \" \", \"id\": 0}\n", &["empty.jsonl:1:", "the question is empty"]),
+        (
+            "syntax.jsonl",
+            "{\"question\": \"a?\", \"id\": 0}\n{\"question\": \"b?\" \"id\": 1}\n",
+            &["syntax.jsonl:2:", "expected"],
+        ),
+        (
+            "noid.jsonl",
+            "{\"question\": \"a?\", \"id\": 0}\n\n{\"question\": \"b?\"}\n",
+            &["noid.jsonl:3:", "missing field `id`"],
+        ),
+        (
+            "negid.jsonl",
+            "{\"question\": \"a?\", \"id\": -1}\n",
+            &["negid.jsonl:1:", "invalid value"],
+        ),
+        (
+            "dup.jsonl",
+            "{\"question\": \"a?\", \"id\": 0}\n{\"question\": \"b?\", \"id\": 0}\n",
+            &["dup.jsonl:2:", "used twice"],
+        ),
+        (
+            "empty.jsonl",
+            "{\"question\": \" \", \"id\": 0}\n",
+            &["empty.jsonl:1:", "the question is empty"],
+        ),
         ("blank.jsonl", "\n\n", &["blank.jsonl", "no questions"]),
-        ("array.json", "[{\"question\": \"a?\", \"id\": 0}]\n", &["array.json:1:", "invalid type"]),
+        (
+            "array.json",
+            "[{\"question\": \"a?\", \"id\": 0}]\n",
+            &["array.json:1:", "invalid type"],
+        ),
     ];
     for (name, text, expect) in cases {
         let q = write(name, text);
         fails_building(&r, &q, expect);
     }
-    fails_building(&r, "/nonexistent/q.jsonl", &["/nonexistent/q.jsonl", "No such file"]);
+    fails_building(
+        &r,
+        "/nonexistent/q.jsonl",
+        &["/nonexistent/q.jsonl", "No such file"],
+    );
 }
 
 /// A huge file is refused from its size, before it is read: a sparse 5 GB file costs no disk
@@ -147,15 +231,27 @@ fn huge_data_files_are_refused_before_reading() {
         .set_len(5_000_000_000)
         .unwrap();
     let t0 = std::time::Instant::now();
-    fails_building(&r, &huge.display().to_string(), &["huge.jsonl", "4769 MB is too big", "at most 16 MB"]);
-    assert!(t0.elapsed().as_secs() < 20, "{:?}: was the file read?", t0.elapsed());
+    fails_building(
+        &r,
+        &huge.display().to_string(),
+        &["huge.jsonl", "4769 MB is too big", "at most 16 MB"],
+    );
+    assert!(
+        t0.elapsed().as_secs() < 20,
+        "{:?}: was the file read?",
+        t0.elapsed()
+    );
     let big_role = scratch().join("roles-huge");
     roles("roles-huge", &[("cat", GOOD_ROLE)]);
     std::fs::File::create(big_role.join("giant.json"))
         .unwrap()
         .set_len(17 << 20)
         .unwrap();
-    fails_building(&big_role.display().to_string(), &questions("q2.jsonl", 2), &["giant.json", "17 MB is too big"]);
+    fails_building(
+        &big_role.display().to_string(),
+        &questions("q2.jsonl", 2),
+        &["giant.json", "17 MB is too big"],
+    );
     // Just under the limit is read (and then fails as JSON, at its first byte).
     let mut near = vec![b' '; (16 << 20) - 1];
     near.push(b'x');
@@ -167,7 +263,13 @@ fn huge_data_files_are_refused_before_reading() {
 fn tiny_bundle() -> &'static str {
     static B: OnceLock<String> = OnceLock::new();
     B.get_or_init(|| {
-        let r = roles("roles-bundle", &[("cat", GOOD_ROLE), ("dog", r#"{"instruction": [{"pos": "Be a dog."}]}"#)]);
+        let r = roles(
+            "roles-bundle",
+            &[
+                ("cat", GOOD_ROLE),
+                ("dog", r#"{"instruction": [{"pos": "Be a dog."}]}"#),
+            ],
+        );
         let q = questions("qb.jsonl", 2);
         let out = scratch().join("tiny.axb").display().to_string();
         let mut args = build(&r, &q);
@@ -182,29 +284,96 @@ fn tiny_bundle() -> &'static str {
 fn bad_transcripts() {
     let b = tiny_bundle();
     let cases: &[(&str, &str, &[&str])] = &[
-        ("syntax.json", "{\"conversation\": [\n {\"role\": \"user\", \"content\": \"hi\"},,\n]}", &["syntax.json:2:", "expected value"]),
-        ("nofield.json", "{\"messages\": []}", &["nofield.json:1:", "missing field `conversation`"]),
-        ("nocontent.json", "{\"conversation\": [{\"role\": \"user\"}]}", &["nocontent.json:1:", "missing field `content`"]),
-        ("badrole.json", "{\"conversation\": [{\"role\": \"robot\", \"content\": \"x\"}]}", &["badrole.json", "conversation[0]", "\"robot\""]),
-        ("emptyturn.json", "{\"conversation\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"\"}]}", &["emptyturn.json", "conversation[1]: empty content"]),
-        ("assistantfirst.json", "{\"conversation\": [{\"role\": \"assistant\", \"content\": \"hi\"}]}", &["assistantfirst.json", "must start with a user turn"]),
-        ("nouser.json", "{\"conversation\": []}", &["nouser.json", "no user turn"]),
-        ("latesystem.json", "{\"conversation\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"system\", \"content\": \"b\"}]}", &["latesystem.json", "may only come first"]),
+        (
+            "syntax.json",
+            "{\"conversation\": [\n {\"role\": \"user\", \"content\": \"hi\"},,\n]}",
+            &["syntax.json:2:", "expected value"],
+        ),
+        (
+            "nofield.json",
+            "{\"messages\": []}",
+            &["nofield.json:1:", "missing field `conversation`"],
+        ),
+        (
+            "nocontent.json",
+            "{\"conversation\": [{\"role\": \"user\"}]}",
+            &["nocontent.json:1:", "missing field `content`"],
+        ),
+        (
+            "badrole.json",
+            "{\"conversation\": [{\"role\": \"robot\", \"content\": \"x\"}]}",
+            &["badrole.json", "conversation[0]", "\"robot\""],
+        ),
+        (
+            "emptyturn.json",
+            "{\"conversation\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"\"}]}",
+            &["emptyturn.json", "conversation[1]: empty content"],
+        ),
+        (
+            "assistantfirst.json",
+            "{\"conversation\": [{\"role\": \"assistant\", \"content\": \"hi\"}]}",
+            &["assistantfirst.json", "must start with a user turn"],
+        ),
+        (
+            "nouser.json",
+            "{\"conversation\": []}",
+            &["nouser.json", "no user turn"],
+        ),
+        (
+            "latesystem.json",
+            "{\"conversation\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"system\", \"content\": \"b\"}]}",
+            &["latesystem.json", "may only come first"],
+        ),
     ];
     for (name, text, expect) in cases {
         let t = write(name, text);
-        fails_with(&["project", "--model", &model(), "--bundle", b, "--transcript", &t], expect);
+        fails_with(
+            &[
+                "project",
+                "--model",
+                &model(),
+                "--bundle",
+                b,
+                "--transcript",
+                &t,
+            ],
+            expect,
+        );
     }
     // Placing new roles reads role files the same way.
-    let r = roles("roles-place", &[("bad", "{\"instruction\": [{\"pos\": 1}]}")]);
+    let r = roles(
+        "roles-place",
+        &[("bad", "{\"instruction\": [{\"pos\": 1}]}")],
+    );
     let q = questions("qp.jsonl", 2);
     fails_with(
-        &["project", "--model", &model(), "--bundle", b, "--roles", &r, "--questions", &q],
+        &[
+            "project",
+            "--model",
+            &model(),
+            "--bundle",
+            b,
+            "--roles",
+            &r,
+            "--questions",
+            &q,
+        ],
         &["bad.json:1:", "expected a string"],
     );
     // And a good transcript projects: the failures above are the files' fault.
-    let t = write("good.json", "{\"conversation\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}");
-    let (ok, err) = cli(&["project", "--model", &model(), "--bundle", b, "--transcript", &t]);
+    let t = write(
+        "good.json",
+        "{\"conversation\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}",
+    );
+    let (ok, err) = cli(&[
+        "project",
+        "--model",
+        &model(),
+        "--bundle",
+        b,
+        "--transcript",
+        &t,
+    ]);
     assert!(ok, "{err}");
 }
 
@@ -248,20 +417,50 @@ fn peak_rss_kb(args: &[&str]) -> u64 {
 #[test]
 fn a_thousand_rollouts_do_not_grow_memory() {
     let names: Vec<(String, String)> = (0..19)
-        .map(|i| (format!("r{i:02}"), format!("{{\"instruction\": [{{\"pos\": \"Be r{i}.\"}}]}}")))
+        .map(|i| {
+            (
+                format!("r{i:02}"),
+                format!("{{\"instruction\": [{{\"pos\": \"Be r{i}.\"}}]}}"),
+            )
+        })
         .collect();
-    let files: Vec<(&str, &str)> = names.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let files: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     let r = roles("roles-soak", &files);
     let q = questions("qsoak.jsonl", 50);
     let run = |per_role: &str| {
-        let out = scratch().join(format!("soak-{per_role}.axb")).display().to_string();
+        let out = scratch()
+            .join(format!("soak-{per_role}.axb"))
+            .display()
+            .to_string();
         peak_rss_kb(&[
-            "build", "--model", &model(), "--roles", &r, "--questions", &q, "--prompts-per-role", "1",
-            "--questions-per-role", per_role, "--max-tokens", "4", "--out", &out,
+            "build",
+            "--model",
+            &model(),
+            "--roles",
+            &r,
+            "--questions",
+            &q,
+            "--prompts-per-role",
+            "1",
+            "--questions-per-role",
+            per_role,
+            "--max-tokens",
+            "4",
+            "--out",
+            &out,
         ])
     };
     let (small, large) = (run("5"), run("50"));
-    eprintln!("tiny-model build peak RSS: 100 rollouts {small} kB, 1000 rollouts {large} kB, growth {} kB", large as i64 - small as i64);
+    eprintln!(
+        "tiny-model build peak RSS: 100 rollouts {small} kB, 1000 rollouts {large} kB, growth {} kB",
+        large as i64 - small as i64
+    );
     assert!(small > 1000, "RSS not measured: {small} kB");
-    assert!(large <= small + 2048, "peak RSS grew {small} -> {large} kB over 900 more rollouts");
+    assert!(
+        large <= small + 2048,
+        "peak RSS grew {small} -> {large} kB over 900 more rollouts"
+    );
 }

@@ -413,7 +413,11 @@ fn mutated_real_model_headers_never_panic() {
         // Cut files reach 4.2x: the parsed vocabulary costs more than its bytes on disk.
         assert!(t.worst_alloc_ratio < 8.0, "{}", t.worst_alloc_ratio);
     }
-    assert!(prefix.worst_alloc_over_input < 16 << 20, "{}", prefix.worst_alloc_over_input);
+    assert!(
+        prefix.worst_alloc_over_input < 16 << 20,
+        "{}",
+        prefix.worst_alloc_over_input
+    );
     assert!(prefix.distinct.len() >= 8, "{:?}", prefix.distinct);
     assert!(whole.distinct.len() >= 3, "{:?}", whole.distinct);
 }
@@ -491,6 +495,10 @@ fn hand_made_headers_never_panic() {
     }
     t.report("hand-made headers");
     assert!(t.slowest < Duration::from_secs(1), "{:?}", t.slowest);
-    assert!(t.worst_alloc_over_input < 1 << 20, "{}", t.worst_alloc_over_input);
+    assert!(
+        t.worst_alloc_over_input < 1 << 20,
+        "{}",
+        t.worst_alloc_over_input
+    );
     assert!(t.distinct.len() >= 10, "{:?}", t.distinct);
 }

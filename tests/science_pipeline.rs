@@ -198,7 +198,27 @@ struct Tiny {
     roles: PathBuf,
     path: PathBuf,
     replies: PathBuf,
+    cache: PathBuf,
     bundle: Bundle,
+}
+
+/// `axiscope build` of the tiny role set (seed 5, quick) with `extra` options.
+fn build_tiny(roles: &std::path::Path, extra: &[&str]) -> String {
+    let model = default_model_path();
+    let mut a = vec![
+        "build",
+        "--model",
+        model.to_str().unwrap(),
+        "--roles",
+        roles.to_str().unwrap(),
+        "--quick",
+        "--jobs",
+        "2",
+        "--seed",
+        "5",
+    ];
+    a.extend_from_slice(extra);
+    run(&a)
 }
 
 /// The tiny bundle, built once per test binary through the CLI (two jobs: the placing test
@@ -210,28 +230,24 @@ fn tiny() -> &'static Tiny {
         let out = temp_dir("bundle");
         let path = out.join("tiny.axb");
         let replies = out.join("replies.jsonl");
-        let model = default_model_path();
-        run(&[
-            "build",
-            "--model",
-            model.to_str().unwrap(),
-            "--roles",
-            roles.to_str().unwrap(),
-            "--quick",
-            "--jobs",
-            "2",
-            "--seed",
-            "5",
-            "--out",
-            path.to_str().unwrap(),
-            "--replies",
-            replies.to_str().unwrap(),
-        ]);
+        let cache = out.join("rollouts.bin");
+        build_tiny(
+            &roles,
+            &[
+                "--out",
+                path.to_str().unwrap(),
+                "--replies",
+                replies.to_str().unwrap(),
+                "--rollouts-cache",
+                cache.to_str().unwrap(),
+            ],
+        );
         let bundle = Bundle::from_blob(&std::fs::read(&path).unwrap()).unwrap();
         Tiny {
             roles,
             path,
             replies,
+            cache,
             bundle,
         }
     })
@@ -248,12 +264,14 @@ fn tiny_build_gives_a_sane_bundle_and_report() {
     );
     assert_eq!(b.model.sha256.len(), 64);
     assert_eq!(b.analysis_layer, m.config.n_layers / 2);
-    // Roles in file-name order, 1 prompt x 2 questions each; the default 2 prompts x 2.
+    // Roles in file-name order, 1 prompt x 2 questions each; the default 2 prompts x 2
+    // questions x 2 seeds.
     assert_eq!(b.vectors.roles, vec!["ghost", "pirate", "tutor"]);
     assert_eq!(b.categories, vec!["fantastical", "human", "assistant-like"]);
     assert_eq!(b.vectors.role_rollouts, vec![2, 2, 2]);
-    assert_eq!(b.vectors.default_rollouts, 4);
-    assert_eq!(b.stats.rollouts.len(), 10);
+    assert_eq!(b.vectors.default_rollouts, 8);
+    assert_eq!(b.stats.rollouts.len(), 14);
+    assert_eq!(b.settings.default_seeds, 2);
     let mut qs: Vec<u32> = b.stats.rollouts.iter().map(|r| r.question_id).collect();
     qs.sort_unstable();
     qs.dedup();
@@ -281,8 +299,20 @@ fn tiny_build_gives_a_sane_bundle_and_report() {
     let fid = b.fidelity.as_ref().unwrap();
     assert!(fid.split_half.is_some());
     assert_eq!(fid.cos_pc1_axis_per_layer.len(), m.config.n_layers);
+    // Two questions are too few to choose a layer on held-out ones: the middle layer.
+    assert!(fid.layer_choice.is_none() && fid.held_out.is_none());
+    // The default cap's reach, over the default's own reply tokens at 21..27.
+    let cap = fid.default_cap.as_ref().unwrap();
+    assert_eq!(
+        (cap.band, cap.percentile, cap.edited_fraction.len()),
+        ([21, 27], 75, 6)
+    );
+    assert!(cap.tokens >= 8 && cap.edited_fraction.iter().all(|f| (0.0..=1.0).contains(f)));
+    // Every layer has its PCA, the analysis layer's is the map's.
+    assert_eq!(b.layer_pcas.len(), 30);
+    assert_eq!(b.pca(), &b.layer_pcas[15]);
     let replies = std::fs::read_to_string(&t.replies).unwrap();
-    assert_eq!(replies.lines().count(), 10);
+    assert_eq!(replies.lines().count(), 14);
     for line in replies.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(v["tokens"].as_u64().unwrap() <= 16 && !v["reply"].as_str().unwrap().is_empty());
@@ -306,8 +336,76 @@ fn tiny_build_gives_a_sane_bundle_and_report() {
     assert_eq!(rep["farthest"][0], rep["nearest"][2]);
     assert_eq!(rep["cos_pc1_axis_per_layer"].as_array().unwrap().len(), 30);
     assert!(rep["split_half_cos"].is_number());
+    assert_eq!(rep["capping_default"]["band"], serde_json::json!([21, 27]));
     let text = run(&["report", "--bundle", t.path.to_str().unwrap()]);
     assert!(text.contains("cos(PC1, axis)"), "{text}");
+    assert!(
+        text.contains("default cap (layers 21:27, percentile 75)"),
+        "{text}"
+    );
+}
+
+/// The rollout cache gives back exactly the build it was written by, serves a smaller plan
+/// with the same seed, and refuses a plan it does not hold.
+#[test]
+fn a_build_from_the_rollout_cache_is_the_same_bundle() {
+    let t = tiny();
+    let dir = temp_dir("from-cache");
+    let (path, replies) = (dir.join("again.axb"), dir.join("replies.jsonl"));
+    build_tiny(
+        &t.roles,
+        &[
+            "--out",
+            path.to_str().unwrap(),
+            "--replies",
+            replies.to_str().unwrap(),
+            "--rollouts-cache",
+            t.cache.to_str().unwrap(),
+        ],
+    );
+    assert!(std::fs::read(&path).unwrap() == std::fs::read(&t.path).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&replies).unwrap(),
+        std::fs::read_to_string(&t.replies).unwrap()
+    );
+    build_tiny(
+        &t.roles,
+        &[
+            "--default-seeds",
+            "1",
+            "--out",
+            path.to_str().unwrap(),
+            "--rollouts-cache",
+            t.cache.to_str().unwrap(),
+        ],
+    );
+    let smaller = Bundle::from_blob(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(smaller.vectors.default_rollouts, 4);
+    assert_eq!(smaller.vectors.role_vectors, t.bundle.vectors.role_vectors);
+    let model = default_model_path();
+    let other = Command::new(bin())
+        .args([
+            "build",
+            "--model",
+            model.to_str().unwrap(),
+            "--roles",
+            t.roles.to_str().unwrap(),
+            "--quick",
+            "--default-seeds",
+            "3",
+            "--seed",
+            "5",
+            "--out",
+            path.to_str().unwrap(),
+            "--rollouts-cache",
+            t.cache.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    let e = String::from_utf8_lossy(&other.stderr);
+    assert!(e.contains("another plan"), "{e}");
 }
 
 #[test]
@@ -340,7 +438,7 @@ fn placing_a_built_role_again_lands_where_the_bundle_has_it() {
         .iter()
         .map(|x| x.as_f64().unwrap() as f32)
         .collect();
-    for (g, w) in pc.iter().zip(b.pca.row_scores(r)) {
+    for (g, w) in pc.iter().zip(b.pca().row_scores(r)) {
         assert!((g - w).abs() < 0.05, "PC {g} vs {w}");
     }
     assert_eq!(pirate["nearest"][0], "pirate");
@@ -388,11 +486,22 @@ fn transcripts_with_assistant_turns_are_projected_per_turn() {
         &tr.messages,
         &t.bundle.vectors,
         15,
+        Some(&t.bundle.layer_pcas[15]),
         false,
     )
     .unwrap();
     for (j, l) in turns.iter().zip(&lib) {
         assert!((j["projection"].as_f64().unwrap() as f32 - l.projection).abs() < 1e-4);
+        // The map's coordinates: the reply's mean on the layer's PCs, whose PC1 points
+        // along the default's side, as the CLI reports them.
+        assert_eq!(l.pc.len(), t.bundle.layer_pcas[15].n_components());
+        let cli_pc: Vec<f32> = j["pc"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert!(cli_pc.iter().zip(&l.pc).all(|(a, b)| (a - b).abs() < 1e-3));
     }
 }
 
@@ -554,6 +663,15 @@ fn generate_with_a_cap_reports_the_unsteered_projection() {
         plain["tokens"], capped["tokens"],
         "a 90th-percentile cap over 12 layers changes the reply"
     );
+    // A percentile alone caps the default band.
+    let default_band = args(&["--cap-percentile", "75"]);
+    let layers: Vec<u64> = default_band["edits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["layer"].as_u64().unwrap())
+        .collect();
+    assert_eq!(layers, (21..27).collect::<Vec<u64>>());
     let bad = Command::new(bin())
         .args([
             "generate",
@@ -631,7 +749,8 @@ fn batched_rollouts_equal_rollouts_run_alone() {
                     system: s.to_string(),
                     question_id: q as u32,
                     question: text.to_string(),
-                    seed: pipeline::rollout_seed(3, "r", p as u32, q as u32),
+                    sample: 0,
+                    seed: pipeline::rollout_seed(3, "r", p as u32, q as u32, 0),
                 })
         })
         .collect();
@@ -694,4 +813,63 @@ fn the_bundle_does_not_depend_on_batch_or_jobs() {
             "--batch {batch} --jobs {jobs} differs from the default batch on 2 jobs"
         );
     }
+}
+
+/// One capping default everywhere: the CLI's report and its `--cap-percentile` without a
+/// band, the reproduce script and the page's initial band all use the science's
+/// `default_cap_band` and `DEFAULT_CAP_PERCENTILE` (docs/method.md, "Capping").
+#[test]
+fn the_cli_the_page_and_the_reproduce_script_share_one_capping_default() {
+    let path = root().join("bundles/smollm2-135m-instruct.axb");
+    let report: serde_json::Value = serde_json::from_str(&run(&[
+        "report",
+        "--bundle",
+        path.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let band = axiscope::science::default_cap_band(30);
+    assert_eq!(band, 21..27, "the paper's 70-90% of 30 layers");
+    let want = serde_json::json!({
+        "band": [band.start, band.end],
+        "percentile": axiscope::science::DEFAULT_CAP_PERCENTILE,
+    });
+    let cli = &report["capping_default"];
+    assert_eq!(
+        serde_json::json!({"band": cli["band"], "percentile": cli["percentile"]}),
+        want
+    );
+    // The reproduce script asks the CLI rather than holding its own numbers.
+    let out = Command::new("python3")
+        .args([
+            "bundles/reproduce.py",
+            "--parts",
+            "defaults",
+            "--bin",
+            bin(),
+            "--bundle",
+            path.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(script["capping"], want);
+    assert_eq!(script["layer"], report["layer"]);
+    // The page (wasm-only code, so read its source): the initial band and the band for a
+    // model of another depth come from the same function, no literal band left.
+    let state = std::fs::read_to_string(root().join("src/web/state.rs")).unwrap();
+    assert_eq!(state.matches("science::default_cap_band(").count(), 2);
+    assert!(
+        !state.contains("cap_band: RwSignal::new(("),
+        "a literal initial band"
+    );
+    let app = std::fs::read_to_string(root().join("src/web/app.rs")).unwrap();
+    assert!(app.contains(".set(crate::science::DEFAULT_CAP_PERCENTILE)"));
+    assert!(!app.contains("cap_percentile.set(75)"));
 }

@@ -422,7 +422,7 @@ fn a_visitors_role_lands_where_its_replies_average() {
         "{} vs {want}",
         role.projection
     );
-    let want_pcs = bundle.pca.project(&v);
+    let want_pcs = bundle.pca().project(&v);
     for (a, b) in role.pcs.iter().zip(&want_pcs) {
         assert!(
             (a - b).abs() < TOL * (1.0 + b.abs()),
@@ -448,10 +448,10 @@ fn a_map_built_in_the_worker_is_a_valid_bundle_of_real_rollouts() {
         }
     }))
     .unwrap();
-    // 8 roles once, and the default's 5 prompts, on one question.
-    assert_eq!(replies.len(), 13);
+    // 8 roles once, and the default's 5 prompts x 2 seeds (the quick plan's), on one question.
+    assert_eq!(replies.len(), 18);
     let empty = replies.iter().filter(|(_, r)| r.is_empty()).count();
-    assert_eq!(bundle.stats.rollouts.len(), 13 - empty);
+    assert_eq!(bundle.stats.rollouts.len(), 18 - empty);
     assert_eq!(bundle.vectors.n_roles(), 8);
     assert_eq!(bundle.analysis_layer, 15);
     assert_eq!(bundle.model.sha256, "ab".repeat(32));

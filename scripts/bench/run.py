@@ -466,18 +466,13 @@ def setup_capping(ctx, out_dir):
     """Whether the capping-overhead runs happen, and a line saying how or why not. Capping
     needs the CLI's cap flags and a persona bundle; without --bundle a quick one (`axiscope
     build --quick`, ~1 min) is built: what capping costs does not depend on how good the
-    axis is. The band is the paper's (70-90 % depth), the floor its 75th percentile."""
+    axis is. The band and percentile are the CLI's default (`axiscope report --json`,
+    "capping_default": the paper's 70-90 % of the depth and 75th percentile, defined once in
+    src/science/steer.rs)."""
     if ctx.no_cap:
         return False, "not measured (--no-cap)"
     if not cli_has_flag(ctx.axiscope, "--cap-percentile"):
         return False, "not measurable yet: this axiscope has no --cap-percentile"
-    r = subprocess.run([ctx.axiscope, "inspect", "--json", ctx.model], capture_output=True,
-                       text=True, timeout=120)
-    if r.returncode != 0:
-        sys.exit(f"bench: axiscope inspect failed: {r.stderr.strip()}")
-    n = json.loads(r.stdout)["config"]["n_layers"]
-    lo, hi = round(0.7 * n), round(0.9 * n)
-    ctx.cap_args = ["--cap-percentile", "75", "--cap-layers", f"{lo}:{hi}"]
     if ctx.bundle:
         if not Path(ctx.bundle).exists():
             sys.exit(f"bench: --bundle {ctx.bundle} not found")
@@ -494,7 +489,15 @@ def setup_capping(ctx, out_dir):
             if r.returncode != 0:
                 return False, f"not measured: `axiscope build --quick` failed: " \
                               f"{r.stderr.strip()[-300:]}"
-    return True, (f"capping layers {lo}-{hi - 1} of {n} at the 75th percentile of "
+    r = subprocess.run([ctx.axiscope, "report", "--bundle", ctx.bundle, "--json"],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    if r.returncode != 0:
+        sys.exit(f"bench: axiscope report failed: {r.stderr.strip()}")
+    rep = json.loads(r.stdout)
+    cap, n = rep["capping_default"], rep["model"]["n_layers"]
+    (lo, hi), q = cap["band"], cap["percentile"]
+    ctx.cap_args = ["--cap-percentile", str(q), "--cap-layers", f"{lo}:{hi}"]
+    return True, (f"capping layers {lo}-{hi - 1} of {n} at the {q}th percentile of "
                   f"{os.path.relpath(ctx.bundle, ROOT)}")
 
 

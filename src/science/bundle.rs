@@ -4,7 +4,7 @@
 //! # Two equivalent forms
 //! - **Directory**: `manifest.json` plus one little-endian binary file per array.
 //! - **Blob** (one file, simplest for the browser to fetch): the 8 bytes `AXBUNDLE`, a
-//!   `u32` LE format version (1), a `u32` LE byte length `M`, `M` bytes of the same
+//!   `u32` LE format version (2), a `u32` LE byte length `M`, `M` bytes of the same
 //!   `manifest.json`, zero padding to a multiple of 8, then every array of
 //!   `manifest.arrays` in that order with exactly its file's bytes, each followed by zero
 //!   padding to a multiple of 8 (so typed-array views stay aligned).
@@ -20,14 +20,17 @@
 //! | `mean_token_norm` | f32 | L | `n_L`, for steering |
 //! | `projection_percentiles` | f32 | L, 99 | centred `(h - mu).u`, q = 1..99 |
 //! | `raw_projection_percentiles` | f32 | L, 99 | raw `h.u`, q = 1..99: capping `tau_l` |
-//! | `pca_components` | f32 | K, H | PCs at the analysis layer (PC1 toward the default) |
-//! | `pca_singular_values` | f32 | K | `s`, singular values of the centred role matrix |
-//! | `pca_explained_variance` | f32 | K | `s^2 / (R - 1)` |
-//! | `pca_explained_variance_ratio` | f32 | K | share of the total role variance |
-//! | `pca_role_coords` | f32 | R, K | every role's coordinates |
-//! | `pca_default_coords` | f32 | K | the default's coordinates |
+//! | `pca_components` | f32 | L, K, H | PCs at every layer (PC1 toward the default) |
+//! | `pca_singular_values` | f32 | L, K | `s`, singular values of the centred role matrix |
+//! | `pca_explained_variance` | f32 | L, K | `s^2 / (R - 1)` |
+//! | `pca_explained_variance_ratio` | f32 | L, K | share of the total role variance |
+//! | `pca_role_coords` | f32 | L, R, K | every role's coordinates |
+//! | `pca_default_coords` | f32 | L, K | the default's coordinates |
 //! | `rollout_projections` | f16 | N, L | centred projection of every rollout |
 //! | `rollout_meta` | u32 | N, 4 | role index (R = default), prompt index, question id, tokens |
+//!
+//! Version 1 kept the PCA of the analysis layer only (the arrays above without their `L`);
+//! it still reads, the other layers' PCAs recomputed from the stored role vectors.
 //!
 //! Role vectors and rollout projections are stored as f16, so [`Bundle::new`] rounds them
 //! on the way in: a bundle in memory is exactly what its files hold and reading back what
@@ -44,7 +47,9 @@ use super::vectors::{PERCENTILE_STEPS, PersonaVectors, ProjectionStats, RolloutM
 use super::{Error, Result};
 
 pub const FORMAT: &str = "axiscope-bundle";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest version this build reads.
+const OLDEST_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 const MAGIC: &[u8; 8] = b"AXBUNDLE";
 
@@ -71,6 +76,9 @@ pub struct RoleInfo {
 pub struct BuildSettings {
     pub questions: u32,
     pub prompts_per_role: u32,
+    /// Sampled replies per default prompt x question (1 in bundles from before the option).
+    #[serde(default = "one")]
+    pub default_seeds: u32,
     pub max_new_tokens: u32,
     pub temperature: f32,
     pub top_p: f32,
@@ -79,6 +87,10 @@ pub struct BuildSettings {
     /// Anything else worth recording (no judge model, chat template, tool version...).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub extra: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,10 +159,10 @@ pub struct Bundle {
     pub fidelity: Option<FidelityReport>,
     pub vectors: PersonaVectors,
     pub stats: ProjectionStats,
-    /// PCA at the analysis layer, first K components, PC1 toward the default.
-    pub pca: Pca,
-    /// The default vector's PCA coordinates.
-    pub default_pc: Vec<f32>,
+    /// `[n_layers]`: the PCA of every layer, first K components, PC1 toward the default.
+    pub layer_pcas: Vec<Pca>,
+    /// `[n_layers][K]`: the default vector's PCA coordinates at every layer.
+    pub layer_default_pcs: Vec<Vec<f32>>,
     /// `[n_roles][n_layers][hidden]`: the stored f16 offsets `role - mu_roles` (as f32);
     /// `vectors.role_vectors` is `mu_roles + role_offsets`. Kept so that writing re-emits
     /// exactly these values (recomputing `(mu + q) - mu` in f32 need not give back `q`).
@@ -213,11 +225,12 @@ impl Bundle {
         if n_pcs == 0 {
             return Err(Error::Invalid("bundle: keep at least one PC".into()));
         }
-        let (mut pca, default_pc) = persona_pca(&vectors, analysis_layer, n_pcs)?;
-        // The PCA mean is the mean of the role vectors, i.e. mu_roles at this layer; take the
-        // stored copy so a bundle read back rebuilds the identical value.
-        let h = vectors.hidden;
-        pca.mean = vectors.mu_roles[analysis_layer * h..(analysis_layer + 1) * h].to_vec();
+        if analysis_layer >= vectors.n_layers {
+            return Err(Error::Invalid(format!(
+                "bundle: analysis layer {analysis_layer} of {} layers",
+                vectors.n_layers
+            )));
+        }
         let mut vectors = vectors;
         let width = vectors.n_layers * vectors.hidden;
         let offsets: Vec<f32> = vectors
@@ -227,6 +240,9 @@ impl Bundle {
             .collect();
         let role_offsets = round_f16(&offsets, "role offset")?;
         vectors.role_vectors = role_vectors_from_offsets(&role_offsets, &vectors.mu_roles);
+        // The PCA of the role vectors as stored, so a reader that recomputes it (a version 1
+        // bundle's other layers) gets the same numbers.
+        let (layer_pcas, layer_default_pcs) = layer_pcas(&vectors, n_pcs)?;
         let mut stats = stats;
         stats.projections = round_f16(&stats.projections, "rollout projection")?;
         Ok(Self {
@@ -237,10 +253,20 @@ impl Bundle {
             fidelity,
             vectors,
             stats,
-            pca,
-            default_pc,
+            layer_pcas,
+            layer_default_pcs,
             role_offsets,
         })
+    }
+
+    /// The PCA at the analysis layer (the map's).
+    pub fn pca(&self) -> &Pca {
+        &self.layer_pcas[self.analysis_layer]
+    }
+
+    /// The default's coordinates on [`Bundle::pca`].
+    pub fn default_pc(&self) -> &[f32] {
+        &self.layer_default_pcs[self.analysis_layer]
     }
 
     fn dims(&self) -> Dims {
@@ -248,8 +274,9 @@ impl Bundle {
             roles: self.vectors.n_roles(),
             layers: self.vectors.n_layers,
             hidden: self.vectors.hidden,
-            pcs: self.pca.n_components(),
+            pcs: self.layer_pcas[0].n_components(),
             rollouts: self.stats.rollouts.len(),
+            version: VERSION,
         }
     }
 
@@ -270,7 +297,12 @@ impl Bundle {
                 ]
             })
             .collect();
-        let role_coords = self.pca.scores.clone();
+        let all = |f: &dyn Fn(&Pca) -> &Vec<f32>| -> Vec<f32> {
+            self.layer_pcas
+                .iter()
+                .flat_map(|p| f(p).iter().copied())
+                .collect()
+        };
         let data: Vec<(&str, Payload)> = vec![
             ("role_offsets", Payload::F16(self.role_offsets.clone())),
             ("default_vector", Payload::F32(v.default_vector.clone())),
@@ -286,21 +318,24 @@ impl Bundle {
                 "raw_projection_percentiles",
                 Payload::F32(self.stats.raw_percentiles.clone()),
             ),
-            ("pca_components", Payload::F32(self.pca.components.clone())),
+            ("pca_components", Payload::F32(all(&|p| &p.components))),
             (
                 "pca_singular_values",
-                Payload::F32(self.pca.singular_values.clone()),
+                Payload::F32(all(&|p| &p.singular_values)),
             ),
             (
                 "pca_explained_variance",
-                Payload::F32(self.pca.explained_variance.clone()),
+                Payload::F32(all(&|p| &p.explained_variance)),
             ),
             (
                 "pca_explained_variance_ratio",
-                Payload::F32(self.pca.explained_variance_ratio.clone()),
+                Payload::F32(all(&|p| &p.explained_variance_ratio)),
             ),
-            ("pca_role_coords", Payload::F32(role_coords)),
-            ("pca_default_coords", Payload::F32(self.default_pc.clone())),
+            ("pca_role_coords", Payload::F32(all(&|p| &p.scores))),
+            (
+                "pca_default_coords",
+                Payload::F32(self.layer_default_pcs.concat()),
+            ),
             (
                 "rollout_projections",
                 Payload::F16(self.stats.projections.clone()),
@@ -338,7 +373,7 @@ impl Bundle {
                 .collect(),
             default_rollouts: v.default_rollouts,
             n_rollouts: self.stats.rollouts.len(),
-            pca_components: self.pca.n_components(),
+            pca_components: dims.pcs,
             settings: self.settings.clone(),
             fidelity: self.fidelity.clone(),
             arrays,
@@ -374,9 +409,14 @@ impl Bundle {
             return Err(err("not an axiscope bundle (bad magic)".into()));
         }
         let version = u32::from_le_bytes(blob[8..12].try_into().expect("4 bytes"));
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(err(format!(
-                "format version {version}, this build reads {VERSION}"
+                "format version {version}, this build reads {OLDEST_VERSION} to {VERSION}{}",
+                if version > VERSION {
+                    ": a newer axiscope wrote it"
+                } else {
+                    ""
+                }
             )));
         }
         let m_len = u32::from_le_bytes(blob[12..16].try_into().expect("4 bytes")) as usize;
@@ -476,6 +516,7 @@ impl Bundle {
             hidden: manifest.model.hidden,
             pcs: manifest.pca_components,
             rollouts: manifest.n_rollouts,
+            version: manifest.version,
         };
         if dims.roles == 0
             || dims.layers == 0
@@ -615,15 +656,29 @@ impl Bundle {
             raw_percentiles,
         };
         let l = manifest.analysis_layer;
-        let pca = Pca {
+        let (k, h) = (dims.pcs, dims.hidden);
+        let stored = |at: usize, i: usize| Pca {
             n_rows: dims.roles,
-            dim: dims.hidden,
-            mean: vectors.mu_roles[l * dims.hidden..(l + 1) * dims.hidden].to_vec(),
-            components,
-            singular_values,
-            explained_variance,
-            explained_variance_ratio,
-            scores,
+            dim: h,
+            mean: vectors.mu_roles[at * h..(at + 1) * h].to_vec(),
+            components: components[i * k * h..(i + 1) * k * h].to_vec(),
+            singular_values: singular_values[i * k..(i + 1) * k].to_vec(),
+            explained_variance: explained_variance[i * k..(i + 1) * k].to_vec(),
+            explained_variance_ratio: explained_variance_ratio[i * k..(i + 1) * k].to_vec(),
+            scores: scores[i * dims.roles * k..(i + 1) * dims.roles * k].to_vec(),
+        };
+        let (layer_pcas, layer_default_pcs) = if dims.version >= 2 {
+            (
+                (0..dims.layers).map(|at| stored(at, at)).collect(),
+                default_pc.chunks_exact(k).map(<[f32]>::to_vec).collect(),
+            )
+        } else {
+            // Version 1 stored the analysis layer's PCA only: the others come from the role
+            // vectors, which every version stores at every layer.
+            let (mut pcas, mut defaults) = layer_pcas(&vectors, k)?;
+            pcas[l] = stored(l, 0);
+            defaults[l] = default_pc;
+            (pcas, defaults)
         };
         Ok(Self {
             model: manifest.model,
@@ -633,8 +688,8 @@ impl Bundle {
             fidelity: manifest.fidelity,
             vectors,
             stats,
-            pca,
-            default_pc,
+            layer_pcas,
+            layer_default_pcs,
             role_offsets: offsets,
         })
     }
@@ -655,9 +710,9 @@ fn parse_manifest(json: &[u8]) -> Result<Manifest> {
         msg,
     };
     let m: Manifest = serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
-    if m.format != FORMAT || m.version != VERSION {
+    if m.format != FORMAT || !(OLDEST_VERSION..=VERSION).contains(&m.version) {
         return Err(bad(format!(
-            "format \"{}\" version {}, expected \"{FORMAT}\" version {VERSION}",
+            "format \"{}\" version {}, expected \"{FORMAT}\" version {OLDEST_VERSION} to {VERSION}",
             m.format, m.version
         )));
     }
@@ -696,6 +751,31 @@ struct Dims {
     hidden: usize,
     pcs: usize,
     rollouts: usize,
+    version: u32,
+}
+
+/// The PCA (`n_pcs` components, PC1 toward the default) and the default's coordinates at
+/// every layer. Each PCA's mean is the stored `mu_roles` row (the mean of the role vectors)
+/// so that a bundle read back rebuilds the identical value.
+/// Every layer keeps the same number of components (the fewest any layer has), so the
+/// arrays stay rectangular.
+fn layer_pcas(vectors: &PersonaVectors, n_pcs: usize) -> Result<(Vec<Pca>, Vec<Vec<f32>>)> {
+    let h = vectors.hidden;
+    let fit = |k: usize| -> Result<Vec<(Pca, Vec<f32>)>> {
+        (0..vectors.n_layers)
+            .map(|l| {
+                let (mut pca, default_pc) = persona_pca(vectors, l, k)?;
+                pca.mean = vectors.mu_roles[l * h..(l + 1) * h].to_vec();
+                Ok((pca, default_pc))
+            })
+            .collect()
+    };
+    let mut all = fit(n_pcs)?;
+    let k = all.iter().map(|(p, _)| p.n_components()).min().unwrap_or(0);
+    if all.iter().any(|(p, _)| p.n_components() != k) {
+        all = fit(k)?;
+    }
+    Ok(all.into_iter().unzip())
 }
 
 /// The dtype and shape each known array must have.
@@ -708,12 +788,23 @@ fn expected(name: &str, d: &Dims) -> Option<(Dtype, Vec<usize>)> {
         "projection_percentiles" | "raw_projection_percentiles" => {
             (F32, vec![d.layers, PERCENTILE_STEPS])
         }
-        "pca_components" => (F32, vec![d.pcs, d.hidden]),
+        // Version 1: the analysis layer only.
+        "pca_components" if d.version < 2 => (F32, vec![d.pcs, d.hidden]),
         "pca_singular_values"
         | "pca_explained_variance"
         | "pca_explained_variance_ratio"
-        | "pca_default_coords" => (F32, vec![d.pcs]),
-        "pca_role_coords" => (F32, vec![d.roles, d.pcs]),
+        | "pca_default_coords"
+            if d.version < 2 =>
+        {
+            (F32, vec![d.pcs])
+        }
+        "pca_role_coords" if d.version < 2 => (F32, vec![d.roles, d.pcs]),
+        "pca_components" => (F32, vec![d.layers, d.pcs, d.hidden]),
+        "pca_singular_values"
+        | "pca_explained_variance"
+        | "pca_explained_variance_ratio"
+        | "pca_default_coords" => (F32, vec![d.layers, d.pcs]),
+        "pca_role_coords" => (F32, vec![d.layers, d.roles, d.pcs]),
         "rollout_projections" => (F16, vec![d.rollouts, d.layers]),
         "rollout_meta" => (U32, vec![d.rollouts, 4]),
         _ => return None,
@@ -854,10 +945,16 @@ mod tests {
             .map(|(a, c)| (a - c).abs())
             .fold(0f32, f32::max);
         assert!(worst < 2e-3, "{worst}");
-        // The stored PCA is the PCA of the stored role vectors' source at the analysis layer.
-        let (pca, _) = persona_pca(&pv, 1, 4).unwrap();
-        assert_eq!(b.pca.components, pca.components);
-        assert!((b.pca.singular_values[0] - pca.singular_values[0]).abs() < 1e-4);
+        // The stored PCA at every layer is the PCA of the stored role vectors, close to that
+        // of the unrounded ones.
+        for l in 0..3 {
+            let (pca, d) = persona_pca(&b.vectors, l, 4).unwrap();
+            assert_eq!(b.layer_pcas[l].components, pca.components);
+            assert_eq!(b.layer_default_pcs[l], d);
+            let (exact, _) = persona_pca(&pv, l, 4).unwrap();
+            assert!((b.layer_pcas[l].singular_values[0] - exact.singular_values[0]).abs() < 1e-2);
+        }
+        assert_eq!(b.pca(), &b.layer_pcas[1]);
     }
 
     #[test]
@@ -931,7 +1028,9 @@ mod tests {
             edit(&|m| m["arrays"][1]["name"] = "role_offsets".into())
                 .contains("default_vector.f32")
         );
-        assert!(edit(&|m| m["version"] = 2.into()).contains("version"));
+        assert!(edit(&|m| m["version"] = 3.into()).contains("version"));
+        // A version 1 manifest over version 2 arrays: the PCA shapes disagree.
+        assert!(edit(&|m| m["version"] = 1.into()).contains("pca_components.f32"));
         assert!(
             edit(&|m| {
                 m["arrays"].as_array_mut().unwrap().pop();
@@ -945,15 +1044,17 @@ mod tests {
 
     #[test]
     fn default_model_size_fits_the_budget() {
-        // SmolLM2-135M: 30 layers x 576. 64 roles x 5 prompts x 16 questions plus a 5 x 16
-        // default = 5200 rollouts. Sizes follow from the dtypes/shapes alone: about
-        // 2 R L H + 16 L H + N (2 L + 16) bytes, so each 1000 rollouts add 76 KB.
+        // SmolLM2-135M: 30 layers x 576, 8 PCs at every layer. 66 roles x 5 prompts x 16
+        // questions plus a 5 x 16 x 4 default = 5600 rollouts (the default plan has 1376).
+        // Sizes follow from the dtypes/shapes alone: about 2 R L H + 16 L H + 4 L K H +
+        // N (2 L + 16) bytes, so each 1000 rollouts add 76 KB.
         let dims = Dims {
-            roles: 64,
+            roles: 66,
             layers: 30,
             hidden: 576,
-            pcs: 5,
-            rollouts: 5200,
+            pcs: 8,
+            rollouts: 5600,
+            version: VERSION,
         };
         let names = [
             "role_offsets",
@@ -980,7 +1081,7 @@ mod tests {
                 shape.iter().product::<usize>() * dtype.size()
             })
             .sum();
-        assert!(total < 3_000_000, "{total} bytes");
+        assert!(total < 4_000_000, "{total} bytes");
         // And a real (small) bundle's array bytes match the same arithmetic.
         let (b, _) = sample(4, 2, 8);
         let d = b.dims();
@@ -992,6 +1093,48 @@ mod tests {
             })
             .sum();
         assert_eq!(b.array_bytes(), want);
+    }
+
+    #[test]
+    fn version_1_bundles_still_read() {
+        // A version 1 bundle is this one with the analysis layer's PCA only.
+        let (b, _) = sample(5, 3, 16);
+        let dir = tmpdir("v1");
+        b.write_dir(&dir).unwrap();
+        let path = dir.join(MANIFEST);
+        let mut m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        m["version"] = 1.into();
+        let l = b.analysis_layer;
+        for a in m["arrays"].as_array_mut().unwrap() {
+            if !a["name"].as_str().unwrap().starts_with("pca_") {
+                continue;
+            }
+            let file = dir.join(a["file"].as_str().unwrap());
+            let bytes = std::fs::read(&file).unwrap();
+            let per = bytes.len() / 3;
+            std::fs::write(&file, &bytes[l * per..(l + 1) * per]).unwrap();
+            let shape = a["shape"].as_array().unwrap()[1..].to_vec();
+            a["shape"] = serde_json::Value::Array(shape);
+        }
+        std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(Bundle::read_dir(&dir).unwrap(), b);
+        // A version 1 blob: the same, behind the blob header.
+        let json = std::fs::read(&path).unwrap();
+        let mut blob = MAGIC.to_vec();
+        blob.extend_from_slice(&1u32.to_le_bytes());
+        blob.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        blob.extend_from_slice(&json);
+        pad8(&mut blob);
+        for a in m["arrays"].as_array().unwrap() {
+            blob.extend_from_slice(&std::fs::read(dir.join(a["file"].as_str().unwrap())).unwrap());
+            pad8(&mut blob);
+        }
+        assert_eq!(Bundle::from_blob(&blob).unwrap(), b);
+        blob[8] = 3;
+        let e = Bundle::from_blob(&blob).unwrap_err().to_string();
+        assert!(e.contains("version 3") && e.contains("newer"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Persona data in the reference implementation's formats (method.md, "Persona data"):
+//! Persona data in the reference implementation's formats (docs/method.md, "Persona data"):
 //! role files `{"instruction": [{"pos": "..."}, ...]}` (other keys ignored), questions as
 //! JSON Lines `{"question": "...", "id": N}`, transcripts
 //! `{"conversation": [{"role": "user"|"assistant", "content": "..."}]}`.

@@ -1,4 +1,4 @@
-//! Drift along the axis over a conversation (method.md, "Drift").
+//! Drift along the axis over a conversation (docs/method.md, "Drift").
 //!
 //! One point per assistant turn: the turn's mean activation over its *content* tokens
 //! (never the role header or end-of-turn token, never BOS), projected as

@@ -1,11 +1,11 @@
-//! The Assistant Axis method (Lu et al. 2026; our plan in `shared/docs/method.md`), as plain
+//! The Assistant Axis method (Lu et al. 2026; our account in docs/method.md), as plain
 //! arithmetic on `f32` vectors with `f64` accumulation. No backend, no UI: the engine hands
 //! in activations, this module hands back vectors, numbers and edits.
 //!
 //! Layers are hook points: layer `l` is the residual stream at the output of decoder block
 //! `l`. Per-layer arrays are row-major `[n_layers][hidden]`.
 //!
-//! | method.md | here |
+//! | docs/method.md | here |
 //! |---|---|
 //! | rollout activation = mean residual over the reply's content tokens | [`RolloutActivation::from_tokens`] |
 //! | role vector = mean of its rollouts; default vector = mean of default rollouts | [`PersonaVectors::from_rollouts`] |
@@ -19,6 +19,8 @@
 //! | steering `h <- h + alpha n_L u` | [`steering_edits`] |
 //! | the edits' arithmetic | [`EditKind::apply`] |
 //! | cos(PC1, axis), explained variance, default's place, split-half stability | [`FidelityReport::compute`] |
+//! | the analysis layer chosen on held-out questions; intervals | [`heldout`] |
+//! | the default capping band and percentile, and how far the floor reaches | [`default_cap_band`], [`cap_reach`] |
 //! | shipping all of it | [`Bundle`] (directory or single blob) |
 //! | role, question and transcript files (reference formats) | [`data`] |
 //! | rollouts, teacher forcing, conversations, edits on the engine | [`pipeline`] (the one file that uses engine types) |
@@ -28,6 +30,7 @@
 pub mod bundle;
 pub mod data;
 pub mod drift;
+pub mod heldout;
 pub mod pca;
 pub mod pipeline;
 pub mod report;
@@ -37,9 +40,13 @@ pub mod vectors;
 
 pub use bundle::{BuildSettings, Bundle, Manifest, ModelInfo, RoleInfo};
 pub use drift::{TurnPoint, drift_curve, token_projections};
+pub use heldout::{HeldOut, Interval, LayerChoice, QuestionSums};
 pub use pca::{Pca, persona_pca};
 pub use report::{FidelityReport, RoleDistance, SplitHalf, split_half};
-pub use steer::{EditKind, LayerEdit, capping_edits, clamp_edits, steering_edits};
+pub use steer::{
+    CapReach, DEFAULT_CAP_PERCENTILE, EditKind, LayerEdit, cap_reach, capping_edits, clamp_edits,
+    default_cap_band, steering_edits,
+};
 pub use vectors::{
     AxisAt, DEFAULT_ROLE, PERCENTILE_STEPS, PersonaVectors, ProjectionStats, RolloutActivation,
     RolloutMeta, TokenActivations,

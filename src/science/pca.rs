@@ -1,4 +1,4 @@
-//! PCA without scaling of mean-centred role vectors (method.md, "Persona space").
+//! PCA without scaling of mean-centred role vectors (docs/method.md, "Persona space").
 //!
 //! With n rows (roles, ~64) much fewer than dimensions (576..1536), the cheap exact route is
 //! the n x n Gram matrix `G = Xc Xc^T` of the centred rows `Xc`: if `G v = lambda v`, then

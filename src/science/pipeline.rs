@@ -7,9 +7,10 @@
 
 use super::bundle::{BuildSettings, Bundle, ModelInfo};
 use super::data::{Question, RoleSpec};
+use super::heldout::QuestionSums;
 use super::report::FidelityReport;
 use super::stats::RunningMean;
-use super::steer::{EditKind, LayerEdit};
+use super::steer::{DEFAULT_CAP_PERCENTILE, EditKind, LayerEdit, cap_reach, default_cap_band};
 use super::vectors::{
     DEFAULT_ROLE, PersonaVectors, ProjectionStats, RolloutActivation, TokenActivations,
 };
@@ -37,6 +38,10 @@ pub struct BuildOptions {
     pub prompts_per_role: usize,
     /// Questions answered under every prompt; the same seeded choice for every role.
     pub questions_per_role: usize,
+    /// Independent sampled replies per default prompt x question. The default is the one
+    /// point every role is measured against, so its noise enters the whole axis: it gets
+    /// more samples than a role (docs/method.md, "Build plan").
+    pub default_seeds: usize,
     pub max_tokens: usize,
     pub temperature: f32,
     pub top_p: f32,
@@ -45,22 +50,28 @@ pub struct BuildOptions {
 }
 
 impl BuildOptions {
+    /// The default plan: 16 questions x 1 prompt per role, the default's 5 prompts x the
+    /// same 16 questions x 4 seeds. The axis's noise comes mostly from the default's
+    /// rollouts and the question x default interaction, little from the roles' prompts
+    /// (docs/method.md, "Build plan"), so rollouts go to distinct questions and the default.
     pub fn standard() -> Self {
         Self {
-            prompts_per_role: 2,
-            questions_per_role: 4,
+            questions_per_role: 16,
+            default_seeds: 4,
             max_tokens: 32,
             ..Self::quick()
         }
     }
 
+    /// The same rule, small: 2 questions x 1 prompt, the default 2 seeds, 16-token replies.
     pub fn quick() -> Self {
         Self {
             prompts_per_role: 1,
             questions_per_role: 2,
+            default_seeds: 2,
             max_tokens: 16,
-            // The reference's sampling (method.md), plus the repetition penalty a 135M model
-            // needs to avoid loops (shared/docs/environment.md).
+            // The reference's sampling (docs/method.md), plus the repetition penalty a 135M model
+            // needs to avoid loops (docs/method.md, "Rollouts").
             temperature: 0.7,
             top_p: 0.9,
             repeat_penalty: 1.1,
@@ -80,9 +91,13 @@ impl BuildOptions {
     }
 
     fn check(&self) -> Result<()> {
-        if self.prompts_per_role == 0 || self.questions_per_role == 0 || self.max_tokens == 0 {
+        if self.prompts_per_role == 0
+            || self.questions_per_role == 0
+            || self.default_seeds == 0
+            || self.max_tokens == 0
+        {
             return Err(Error::Invalid(
-                "build: prompts, questions and max tokens per rollout must be at least 1".into(),
+                "build: prompts, questions, default seeds and max tokens per rollout must be at least 1".into(),
             ));
         }
         if !(self.temperature >= 0.0
@@ -107,6 +122,7 @@ impl BuildOptions {
         BuildSettings {
             questions: questions.len() as u32,
             prompts_per_role: self.prompts_per_role as u32,
+            default_seeds: self.default_seeds as u32,
             max_new_tokens: self.max_tokens as u32,
             temperature: self.temperature,
             top_p: self.top_p,
@@ -126,6 +142,9 @@ pub struct RolloutPlan {
     pub system: String,
     pub question_id: u32,
     pub question: String,
+    /// Which sampled reply of this (prompt, question): 0 for roles, 0..default_seeds for
+    /// the default.
+    pub sample: u32,
     pub seed: u64,
 }
 
@@ -138,9 +157,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The seed of one rollout: depends on the build seed and the rollout's identity only, so
 /// adding or removing roles, or running rollouts in another order, changes no other reply.
-pub fn rollout_seed(seed: u64, role: &str, prompt_index: u32, question_id: u32) -> u64 {
-    let id = fnv1a(format!("{role}\u{0}{prompt_index}\u{0}{question_id}").as_bytes());
-    Rng::new(seed ^ id).next_u64()
+/// Sample 0 has the seed rollouts had before there were several samples (same replies).
+pub fn rollout_seed(
+    seed: u64,
+    role: &str,
+    prompt_index: u32,
+    question_id: u32,
+    sample: u32,
+) -> u64 {
+    let mut name = format!("{role}\u{0}{prompt_index}\u{0}{question_id}");
+    if sample > 0 {
+        name.push_str(&format!("\u{0}{sample}"));
+    }
+    Rng::new(seed ^ fnv1a(name.as_bytes())).next_u64()
 }
 
 /// `n` questions chosen by a seeded shuffle, returned in file order. Every role answers these.
@@ -165,8 +194,9 @@ pub fn choose_questions(questions: &[Question], n: usize, seed: u64) -> Result<V
 
 /// Every rollout of a build: each role's first `prompts_per_role` prompts crossed with
 /// `questions` (already chosen, see [`choose_questions`]), roles in the given order, then the
-/// default with all its prompts. Within a role by prompt, then question: consecutive
-/// rollouts share a system prompt, whose cached tokens the session reuses.
+/// default with all its prompts x the questions x `default_seeds` samples. Within a role by
+/// prompt, then question, then sample: consecutive rollouts share a system prompt, whose
+/// cached tokens the session reuses.
 pub fn plan_rollouts(
     roles: &[RoleSpec],
     default: Option<&RoleSpec>,
@@ -194,21 +224,24 @@ pub fn plan_rollouts(
         }
     }
     let mut plans = Vec::new();
-    for (role, k) in roles
+    for (role, k, samples) in roles
         .iter()
-        .map(|r| (r, opts.prompts_per_role))
-        .chain(default.map(|d| (d, usize::MAX)))
+        .map(|r| (r, opts.prompts_per_role, 1))
+        .chain(default.map(|d| (d, usize::MAX, opts.default_seeds as u32)))
     {
         for (p, system) in role.prompts.iter().enumerate().take(k) {
             for q in questions {
-                plans.push(RolloutPlan {
-                    role: role.name.clone(),
-                    prompt_index: p as u32,
-                    system: system.clone(),
-                    question_id: q.id,
-                    question: q.text.clone(),
-                    seed: rollout_seed(opts.seed, &role.name, p as u32, q.id),
-                });
+                for sample in 0..samples {
+                    plans.push(RolloutPlan {
+                        role: role.name.clone(),
+                        prompt_index: p as u32,
+                        system: system.clone(),
+                        question_id: q.id,
+                        question: q.text.clone(),
+                        sample,
+                        seed: rollout_seed(opts.seed, &role.name, p as u32, q.id, sample),
+                    });
+                }
             }
         }
     }
@@ -368,7 +401,7 @@ pub async fn reply_activation_async(
     let read = ReplyRead::new(model, messages, role, prompt_index, question_id)?;
     let mut hooks = Hooks::recording(all_layers(model));
     let start = teacher_force_async(session, &read.chat.ids, read.first, &mut hooks, true).await?;
-    read.activation(model, &hooks, start)
+    Ok(read.activation(model, &hooks, start, 0..0)?.0)
 }
 
 /// A chat ending with the assistant's reply, ready to be read back: which tokens are the
@@ -414,20 +447,37 @@ impl ReplyRead {
         })
     }
 
-    /// The activation from a pass that recorded every layer of the chat from `start` on.
-    fn activation(&self, model: &Model, hooks: &Hooks, start: usize) -> Result<RolloutActivation> {
+    /// The activation from a pass that recorded every layer of the chat from `start` on, and
+    /// the reply's content-token residuals at the `keep` layers, `[tokens][keep.len()][hidden]`
+    /// (how far a capping floor reaches into the default's own tokens needs them,
+    /// docs/method.md "Capping").
+    fn activation(
+        &self,
+        model: &Model,
+        hooks: &Hooks,
+        start: usize,
+        keep: std::ops::Range<usize>,
+    ) -> Result<(RolloutActivation, Vec<f32>)> {
         let acts = TokenActivations::new(
             &hooks.recording.data,
             model.config.n_layers,
             model.config.hidden,
         )?;
-        RolloutActivation::from_tokens(
+        let mask = &self.mask[start..];
+        let mut kept = Vec::new();
+        for t in (0..acts.n_tokens()).filter(|&t| mask[t]) {
+            for l in keep.clone() {
+                kept.extend_from_slice(acts.get(t, l));
+            }
+        }
+        let act = RolloutActivation::from_tokens(
             &self.role,
             self.prompt_index,
             self.question_id,
             &acts,
-            &self.mask[start..],
-        )
+            mask,
+        )?;
+        Ok((act, kept))
     }
 }
 
@@ -441,6 +491,9 @@ pub struct RolloutOutput {
     pub stop: StopReason,
     /// 1 unless earlier replies came back empty.
     pub attempts: u32,
+    /// Default rollouts only (empty for roles): the reply's content-token residuals at the
+    /// layers of [`default_cap_band`], `[tokens][band][hidden]`.
+    pub band_tokens: Vec<f32>,
 }
 
 /// Generates the reply of one rollout and reads its activation; `None` when every attempt
@@ -674,7 +727,12 @@ pub async fn run_rollouts_async(
                         unreachable!()
                     };
                     check_recorded(&hooks, read.chat.ids.len() - start, start)?;
-                    let activation = read.activation(model, &hooks, start)?;
+                    let keep = if plans[plan].role == DEFAULT_ROLE {
+                        default_cap_band(model.config.n_layers)
+                    } else {
+                        0..0
+                    };
+                    let (activation, band_tokens) = read.activation(model, &hooks, start, keep)?;
                     done(
                         plan,
                         Some(RolloutOutput {
@@ -683,6 +741,7 @@ pub async fn run_rollouts_async(
                             generated: generation.tokens.len(),
                             stop: generation.stop,
                             attempts: attempt + 1,
+                            band_tokens,
                         }),
                     );
                 }
@@ -745,24 +804,43 @@ pub fn run_rollouts(
 }
 
 /// Role vectors, the default, the axis, projection percentiles, the fidelity report (with
-/// split-half stability) and the PCA at `analysis_layer`, as a bundle. `roles` gives each
-/// role's category.
+/// split-half stability, held-out figures and intervals) and the PCA at every layer, as a
+/// bundle. The analysis layer is `analysis_layer` when given, else chosen on held-out
+/// questions ([`super::heldout`]; the middle layer when there are too few questions).
+/// `roles` gives each role's category; `default_band_tokens` are the default rollouts'
+/// token residuals at the default capping band ([`RolloutOutput::band_tokens`], all
+/// concatenated; empty: the report leaves out how far the cap reaches).
 pub fn assemble_bundle(
     model: ModelInfo,
-    analysis_layer: usize,
+    analysis_layer: Option<usize>,
     roles: &[RoleSpec],
     settings: BuildSettings,
     rollouts: &[RolloutActivation],
+    default_band_tokens: &[f32],
 ) -> Result<Bundle> {
-    if analysis_layer >= model.n_layers {
+    if let Some(l) = analysis_layer.filter(|&l| l >= model.n_layers) {
         return Err(Error::Invalid(format!(
-            "build: analysis layer {analysis_layer} of a {}-layer model",
+            "build: analysis layer {l} of a {}-layer model",
             model.n_layers
         )));
     }
     let pv = PersonaVectors::from_rollouts(rollouts, model.n_layers, model.hidden)?;
     let stats = ProjectionStats::compute(&pv, rollouts)?;
-    let report = FidelityReport::compute(&pv, analysis_layer, Some(rollouts))?;
+    let sums = QuestionSums::new(rollouts, model.n_layers, model.hidden)?;
+    let choice = sums.choose_layer()?;
+    let analysis_layer = analysis_layer
+        .or(choice.as_ref().map(|c| c.layer))
+        .unwrap_or(model.n_layers / 2);
+    let mut report = FidelityReport::compute(&pv, analysis_layer, Some(rollouts))?;
+    report.layer_choice = choice.filter(|c| c.layer == analysis_layer);
+    report.held_out = sums.held_out(analysis_layer)?;
+    report.default_cap = cap_reach(
+        &pv,
+        &stats,
+        default_cap_band(model.n_layers),
+        DEFAULT_CAP_PERCENTILE,
+        default_band_tokens,
+    )?;
     let categories = pv
         .roles
         .iter()
@@ -869,21 +947,27 @@ pub struct TurnProjection {
     /// The same for the user message just before the reply, if any: projections depend on
     /// topic as well as persona, and the paper finds the latest user turn predicts the reply.
     pub user_projection: Option<f32>,
+    /// The reply's coordinates on the given PCA (the map's trail); empty without one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pc: Vec<f32>,
 }
 
-/// Teacher-forces `messages` (no edits) and projects every assistant turn at `layer`.
-/// Empty replies have no point. `reuse_cache` as in [`teacher_force`].
+/// Teacher-forces `messages` (no edits) and projects every assistant turn at `layer`, and
+/// onto `pca` (a PCA of that layer) when given. Empty replies have no point. `reuse_cache`
+/// as in [`teacher_force`].
 pub fn project_conversation(
     model: &Model,
     session: &mut Session,
     messages: &[Message],
     pv: &PersonaVectors,
     layer: usize,
+    pca: Option<&super::pca::Pca>,
     reuse_cache: bool,
 ) -> Result<Vec<TurnProjection>> {
     if layer >= pv.n_layers
         || pv.n_layers != model.config.n_layers
         || pv.hidden != model.config.hidden
+        || pca.is_some_and(|p| p.dim != pv.hidden)
     {
         return Err(Error::Invalid(format!(
             "projection: the bundle ({} layers x {}) does not fit the model ({} x {}) or layer {layer}",
@@ -923,7 +1007,9 @@ pub fn project_conversation(
         if msg.role != Role::Assistant {
             continue;
         }
-        if let Some(projection) = project(&means[i]) {
+        if let Some(mean) = means[i].mean() {
+            let projection = axis.project(&mean);
+            let pc = pca.map_or(Vec::new(), |p| p.project(&mean));
             let user_projection = i
                 .checked_sub(1)
                 .filter(|&j| messages[j].role == Role::User)
@@ -934,6 +1020,7 @@ pub fn project_conversation(
                 projection,
                 n_tokens: means[i].weight() as usize,
                 user_projection,
+                pc,
             });
         }
         turn += 1;
@@ -982,14 +1069,14 @@ pub fn place_role(
     }
     let v = mean.mean().expect("at least one rollout");
     let a = bundle.analysis_layer;
-    let pc = bundle.pca.project(&v[a * h..(a + 1) * h]);
+    let pc = bundle.pca().project(&v[a * h..(a + 1) * h]);
     let dims = pc.len().min(3);
     let mut dist: Vec<(f64, &String)> = pv
         .roles
         .iter()
         .enumerate()
         .map(|(r, name)| {
-            let s = bundle.pca.row_scores(r);
+            let s = bundle.pca().row_scores(r);
             let d: f64 = (0..dims)
                 .map(|i| (s[i] as f64 - pc[i] as f64).powi(2))
                 .sum();
@@ -1044,14 +1131,29 @@ mod tests {
         let opts = BuildOptions {
             prompts_per_role: 2,
             questions_per_role: 3,
+            default_seeds: 2,
             ..BuildOptions::quick()
         };
         let roles = [role("a", 5), role("b", 1)];
         let default = role(DEFAULT_ROLE, 4);
         let chosen = choose_questions(&qs(10), 3, opts.seed).unwrap();
         let plans = plan_rollouts(&roles, Some(&default), &chosen, &opts).unwrap();
-        // a: 2 prompts x 3, b: its only prompt x 3, default: all 4 prompts x 3.
-        assert_eq!(plans.len(), 6 + 3 + 12);
+        // a: 2 prompts x 3, b: its only prompt x 3, default: all 4 prompts x 3 x 2 seeds.
+        assert_eq!(plans.len(), 6 + 3 + 24);
+        assert!(plans[..9].iter().all(|p| p.sample == 0));
+        assert_eq!(
+            plans[9..13]
+                .iter()
+                .map(|p| (p.prompt_index, p.sample))
+                .collect::<Vec<_>>(),
+            [(0, 0), (0, 1), (0, 0), (0, 1)]
+        );
+        // Sample 0 keeps the seed a rollout had before samples existed: those replies stay.
+        assert_eq!(
+            plans[9].seed,
+            Rng::new(opts.seed ^ fnv1a(format!("{DEFAULT_ROLE}\u{0}0\u{0}0").as_bytes()))
+                .next_u64()
+        );
         let questions = |r: &str| {
             let mut v: Vec<u32> = plans
                 .iter()

@@ -1,5 +1,5 @@
 //! The fidelity report: how well this model reproduces the paper's persona-space findings
-//! (method.md, "Persona space" and the split-half check of "What a 135M model shows").
+//! (docs/method.md, "Persona space" and "Uncertainty").
 //!
 //! Definitions (all at the analysis layer unless "per layer"):
 //! - `cos_pc1_axis`: cosine between PC1 (oriented so the default is positive) of the
@@ -19,8 +19,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::heldout::{HeldOut, Interval, LayerChoice};
 use super::pca::persona_pca;
 use super::stats;
+use super::steer::CapReach;
 use super::vectors::{PersonaVectors, RolloutActivation};
 use super::{Error, Result};
 
@@ -70,6 +72,16 @@ pub struct FidelityReport {
     /// `None` when the rollouts were not given or cannot be split (fewer than 2 questions,
     /// or the default missing from a half).
     pub split_half: Option<SplitHalf>,
+    /// How the analysis layer was chosen (docs/method.md, "Choosing the layer"); `None`:
+    /// fixed by hand, or too few questions to choose.
+    #[serde(default)]
+    pub layer_choice: Option<LayerChoice>,
+    /// Held-out figures per layer and intervals at the analysis layer (needs 4+ questions).
+    #[serde(default)]
+    pub held_out: Option<HeldOut>,
+    /// How far the default capping floor reaches into the default's own reply tokens.
+    #[serde(default)]
+    pub default_cap: Option<CapReach>,
 }
 
 impl FidelityReport {
@@ -141,6 +153,9 @@ impl FidelityReport {
             nearest_in_pc_space,
             farthest_in_pc_space,
             split_half,
+            layer_choice: None,
+            held_out: None,
+            default_cap: None,
         })
     }
 
@@ -236,11 +251,39 @@ impl fmt::Display for FidelityReport {
             self.role_rollouts,
             self.default_rollouts
         )?;
+        let iv = |i: &Interval| format!("[{:.3}, {:.3}]", i.lo, i.hi);
+        let level = self
+            .held_out
+            .as_ref()
+            .map_or(String::new(), |h| format!("{:.0}% ", h.level * 100.0));
+        match &self.layer_choice {
+            Some(c) => writeln!(f, "  layer chosen: {} ({})", c.layer, c.rule)?,
+            None => writeln!(f, "  layer fixed, not chosen on held-out questions")?,
+        }
         writeln!(
             f,
-            "  cos(PC1, axis)          {:.3}   (paper: > 0.71 at the middle layer)",
-            self.cos_pc1_axis
+            "  cos(PC1, axis)          {:.3}   {}(paper: > 0.71 at the middle layer)",
+            self.cos_pc1_axis,
+            self.held_out.as_ref().map_or(String::new(), |h| format!(
+                "{level}interval {}, bootstrap over questions ",
+                iv(&h.cos_pc1_axis)
+            ))
         )?;
+        if let Some(h) = &self.held_out {
+            let l = self.analysis_layer;
+            writeln!(
+                f,
+                "  held-out cos(PC1, axis) {:.3}   halves A|B, {level}range over {} random half splits {}",
+                h.halves_cos_pc1_axis[l],
+                h.random_splits,
+                iv(&h.halves_cos_pc1_axis_interval)
+            )?;
+            writeln!(
+                f,
+                "  ... on half B alone     {:.3}   (quarters B1|B2: the questions the choice did not see)",
+                h.half_b_cos_pc1_axis[l]
+            )?;
+        }
         let ev: Vec<String> = self
             .explained_variance_ratio
             .iter()
@@ -250,18 +293,29 @@ impl fmt::Display for FidelityReport {
         writeln!(f, "  explained variance      {}", ev.join("  "))?;
         writeln!(
             f,
-            "  default on PC1          {:.3}, rank {} of {} (roles span {:.3} .. {:.3})",
+            "  default on PC1          {:.3}, rank {} of {}{} (roles span {:.3} .. {:.3})",
             self.default_pc1,
             self.default_pc1_rank,
             self.n_roles + 1,
+            self.held_out.as_ref().map_or(String::new(), |h| format!(
+                ", {level}interval {:.0}..{:.0}",
+                h.default_pc1_rank.lo, h.default_pc1_rank.hi
+            )),
             self.role_pc1_range[0],
             self.role_pc1_range[1]
         )?;
         match &self.split_half {
             Some(s) => writeln!(
                 f,
-                "  split-half axis cos     {:.3}   (questions {} | {}, {} roles; aim > 0.8)",
-                s.cos_per_layer[self.analysis_layer], s.questions[0], s.questions[1], s.roles_used
+                "  split-half axis cos     {:.3}   (questions {} | {}, {} roles{}; aim > 0.85)",
+                s.cos_per_layer[self.analysis_layer],
+                s.questions[0],
+                s.questions[1],
+                s.roles_used,
+                self.held_out.as_ref().map_or(String::new(), |h| format!(
+                    "; {level}range over random half splits {}",
+                    iv(&h.split_half_cos)
+                ))
             )?,
             None => writeln!(
                 f,
@@ -294,16 +348,39 @@ impl fmt::Display for FidelityReport {
             "  farthest, distance on PC1-{dims}:   {}",
             list(&self.farthest_in_pc_space)
         )?;
-        writeln!(f, "  layer  cos(PC1,axis)  split-half")?;
+        if let Some(c) = &self.default_cap {
+            let per: Vec<String> = (c.band[0]..c.band[1])
+                .zip(&c.edited_fraction)
+                .map(|(l, v)| format!("{l}: {:.0}%", v * 100.0))
+                .collect();
+            writeln!(
+                f,
+                "  default cap (layers {}:{}, percentile {}) edits of the default's own {} reply tokens: {}",
+                c.band[0],
+                c.band[1],
+                c.percentile,
+                c.tokens,
+                per.join(", ")
+            )?;
+        }
+        writeln!(
+            f,
+            "  layer  cos(PC1,axis)  split-half  held-out A|B  held-out B  choice score (A)"
+        )?;
+        let cell = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
         for l in 0..self.n_layers {
-            let split = self
-                .split_half
-                .as_ref()
-                .map_or("-".to_string(), |s| format!("{:.3}", s.cos_per_layer[l]));
+            let split = cell(self.split_half.as_ref().map(|s| s.cos_per_layer[l]));
+            let halves = cell(self.held_out.as_ref().map(|h| h.halves_cos_pc1_axis[l]));
+            let half_b = cell(self.held_out.as_ref().map(|h| h.half_b_cos_pc1_axis[l]));
+            let score = cell(
+                self.layer_choice
+                    .as_ref()
+                    .and_then(|c| c.scores.get(l).copied()),
+            );
             let mark = if l == self.analysis_layer { " <" } else { "" };
             writeln!(
                 f,
-                "  {l:>5}  {:>13.3}  {split:>10}{mark}",
+                "  {l:>5}  {:>13.3}  {split:>10}  {halves:>12}  {half_b:>10}  {score:>16}{mark}",
                 self.cos_pc1_axis_per_layer[l]
             )?;
         }
@@ -316,27 +393,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::science::vectors::DEFAULT_ROLE;
 
-    /// Deterministic standard normals (splitmix64 + Box-Muller), test-only.
-    pub(crate) struct Rng(u64);
-    impl Rng {
-        pub(crate) fn new(seed: u64) -> Self {
-            Self(seed)
-        }
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-            z ^ (z >> 31)
-        }
-        fn uniform(&mut self) -> f64 {
-            ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-        pub(crate) fn normal(&mut self) -> f32 {
-            let (u1, u2) = (self.uniform(), self.uniform());
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        }
-    }
+    pub(crate) use crate::science::stats::SplitMix as Rng;
 
     /// Synthetic persona data with a planted direction `w` (unit, random) at every layer:
     /// each role r has an "assistant-ness" a_r in [-1, 0.6]; the default has a = 1.5.
@@ -454,7 +511,9 @@ pub(crate) mod tests {
         assert_eq!(serde_json::from_str::<FidelityReport>(&json).unwrap(), rep);
         let text = rep.to_string();
         assert!(text.contains("cos(PC1, axis)") && text.contains("split-half"));
-        assert_eq!(text.lines().count(), 11 + n_layers);
+        // Header, the layer's origin, 9 figures, the table's header and one row per layer.
+        assert_eq!(text.lines().count(), 12 + n_layers);
+        assert!(text.contains("layer fixed, not chosen"), "{text}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Edits of the residual stream for capping and steering (method.md, "Activation capping"
+//! Edits of the residual stream for capping and steering (docs/method.md, "Capping"
 //! and "Steering"), as plain data the engine's hooks execute.
 //!
 //! - Capping at layer `l`: `h <- h + u_l * max(tau_l - h . u_l, 0)`, a floor on the *raw*
@@ -62,6 +62,79 @@ impl EditKind {
             }
         }
     }
+}
+
+/// The capping percentile everyone uses by default (the paper's, docs/method.md "Capping").
+pub const DEFAULT_CAP_PERCENTILE: u8 = 75;
+
+/// The default capping band for a model of `n_layers` layers: 70-90% of the depth, the
+/// paper's (it caps 12-20% of the layers there: 46:54 of Qwen3-32B's 64, 56:72 of
+/// Llama-3.3-70B's 80); 21..27 for SmolLM2-135M's 30. One definition for the CLI, the page,
+/// the bench and the reproduce script (docs/method.md, "Capping").
+pub fn default_cap_band(n_layers: usize) -> Range<usize> {
+    let end = (n_layers * 9).div_ceil(10).max(1);
+    let start = ((n_layers * 7).div_ceil(10)).min(end - 1);
+    start..end
+}
+
+/// How far a capping floor reaches into the default Assistant's own replies: at each layer
+/// of the band, the fraction of the default rollouts' content tokens whose raw projection
+/// lies below the floor `tau_l` (those the cap would move).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CapReach {
+    /// Layers `band[0]..band[1]`.
+    pub band: [usize; 2],
+    pub percentile: u8,
+    /// Default reply tokens counted.
+    pub tokens: usize,
+    /// `[band length]`.
+    pub edited_fraction: Vec<f32>,
+}
+
+/// [`CapReach`] from the default's token residuals at the band's layers,
+/// `[tokens][band length][hidden]` (all default rollouts' tokens concatenated); `None`
+/// without tokens.
+pub fn cap_reach(
+    pv: &PersonaVectors,
+    stats: &ProjectionStats,
+    band: Range<usize>,
+    percentile: u8,
+    tokens: &[f32],
+) -> Result<Option<CapReach>> {
+    check_band(pv, &band)?;
+    let width = band.len() * pv.hidden;
+    if tokens.len() % width != 0 {
+        return Err(Error::Invalid(format!(
+            "cap reach: {} floats are not whole tokens of {} layers x {}",
+            tokens.len(),
+            band.len(),
+            pv.hidden
+        )));
+    }
+    let n = tokens.len() / width;
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut edited_fraction = Vec::with_capacity(band.len());
+    for (i, l) in band.clone().enumerate() {
+        let tau = stats.tau(l, percentile).ok_or_else(|| {
+            Error::Invalid(format!(
+                "cap reach: no percentile {percentile} at layer {l}"
+            ))
+        })?;
+        let axis = pv.at(l);
+        let below = tokens
+            .chunks_exact(width)
+            .filter(|t| axis.project_raw(&t[i * pv.hidden..(i + 1) * pv.hidden]) < tau)
+            .count();
+        edited_fraction.push(below as f32 / n as f32);
+    }
+    Ok(Some(CapReach {
+        band: [band.start, band.end],
+        percentile,
+        tokens: n,
+        edited_fraction,
+    }))
 }
 
 fn check_band(pv: &PersonaVectors, layers: &Range<usize>) -> Result<()> {
@@ -169,6 +242,37 @@ pub fn steering_edits(
 mod tests {
     use super::*;
     use crate::science::vectors::{DEFAULT_ROLE, RolloutActivation};
+
+    #[test]
+    fn cap_reach_counts_the_default_tokens_below_the_floor() {
+        let (pv, st) = fixture();
+        // Tokens at tau + d along u at each band layer: d < 0 lies below the floor.
+        let ds = [[-1.0f32, 0.5], [0.2, -0.3], [-0.1, -2.0], [3.0, -1.0]];
+        let mut tokens = Vec::new();
+        for d in &ds {
+            for (i, l) in (1..3).enumerate() {
+                let tau = st.tau(l, 75).unwrap();
+                tokens.extend(pv.unit_at(l).iter().map(|u| u * (tau + d[i])));
+            }
+        }
+        let r = cap_reach(&pv, &st, 1..3, 75, &tokens).unwrap().unwrap();
+        assert_eq!((r.band, r.percentile, r.tokens), ([1, 3], 75, 4));
+        assert_eq!(r.edited_fraction, vec![0.5, 0.75]);
+        assert!(cap_reach(&pv, &st, 1..3, 75, &[]).unwrap().is_none());
+        assert!(cap_reach(&pv, &st, 1..3, 75, &tokens[1..]).is_err());
+        assert!(cap_reach(&pv, &st, 1..9, 75, &tokens).is_err());
+    }
+
+    #[test]
+    fn default_band_is_70_to_90_percent_of_the_depth() {
+        assert_eq!(default_cap_band(30), 21..27);
+        assert_eq!(default_cap_band(64), 45..58);
+        assert_eq!(default_cap_band(80), 56..72);
+        for n in 1..200 {
+            let b = default_cap_band(n);
+            assert!(b.start < b.end && b.end <= n, "{n}: {b:?}");
+        }
+    }
 
     /// 3 layers, hidden 4, a few rollouts with spread projections.
     fn fixture() -> (PersonaVectors, ProjectionStats) {

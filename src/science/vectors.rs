@@ -1,5 +1,5 @@
 //! Rollout activations, role and default vectors, the Assistant Axis and projections
-//! (method.md, "Vectors" and the `tau_l` of "Activation capping").
+//! (docs/method.md, "Vectors" and the `tau_l` of "Capping").
 //!
 //! Layout convention: a "per-layer" vector is row-major `[n_layers][hidden]` `f32`, and
 //! layer `l` means the residual stream at the output of decoder block `l` (the engine's
@@ -64,7 +64,7 @@ impl<'a> TokenActivations<'a> {
 }
 
 /// One rollout's activation summary: the mean of the residual stream over the assistant
-/// reply's content tokens, at every layer (method.md, "Rollout activation").
+/// reply's content tokens, at every layer (docs/method.md, "Rollout activation").
 #[derive(Clone, Debug, PartialEq)]
 pub struct RolloutActivation {
     /// Role name; [`DEFAULT_ROLE`] for the default condition.
@@ -540,11 +540,59 @@ impl ProjectionStats {
     pub fn projection(&self, i: usize, layer: usize) -> f32 {
         self.projections[i * self.n_layers + layer]
     }
+
+    /// The spread of one reply's projection at `layer`: the pooled standard deviation of
+    /// the rollouts' projections around their own role's (or the default's) mean. A single
+    /// reply's projection is this uncertain; a role's mean of n rollouts is sqrt(n) times
+    /// less. `None` when no role has two rollouts.
+    pub fn reply_sd(&self, layer: usize) -> Option<f32> {
+        if layer >= self.n_layers {
+            return None;
+        }
+        let mut groups: std::collections::BTreeMap<Option<u32>, Vec<f64>> = Default::default();
+        for (i, m) in self.rollouts.iter().enumerate() {
+            groups
+                .entry(m.role)
+                .or_default()
+                .push(self.projection(i, layer) as f64);
+        }
+        let (mut ss, mut dof) = (0f64, 0usize);
+        for v in groups.values().filter(|v| v.len() > 1) {
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            ss += v.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
+            dof += v.len() - 1;
+        }
+        (dof > 0).then(|| (ss / dof as f64).sqrt() as f32)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_sd_pools_the_spread_within_each_role() {
+        let meta = |role| RolloutMeta {
+            role,
+            prompt_index: 0,
+            question_id: 0,
+            n_tokens: 1,
+        };
+        // One layer; role 0: 1, 3 (ss 2); default: 10, 14, 12 (ss 8); role 1 alone.
+        let st = ProjectionStats {
+            n_layers: 1,
+            rollouts: [Some(0), Some(0), None, None, None, Some(1)]
+                .into_iter()
+                .map(meta)
+                .collect(),
+            projections: vec![1.0, 3.0, 10.0, 14.0, 12.0, 50.0],
+            percentiles: vec![],
+            raw_percentiles: vec![],
+        };
+        let want = (10.0f64 / 3.0).sqrt() as f32;
+        assert!((st.reply_sd(0).unwrap() - want).abs() < 1e-6);
+        assert!(st.reply_sd(1).is_none());
+    }
 
     fn rollout(
         role: &str,

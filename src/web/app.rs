@@ -112,7 +112,8 @@ fn App() -> impl IntoView {
     // The capping embed exists to show Default and Capped side by side: start with the
     // paper's recommended cap.
     if embed == Some(Embed::Cap) {
-        app.cap_percentile.set(75);
+        app.cap_percentile
+            .set(crate::science::DEFAULT_CAP_PERCENTILE);
     }
     if !notices.is_empty() {
         app.notice.set(Some(notices.join("; ")));

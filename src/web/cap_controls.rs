@@ -1,4 +1,4 @@
-//! Capping and steering controls. Capping (method.md): at every layer of the band, a floor on
+//! Capping and steering controls. Capping (docs/method.md): at every layer of the band, a floor on
 //! the projection at a percentile of the persona rollouts' projections; when on, each reply is
 //! generated twice (Default and Capped). Steering adds `alpha * n_L * u` at the analysis layer:
 //! positive toward the Assistant, negative away from it (its inverse, for role-play).

@@ -6,7 +6,7 @@
 //! (`Track::log`), so a reply's place on the axis is the mean over its assistant content
 //! tokens of rows already computed: measuring a reply costs one forward over the few tokens
 //! that end the turn. A reply generated with edits (capping, steering) is measured by an
-//! unsteered reader session instead (method.md: otherwise the capped curve is flat at the cap).
+//! unsteered reader session instead (docs/method.md: otherwise the capped curve is flat at the cap).
 
 use crate::engine::chat::{Message, Rendered, Role, TokenKind};
 use crate::engine::clock::now_ms;
@@ -14,12 +14,13 @@ use crate::engine::tokenizer::StreamDecoder;
 use crate::engine::{
     Backend, Edit, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
 };
-use crate::science::data::{Question, RoleSpec};
 pub use crate::science::data::short_model_name;
+use crate::science::data::{Question, RoleSpec};
 use crate::science::pipeline::{self, BuildOptions, RolloutPlan};
 use crate::science::stats::{cosine, percentile};
 use crate::science::{
-    BuildSettings, Bundle, ModelInfo, RolloutActivation, capping_edits, steering_edits,
+    BuildSettings, Bundle, DEFAULT_CAP_PERCENTILE, ModelInfo, RolloutActivation, capping_edits,
+    default_cap_band, steering_edits,
 };
 
 use super::protocol::{
@@ -240,7 +241,7 @@ impl Host {
     }
 
     /// The in-browser benchmark (`web::bench`) on the loaded model and the worker's backend,
-    /// capped over the native harness's band (layers 70-90 % of the depth, percentile 75)
+    /// capped with the default band and percentile ([`default_cap_band`]: 70-90 % of the depth, 75)
     /// when a bundle for this model is loaded.
     pub async fn bench(
         &self,
@@ -251,10 +252,9 @@ impl Host {
             self.model.as_ref().ok_or("no model is loaded")?,
             self.factory.as_ref().ok_or("no backend")?,
         );
-        let n = model.config.n_layers;
-        let band = (n * 7).div_ceil(10)..(n * 9).div_ceil(10);
+        let band = default_cap_band(model.config.n_layers);
         let cap = match self.usable_bundle() {
-            Some(b) => capping_edits(&b.vectors, &b.stats, band, 75)
+            Some(b) => capping_edits(&b.vectors, &b.stats, band, DEFAULT_CAP_PERCENTILE)
                 .map(|e| pipeline::engine_edits(&e))
                 .map_err(|e| e.to_string()),
             None => {
@@ -369,7 +369,7 @@ impl Host {
             .map(|(r, name)| RolePoint {
                 name: name.clone(),
                 category: b.categories.get(r).cloned().unwrap_or_default(),
-                pcs: b.pca.row_scores(r).to_vec(),
+                pcs: b.pca().row_scores(r).to_vec(),
                 projection: pv.role_projection(r, layer),
             })
             .collect();
@@ -389,12 +389,12 @@ impl Host {
             n_layers: b.model.n_layers,
             analysis_layer: layer,
             roles,
-            default_pcs: b.default_pc.clone(),
+            default_pcs: b.default_pc().to_vec(),
             default_projection,
             default_band: [band(10.0), band(90.0)],
-            explained_variance_ratio: b.pca.explained_variance_ratio.clone(),
-            cos_pc_axis: (0..b.pca.n_components())
-                .map(|i| cosine(b.pca.component(i), pv.unit_at(layer)) as f32)
+            explained_variance_ratio: b.pca().explained_variance_ratio.clone(),
+            cos_pc_axis: (0..b.pca().n_components())
+                .map(|i| cosine(b.pca().component(i), pv.unit_at(layer)) as f32)
                 .collect(),
             split_half_cos: b.fidelity.as_ref().and_then(|f| f.split_half_cos()),
             n_rollouts: b.stats.rollouts.len(),
@@ -764,7 +764,7 @@ impl Host {
 
     /// Places a role given by its system prompt on the map, as the bundle's roles were built:
     /// its replies to `n_questions` of the bundle's questions (science::pipeline rollouts with
-    /// the bundle's sampling), averaged (method.md), shown by their PCA coordinates and
+    /// the bundle's sampling), averaged (docs/method.md), shown by their PCA coordinates and
     /// projection. Runs in a session of its own, so the conversation's caches are untouched.
     #[allow(clippy::too_many_arguments)]
     pub async fn place_role(
@@ -789,7 +789,8 @@ impl Host {
                 system: system.to_string(),
                 question_id: q.id,
                 question: q.text.clone(),
-                seed: pipeline::rollout_seed(opts.seed, name, 0, q.id),
+                sample: 0,
+                seed: pipeline::rollout_seed(opts.seed, name, 0, q.id, 0),
             })
             .collect();
         let rollouts = self
@@ -870,10 +871,11 @@ impl Host {
         };
         let bundle = pipeline::assemble_bundle(
             info,
-            config.n_layers / 2,
+            None,
             &roles,
             opts.settings(&questions, extra),
             &rollouts,
+            &[],
         )
         .map_err(err)?;
         self.set_bundle(bundle.clone());
@@ -1085,6 +1087,7 @@ fn options_of(s: &BuildSettings, n: usize) -> BuildOptions {
     BuildOptions {
         prompts_per_role: 1,
         questions_per_role: n.max(1),
+        default_seeds: 1,
         max_tokens: if s.max_new_tokens > 0 {
             s.max_new_tokens as usize
         } else {
@@ -1167,7 +1170,7 @@ fn point_of(
         .collect();
     Some(TurnPointView {
         projection: axis.project(&mean),
-        pcs: bundle.pca.project(&mean),
+        pcs: bundle.pca().project(&mean),
         tokens,
         read_back,
     })

@@ -16,7 +16,7 @@ pub struct GenSettings {
 }
 
 impl Default for GenSettings {
-    /// What works for SmolLM2-135M (shared/docs/environment.md): sampling, a mild repetition
+    /// What works for SmolLM2-135M (docs/method.md, "Rollouts"): sampling, a mild repetition
     /// penalty and short replies, which the wasm CPU path produces at a readable pace.
     fn default() -> Self {
         Self {
@@ -29,7 +29,7 @@ impl Default for GenSettings {
     }
 }
 
-/// Activation capping (method.md): a floor on the projection at a percentile of the
+/// Activation capping (docs/method.md): a floor on the projection at a percentile of the
 /// per-rollout projections, over the half-open layer band `start..end`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CapSettings {

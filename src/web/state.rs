@@ -221,7 +221,12 @@ impl AppState {
             sampling: RwSignal::new(GenSettings::default()),
             system: RwSignal::new(String::new()),
             cap_percentile: RwSignal::new(0),
-            cap_band: RwSignal::new((10, 20)),
+            // The default band of the default model's 30 layers; a bundle of another depth
+            // resets it (Event::Bundle below).
+            cap_band: RwSignal::new({
+                let b = crate::science::default_cap_band(30);
+                (b.start, b.end)
+            }),
             steer: RwSignal::new(0.0),
             preset_queue: RwSignal::new(Vec::new()),
             token_view: RwSignal::new(false),
@@ -445,7 +450,8 @@ impl AppState {
 
     pub fn undo(&self) {
         // Trimmed turns are no longer in the worker's conversation: nothing to take back there.
-        if self.busy() || self.turns.with_untracked(|t| t.len()) <= self.turn_offset.get_untracked() {
+        if self.busy() || self.turns.with_untracked(|t| t.len()) <= self.turn_offset.get_untracked()
+        {
             return;
         }
         if let Some(t) = self.turns.try_update(|t| t.pop()).flatten() {
@@ -468,8 +474,10 @@ impl AppState {
     /// True when the last message did not fit the model's context (the engine's
     /// `ContextOverflow`): the page then offers to trim the oldest turns or start over.
     pub fn context_full(&self) -> bool {
-        self.chat_error
-            .with(|e| e.as_deref().is_some_and(|e| e.contains("model's context holds")))
+        self.chat_error.with(|e| {
+            e.as_deref()
+                .is_some_and(|e| e.contains("model's context holds"))
+        })
     }
 
     /// Turns the model still sees (not trimmed).
@@ -670,7 +678,8 @@ impl AppState {
                 let n = bundle.n_layers;
                 self.cap_band.update(|(s, e)| {
                     if *e > n || *s >= *e {
-                        (*s, *e) = (n / 3, 2 * n / 3);
+                        let b = crate::science::default_cap_band(n);
+                        (*s, *e) = (b.start, b.end);
                     }
                 });
                 self.bundle.set(Some(bundle));

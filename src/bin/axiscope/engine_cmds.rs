@@ -262,7 +262,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         }
         true
     })?;
-    // "Showing capped text fairly" (method.md): the reply as the unedited model reads it.
+    // "Showing capped text fairly" (docs/method.md): the reply as the unedited model reads it.
     let projection = match &bundle {
         Some(b) if !g.text.trim().is_empty() => {
             msgs.push(Message::new(Role::Assistant, g.text.clone()));

@@ -7,7 +7,10 @@ use axiscope::engine::chat::{Message, Role};
 use axiscope::engine::{Edit, Model, Session, StopReason};
 use axiscope::science::data::{self, Question, short_model_name};
 use axiscope::science::pipeline::{self, BuildOptions, RolloutOutput, RolloutPlan};
-use axiscope::science::{Bundle, FidelityReport, ModelInfo, capping_edits, steering_edits};
+use axiscope::science::{
+    Bundle, DEFAULT_CAP_PERCENTILE, FidelityReport, ModelInfo, capping_edits, default_cap_band,
+    steering_edits,
+};
 use clap::Args;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -31,16 +34,24 @@ pub struct BuildArgs {
     #[arg(long, default_value = "data/questions.jsonl")]
     pub questions: PathBuf,
     /// System prompts per role (the first K of its file; the default uses all of its own).
+    /// Default 1: more prompts per role barely steady the axis (see --default-seeds).
     #[arg(long)]
     pub prompts_per_role: Option<usize>,
-    /// Questions per prompt, a seeded choice shared by every role.
+    /// Questions per prompt, a seeded choice shared by every role (default 16).
     #[arg(long)]
     pub questions_per_role: Option<usize>,
+    /// Sampled replies per default prompt x question (default 4). Most of the axis's noise
+    /// comes from the default's rollouts and from how the default answers each question,
+    /// little from the roles' prompts, so the default plan spends rollouts on distinct
+    /// questions and on the default: 16 questions x 1 prompt per role, the default's 5
+    /// prompts x 16 questions x 4 seeds (docs/method.md, "Build plan").
+    #[arg(long)]
+    pub default_seeds: Option<usize>,
     /// Reply length in tokens.
     #[arg(long)]
     pub max_tokens: Option<usize>,
-    /// Small preset for tests and trials: 1 prompt x 2 questions, 16-token replies
-    /// (explicit options still win).
+    /// Small preset for tests and trials: 1 prompt x 2 questions, the default 2 seeds,
+    /// 16-token replies (explicit options still win).
     #[arg(long)]
     pub quick: bool,
     #[arg(long, default_value_t = 0)]
@@ -57,7 +68,10 @@ pub struct BuildArgs {
     /// not depend on it.
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
-    /// Analysis layer for the PCA and the report (default: n_layers / 2).
+    /// Analysis layer for the map and the report. Default: chosen on half of the questions
+    /// (the layer where PC1 of one quarter of them best matches the axis of another, the
+    /// last 3 layers left out) and reported on the other half; the middle layer with fewer
+    /// than 4 questions (docs/method.md, "Choosing the layer").
     #[arg(long)]
     pub layer: Option<usize>,
     /// Name substituted for `{model_name}` in the default prompts (default: the model file's
@@ -67,6 +81,12 @@ pub struct BuildArgs {
     /// Also write every rollout's reply as JSON Lines (to judge the role-play by eye).
     #[arg(long)]
     pub replies: Option<PathBuf>,
+    /// Rollout cache: when the file exists, this plan's rollouts are read from it instead of
+    /// run (re-assembling a bundle after a change of the analysis, or a smaller plan with
+    /// the same seed, takes seconds, not an hour); otherwise the rollouts are run and
+    /// written to it.
+    #[arg(long)]
+    pub rollouts_cache: Option<PathBuf>,
     /// Bundle path: a directory, or one file when it ends in `.axb`.
     #[arg(long)]
     pub out: PathBuf,
@@ -77,10 +97,12 @@ pub struct EditArgs {
     /// Persona bundle: gives the axis for capping, steering and projections.
     #[arg(long)]
     pub bundle: Option<PathBuf>,
-    /// Cap: floor the projection at this percentile (1-99) of the rollouts' projections.
+    /// Cap: floor the projection at this percentile (1-99) of the rollouts' projections
+    /// (default 75, the paper's).
     #[arg(long)]
     pub cap_percentile: Option<u8>,
-    /// Cap band `A:B`: layers A to B-1, like a Python slice (75th percentile by default).
+    /// Cap band `A:B`: layers A to B-1, like a Python slice. Default: 70-90% of the depth,
+    /// the paper's (21:27 for a 30-layer model). Either cap option turns capping on.
     #[arg(long)]
     pub cap_layers: Option<String>,
     /// Steering strength: adds ALPHA x (mean token norm) x unit axis; positive is toward the
@@ -317,12 +339,12 @@ pub fn build(a: BuildArgs) -> Result<()> {
     let opts = BuildOptions {
         prompts_per_role: a.prompts_per_role.unwrap_or(base.prompts_per_role),
         questions_per_role: a.questions_per_role.unwrap_or(base.questions_per_role),
+        default_seeds: a.default_seeds.unwrap_or(base.default_seeds),
         max_tokens: a.max_tokens.unwrap_or(base.max_tokens),
         seed: a.seed,
         ..base
     };
-    let layer = a.layer.unwrap_or(model.config.n_layers / 2);
-    if layer >= model.config.n_layers {
+    if let Some(layer) = a.layer.filter(|&l| l >= model.config.n_layers) {
         bail!(
             "--layer {layer}: the model has layers 0..{}",
             model.config.n_layers - 1
@@ -342,10 +364,11 @@ pub fn build(a: BuildArgs) -> Result<()> {
     let questions = pipeline::choose_questions(&all_questions, opts.questions_per_role, opts.seed)?;
     let plans = pipeline::plan_rollouts(&set.roles, Some(default), &questions, &opts)?;
     eprintln!(
-        "building: {} roles x {} prompts + default x {} prompts, {} questions each, {} tokens per reply: {} rollouts on {} job(s) x {} thread(s), {} at a time per job",
+        "building: {} roles x {} prompts + default x {} prompts x {} seeds, {} questions each, {} tokens per reply: {} rollouts on {} job(s) x {} thread(s), {} at a time per job",
         set.roles.len(),
         opts.prompts_per_role,
         default.prompts.len(),
+        opts.default_seeds,
         questions.len(),
         opts.max_tokens,
         plans.len(),
@@ -354,7 +377,23 @@ pub fn build(a: BuildArgs) -> Result<()> {
         a.batch
     );
     let t0 = Instant::now();
-    let results = run_rollouts(&model, &plans, &opts, a.jobs, a.threads, a.batch)?;
+    let cached = match &a.rollouts_cache {
+        Some(path) if path.exists() => Some(read_rollouts(path, &plans)?),
+        _ => None,
+    };
+    let results = match cached {
+        Some(r) => {
+            eprintln!("read {} rollouts from the cache", r.len());
+            r
+        }
+        None => {
+            let r = run_rollouts(&model, &plans, &opts, a.jobs, a.threads, a.batch)?;
+            if let Some(path) = &a.rollouts_cache {
+                write_rollouts(path, &plans, &r)?;
+            }
+            r
+        }
+    };
     let skipped = results.iter().filter(|r| r.is_none()).count();
     if let Some(path) = &a.replies {
         let mut f = std::io::BufWriter::new(
@@ -364,13 +403,18 @@ pub fn build(a: BuildArgs) -> Result<()> {
         for (p, r) in plans.iter().zip(&results) {
             let line = json!({
                 "role": p.role, "prompt_index": p.prompt_index, "question_id": p.question_id,
-                "question": p.question, "reply": r.as_ref().map(|o| o.reply.as_str()),
+                "sample": p.sample, "question": p.question, "reply": r.as_ref().map(|o| o.reply.as_str()),
                 "tokens": r.as_ref().map(|o| o.generated), "stop": r.as_ref().map(|o| o.stop),
             });
             writeln!(f, "{line}")?;
         }
         f.flush()?;
     }
+    let band_tokens: Vec<f32> = results
+        .iter()
+        .flatten()
+        .flat_map(|o| o.band_tokens.iter().copied())
+        .collect();
     let rollouts: Vec<_> = results
         .into_iter()
         .flatten()
@@ -401,10 +445,11 @@ pub fn build(a: BuildArgs) -> Result<()> {
     };
     let bundle = pipeline::assemble_bundle(
         info,
-        layer,
+        a.layer,
         &set.roles,
         opts.settings(&questions, extra),
         &rollouts,
+        &band_tokens,
     )?;
     write_bundle(&bundle, &a.out)?;
     eprintln!(
@@ -417,6 +462,161 @@ pub fn build(a: BuildArgs) -> Result<()> {
         eprint!("{rep}");
     }
     Ok(())
+}
+
+/// One cached rollout's description; its floats follow it in the file.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedRollout {
+    role: String,
+    prompt_index: u32,
+    question_id: u32,
+    sample: u32,
+    /// `None`: every reply was empty.
+    reply: Option<CachedReply>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedReply {
+    text: String,
+    generated: usize,
+    stop: StopReason,
+    attempts: u32,
+    n_tokens: u32,
+    per_layer: usize,
+    norms: usize,
+    band_tokens: usize,
+}
+
+const CACHE_MAGIC: &[u8; 8] = b"AXROLLS1";
+
+fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+}
+
+/// The rollout cache: magic, then per rollout a `u32` LE length, that many bytes of
+/// [`CachedRollout`] JSON and its float arrays (f32 LE) in the order listed.
+fn write_rollouts(
+    path: &Path,
+    plans: &[RolloutPlan],
+    results: &[Option<RolloutOutput>],
+) -> Result<()> {
+    let mut out = CACHE_MAGIC.to_vec();
+    for (p, r) in plans.iter().zip(results) {
+        let head = CachedRollout {
+            role: p.role.clone(),
+            prompt_index: p.prompt_index,
+            question_id: p.question_id,
+            sample: p.sample,
+            reply: r.as_ref().map(|o| CachedReply {
+                text: o.reply.clone(),
+                generated: o.generated,
+                stop: o.stop,
+                attempts: o.attempts,
+                n_tokens: o.activation.n_tokens,
+                per_layer: o.activation.per_layer.len(),
+                norms: o.activation.mean_token_norm.len(),
+                band_tokens: o.band_tokens.len(),
+            }),
+        };
+        let json = serde_json::to_vec(&head)?;
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+        if let Some(o) = r {
+            put_f32s(&mut out, &o.activation.per_layer);
+            put_f32s(&mut out, &o.activation.mean_token_norm);
+            put_f32s(&mut out, &o.band_tokens);
+        }
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The rollouts of `plans` from a rollout cache, which may hold more (a smaller plan with
+/// the same seed, e.g. fewer questions or default seeds, is a subset of a larger one: the
+/// question choice is a prefix of one seeded shuffle and seeds depend only on a rollout's
+/// identity).
+fn read_rollouts(path: &Path, plans: &[RolloutPlan]) -> Result<Vec<Option<RolloutOutput>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bad = |msg: String| anyhow::anyhow!("rollout cache {}: {msg}", path.display());
+    if !bytes.starts_with(CACHE_MAGIC) {
+        return Err(bad("not a rollout cache".into()));
+    }
+    let mut r = ByteReader {
+        bytes: &bytes,
+        pos: CACHE_MAGIC.len(),
+    };
+    let mut cached = std::collections::HashMap::new();
+    while r.pos < bytes.len() {
+        let len = r.u32().ok_or_else(|| bad("truncated".into()))? as usize;
+        let head: CachedRollout =
+            serde_json::from_slice(r.take(len).ok_or_else(|| bad("truncated".into()))?)
+                .map_err(|e| bad(format!("bad record: {e}")))?;
+        let mut floats = |n: usize| r.f32s(n).ok_or_else(|| bad("truncated".into()));
+        let key = (
+            head.role.clone(),
+            head.prompt_index,
+            head.question_id,
+            head.sample,
+        );
+        let out = match head.reply {
+            None => None,
+            Some(c) => Some(RolloutOutput {
+                activation: axiscope::science::RolloutActivation {
+                    role: head.role,
+                    prompt_index: head.prompt_index,
+                    question_id: head.question_id,
+                    n_tokens: c.n_tokens,
+                    per_layer: floats(c.per_layer)?,
+                    mean_token_norm: floats(c.norms)?,
+                },
+                band_tokens: floats(c.band_tokens)?,
+                reply: c.text,
+                generated: c.generated,
+                stop: c.stop,
+                attempts: c.attempts,
+            }),
+        };
+        cached.insert(key, out);
+    }
+    plans
+        .iter()
+        .map(|p| {
+            cached
+                .remove(&(p.role.clone(), p.prompt_index, p.question_id, p.sample))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "no rollout {}/{}/{}/{} (role/prompt/question/sample): written for another plan",
+                        p.role, p.prompt_index, p.question_id, p.sample
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// Reads a byte buffer front to back; `None` when it runs out.
+struct ByteReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ByteReader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn f32s(&mut self, n: usize) -> Option<Vec<f32>> {
+        let b = self.take(n.checked_mul(4)?)?;
+        Some(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+        )
+    }
 }
 
 fn parse_band(s: &str, n_layers: usize) -> Result<Range<usize>> {
@@ -446,12 +646,11 @@ pub fn edits_from_args(
     let mut edits = Vec::new();
     let mut about = Vec::new();
     if args.cap_percentile.is_some() || args.cap_layers.is_some() {
-        let band = args
-            .cap_layers
-            .as_deref()
-            .context("--cap-percentile needs --cap-layers A:B")?;
-        let band = parse_band(band, pv.n_layers)?;
-        let q = args.cap_percentile.unwrap_or(75);
+        let band = match args.cap_layers.as_deref() {
+            Some(band) => parse_band(band, pv.n_layers)?,
+            None => default_cap_band(pv.n_layers),
+        };
+        let q = args.cap_percentile.unwrap_or(DEFAULT_CAP_PERCENTILE);
         for l in band.clone() {
             about.push(
                 json!({"layer": l, "op": "cap", "percentile": q, "tau": bundle.stats.tau(l, q)}),
@@ -510,7 +709,8 @@ pub fn readback(
     b: &Bundle,
     layer: usize,
 ) -> Result<Option<f32>> {
-    let turns = pipeline::project_conversation(model, session, messages, &b.vectors, layer, false)?;
+    let turns =
+        pipeline::project_conversation(model, session, messages, &b.vectors, layer, None, false)?;
     Ok(turns
         .last()
         .filter(|t| t.message + 1 == messages.len())
@@ -586,9 +786,11 @@ pub fn project(a: ProjectArgs) -> Result<()> {
         &messages,
         &b.vectors,
         layer,
+        Some(&b.layer_pcas[layer]),
         edits.is_empty(),
     )?;
     let default_projection = b.vectors.default_projection(layer);
+    let reply_sd = b.stats.reply_sd(layer);
     if a.json {
         let turns: Vec<_> = turns
             .iter()
@@ -602,7 +804,7 @@ pub fn project(a: ProjectArgs) -> Result<()> {
             .collect();
         let out = json!({
             "layer": layer, "transcript": t.name, "generated": generated, "edits": about,
-            "default_projection": default_projection, "turns": turns,
+            "default_projection": default_projection, "reply_sd": reply_sd, "turns": turns,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -661,6 +863,7 @@ fn place_roles(
     let opts = BuildOptions {
         prompts_per_role: s.prompts_per_role as usize,
         questions_per_role: questions.len(),
+        default_seeds: s.default_seeds as usize,
         max_tokens: s.max_new_tokens as usize,
         temperature: s.temperature,
         top_p: s.top_p,
@@ -694,13 +897,14 @@ fn place_roles(
     if a.json {
         let out = json!({
             "layer": layer, "analysis_layer": b.analysis_layer, "default_projection": default_projection,
-            "default_pc": b.default_pc, "roles": placed,
+            "default_pc": b.default_pc(), "roles": placed,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
             "layer {layer}: default projection {default_projection:.2}; PCs at layer {} (default PC1 {:.2})",
-            b.analysis_layer, b.default_pc[0]
+            b.analysis_layer,
+            b.default_pc()[0]
         );
         for p in &placed {
             let pcs: Vec<String> = p.pc.iter().take(3).map(|v| format!("{v:.2}")).collect();
@@ -726,6 +930,7 @@ pub fn report(a: ReportArgs) -> Result<()> {
     let names = |v: &[axiscope::science::RoleDistance]| {
         v.iter().map(|d| d.role.clone()).collect::<Vec<_>>()
     };
+    let cap = default_cap_band(b.model.n_layers);
     if a.json {
         let out = json!({
             "model": b.model, "settings": b.settings,
@@ -740,6 +945,13 @@ pub fn report(a: ReportArgs) -> Result<()> {
             "default_pc1": rep.default_pc1,
             "default_pc1_rank": rep.default_pc1_rank,
             "role_pc1_range": rep.role_pc1_range,
+            "layer_choice": rep.layer_choice,
+            "held_out": rep.held_out,
+            "capping_default": {
+                "band": [cap.start, cap.end],
+                "percentile": DEFAULT_CAP_PERCENTILE,
+                "reach": rep.default_cap,
+            },
             "fidelity": rep,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -752,9 +964,10 @@ pub fn report(a: ReportArgs) -> Result<()> {
             b.vectors.n_roles()
         );
         println!(
-            "  {} prompts per role x {} questions, {} tokens per reply, T {} top-p {} repetition penalty {}, seed {}",
+            "  {} prompts per role x {} questions (the default {} seeds), {} tokens per reply, T {} top-p {} repetition penalty {}, seed {}",
             s.prompts_per_role,
             s.questions,
+            s.default_seeds,
             s.max_new_tokens,
             s.temperature,
             s.top_p,
@@ -762,6 +975,10 @@ pub fn report(a: ReportArgs) -> Result<()> {
             s.seed
         );
         print!("{rep}");
+        println!(
+            "  capping default: layers {}:{}, percentile {DEFAULT_CAP_PERCENTILE}",
+            cap.start, cap.end
+        );
     }
     Ok(())
 }
