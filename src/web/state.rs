@@ -12,6 +12,7 @@ use super::protocol::{
     BackendPref, Branch, BuildSize, BundleView, CapSettings, Event, Finish, GenSettings,
     ModelSource, ModelView, Request, RolePoint, SharedTurn, TurnPointView, TurnSettings,
 };
+use super::share::{ShareState, VERSION};
 
 /// The default model, served next to the page (the build links it into `dist/models/`).
 pub const DEFAULT_MODEL_URL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -175,6 +176,8 @@ pub struct AppState {
     /// Turns (user turn, branch) under the pointer on a chart.
     pub hover: RwSignal<Option<(usize, Branch)>>,
     pub share_link: RwSignal<Option<String>>,
+    /// The guided tour's step (web::tour), while it runs.
+    pub tour_step: RwSignal<Option<usize>>,
     /// Roles the visitor placed on the map, and the progress of the one being placed.
     pub custom_roles: RwSignal<Vec<RolePoint>>,
     pub role_progress: RwSignal<Option<(usize, usize, String)>>,
@@ -229,6 +232,7 @@ impl AppState {
             memory: RwSignal::new(None),
             hover: RwSignal::new(None),
             share_link: RwSignal::new(None),
+            tour_step: RwSignal::new(None),
             custom_roles: RwSignal::new(Vec::new()),
             role_progress: RwSignal::new(None),
             role_error: RwSignal::new(None),
@@ -445,7 +449,8 @@ impl AppState {
 
     pub fn undo(&self) {
         // Trimmed turns are no longer in the worker's conversation: nothing to take back there.
-        if self.busy() || self.turns.with_untracked(|t| t.len()) <= self.turn_offset.get_untracked() {
+        if self.busy() || self.turns.with_untracked(|t| t.len()) <= self.turn_offset.get_untracked()
+        {
             return;
         }
         if let Some(t) = self.turns.try_update(|t| t.pop()).flatten() {
@@ -468,8 +473,10 @@ impl AppState {
     /// True when the last message did not fit the model's context (the engine's
     /// `ContextOverflow`): the page then offers to trim the oldest turns or start over.
     pub fn context_full(&self) -> bool {
-        self.chat_error
-            .with(|e| e.as_deref().is_some_and(|e| e.contains("model's context holds")))
+        self.chat_error.with(|e| {
+            e.as_deref()
+                .is_some_and(|e| e.contains("model's context holds"))
+        })
     }
 
     /// Turns the model still sees (not trimmed).
@@ -532,6 +539,28 @@ impl AppState {
             },
             None,
         );
+    }
+
+    /// The settings and the conversation, for a share link or an embed.
+    pub fn share_state(&self) -> ShareState {
+        let settings = self.settings();
+        let model_url = match self.model_source.get_untracked() {
+            Some(ModelSource::Url { url })
+                if dom::absolute_url(DEFAULT_MODEL_URL).ok().as_deref() != Some(url.as_str()) =>
+            {
+                Some(url)
+            }
+            _ => None,
+        };
+        ShareState {
+            v: VERSION,
+            system: settings.system,
+            sampling: settings.sampling,
+            cap: settings.cap,
+            steer: settings.steer,
+            model_url,
+            turns: self.shared_turns(),
+        }
     }
 
     pub fn shared_turns(&self) -> Vec<SharedTurn> {
