@@ -37,7 +37,7 @@ test('a message gets a streamed reply, a drift point and a trail point; undo and
   assert.match(await page.getByTestId('role-label').textContent(), /ghost · axis -3\.00/);
   // PC2 on the x axis: tutor's x is then its PC2 (0.5), between poet (-2) and pirate (2).
   await page.getByTestId('map-x').selectOption('1');
-  const cx = async (name) => Number(await page.locator(`[data-role="${name}"]`).getAttribute('data-x'));
+  const cx = async (name) => Number(await page.locator(`[data-testid="role-point"][data-role="${name}"]`).getAttribute("data-x"));
   assert.ok((await cx('poet')) < (await cx('tutor')) && (await cx('tutor')) < (await cx('pirate')));
   await page.getByTestId('map-x').selectOption('0');
 
