@@ -16,6 +16,7 @@ use super::protocol::{BackendPref, ModelSource};
 use super::share::ShareState;
 use super::state::{AppState, DEFAULT_BUNDLE_URL, Embed};
 use super::status::StatusBar;
+use super::tour::{Tour, TourButton};
 
 /// Query parameters the page reads; anything else is ignored and the visitor told so.
 const KNOWN_PARAMS: &[&str] = &[
@@ -215,8 +216,12 @@ fn App() -> impl IntoView {
                     <h1 data-testid="app-title">"axiscope"</h1>
                     <p class="tagline">"See and steer a small chat model's persona: the Assistant Axis, live, in your browser."</p>
                 </div>
-                {theme_button}
+                <div class="row">
+                    <TourButton/>
+                    {theme_button}
+                </div>
             </header>
+            <Tour/>
             <StatusBar/>
             <main class="layout">
                 <div class="col">

@@ -5,7 +5,12 @@
 
 use leptos::prelude::*;
 
-use super::state::use_app;
+use super::embed::EmbedButton;
+use super::state::{Embed, use_app};
+use super::tour::WhatIsThis;
+
+/// The card's "what am I looking at?" note.
+const CAP_NOTE: &str = "Capping puts a floor under the projection on the Assistant Axis at every layer of a band: activations already Assistant-like enough pass untouched, ones that fell below are lifted to the floor. With a cap on, each turn is answered twice, Default and Capped, side by side. Steering instead adds the axis at one layer, toward the Assistant or away from it.";
 
 #[component]
 pub fn CapControls() -> impl IntoView {
@@ -37,8 +42,9 @@ pub fn CapControls() -> impl IntoView {
         }
     };
     view! {
-        <section class="card cap-card" aria-labelledby="cap-h">
-            <h2 id="cap-h">"Cap and steer"</h2>
+        <section class="card cap-card" class:tour-focus=move || app.tour_step.get() == Some(2) aria-labelledby="cap-h">
+            <div class="card-head"><h2 id="cap-h">"Cap and steer"</h2><EmbedButton view=Embed::Cap/></div>
+            <WhatIsThis text=CAP_NOTE/>
             <Show when=no_bundle>
                 <p class="muted">"Capping and steering need the persona bundle of the loaded model."</p>
             </Show>
@@ -115,9 +121,9 @@ pub fn CapControls() -> impl IntoView {
                 />
             </label>
             <p class="muted small">
-                "The paper caps at the 75th percentile over ~15% of the layers at 70-90% depth; small models "
-                "often respond better to middle or wider bands. The capped reply is placed on the drift chart by "
-                "reading it back through the unsteered model. Changes apply from the next turn."
+                "The paper caps at the 75th percentile over ~15% of the layers at 70-90% depth. The capped reply "
+                "is placed on the drift chart by reading it back through the unsteered model. Changes apply from "
+                "the next turn."
             </p>
         </section>
     }

@@ -30,6 +30,61 @@ impl Scale {
     }
 }
 
+/// A zoomed and panned view of a chart: magnification `k` (1 = everything, at most
+/// [`Zoom::MAX`]) and the view's centre as fractions of the full extent on each axis (0.5 =
+/// the middle). Always shows a part of the full extent: the centre is kept where the view
+/// stays inside it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Zoom {
+    pub k: f32,
+    pub cx: f32,
+    pub cy: f32,
+}
+
+impl Zoom {
+    pub const FULL: Zoom = Zoom {
+        k: 1.0,
+        cx: 0.5,
+        cy: 0.5,
+    };
+    pub const MAX: f32 = 16.0;
+
+    /// The part of `lo..hi` in view along an axis whose centre is at fraction `c`.
+    pub fn window(self, (lo, hi): (f32, f32), c: f32) -> (f32, f32) {
+        let span = hi - lo;
+        let mid = lo + span * c;
+        (mid - span / self.k / 2.0, mid + span / self.k / 2.0)
+    }
+
+    /// Magnified by `factor` (below 1 zooms out), about the same centre.
+    pub fn zoomed(self, factor: f32) -> Self {
+        Self {
+            k: (self.k * factor).clamp(1.0, Self::MAX),
+            ..self
+        }
+        .kept_inside()
+    }
+
+    /// Moved by `dx`, `dy` fractions of the view (positive: toward larger values).
+    pub fn panned(self, dx: f32, dy: f32) -> Self {
+        Self {
+            cx: self.cx + dx / self.k,
+            cy: self.cy + dy / self.k,
+            ..self
+        }
+        .kept_inside()
+    }
+
+    fn kept_inside(self) -> Self {
+        let half = 0.5 / self.k;
+        Self {
+            cx: self.cx.clamp(half, 1.0 - half),
+            cy: self.cy.clamp(half, 1.0 - half),
+            ..self
+        }
+    }
+}
+
 /// The smallest interval holding every finite value, widened by `pad` of its span on each
 /// side; a single value (or none) gets a unit-wide interval around it (or 0).
 pub fn extent(values: impl IntoIterator<Item = f32>, pad: f32) -> (f32, f32) {
@@ -156,6 +211,29 @@ pub fn megabytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zoom_windows_stay_inside_the_extent() {
+        let full = (-2.0, 6.0);
+        assert_eq!(Zoom::FULL.window(full, Zoom::FULL.cx), full);
+        let z = Zoom::FULL.zoomed(4.0);
+        assert_eq!(
+            z.window(full, z.cx),
+            (1.0, 3.0),
+            "a quarter of the span, centred"
+        );
+        // Panned far past the right edge: the view stops at it.
+        let z = z.panned(10.0, -10.0);
+        assert_eq!(z.window(full, z.cx), (4.0, 6.0));
+        assert_eq!(z.window(full, z.cy), (-2.0, 0.0));
+        // One view's width to the left, from the right edge.
+        let back = z.panned(-1.0, 0.0);
+        assert_eq!(back.window(full, back.cx), (2.0, 4.0));
+        // Zooming out past everything is everything again, centred.
+        let out = back.zoomed(0.01);
+        assert_eq!(out, Zoom::FULL);
+        assert_eq!(Zoom::FULL.zoomed(1000.0).k, Zoom::MAX);
+    }
 
     #[test]
     fn scale_maps_ends_and_flips() {

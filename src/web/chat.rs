@@ -230,6 +230,7 @@ fn ReplyView(turn: usize, branch: Branch, reply: ReplyEntry) -> impl IntoView {
                 data-testid="assistant-message"
                 data-branch=branch.name()
                 data-turn=turn
+                data-finish=move || reply.finish.get().map(Finish::name)
                 aria-busy=move || reply.streaming.get().to_string()
             >
                 <header>

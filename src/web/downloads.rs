@@ -7,9 +7,8 @@ use wasm_bindgen::JsCast;
 use super::client;
 use super::dom;
 use super::export::{conversation_json, drift_csv};
-use super::protocol::{AxisFormat, ModelSource, Request};
-use super::share::{ShareState, VERSION};
-use super::state::{AppState, DEFAULT_MODEL_URL, use_app};
+use super::protocol::{AxisFormat, Request};
+use super::state::{AppState, use_app};
 
 /// The charts take their colours from the page's stylesheet; a downloaded SVG carries its own.
 const EXPORT_CSS: &str = "text{font:11px sans-serif;fill:#333}.tick line{stroke:#ddd}.zero{stroke:#999}\
@@ -81,24 +80,7 @@ pub fn Downloads() -> impl IntoView {
 
 /// Puts the conversation and settings into the URL's fragment and offers the link.
 fn share(app: AppState) {
-    let settings = app.settings();
-    let model_url = match app.model_source.get_untracked() {
-        Some(ModelSource::Url { url })
-            if dom::absolute_url(DEFAULT_MODEL_URL).ok().as_deref() != Some(url.as_str()) =>
-        {
-            Some(url)
-        }
-        _ => None,
-    };
-    let state = ShareState {
-        v: VERSION,
-        system: settings.system,
-        sampling: settings.sampling,
-        cap: settings.cap,
-        steer: settings.steer,
-        model_url,
-        turns: app.shared_turns(),
-    };
+    let state = app.share_state();
     let fragment = state.to_fragment();
     let location = dom::window().location();
     let base = location.href().unwrap_or_default();

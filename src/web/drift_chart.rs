@@ -6,8 +6,10 @@ use leptos::prelude::*;
 
 use super::chart::{Scale, extent, fmt, polyline, tick_labels, ticks};
 use super::dom;
+use super::embed::EmbedButton;
 use super::protocol::Branch;
-use super::state::use_app;
+use super::state::{Embed, use_app};
+use super::tour::WhatIsThis;
 
 const W: f32 = 600.0;
 const H: f32 = 290.0;
@@ -24,6 +26,9 @@ struct Pt {
     p: f32,
     text: String,
 }
+
+/// The card's "what am I looking at?" note.
+const DRIFT_NOTE: &str = "One point per reply: the reply's mean activation at the analysis layer, projected on the Assistant Axis. The dashed line is the default Assistant's level and the band its typical replies; 0 is the average role. A point sinking toward 0 over the turns is the conversation pulling the model out of its Assistant persona.";
 
 #[component]
 pub fn DriftChart() -> impl IntoView {
@@ -76,6 +81,7 @@ pub fn DriftChart() -> impl IntoView {
             polyline(&xy)
         };
         let lines = [line(Branch::Default), line(Branch::Capped)];
+        let n_points = pts.len();
         let circles = pts
             .into_iter()
             .map(|pt| {
@@ -123,9 +129,14 @@ pub fn DriftChart() -> impl IntoView {
                 class="chart drift"
                 data-testid="drift-chart"
                 viewBox=format!("0 0 {W} {H}")
-                role="img"
+                role="group"
                 aria-label="Drift chart: each reply's projection on the Assistant Axis, per turn"
             >
+                <title>"Drift chart: each reply's projection on the Assistant Axis, per turn"</title>
+                <desc>{format!(
+                    "{} points; the default Assistant sits at {}, its typical replies between {} and {}; 0 is the average role. The table below lists the points.",
+                    n_points, fmt(bundle.default_projection), fmt(bundle.default_band[0]), fmt(bundle.default_band[1])
+                )}</desc>
                 <rect class="band" x=LEFT y=band.0 width=W - LEFT - RIGHT height=(band.1 - band.0).max(1.0)></rect>
                 {y_ticks
                     .iter()
@@ -178,12 +189,13 @@ pub fn DriftChart() -> impl IntoView {
         })
     };
     view! {
-        <section class="card drift-card" aria-labelledby="drift-h">
-            <h2 id="drift-h">"Drift"</h2>
+        <section class="card drift-card" class:tour-focus=move || app.tour_step.get() == Some(1) aria-labelledby="drift-h">
+            <div class="card-head"><h2 id="drift-h">"Drift"</h2><EmbedButton view=Embed::Drift/></div>
+            <WhatIsThis text=DRIFT_NOTE/>
             {move || match (app.bundle.with(|b| b.is_some()), app.bundle_error.get()) {
                 (false, Some(e)) => view! { <p class="error" data-testid="bundle-error">{format!("No persona bundle, so no drift chart: {e}")}</p> }.into_any(),
                 (false, None) => view! { <p class="muted">"Loading the persona bundle …"</p> }.into_any(),
-                (true, _) => view! { <div class="chart-box">{chart}</div> }.into_any(),
+                (true, _) => view! { <div class="chart-box">{chart}</div> <DriftTable points=points/> }.into_any(),
             }}
             {tooltip}
             <p class="legend">
@@ -196,5 +208,26 @@ pub fn DriftChart() -> impl IntoView {
                 "watch how they move within one conversation."
             </p>
         </section>
+    }
+}
+
+/// The chart's points as a table (for screen readers, and for reading exact values).
+#[component]
+fn DriftTable(points: Memo<Vec<Pt>>) -> impl IntoView {
+    view! {
+        <details class="table-view" data-testid="drift-table">
+            <summary>"Show as a table"</summary>
+            <table>
+                <caption>"Each reply's projection on the Assistant Axis"</caption>
+                <thead>
+                    <tr><th scope="col">"Turn"</th><th scope="col">"Reply"</th><th scope="col">"Projection"</th></tr>
+                </thead>
+                <tbody>
+                    {move || points.get().into_iter().map(|p| view! {
+                        <tr><td>{(p.turn + 1).to_string()}</td><td>{p.branch.name()}</td><td>{fmt(p.p)}</td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </details>
     }
 }

@@ -309,7 +309,9 @@ impl Host {
     ) -> Option<ModelView> {
         let c = &self.model.as_ref()?.config;
         Some(ModelView {
-            name: c.name.clone(),
+            // The readable name (from the file, as `{model_name}`), not the GGUF's
+            // general.name, which is often a training run's ("Smollm2 135M 8k Lc100K Mix1 Ep2").
+            name: self.model_name.clone(),
             architecture: format!("{:?}", c.architecture).to_lowercase(),
             n_layers: c.n_layers,
             hidden: c.hidden,

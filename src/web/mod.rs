@@ -4,8 +4,8 @@
 //! natively; the browser glue is wasm32 only.
 //!
 //! Page components are named for what the visitor sees: [`model_loader`], [`chat`],
-//! [`gen_settings`], [`drift_chart`], [`persona_map`], [`cap_controls`], [`downloads`],
-//! [`status`]; [`state`] holds the page's signals, [`client`] talks to the worker,
+//! [`gen_settings`], [`drift_chart`], [`persona_map`], [`cap_controls`], [`downloads`], [`embed`],
+//! [`status`], [`tour`]; [`state`] holds the page's signals, [`client`] talks to the worker,
 //! [`worker`] is the worker itself.
 
 pub mod bench;
@@ -31,6 +31,8 @@ pub mod downloads;
 #[cfg(target_arch = "wasm32")]
 pub mod drift_chart;
 #[cfg(target_arch = "wasm32")]
+pub mod embed;
+#[cfg(target_arch = "wasm32")]
 pub mod gen_settings;
 #[cfg(target_arch = "wasm32")]
 pub mod model_loader;
@@ -42,6 +44,8 @@ pub mod row_helper;
 pub mod state;
 #[cfg(target_arch = "wasm32")]
 pub mod status;
+#[cfg(target_arch = "wasm32")]
+pub mod tour;
 #[cfg(target_arch = "wasm32")]
 pub mod worker;
 

@@ -4,10 +4,13 @@
 
 use leptos::prelude::*;
 
-use super::chart::{Scale, extent, fmt, polyline, projection_colour, tick_labels, ticks};
+use super::chart::{Scale, Zoom, extent, fmt, polyline, projection_colour, tick_labels, ticks};
 use super::dom;
-use super::protocol::{Branch, BuildSize, BundleView};
+use super::embed::EmbedButton;
+use super::protocol::{Branch, BuildSize, BundleView, RolePoint};
 use super::state::{Embed, use_app};
+use super::tour::WhatIsThis;
+use wasm_bindgen::JsCast;
 
 const W: f32 = 600.0;
 const H: f32 = 430.0;
@@ -15,10 +18,18 @@ const PAD: f32 = 40.0;
 /// Room for the y tick labels and the rotated axis title.
 const LEFT: f32 = 58.0;
 
+/// The card's "what am I looking at?" note.
+const MAP_NOTE: &str = "Persona space: every role the model was asked to play (from tutor to ghost), placed by the principal components of the model's activations while it answered in that role. Colour is the role's projection on the Assistant Axis (blue: toward the default Assistant, the star; orange: away). Numbered circles are this conversation's replies, in order. Labels name the roles at the ends of each axis; search or click a role to label it; zoom with the buttons or the + and - keys.";
+
 #[component]
 pub fn PersonaMap() -> impl IntoView {
     let app = use_app();
     let hover = RwSignal::new(None::<usize>);
+    // Roles the visitor clicked (labelled until clicked again), the search, zoom and pan.
+    let pinned = RwSignal::new(Vec::<usize>::new());
+    let search = RwSignal::new(String::new());
+    let zoom = RwSignal::new(Zoom::FULL);
+    let drag = RwSignal::new(None::<(i32, i32)>);
     let trail = Memo::new(move |_| {
         app.turns.with(|turns| {
             [Branch::Default, Branch::Capped].map(|b| {
@@ -55,8 +66,9 @@ pub fn PersonaMap() -> impl IntoView {
             .flatten()
             .map(|(_, p)| at(p, py))
             .chain(customs.iter().map(|r| at(&r.pcs, py)));
-        let (x0, x1) = extent(xs.chain(tx), 0.08);
-        let (y0, y1) = extent(ys.chain(ty), 0.08);
+        let z = zoom.get();
+        let (x0, x1) = z.window(extent(xs.chain(tx), 0.08), z.cx);
+        let (y0, y1) = z.window(extent(ys.chain(ty), 0.08), z.cy);
         let x = Scale::new((x0, x1), (LEFT, W - 12.0));
         let (x_ticks, y_ticks) = (ticks(x0, x1, 6), ticks(y0, y1, 6));
         let y = Scale::new((y0, y1), (H - PAD, 12.0));
@@ -85,23 +97,41 @@ pub fn PersonaMap() -> impl IntoView {
                     r.category,
                     fmt(r.projection)
                 );
+                let toggle = move || {
+                    pinned.update(|p| match p.iter().position(|&j| j == i) {
+                        Some(at) => {
+                            p.remove(at);
+                        }
+                        None => p.push(i),
+                    })
+                };
                 view! {
-                    <circle
+                    <path
                         class="role"
                         class:hovered=move || hover.get() == Some(i)
                         data-testid="role-point"
                         data-role=r.name.clone()
-                        cx=cx
-                        cy=cy
-                        r="5.5"
+                        data-category=r.category.clone()
+                        data-x=cx
+                        data-y=cy
+                        d=marker(&r.category, cx, cy)
                         fill=projection_colour(r.projection, scale)
                         tabindex="0"
+                        role="button"
                         aria-label=label
+                        aria-pressed=move || pinned.with(|p| p.contains(&i)).to_string()
                         on:mouseenter=move |_| hover.set(Some(i))
                         on:mouseleave=move |_| hover.set(None)
                         on:focus=move |_| hover.set(Some(i))
                         on:blur=move |_| hover.set(None)
-                    ></circle>
+                        on:click=move |_| toggle()
+                        on:keydown=move |ev| {
+                            if ev.key() == "Enter" || ev.key() == " " {
+                                ev.prevent_default();
+                                toggle();
+                            }
+                        }
+                    ></path>
                 }
             })
             .collect_view();
@@ -158,6 +188,17 @@ pub fn PersonaMap() -> impl IntoView {
                 )
             })
             .collect();
+        let (tag_placed, tag_roles) = (placed.clone(), bundle.roles.clone());
+        let tags = move || {
+            role_tags(
+                &tag_placed,
+                &tag_roles,
+                &search.get(),
+                &pinned.get(),
+                (LEFT, W - 12.0),
+                (12.0, H - PAD),
+            )
+        };
         let label = move || {
             let (name, lx, ly, p) = placed.get(hover.get()?)?.clone();
             let anchor = if lx > W * 0.7 { "end" } else { "start" };
@@ -171,8 +212,6 @@ pub fn PersonaMap() -> impl IntoView {
         let zero_x = x.map(0.0);
         let zero_y = y.map(0.0);
         Some(view! {
-            <svg class="chart map" data-testid="persona-map" viewBox=format!("0 0 {W} {H}") role="img"
-                aria-label=format!("Persona map: {} roles on PC{} and PC{}", bundle.roles.len(), px + 1, py + 1)>
                 {x_ticks.iter().zip(tick_labels(&x_ticks)).map(|(&t, l)| view! { <text class="xtick" x=x.map(t) y=H - PAD + 16.0 text-anchor="middle">{l}</text> }).collect_view()}
                 {y_ticks.iter().zip(tick_labels(&y_ticks)).map(|(&t, l)| view! { <text class="xtick" x=LEFT - 6.0 y=y.map(t) + 4.0 text-anchor="end">{l}</text> }).collect_view()}
                 <line class="zero" x1=zero_x x2=zero_x y1="12" y2=H - PAD></line>
@@ -181,18 +220,69 @@ pub fn PersonaMap() -> impl IntoView {
                 <text class="axis-label" x="12" y=(H - PAD) / 2.0 text-anchor="middle" transform=format!("rotate(-90 12 {})", (H - PAD) / 2.0)>
                     {format!("PC{} ({:.0}%)", py + 1, evr(py))}
                 </text>
-                {roles}
-                {custom_views}
-                {trail_views}
-                <g class="default-marker" data-testid="default-point">
-                    <path d=star(dx, dy, 11.0)></path>
-                    // Keep the label inside the plot when the default sits at an edge (it usually
-                    // does: PC1 is oriented toward it).
-                    <text x=dx.clamp(70.0, W - 70.0) y=if dy < 40.0 { dy + 24.0 } else { dy - 14.0 } text-anchor="middle">"Assistant (default)"</text>
+                <g clip-path="url(#map-plot)">
+                    {roles}
+                    {tags}
+                    {custom_views}
+                    {trail_views}
+                    <g class="default-marker" data-testid="default-point">
+                        <path d=star(dx, dy, 11.0)></path>
+                        // Keep the label inside the plot when the default sits at an edge (it usually
+                        // does: PC1 is oriented toward it).
+                        <text x=dx.clamp(70.0, W - 70.0) y=if dy < 40.0 { dy + 24.0 } else { dy - 14.0 } text-anchor="middle">"Assistant (default)"</text>
+                    </g>
+                    {label}
                 </g>
-                {label}
-            </svg>
         })
+    };
+    let map_label = move || {
+        app.bundle.with(|b| {
+            let (px, py) = app.map_pcs.get();
+            format!(
+                "Persona map: {} roles on PC{} and PC{}; arrow keys pan, + and - zoom, 0 resets",
+                b.as_ref().map_or(0, |b| b.roles.len()),
+                px + 1,
+                py + 1
+            )
+        })
+    };
+    // The SVG element stays while its content follows the zoom, so it keeps the keyboard focus.
+    let chart = move || {
+        view! {
+            <svg class="chart map" data-testid="persona-map" viewBox=format!("0 0 {W} {H}") role="group" tabindex="0"
+                class:zoomed=move || zoom.get() != Zoom::FULL
+                aria-label=map_label
+                on:keydown=move |ev| {
+                    if let Some(next) = key_zoom(zoom.get_untracked(), &ev.key()) {
+                        ev.prevent_default();
+                        zoom.set(next);
+                    }
+                }
+                on:pointerdown=move |ev| drag.set(Some((ev.client_x(), ev.client_y())))
+                on:pointermove=move |ev| {
+                    let Some((x0, y0)) = drag.get_untracked() else { return };
+                    let Some(el) = ev.current_target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
+                    // Client pixels to fractions of the plot area (the SVG scales with its box).
+                    let px_per_unit = el.client_width() as f32 / W;
+                    if px_per_unit <= 0.0 {
+                        return;
+                    }
+                    let dx = (ev.client_x() - x0) as f32 / px_per_unit / (W - 12.0 - LEFT);
+                    let dy = (ev.client_y() - y0) as f32 / px_per_unit / (H - PAD - 12.0);
+                    drag.set(Some((ev.client_x(), ev.client_y())));
+                    let next = zoom.get_untracked().panned(-dx, dy);
+                    if next != zoom.get_untracked() {
+                        zoom.set(next);
+                    }
+                }
+                on:pointerup=move |_| drag.set(None)
+                on:pointerleave=move |_| drag.set(None)>
+                <title>{map_label}</title>
+                <desc>"Each marker is one role (circle: assistant-like, square: human, triangle: fantastical), coloured by its projection on the Assistant Axis; the star is the default Assistant; numbered circles are this conversation's replies, in order."</desc>
+                <clipPath id="map-plot"><rect x=LEFT y="12" width=W - 12.0 - LEFT height=H - PAD - 12.0></rect></clipPath>
+                {map}
+            </svg>
+        }
     };
     // The map embed has no model to place a role with.
     // The map embed has no model to place a role or build a map with.
@@ -212,12 +302,13 @@ pub fn PersonaMap() -> impl IntoView {
         })
     };
     view! {
-        <section class="card map-card" aria-labelledby="map-h">
-            <h2 id="map-h">"Persona space"</h2>
+        <section class="card map-card" class:tour-focus=move || app.tour_step.get() == Some(0) aria-labelledby="map-h">
+            <div class="card-head"><h2 id="map-h">"Persona space"</h2><EmbedButton view=Embed::Map/></div>
+            <WhatIsThis text=MAP_NOTE/>
             {move || match (app.bundle.with(|b| b.is_some()), app.bundle_error.get()) {
                 (false, Some(e)) => view! { <p class="error" data-testid="bundle-error">{format!("No persona bundle, so no map: {e}")}</p> }.into_any(),
                 (false, None) => view! { <p class="muted">"Loading the persona bundle …"</p> }.into_any(),
-                (true, _) => view! { <div class="chart-box">{map}</div> <MapControls/> }.into_any(),
+                (true, _) => view! { <div class="chart-box">{chart}</div> <MapFinder search=search pinned=pinned zoom=zoom/> <MapTable/> <MapControls/> }.into_any(),
             }}
             {builders}
         </section>
@@ -312,7 +403,212 @@ fn MapControls() -> impl IntoView {
             <span class="swatch" style:background-color=projection_colour(0.0, 1.0)></span>" average role  "
             <span class="swatch" style:background-color=projection_colour(-1.0, 1.0)></span>" away (role-play)  ·  numbered circles: this conversation's replies"
         </p>
+        <p class="legend" data-testid="map-shapes">"● assistant-like  ■ human  ▲ fantastical  ★ the default Assistant  ◆ your own roles"</p>
     }
+}
+
+/// The role search, and zoom buttons for those without a wheel or a drag (the map itself
+/// takes arrow keys, + and - when focused).
+#[component]
+fn MapFinder(
+    search: RwSignal<String>,
+    pinned: RwSignal<Vec<usize>>,
+    zoom: RwSignal<Zoom>,
+) -> impl IntoView {
+    let app = use_app();
+    let names = move || {
+        app.bundle.with(|b| {
+            b.as_ref().map_or(Vec::new(), |b| {
+                b.roles
+                    .iter()
+                    .map(|r| r.name.replace('_', " "))
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
+    let found = move || {
+        let q = search.get();
+        let n = app.bundle.with(|b| {
+            b.as_ref().map_or(0, |b| {
+                b.roles.iter().filter(|r| matches(&r.name, &q)).count()
+            })
+        });
+        (!q.trim().is_empty()).then(|| {
+            if n == 1 {
+                "1 role".to_string()
+            } else {
+                format!("{n} roles")
+            }
+        })
+    };
+    view! {
+        <div class="row map-finder">
+            <label>
+                "Find a role: "
+                <input type="search" data-testid="role-search" list="role-names" placeholder="e.g. pirate"
+                    prop:value=move || search.get() on:input=move |ev| search.set(event_target_value(&ev))/>
+            </label>
+            <datalist id="role-names">{move || names().into_iter().map(|n| view! { <option value=n></option> }).collect_view()}</datalist>
+            <span class="muted small" data-testid="role-found" aria-live="polite">{found}</span>
+            <span class="zoom-buttons">
+                <button type="button" data-testid="map-zoom-in" aria-label="Zoom in" on:click=move |_| zoom.update(|z| *z = z.zoomed(1.5))>"+"</button>
+                <button type="button" data-testid="map-zoom-out" aria-label="Zoom out" disabled=move || zoom.get().k <= 1.0 on:click=move |_| zoom.update(|z| *z = z.zoomed(1.0 / 1.5))>"−"</button>
+                <button type="button" data-testid="map-zoom-reset" disabled=move || zoom.get() == Zoom::FULL && pinned.with(|p| p.is_empty()) on:click=move |_| {
+                    zoom.set(Zoom::FULL);
+                    pinned.set(Vec::new());
+                }>"Reset view"</button>
+            </span>
+        </div>
+    }
+}
+
+/// The roles as a table: name, category, the two PCs shown, projection on the axis.
+#[component]
+fn MapTable() -> impl IntoView {
+    let app = use_app();
+    let rows = move || {
+        let (px, py) = app.map_pcs.get();
+        app.bundle.with(|b| {
+            b.as_ref().map_or(Vec::new(), |b| {
+                let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
+                b.roles
+                    .iter()
+                    .map(|r| {
+                        view! {
+                            <tr>
+                                <th scope="row">{r.name.replace('_', " ")}</th>
+                                <td>{r.category.clone()}</td>
+                                <td>{fmt(at(&r.pcs, px))}</td>
+                                <td>{fmt(at(&r.pcs, py))}</td>
+                                <td>{fmt(r.projection)}</td>
+                            </tr>
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
+    let head = move || {
+        let (px, py) = app.map_pcs.get();
+        view! {
+            <tr>
+                <th scope="col">"Role"</th><th scope="col">"Category"</th>
+                <th scope="col">{format!("PC{}", px + 1)}</th><th scope="col">{format!("PC{}", py + 1)}</th>
+                <th scope="col">"Projection"</th>
+            </tr>
+        }
+    };
+    view! {
+        <details class="table-view" data-testid="map-table">
+            <summary>"Show as a table"</summary>
+            <table>
+                <caption>"Every role's place on the map and its projection on the Assistant Axis"</caption>
+                <thead>{head}</thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </details>
+    }
+}
+
+/// A role's marker: its category by shape (colour is the projection), about 11 px across.
+fn marker(category: &str, x: f32, y: f32) -> String {
+    match category {
+        "assistant-like" => format!(
+            "M{:.1},{y:.1} a5.5,5.5 0 1,0 11,0 a5.5,5.5 0 1,0 -11,0 Z",
+            x - 5.5
+        ),
+        "human" => format!("M{:.1},{:.1} h10 v10 h-10 Z", x - 5.0, y - 5.0),
+        "fantastical" => format!(
+            "M{x:.1},{:.1} L{:.1},{:.1} L{:.1},{:.1} Z",
+            y - 6.5,
+            x + 6.0,
+            y + 4.5,
+            x - 6.0,
+            y + 4.5
+        ),
+        _ => format!(
+            "M{x:.1},{:.1} L{:.1},{y:.1} L{x:.1},{:.1} L{:.1},{y:.1} Z",
+            y - 6.0,
+            x + 6.0,
+            y + 6.0,
+            x - 6.0
+        ),
+    }
+}
+
+/// Whether `name` ("noir_detective") matches the search `q` ("Noir det").
+fn matches(name: &str, q: &str) -> bool {
+    let q = q.trim().to_lowercase();
+    !q.is_empty() && name.replace('_', " ").to_lowercase().contains(&q)
+}
+
+/// Zoom after a key press on the map, or `None` for keys it does not take.
+fn key_zoom(z: Zoom, key: &str) -> Option<Zoom> {
+    Some(match key {
+        "ArrowLeft" => z.panned(-0.2, 0.0),
+        "ArrowRight" => z.panned(0.2, 0.0),
+        "ArrowUp" => z.panned(0.0, 0.2),
+        "ArrowDown" => z.panned(0.0, -0.2),
+        "+" | "=" => z.zoomed(1.5),
+        "-" => z.zoomed(1.0 / 1.5),
+        "0" => Zoom::FULL,
+        _ => return None,
+    })
+}
+
+/// Labels that stay: the roles at both ends of each axis in view, those matching the search,
+/// and those clicked. `placed` holds each role's label, position and projection.
+fn role_tags(
+    placed: &[(String, f32, f32, f32)],
+    roles: &[RolePoint],
+    search: &str,
+    pinned: &[usize],
+    (xl, xr): (f32, f32),
+    (yt, yb): (f32, f32),
+) -> impl IntoView + use<> {
+    let visible: Vec<usize> = (0..placed.len())
+        .filter(|&i| (xl..=xr).contains(&placed[i].1) && (yt..=yb).contains(&placed[i].2))
+        .collect();
+    let by = |f: fn(&(String, f32, f32, f32)) -> f32| {
+        let key = |i: &&usize| f(&placed[**i]);
+        let lo = visible
+            .iter()
+            .min_by(|a, b| key(a).total_cmp(&key(b)))
+            .copied();
+        let hi = visible
+            .iter()
+            .max_by(|a, b| key(a).total_cmp(&key(b)))
+            .copied();
+        [lo, hi]
+    };
+    let mut shown: Vec<(usize, &'static str)> = Vec::new();
+    let mut add = |i: usize, why: &'static str| {
+        if !shown.iter().any(|(j, _)| *j == i) {
+            shown.push((i, why));
+        }
+    };
+    pinned.iter().for_each(|&i| add(i, "pinned"));
+    (0..roles.len())
+        .filter(|&i| matches(&roles[i].name, search))
+        .for_each(|i| add(i, "found"));
+    by(|p| p.1)
+        .into_iter()
+        .chain(by(|p| p.2))
+        .flatten()
+        .for_each(|i| add(i, "extreme"));
+    shown
+        .into_iter()
+        .filter_map(|(i, why)| {
+            let (name, lx, ly, _) = placed.get(i)?.clone();
+            let anchor = if lx > (xl + xr) * 0.6 { "end" } else { "start" };
+            let shift = if anchor == "end" { -8.0 } else { 8.0 };
+            let y = if ly < yt + 14.0 { ly + 16.0 } else { ly - 7.0 };
+            Some(view! {
+                <text class=format!("role-tag {why}") data-testid="role-tag" data-role=roles[i].name.clone() data-why=why
+                    x=lx + shift y=y text-anchor=anchor>{name}</text>
+            })
+        })
+        .collect_view()
 }
 
 fn short(sha: &str) -> String {

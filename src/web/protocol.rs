@@ -16,13 +16,15 @@ pub struct GenSettings {
 }
 
 impl Default for GenSettings {
-    /// What works for SmolLM2-135M (docs/method.md, "Rollouts"): sampling, a mild repetition
-    /// penalty and short replies, which the wasm CPU path produces at a readable pace.
+    /// What works for SmolLM2-135M (docs/method.md, "Rollouts"): sampling and a mild repetition penalty. Max tokens: long
+    /// enough that replies end on the end-of-turn token, not mid-sentence. Measured natively
+    /// with these settings (12 prompts incl. the presets' first turns, seeds 1-3): 31 of 36
+    /// replies end within 320 tokens (27 within 256, 4 within the former 48), median 128.
     fn default() -> Self {
         Self {
             temperature: 0.7,
             top_p: 0.9,
-            max_tokens: 48,
+            max_tokens: 320,
             repeat_penalty: 1.1,
             seed: 1,
         }
@@ -309,6 +311,18 @@ pub enum Finish {
     Stopped,
 }
 
+impl Finish {
+    /// As in the protocol's JSON (the page's `data-finish`, for tests).
+    pub fn name(self) -> &'static str {
+        match self {
+            Finish::EndOfTurn => "end_of_turn",
+            Finish::MaxTokens => "max_tokens",
+            Finish::ContextFull => "context_full",
+            Finish::Stopped => "stopped",
+        }
+    }
+}
+
 /// Worker -> page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -462,6 +476,18 @@ mod tests {
                 ..GenSettings::default()
             }
         );
+    }
+
+    #[test]
+    fn finish_names_are_the_json_ones() {
+        for f in [
+            Finish::EndOfTurn,
+            Finish::MaxTokens,
+            Finish::ContextFull,
+            Finish::Stopped,
+        ] {
+            assert_eq!(encode(&f), format!("\"{}\"", f.name()));
+        }
     }
 
     #[test]

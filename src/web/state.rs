@@ -12,6 +12,7 @@ use super::protocol::{
     BackendPref, Branch, BuildSize, BundleView, CapSettings, Event, Finish, GenSettings,
     ModelSource, ModelView, Request, RolePoint, SharedTurn, TurnPointView, TurnSettings,
 };
+use super::share::{ShareState, VERSION};
 
 /// The default model, served next to the page (the build links it into `dist/models/`).
 pub const DEFAULT_MODEL_URL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -175,6 +176,8 @@ pub struct AppState {
     /// Turns (user turn, branch) under the pointer on a chart.
     pub hover: RwSignal<Option<(usize, Branch)>>,
     pub share_link: RwSignal<Option<String>>,
+    /// The guided tour's step (web::tour), while it runs.
+    pub tour_step: RwSignal<Option<usize>>,
     /// Roles the visitor placed on the map, and the progress of the one being placed.
     pub custom_roles: RwSignal<Vec<RolePoint>>,
     pub role_progress: RwSignal<Option<(usize, usize, String)>>,
@@ -234,6 +237,7 @@ impl AppState {
             memory: RwSignal::new(None),
             hover: RwSignal::new(None),
             share_link: RwSignal::new(None),
+            tour_step: RwSignal::new(None),
             custom_roles: RwSignal::new(Vec::new()),
             role_progress: RwSignal::new(None),
             role_error: RwSignal::new(None),
@@ -540,6 +544,28 @@ impl AppState {
             },
             None,
         );
+    }
+
+    /// The settings and the conversation, for a share link or an embed.
+    pub fn share_state(&self) -> ShareState {
+        let settings = self.settings();
+        let model_url = match self.model_source.get_untracked() {
+            Some(ModelSource::Url { url })
+                if dom::absolute_url(DEFAULT_MODEL_URL).ok().as_deref() != Some(url.as_str()) =>
+            {
+                Some(url)
+            }
+            _ => None,
+        };
+        ShareState {
+            v: VERSION,
+            system: settings.system,
+            sampling: settings.sampling,
+            cap: settings.cap,
+            steer: settings.steer,
+            model_url,
+            turns: self.shared_turns(),
+        }
     }
 
     pub fn shared_turns(&self) -> Vec<SharedTurn> {

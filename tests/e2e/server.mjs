@@ -44,6 +44,9 @@ const ISOLATION_HEADERS = {
 // model worker may load its wasm (no eval) and fetch models from any host, nothing else.
 const WORKER_CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src *; object-src 'none'";
 
+/** public/axiscope-embed.js, the one file meant for other origins. */
+const EMBED_SCRIPT = 'axiscope-embed.js';
+
 /** Maps a URL path onto a file under `root`, or null when it escapes `root`. */
 function resolveUnder(root, urlPath) {
   let decoded;
@@ -122,6 +125,9 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', log = fa
     res.writeHead(200, {
       ...baseHeaders(isolate),
       ...(ext === '.js' ? { 'Content-Security-Policy': WORKER_CSP } : {}),
+      // The embed resizer is loaded by pages on other origins (blogs): their no-cors request
+      // would be refused under Cross-Origin-Resource-Policy: same-origin.
+      ...(path.basename(found.file) === EMBED_SCRIPT ? { 'Cross-Origin-Resource-Policy': 'cross-origin' } : {}),
       'Content-Type': MIME[ext] ?? 'application/octet-stream',
       'Content-Length': found.size,
     });

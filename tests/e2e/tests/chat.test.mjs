@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startApp } from '../harness.mjs';
-import { chat, markGap, openReady } from '../app.mjs';
+import { chat, markGap, openReady, routeBundle, waitModelReady } from '../app.mjs';
 import { ANALYSIS_LAYER, DEFAULT_PROJECTION, EXPLAINED, SYNTHETIC_ROLES } from '../bundle.mjs';
 
 let app;
@@ -37,7 +37,7 @@ test('a message gets a streamed reply, a drift point and a trail point; undo and
   assert.match(await page.getByTestId('role-label').textContent(), /ghost · axis -3\.00/);
   // PC2 on the x axis: tutor's x is then its PC2 (0.5), between poet (-2) and pirate (2).
   await page.getByTestId('map-x').selectOption('1');
-  const cx = async (name) => Number(await page.locator(`[data-role="${name}"]`).getAttribute('cx'));
+  const cx = async (name) => Number(await page.locator(`[data-testid="role-point"][data-role="${name}"]`).getAttribute("data-x"));
   assert.ok((await cx('poet')) < (await cx('tutor')) && (await cx('tutor')) < (await cx('pirate')));
   await page.getByTestId('map-x').selectOption('0');
 
@@ -173,3 +173,67 @@ async function streamBytes(stream) {
 async function streamText(stream) {
   return (await streamBytes(stream)).toString('utf8');
 }
+
+test('with the default settings a reply ends on its own; the model goes by its readable name', async () => {
+  // No max tokens set: the page's default. Natively (seed 1, `axiscope generate`) this prompt's
+  // reply ends on the end-of-turn token after 89 tokens.
+  const { page, problems } = await app.open('', { beforeLoad: (p) => routeBundle(p) });
+  await waitModelReady(page);
+  const status = await page.getByTestId('model-status').textContent();
+  assert.match(status, /^Model: SmolLM2-135M-Instruct \(llama,/, status);
+  await chat(page, 'What is the capital of France?');
+  const reply = page.getByTestId('assistant-message');
+  assert.equal(await reply.getAttribute('data-finish'), 'end_of_turn', await reply.locator('.meta').textContent());
+  assert.doesNotMatch(await reply.locator('.meta').textContent(), /cut at/);
+  await page.getByTestId('drift-point').first().waitFor({ state: 'attached', timeout: 60_000 });
+  assert.deepEqual(problems, []);
+});
+
+test('the map labels its extremes, finds and pins roles, zooms and pans, and shapes categories', async () => {
+  const { page, problems } = await app.open('', { beforeLoad: (p) => routeBundle(p) });
+  await page.getByTestId('persona-map').waitFor({ timeout: 60_000 });
+  const tags = async () =>
+    (await page.getByTestId('role-tag').evaluateAll((ts) => ts.map((t) => `${t.dataset.role}:${t.dataset.why}`))).sort();
+  // PC1 x PC2: demon and tutor end PC1, poet and pirate end PC2 (bundle.mjs).
+  const extremes = ['demon:extreme', 'pirate:extreme', 'poet:extreme', 'tutor:extreme'];
+  assert.deepEqual(await tags(), extremes);
+
+  // One marker shape per category (the path's commands, numbers left out).
+  const shapes = new Map();
+  for (const [category, d] of await page
+    .getByTestId('role-point')
+    .evaluateAll((ps) => ps.map((p) => [p.dataset.category, p.getAttribute('d').replace(/[-\d.,\s]+/g, ' ').trim()]))) {
+    shapes.set(category, [...(shapes.get(category) ?? []), d]);
+  }
+  const kinds = [...shapes.values()].map((ds) => new Set(ds));
+  assert.ok(kinds.every((k) => k.size === 1), JSON.stringify([...shapes]));
+  assert.equal(new Set(kinds.map((k) => [...k][0])).size, 3, JSON.stringify([...shapes]));
+
+  // Search labels what it finds; clicking a role keeps its label until clicked again.
+  await page.getByTestId('role-search').fill('GHO');
+  assert.deepEqual(await tags(), ['ghost:found', ...extremes].sort());
+  assert.equal(await page.getByTestId('role-found').textContent(), '1 role');
+  await page.getByTestId('role-search').fill('');
+  const bard = page.locator('[data-testid="role-point"][data-role="bard"]');
+  await bard.click();
+  assert.equal(await bard.getAttribute('aria-pressed'), 'true');
+  assert.deepEqual(await tags(), ['bard:pinned', ...extremes].sort());
+  await bard.focus();
+  await page.keyboard.press('Enter');
+  assert.deepEqual(await tags(), extremes);
+
+  // Zoom: distances grow 1.5 times per step; the arrow keys pan; 0 resets.
+  const x = async (name) => Number(await page.locator(`[data-testid="role-point"][data-role="${name}"]`).getAttribute('data-x'));
+  const span = async () => (await x('tutor')) - (await x('pirate'));
+  const before = await span();
+  await page.getByTestId('map-zoom-in').click();
+  assert.ok(Math.abs((await span()) / before - 1.5) < 1e-3, `${await span()} vs ${before}`);
+  const tutor = await x('tutor');
+  await page.getByTestId('persona-map').focus();
+  await page.keyboard.press('ArrowLeft');
+  assert.ok((await x('tutor')) > tutor, 'ArrowLeft shows what lies left: everything moves right');
+  await app.screenshot(page, 'map-zoomed');
+  await page.keyboard.press('0');
+  assert.ok(Math.abs((await span()) - before) < 1e-3);
+  assert.deepEqual(problems, []);
+});
