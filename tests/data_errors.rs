@@ -447,6 +447,9 @@ fn a_thousand_rollouts_do_not_grow_memory() {
             "1",
             "--questions-per-role",
             per_role,
+            // One reply per default condition, so the plan stays 100 and 1,000 rollouts.
+            "--default-seeds",
+            "1",
             "--max-tokens",
             "4",
             "--out",

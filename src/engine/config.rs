@@ -134,7 +134,8 @@ impl ModelConfig {
                 .and_then(|r| r.strip_prefix('.'))
                 .is_none_or(|r| APPLIED_KEYS.contains(&r) || gemma && GEMMA3_KEYS.contains(&r));
             if !applied {
-                return Err(Error::NotApplied(format!("metadata '{k}'")));
+                // Names come from the file: escaped, so the message stays one line.
+                return Err(Error::NotApplied(format!("metadata '{}'", k.escape_debug())));
             }
         }
         let sane = |v: usize, max: usize| v > 0 && v <= max;
@@ -237,7 +238,7 @@ impl ModelConfig {
             final_logit_softcap,
         };
         if let Some(name) = f.tensors.keys().filter(|t| !cfg.applies_tensor(t)).min() {
-            return Err(Error::NotApplied(format!("tensor '{name}'")));
+            return Err(Error::NotApplied(format!("tensor '{}'", name.escape_debug())));
         }
         Ok(cfg)
     }
