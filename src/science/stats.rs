@@ -126,22 +126,18 @@ pub fn percentiles(values: &[f32], qs: &[f64]) -> Option<Vec<f32>> {
     )
 }
 
-/// A small seeded generator (splitmix64) for resampling: the science code needs
-/// reproducible random splits and bootstrap draws on every platform, nothing more.
+/// Seeded draws for resampling: the engine's splitmix64 generator (the same on every
+/// platform), with a uniform in (0, 1) so logarithms never see 0.
 #[derive(Clone, Debug)]
-pub struct SplitMix(u64);
+pub struct SplitMix(crate::engine::sampler::Rng);
 
 impl SplitMix {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(crate::engine::sampler::Rng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in (0, 1).
