@@ -7,6 +7,9 @@
 use crate::engine::chat::Role;
 use crate::science::DEFAULT_ROLE;
 use crate::science::data::{Question, RoleSpec, parse_questions, parse_role, parse_transcript};
+use crate::science::pipeline::{self, BuildOptions, RolloutPlan};
+
+use super::protocol::BuildSize;
 
 /// Embeds `data/roles/<name>.json` for every name; a test checks the list against the folder.
 macro_rules! role_files {
@@ -129,6 +132,76 @@ pub fn role_set(model_name: &str) -> (Vec<RoleSpec>, Option<RoleSpec>) {
     (roles, default.into_iter().next())
 }
 
+/// What an in-browser map build of one size runs: all our roles, or eight (a spread over the
+/// categories) for a first look, with `axiscope build`'s options at that size.
+pub struct BuildPlan {
+    pub roles: Vec<RoleSpec>,
+    pub default: Option<RoleSpec>,
+    pub opts: BuildOptions,
+}
+
+impl BuildPlan {
+    pub fn new(size: BuildSize, model_name: &str) -> Self {
+        const FIRST_LOOK: &[&str] = &[
+            "tutor",
+            "evaluator",
+            "consultant",
+            "teenager",
+            "hermit",
+            "ghost",
+            "bard",
+            "demon",
+        ];
+        let (roles, default) = role_set(model_name);
+        let (roles, opts) = match size {
+            BuildSize::Tiny => (
+                roles
+                    .into_iter()
+                    .filter(|r| FIRST_LOOK.contains(&r.name.as_str()))
+                    .collect(),
+                BuildOptions {
+                    questions_per_role: 1,
+                    ..BuildOptions::quick()
+                },
+            ),
+            BuildSize::Quick => (roles, BuildOptions::quick()),
+            BuildSize::Standard => (roles, BuildOptions::standard()),
+        };
+        Self {
+            roles,
+            default,
+            opts,
+        }
+    }
+
+    /// The questions, chosen as `axiscope build` chooses them.
+    pub fn questions(&self) -> Result<Vec<Question>, String> {
+        pipeline::choose_questions(&questions(), self.opts.questions_per_role, self.opts.seed)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Every rollout, in `axiscope build`'s order.
+    pub fn rollouts(&self) -> Result<Vec<RolloutPlan>, String> {
+        let default = self
+            .default
+            .as_ref()
+            .ok_or("the embedded roles lack default.json")?;
+        pipeline::plan_rollouts(&self.roles, Some(default), &self.questions()?, &self.opts)
+            .map_err(|e| e.to_string())
+    }
+
+    /// How the build menu names this size: roles, questions and replies, counted from the plan.
+    pub fn describe(&self) -> String {
+        let replies = self.rollouts().map(|r| r.len()).unwrap_or(0);
+        let q = self.opts.questions_per_role;
+        format!(
+            "{} roles, {q} question{} ({replies} replies)",
+            self.roles.len(),
+            if q == 1 { "" } else { "s" }
+        )
+    }
+}
+
 /// The shared questions every role answers (data/questions.jsonl), in file order.
 pub fn questions() -> Vec<Question> {
     parse_questions("data/questions.jsonl", QUESTIONS).unwrap_or_default()
@@ -207,6 +280,20 @@ mod tests {
         assert_eq!(
             (rs.len(), default.map(|d| d.name)),
             (ROLE_FILES.len() - 1, Some("default".into()))
+        );
+    }
+
+    #[test]
+    fn build_sizes_count_their_replies_from_the_plan() {
+        // Roles x questions, plus the default's 5 prompts x questions x seeds.
+        let n = |size| BuildPlan::new(size, "SmolLM2").rollouts().unwrap().len();
+        let roles = ROLE_FILES.len() - 1;
+        assert_eq!(n(BuildSize::Tiny), 8 + 5 * 2);
+        assert_eq!(n(BuildSize::Quick), roles * 2 + 5 * 2 * 2);
+        assert_eq!(n(BuildSize::Standard), roles * 16 + 5 * 16 * 4);
+        assert_eq!(
+            BuildPlan::new(BuildSize::Tiny, "x").describe(),
+            "8 roles, 1 question (18 replies)"
         );
     }
 

@@ -4,6 +4,7 @@
 
 use leptos::prelude::*;
 
+use super::catalog::BuildPlan;
 use super::chart::{Scale, Zoom, extent, fmt, polyline, projection_colour, tick_labels, ticks};
 use super::dom;
 use super::embed::EmbedButton;
@@ -321,6 +322,8 @@ pub fn PersonaMap() -> impl IntoView {
 fn MapBuilder(open: bool) -> impl IntoView {
     let app = use_app();
     let size = RwSignal::new("quick".to_string());
+    // The counts don't depend on the model's name.
+    let describe = |s| BuildPlan::new(s, "{model_name}").describe();
     let start = move |_| {
         app.build_map(BuildSize::parse(&size.get_untracked()).unwrap_or(BuildSize::Quick));
     };
@@ -344,9 +347,9 @@ fn MapBuilder(open: bool) -> impl IntoView {
                 <label>
                     "Size: "
                     <select data-testid="build-size" prop:value=move || size.get() on:change=move |ev| size.set(event_target_value(&ev))>
-                        <option value="tiny">"first look: 8 roles, 1 question (13 replies)"</option>
-                        <option value="quick">"quick, as axiscope build --quick: all 66 roles, 2 questions (142 replies)"</option>
-                        <option value="standard">"standard, as the default bundle: 2 prompts per role, 4 questions (548 replies)"</option>
+                        <option value="tiny">{format!("first look: {}", describe(BuildSize::Tiny))}</option>
+                        <option value="quick">{format!("quick, as axiscope build --quick: {}", describe(BuildSize::Quick))}</option>
+                        <option value="standard">{format!("standard, as axiscope build: {}", describe(BuildSize::Standard))}</option>
                     </select>
                 </label>
                 <button type="button" data-testid="build-start" disabled=move || !app.can_chat() on:click=start>"Build"</button>

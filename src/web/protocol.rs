@@ -197,7 +197,7 @@ impl Request {
     }
 }
 
-/// How big an in-browser bundle build is (see `host::BuildPlan::new`).
+/// How big an in-browser bundle build is (see `catalog::BuildPlan::new`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildSize {

@@ -121,11 +121,11 @@ test('?bench&map=tiny builds the persona map after the runs and times it', async
   assert.equal(r.generated_tokens, TOKENS);
   const m = r.map_build;
   assert.equal(m.size, 'tiny');
-  // The first look: 8 roles once and the default's 5 prompts, on one question; empty
-  // replies are left out of the map.
-  assert.equal(m.replies, 13);
+  // The first look: 8 roles once and the default's 5 prompts x 2 seeds, on one question;
+  // empty replies are left out of the map.
+  assert.equal(m.replies, 18);
   assert.equal(m.roles, 8);
-  assert.ok(m.rollouts > 0 && m.rollouts <= 13, `rollouts = ${m.rollouts}`);
+  assert.ok(m.rollouts > 0 && m.rollouts <= 18, `rollouts = ${m.rollouts}`);
   for (const k of ['seconds', 'replies_per_s']) assert.ok(Number.isFinite(m[k]) && m[k] > 0, `${k} = ${m[k]}`);
   assert.ok(Math.abs(m.cos_pc1_axis) <= 1, `cos_pc1_axis = ${m.cos_pc1_axis}`);
   // Timed builds stay out of the map cache.

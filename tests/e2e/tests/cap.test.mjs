@@ -21,10 +21,11 @@ async function slide(page, testid, value) {
 test('capping on gives two replies and two drift points per turn, the capped one read back', async () => {
   const { page, problems } = await openReady(app);
   await slide(page, 'cap-slider', 75);
-  assert.match(await page.getByTestId('cap-label').textContent(), /75th percentile.*layers 10-19/);
-  await page.getByTestId('cap-band-start').fill('8');
+  // The paper's band, scaled to 30 layers (docs/method.md, "Capping").
+  assert.match(await page.getByTestId('cap-label').textContent(), /75th percentile.*layers 21-26/);
+  await page.getByTestId('cap-band-start').fill('18');
   await page.getByTestId('cap-band-start').dispatchEvent('change');
-  assert.match(await page.getByTestId('cap-label').textContent(), /layers 8-19/);
+  assert.match(await page.getByTestId('cap-label').textContent(), /layers 18-26/);
   await chat(page, 'Who are you?');
   const replies = page.getByTestId('assistant-message');
   assert.equal(await replies.count(), 2);
