@@ -331,7 +331,9 @@ fn stop_ends_the_turn_and_bad_requests_are_errors() {
             end: 20,
         }),
     );
-    let err = block_on(host.chat(1, "hi", &capped, &|| false, &mut |_| {})).unwrap_err();
+    let err = block_on(host.chat(1, "hi", &capped, &|| false, &mut |_| {}))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bundle"), "{err}");
     assert_eq!(host.turns(), 0);
     assert!(block_on(host.chat(1, "   ", &settings(4, None), &|| false, &mut |_| {})).is_err());

@@ -41,4 +41,35 @@ pub enum Error {
     InBatch { seq: usize, source: Box<Error> },
 }
 
+impl Error {
+    /// Whether the GPU failed (itself, or for one sequence of a batch): the browser then
+    /// moves the model to the CPU engine.
+    pub fn is_gpu(&self) -> bool {
+        match self {
+            Error::Gpu(_) => true,
+            Error::InBatch { source, .. } => source.is_gpu(),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_fault_is_told_apart_inside_a_batch_too() {
+        let gpu = || Error::Gpu("reading back a buffer failed".into());
+        assert!(gpu().is_gpu());
+        let batched = Error::InBatch {
+            seq: 0,
+            source: Box::new(gpu()),
+        };
+        assert!(batched.is_gpu());
+        // Its text names the sequence, so no test of the text could tell it is the GPU's.
+        assert!(!batched.to_string().starts_with("GPU:"));
+        assert!(!Error::Invalid("GPU: in a message".into()).is_gpu());
+    }
+}

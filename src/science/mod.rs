@@ -61,6 +61,46 @@ pub enum Error {
     /// A bundle that cannot be read, naming the file at fault.
     #[error("bundle: {file}: {msg}")]
     Bundle { file: String, msg: String },
+    /// The engine failed under the science code; kept typed so that a GPU fault is told apart.
+    #[error("{0}")]
+    Engine(#[from] crate::engine::Error),
+    /// The engine failed on one rollout of a build.
+    #[error("rollout {role}/{prompt}/{question}: {source}")]
+    Rollout {
+        role: String,
+        prompt: u32,
+        question: u32,
+        source: crate::engine::Error,
+    },
+}
+
+impl Error {
+    /// Whether the GPU failed underneath (see [`crate::engine::Error::is_gpu`]).
+    pub fn is_gpu(&self) -> bool {
+        match self {
+            Error::Engine(e) | Error::Rollout { source: e, .. } => e.is_gpu(),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_fault_under_a_rollout_stays_one() {
+        let gpu = crate::engine::Error::Gpu("device lost".into());
+        let e = Error::Rollout {
+            role: "pirate".into(),
+            prompt: 0,
+            question: 3,
+            source: gpu,
+        };
+        assert!(e.is_gpu());
+        assert_eq!(e.to_string(), "rollout pirate/0/3: GPU: device lost");
+        assert!(!Error::Invalid("GPU: in a message".into()).is_gpu());
+    }
+}

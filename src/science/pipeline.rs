@@ -354,16 +354,6 @@ fn check_recorded(hooks: &Hooks, expected: usize, start: usize) -> Result<()> {
     Ok(())
 }
 
-fn engine_err(e: crate::engine::Error) -> Error {
-    Error::Invalid(e.to_string())
-}
-
-impl From<crate::engine::Error> for Error {
-    fn from(e: crate::engine::Error) -> Self {
-        engine_err(e)
-    }
-}
-
 fn all_layers(model: &Model) -> Vec<usize> {
     (0..model.config.n_layers).collect()
 }
@@ -430,7 +420,7 @@ impl ReplyRead {
         let last = last.ok_or_else(|| {
             Error::Invalid("rollout: the chat does not end with the assistant's reply".into())
         })?;
-        let chat = model.render(messages, false).map_err(engine_err)?;
+        let chat = model.render(messages, false).map_err(Error::Engine)?;
         let mask = content_mask(&chat, last);
         let first = mask.iter().position(|&m| m).ok_or_else(|| {
             Error::Invalid(format!(
@@ -570,7 +560,7 @@ impl Slot {
         let p = &plans[plan];
         let prompt = model
             .render(&chat_messages(&p.system, &p.question), true)
-            .map_err(engine_err)?
+            .map_err(Error::Engine)?
             .ids;
         let seed = if attempt == 0 {
             p.seed
@@ -613,14 +603,15 @@ pub async fn run_rollouts_async(
     let mut last: Vec<Option<usize>> = vec![None; sessions.len()];
     let named = |plan: usize, e: crate::engine::Error| {
         let p = &plans[plan];
-        let e = match e {
-            crate::engine::Error::InBatch { source, .. } => *source,
-            e => e,
-        };
-        Error::Invalid(format!(
-            "rollout {}/{}/{}: {e}",
-            p.role, p.prompt_index, p.question_id
-        ))
+        Error::Rollout {
+            role: p.role.clone(),
+            prompt: p.prompt_index,
+            question: p.question_id,
+            source: match e {
+                crate::engine::Error::InBatch { source, .. } => *source,
+                e => e,
+            },
+        }
     };
     loop {
         for (slot, last) in slots.iter_mut().zip(&mut last) {
@@ -912,7 +903,7 @@ pub fn generate_conversation(
         if m.role != Role::User {
             continue;
         }
-        let prompt = model.render(&chat, true).map_err(engine_err)?;
+        let prompt = model.render(&chat, true).map_err(Error::Engine)?;
         let gen_opts = GenerateOptions {
             max_tokens: opts.max_tokens,
             sampler: opts.sampler(opts.seed.wrapping_add(turn as u64)),
@@ -926,7 +917,7 @@ pub fn generate_conversation(
                 &mut hooks,
                 &mut |_, _| true,
             )
-            .map_err(engine_err)?;
+            .map_err(Error::Engine)?;
         on_turn(turn, &g.text);
         chat.push(Message::new(Role::Assistant, g.text));
         turn += 1;
@@ -974,7 +965,7 @@ pub fn project_conversation(
             pv.n_layers, pv.hidden, model.config.n_layers, model.config.hidden
         )));
     }
-    let chat = model.render(messages, false).map_err(engine_err)?;
+    let chat = model.render(messages, false).map_err(Error::Engine)?;
     let wanted = |k: &TokenKind| matches!(k, TokenKind::AssistantContent | TokenKind::User);
     let first = chat
         .kinds

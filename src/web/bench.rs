@@ -67,6 +67,8 @@ pub struct Overhead {
 pub struct BenchReport {
     /// "cpu (1 thread, simd128)", "webgpu (...)": the backend's own description.
     pub backend_detail: String,
+    /// Whether the backend is the GPU's; `threads` is then 1.
+    pub on_gpu: bool,
     pub threads: usize,
     pub run: BenchRun,
     pub record_all: Option<Overhead>,
@@ -213,8 +215,9 @@ pub async fn run(
     cap: Result<Vec<Edit>, String>,
 ) -> Result<BenchReport, String> {
     let prompt = prompt_ids(model)?;
-    let probe = factory(model).map_err(|e| e.to_string())?;
+    let mut probe = factory(model).map_err(|e| e.to_string())?;
     let backend_detail = probe.describe();
+    let (on_gpu, threads) = probe.as_cpu().map_or((true, 1), |c| (false, c.threads()));
     drop(probe);
     let base = timed(model, factory, &prompt, tokens, Hooks::none()).await?;
     let (mut record_all, mut cap_run, mut cap_note) = (None, None, None);
@@ -239,7 +242,8 @@ pub async fn run(
         cap_note = Some("overhead runs were switched off (&overhead=0)".into());
     }
     Ok(BenchReport {
-        threads: threads_of(&backend_detail),
+        threads,
+        on_gpu,
         backend_detail,
         run: base,
         record_all,
@@ -249,16 +253,6 @@ pub async fn run(
         wasm_memory_bytes: 0,
         wasm_files: Vec::new(),
     })
-}
-
-/// CPU threads the backend computes on, from its description ("cpu (2 threads)"); a GPU
-/// backend drives the device from one thread.
-fn threads_of(describe: &str) -> usize {
-    describe
-        .strip_prefix("cpu (")
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1)
 }
 
 /// The `.wasm` files this global (page or worker) fetched, from `performance`'s resource
@@ -388,7 +382,7 @@ fn report_json(
     wasm.extend(r.wasm_files.iter().cloned());
     let pct = |o: &Option<Overhead>| o.as_ref().map(|o| o.decode_overhead_pct);
     json!({
-        "backend": if r.backend_detail.starts_with("cpu") { "cpu" } else { "gpu" },
+        "backend": if r.on_gpu { "gpu" } else { "cpu" },
         "backend_requested": app.backend_pref.as_str(),
         "backend_detail": r.backend_detail,
         "backend_reason": model.as_ref().map(|m| m.backend_reason.clone()),
@@ -443,13 +437,6 @@ mod tests {
         assert_eq!(parse_map(Some("standard")), Ok(Some(BuildSize::Standard)));
         assert!(parse_map(Some("Quick")).unwrap_err().contains("map=Quick"));
         assert!(parse_map(Some("huge")).is_err());
-    }
-
-    #[test]
-    fn threads_come_from_the_backend_description() {
-        assert_eq!(threads_of("cpu (1 thread, simd128+relaxed)"), 1);
-        assert_eq!(threads_of("cpu (2 threads, avx2)"), 2);
-        assert_eq!(threads_of("webgpu (SwiftShader)"), 1);
     }
 
     #[test]

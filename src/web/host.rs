@@ -15,7 +15,7 @@ use crate::engine::{
     Backend, Edit, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
 };
 pub use crate::science::data::short_model_name;
-use crate::science::data::{Question, RoleSpec};
+use crate::science::data::Question;
 use crate::science::pipeline::{self, BuildOptions, RolloutPlan};
 use crate::science::stats::{cosine, percentile};
 use crate::science::{
@@ -27,6 +27,42 @@ use super::protocol::{
     Branch, BuildSize, BundleView, Event, Finish, ModelView, RolePoint, SharedTurn, TokenPoint,
     TurnPointView, TurnSettings,
 };
+
+/// Why a request to the host failed. Typed until the page shows it: the worker moves the model
+/// to the CPU after a GPU fault, which it tells by this type, never by the message's text.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Engine(#[from] crate::engine::Error),
+    #[error(transparent)]
+    Science(#[from] crate::science::Error),
+    /// Everything the host says itself (no model loaded, no bundle, a bad setting...).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl HostError {
+    /// Whether the GPU failed underneath.
+    pub fn is_gpu(&self) -> bool {
+        match self {
+            HostError::Engine(e) => e.is_gpu(),
+            HostError::Science(e) => e.is_gpu(),
+            HostError::Refused(_) => false,
+        }
+    }
+}
+
+impl From<String> for HostError {
+    fn from(s: String) -> Self {
+        HostError::Refused(s)
+    }
+}
+
+impl From<&str> for HostError {
+    fn from(s: &str) -> Self {
+        HostError::Refused(s.to_string())
+    }
+}
 
 /// Makes a backend for the loaded model. The worker decides once which kind (CPU, WebGPU) and
 /// hands the host this factory, so sessions created later (capped branch, readers) match.
@@ -225,8 +261,8 @@ impl Host {
         model: Model,
         factory: BackendFactory,
         sha256: Option<String>,
-    ) -> Result<String, String> {
-        let backend = factory(&model).map_err(|e| e.to_string())?;
+    ) -> Result<String, HostError> {
+        let backend = factory(&model)?;
         let describe = backend.describe();
         let layer = self
             .bundle
@@ -247,7 +283,7 @@ impl Host {
         &self,
         tokens: usize,
         overheads: bool,
-    ) -> Result<super::bench::BenchReport, String> {
+    ) -> Result<super::bench::BenchReport, HostError> {
         let (model, factory) = (
             self.model.as_ref().ok_or("no model is loaded")?,
             self.factory.as_ref().ok_or("no backend")?,
@@ -256,21 +292,22 @@ impl Host {
         let cap = match self.usable_bundle() {
             Some(b) => capping_edits(&b.vectors, &b.stats, band, DEFAULT_CAP_PERCENTILE)
                 .map(|e| pipeline::engine_edits(&e))
-                .map_err(|e| e.to_string()),
+                .map_err(HostError::from),
             None => {
                 Err("no persona bundle for this model is loaded, so nothing to cap with".into())
             }
         };
-        super::bench::run(model, factory, tokens, overheads, cap).await
+        let cap = cap.map_err(|e| e.to_string());
+        Ok(super::bench::run(model, factory, tokens, overheads, cap).await?)
     }
 
     /// Moves the loaded model to another backend (the GPU was lost) and returns its
     /// description. The conversation's text stays; the new sessions have empty caches, so
     /// the next turn runs the whole conversation again on the new backend.
-    pub fn switch_backend(&mut self, factory: BackendFactory) -> Result<String, String> {
+    pub fn switch_backend(&mut self, factory: BackendFactory) -> Result<String, HostError> {
         let layer = self.analysis_layer().ok_or("no model is loaded")?;
         let m = self.model.as_ref().ok_or("no model is loaded")?;
-        let backend = factory(m).map_err(|e| e.to_string())?;
+        let backend = factory(m)?;
         let describe = backend.describe();
         let hidden = m.config.hidden;
         self.install(backend, vec![layer], hidden);
@@ -335,7 +372,7 @@ impl Host {
     }
 
     /// The bundle in use, as a single blob (for download).
-    pub fn bundle_blob(&self) -> Result<Vec<u8>, String> {
+    pub fn bundle_blob(&self) -> Result<Vec<u8>, HostError> {
         self.bundle
             .as_ref()
             .map(Bundle::to_blob)
@@ -405,7 +442,7 @@ impl Host {
     }
 
     /// The unit axis at every layer, with what is needed to use it, as JSON.
-    pub fn axis_json(&self) -> Result<String, String> {
+    pub fn axis_json(&self) -> Result<String, HostError> {
         let b = self.bundle.as_ref().ok_or("no persona bundle is loaded")?;
         let pv = &b.vectors;
         let layers: Vec<serde_json::Value> = (0..pv.n_layers)
@@ -432,7 +469,7 @@ impl Host {
     /// A llama.cpp control vector: `direction.L = n_L * u_L` (one mean token norm toward the
     /// Assistant) for every layer; llama.cpp scales it (`--control-vector-scaled`) and picks
     /// layers (`--control-vector-layer-range`).
-    pub fn control_vector(&self) -> Result<Vec<u8>, String> {
+    pub fn control_vector(&self) -> Result<Vec<u8>, HostError> {
         let b = self.bundle.as_ref().ok_or("no persona bundle is loaded")?;
         let pv = &b.vectors;
         let layers: Vec<(usize, Vec<f32>)> = (0..pv.n_layers)
@@ -461,7 +498,7 @@ impl Host {
         )
     }
 
-    fn edits_for(&self, settings: &TurnSettings, capped: bool) -> Result<Vec<Edit>, String> {
+    fn edits_for(&self, settings: &TurnSettings, capped: bool) -> Result<Vec<Edit>, HostError> {
         let needs_bundle = settings.steer != 0.0 || capped;
         if !needs_bundle {
             return Ok(Vec::new());
@@ -473,14 +510,14 @@ impl Host {
         if settings.steer != 0.0 {
             let l = b.analysis_layer;
             edits.extend(
-                steering_edits(&b.vectors, l..l + 1, settings.steer).map_err(|e| e.to_string())?,
+                steering_edits(&b.vectors, l..l + 1, settings.steer)?,
             );
         }
         if capped {
             let cap = settings.cap.as_ref().ok_or("capping is off")?;
             edits.extend(
                 capping_edits(&b.vectors, &b.stats, cap.start..cap.end, cap.percentile)
-                    .map_err(|e| e.to_string())?,
+                    ?,
             );
         }
         Ok(pipeline::engine_edits(&edits))
@@ -488,7 +525,7 @@ impl Host {
 
     /// The generating track of `branch` with `edits`, made or rebuilt as needed: a cache
     /// computed under other edits (or another analysis layer) is stale.
-    fn gen_track(&mut self, branch: usize, edits: Vec<Edit>) -> Result<(), String> {
+    fn gen_track(&mut self, branch: usize, edits: Vec<Edit>) -> Result<(), HostError> {
         let layer = self.analysis_layer().ok_or("no model is loaded")?;
         let state = &self.branches[branch];
         let fresh = match &state.writer {
@@ -502,12 +539,12 @@ impl Host {
         Ok(())
     }
 
-    fn new_track(&self, layers: Vec<usize>, edits: Vec<Edit>) -> Result<Track, String> {
+    fn new_track(&self, layers: Vec<usize>, edits: Vec<Edit>) -> Result<Track, HostError> {
         let (m, f) = (
             self.model.as_ref().ok_or("no model is loaded")?,
             self.factory.as_ref().ok_or("no backend")?,
         );
-        let backend = f(m).map_err(|e| e.to_string())?;
+        let backend = f(m)?;
         Ok(Track::new(backend, layers, m.config.hidden, edits))
     }
 
@@ -530,7 +567,7 @@ impl Host {
         settings: &TurnSettings,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
         if self.model.is_none() {
             return Err("no model is loaded yet".into());
         }
@@ -637,11 +674,11 @@ impl Host {
         sampling: &super::protocol::GenSettings,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<String, String> {
+    ) -> Result<String, HostError> {
         self.gen_track(branch.index(), edits)?;
         let model = self.model.as_ref().ok_or("no model is loaded")?;
         let messages = self.with_system(&self.branches[branch.index()].messages);
-        let prompt = model.render(&messages, true).map_err(|e| e.to_string())?;
+        let prompt = model.render(&messages, true)?;
         let opts = GenerateOptions {
             max_tokens: sampling.max_tokens.max(1),
             sampler: SamplerConfig {
@@ -677,7 +714,7 @@ impl Host {
         let g = track
             .generate(model, &prompt.ids, &opts, &mut on_token)
             .await
-            .map_err(|e| e.to_string())?;
+            ?;
         let n_content = g.tokens.iter().filter(|t| !opts.stop.contains(t)).count();
         if self.traces.len() == TRACES_KEPT {
             self.traces.remove(0);
@@ -715,7 +752,7 @@ impl Host {
         &mut self,
         branch: Branch,
         turn: usize,
-    ) -> Result<Option<TurnPointView>, String> {
+    ) -> Result<Option<TurnPointView>, HostError> {
         let Some(layer) = self.usable_bundle().map(|b| b.analysis_layer) else {
             return Ok(None);
         };
@@ -726,7 +763,7 @@ impl Host {
             .is_some_and(|t| !t.hooks.edits.is_empty());
         let messages = self.with_system(&self.branches[bi].messages);
         let model = self.model.as_ref().ok_or("no model is loaded")?;
-        let rendered = model.render(&messages, false).map_err(|e| e.to_string())?;
+        let rendered = model.render(&messages, false)?;
         let needs_new = {
             let slot = if edited {
                 &self.branches[bi].reader
@@ -750,7 +787,7 @@ impl Host {
         track
             .prefill(&rendered.ids)
             .await
-            .map_err(|e| e.to_string())?;
+            ?;
         let message = messages.len() - self.branches[bi].messages.len() + 2 * turn + 1;
         let b = &self.branches[bi];
         let track = if edited {
@@ -777,7 +814,7 @@ impl Host {
         n_questions: usize,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
         let bundle = self
             .usable_bundle()
             .ok_or("placing a role needs the persona bundle of the loaded model")?;
@@ -803,7 +840,7 @@ impl Host {
             return Err("the model gave only empty replies; try another prompt".into());
         }
         let placed = pipeline::place_role(bundle, &rollouts, bundle.analysis_layer)
-            .map_err(|e| e.to_string())?;
+            ?;
         let role = RolePoint {
             name: name.to_string(),
             category: "yours".into(),
@@ -827,17 +864,12 @@ impl Host {
         size: BuildSize,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<Bundle, String> {
+    ) -> Result<Bundle, HostError> {
         let model = self.model.as_ref().ok_or("no model is loaded")?;
-        let (roles, default) = build_roles(size, &self.model_name);
-        let default = default.ok_or("the embedded roles lack default.json")?;
-        let opts = build_options(size);
-        let err = |e: crate::science::Error| e.to_string();
-        let all = super::catalog::questions();
-        let questions =
-            pipeline::choose_questions(&all, opts.questions_per_role, opts.seed).map_err(err)?;
-        let plans =
-            pipeline::plan_rollouts(&roles, Some(&default), &questions, &opts).map_err(err)?;
+        let plan = super::catalog::BuildPlan::new(size, &self.model_name);
+        let (questions, plans) = (plan.questions()?, plan.rollouts()?);
+        let default_prompts = plan.default.as_ref().map_or(0, |d| d.prompts.len());
+        let opts = &plan.opts;
         let (template, config) = (model.template.name(), model.config.clone());
         let rollouts = self
             .run_rollouts(id, &plans, &opts, cancelled, emit)
@@ -855,7 +887,7 @@ impl Host {
         );
         extra.insert(
             "default_prompts".into(),
-            serde_json::json!(default.prompts.len()),
+            serde_json::json!(default_prompts),
         );
         extra.insert(
             "skipped_empty_rollouts".into(),
@@ -874,12 +906,12 @@ impl Host {
         let bundle = pipeline::assemble_bundle(
             info,
             None,
-            &roles,
+            &plan.roles,
             opts.settings(&questions, extra),
             &rollouts,
             &[],
         )
-        .map_err(err)?;
+        ?;
         self.set_bundle(bundle.clone());
         Ok(bundle)
     }
@@ -893,7 +925,7 @@ impl Host {
         size: BuildSize,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<super::bench::MapBuild, String> {
+    ) -> Result<super::bench::MapBuild, HostError> {
         let t0 = now_ms();
         let mut replies = 0;
         self.build_bundle(id, size, cancelled, &mut |e| {
@@ -925,12 +957,12 @@ impl Host {
         opts: &BuildOptions,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<Vec<RolloutActivation>, String> {
+    ) -> Result<Vec<RolloutActivation>, HostError> {
         let (model, factory) = (
             self.model.as_ref().ok_or("no model is loaded")?,
             self.factory.as_ref().ok_or("no backend")?,
         );
-        let mut session = Session::new(factory(model).map_err(|e| e.to_string())?);
+        let mut session = Session::new(factory(model)?);
         let mut out = Vec::with_capacity(plans.len());
         for (k, plan) in plans.iter().enumerate() {
             if cancelled() {
@@ -938,7 +970,7 @@ impl Host {
             }
             let done = pipeline::run_rollout_async(model, &mut session, plan, opts)
                 .await
-                .map_err(|e| e.to_string())?;
+                ?;
             let reply = done.as_ref().map(|o| o.reply.clone()).unwrap_or_default();
             out.extend(done.map(|o| o.activation));
             emit(Event::BuildProgress {
@@ -992,7 +1024,7 @@ impl Host {
         turns: &[SharedTurn],
         settings: &TurnSettings,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
         self.reset();
         self.system = settings.system.clone();
         let capped = turns.iter().any(|t| t.capped.is_some());
@@ -1017,7 +1049,7 @@ impl Host {
     }
 
     /// Measures every reply of the conversation again (after a model or bundle change).
-    pub async fn remeasure(&mut self, id: u32, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+    pub async fn remeasure(&mut self, id: u32, emit: &mut dyn FnMut(Event)) -> Result<(), HostError> {
         if self.model.is_none() || self.usable_bundle().is_none() {
             return Ok(());
         }
@@ -1046,42 +1078,6 @@ impl Host {
     }
 }
 
-/// The roles of a build: all of ours, or eight (a spread over the categories) for a first look.
-fn build_roles(size: BuildSize, model_name: &str) -> (Vec<RoleSpec>, Option<RoleSpec>) {
-    const FIRST_LOOK: &[&str] = &[
-        "tutor",
-        "evaluator",
-        "consultant",
-        "teenager",
-        "hermit",
-        "ghost",
-        "bard",
-        "demon",
-    ];
-    let (roles, default) = super::catalog::role_set(model_name);
-    let roles = match size {
-        BuildSize::Tiny => roles
-            .into_iter()
-            .filter(|r| FIRST_LOOK.contains(&r.name.as_str()))
-            .collect(),
-        BuildSize::Quick | BuildSize::Standard => roles,
-    };
-    (roles, default)
-}
-
-/// `axiscope build --quick` and `axiscope build`, and a first look with one prompt and one
-/// question per role.
-fn build_options(size: BuildSize) -> BuildOptions {
-    match size {
-        BuildSize::Tiny => BuildOptions {
-            questions_per_role: 1,
-            ..BuildOptions::quick()
-        },
-        BuildSize::Quick => BuildOptions::quick(),
-        BuildSize::Standard => BuildOptions::standard(),
-    }
-}
-
 /// Rollouts of `n` questions sampled as the bundle's were.
 fn options_of(s: &BuildSettings, n: usize) -> BuildOptions {
     let d = BuildOptions::quick();
@@ -1104,7 +1100,7 @@ fn options_of(s: &BuildSettings, n: usize) -> BuildOptions {
 
 /// The first `n` of the questions the bundle's roles answered (its manifest names them), or
 /// else a seeded choice from ours.
-fn bundle_questions(b: &Bundle, n: usize) -> Result<Vec<Question>, String> {
+fn bundle_questions(b: &Bundle, n: usize) -> Result<Vec<Question>, HostError> {
     let all = super::catalog::questions();
     let listed: Vec<Question> = b
         .settings
@@ -1121,7 +1117,7 @@ fn bundle_questions(b: &Bundle, n: usize) -> Result<Vec<Question>, String> {
     if listed.len() >= n {
         return Ok(listed.into_iter().take(n).collect());
     }
-    pipeline::choose_questions(&all, n.min(all.len()), b.settings.seed).map_err(|e| e.to_string())
+    pipeline::choose_questions(&all, n.min(all.len()), b.settings.seed).map_err(HostError::from)
 }
 
 /// Mean residual of the content tokens of message `message` (an assistant reply).

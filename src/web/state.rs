@@ -88,6 +88,8 @@ impl TurnEntry {
 /// A download or read in progress.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
+    /// Which download: the model's or the bundle's.
+    pub job: Job,
     pub what: String,
     pub loaded: u64,
     pub total: Option<u64>,
@@ -643,11 +645,12 @@ impl AppState {
                 total,
                 from_cache,
             } => {
-                let what = match self
+                let job = self
                     .jobs
                     .with_untracked(|j| j.iter().find(|(i, _)| *i == id).map(|(_, job)| *job))
-                {
-                    Some(Job::Bundle) => "Persona bundle".to_string(),
+                    .unwrap_or(Job::Model);
+                let what = match job {
+                    Job::Bundle => "Persona bundle".to_string(),
                     _ => format!(
                         "Model {}",
                         self.model_loading.get_untracked().unwrap_or_default()
@@ -664,6 +667,7 @@ impl AppState {
                     }
                     _ => {
                         *p = Some(Progress {
+                            job,
                             what,
                             loaded,
                             total,
@@ -691,7 +695,7 @@ impl AppState {
             }
             Event::BundleLoaded { bundle, .. } => {
                 self.progress.update(|p| {
-                    if p.as_ref().is_some_and(|p| p.what.starts_with("Persona")) {
+                    if p.as_ref().is_some_and(|p| p.job == Job::Bundle) {
                         *p = None;
                     }
                 });
@@ -805,7 +809,7 @@ impl AppState {
                 }
                 Some(Job::Bundle) => {
                     self.progress.update(|p| {
-                        if p.as_ref().is_some_and(|p| p.what.starts_with("Persona")) {
+                        if p.as_ref().is_some_and(|p| p.job == Job::Bundle) {
                             *p = None;
                         }
                     });

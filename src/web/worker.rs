@@ -24,7 +24,7 @@ use crate::engine::{Backend, CpuModel, Hooks, Model};
 use crate::science::Bundle;
 
 use super::dom::js_error_text;
-use super::host::{BackendFactory, Host, short_model_name};
+use super::host::{BackendFactory, Host, HostError, short_model_name};
 use super::protocol::{
     AxisFormat, BackendPref, BuildSize, Event, ModelSource, ModelView, Request, decode, encode,
 };
@@ -150,7 +150,7 @@ impl Worker {
             self.fall_back(id, &format!("the WebGPU device was {why}"));
         }
         let (what, mut result) = self.run(request.clone(), file.clone()).await;
-        if result.as_ref().is_err_and(|m| m.starts_with("GPU:")) {
+        if result.as_ref().is_err_and(HostError::is_gpu) {
             // A lost device fails the readback first and resolves its `lost` promise after a
             // round trip to the browser's GPU process: wait for it (up to a second), so that
             // the reason shown is the loss, not the failed readback.
@@ -168,17 +168,17 @@ impl Worker {
         }
         // A GPU failure part-way: the host took the turn back, so run the request again on
         // the CPU; the conversation so far is replayed from its text.
-        if let Err(message) = &result
-            && let Some(why) = self.gpu_fault(message)
+        if let Err(e) = &result
+            && let Some(why) = self.gpu_fault(e)
             && self.fall_back(id, &why)
         {
             result = self.run(request, file).await.1;
         }
-        if let Err(message) = result {
+        if let Err(e) = result {
             self.emit(Event::Failed {
                 id,
                 what: what.into(),
-                message,
+                message: e.to_string(),
             });
         }
         if let Ok(host) = self.host.try_borrow() {
@@ -202,12 +202,12 @@ impl Worker {
 
     /// Why a failed request is the GPU's fault (device lost, or an error the device raised),
     /// if the model runs on one.
-    fn gpu_fault(&self, message: &str) -> Option<String> {
+    fn gpu_fault(&self, e: &HostError) -> Option<String> {
         let gpu = self.gpu.borrow();
         let ctx = gpu.as_ref()?;
         match ctx.lost() {
             Some(why) => Some(format!("the WebGPU device was {why}")),
-            None => message.starts_with("GPU:").then(|| message.to_string()),
+            None => e.is_gpu().then(|| e.to_string()),
         }
     }
 
@@ -246,7 +246,7 @@ impl Worker {
         self: &Rc<Self>,
         request: Request,
         file: Option<File>,
-    ) -> (&'static str, Result<(), String>) {
+    ) -> (&'static str, Result<(), HostError>) {
         let id = request.id();
         match request {
             Request::LoadModel {
@@ -350,7 +350,7 @@ impl Worker {
         file: Option<File>,
         sha256: Option<String>,
         pref: BackendPref,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
         let t0 = js_sys::Date::now();
         let (fetched, url) = match &source {
             ModelSource::Url { url } => (
@@ -428,7 +428,7 @@ impl Worker {
     // The host stays borrowed while a request awaits the GPU: requests run one at a time and
     // nothing else borrows it meanwhile (the debug hook reads `traces`, not the host).
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn build_bundle(&self, id: u32, size: BuildSize) -> Result<(), String> {
+    async fn build_bundle(&self, id: u32, size: BuildSize) -> Result<(), HostError> {
         let mut emit = |e| self.emit(e);
         let bundle = self
             .host
@@ -453,7 +453,7 @@ impl Worker {
         tokens: usize,
         overheads: bool,
         map: Option<BuildSize>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
         let mut report = self.host.borrow().bench(tokens, overheads).await?;
         if let Some(size) = map {
             let mut emit = |e| self.emit(e);
@@ -489,7 +489,7 @@ impl Worker {
         (bytes.len() as u64 == want).then_some(bytes)
     }
 
-    async fn load_bundle(&self, id: u32, url: &str) -> Result<(), String> {
+    async fn load_bundle(&self, id: u32, url: &str) -> Result<(), HostError> {
         // Network first, so a rebuilt bundle on the server is seen; the cache when offline.
         let fetched = match self.fetch_network(id, url, None).await {
             Ok(f) => f,
@@ -499,10 +499,10 @@ impl Worker {
                     sha256: String::new(),
                     from_cache: true,
                 },
-                None => return Err(network),
+                None => return Err(network.into()),
             },
         };
-        let bundle = Bundle::from_blob(&fetched.bytes).map_err(|e| e.to_string())?;
+        let bundle = Bundle::from_blob(&fetched.bytes)?;
         if !fetched.from_cache {
             self.store(url, &fetched.bytes, &fetched.sha256).await;
         }
@@ -515,7 +515,7 @@ impl Worker {
     // The host stays borrowed while a request awaits the GPU: requests run one at a time and
     // nothing else borrows it meanwhile (the debug hook reads `traces`, not the host).
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn after_change(&self, id: u32) -> Result<(), String> {
+    async fn after_change(&self, id: u32) -> Result<(), HostError> {
         if let Some(bundle) = self.host.borrow().bundle_view() {
             self.emit(Event::BundleLoaded { id, bundle });
         }
