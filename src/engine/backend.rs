@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 use super::config::ModelConfig;
 use super::error::{Error, Result};
 use super::hooks::Hooks;
-use super::model::CpuModel;
+use super::model::{CpuModel, CpuStep};
 
 pub trait Backend {
     fn config(&self) -> &ModelConfig;
@@ -66,6 +66,43 @@ pub trait Backend {
     fn describe(&self) -> String;
 }
 
+/// Makes a backend for a loaded model. The browser's worker decides once which kind (CPU,
+/// WebGPU) and hands its host this factory, so sessions created later match.
+pub type BackendFactory = Box<dyn Fn(&super::Model) -> Result<Box<dyn Backend>>>;
+
+/// The CPU engine as a backend; its batching is [`forward_batch`]'s shared pass.
+impl Backend for CpuModel {
+    fn config(&self) -> &ModelConfig {
+        CpuModel::config(self)
+    }
+
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        hooks: &mut Hooks,
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
+        self.forward_one(tokens, pos, hooks, all_logits)
+    }
+
+    fn as_cpu(&mut self) -> Option<&mut CpuModel> {
+        Some(self)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.truncate_cache(len);
+    }
+
+    fn cached(&self) -> usize {
+        CpuModel::cached(self)
+    }
+
+    fn describe(&self) -> String {
+        CpuModel::describe(self)
+    }
+}
+
 /// A boxed future that need not be `Send` (WebGPU handles in a browser are not).
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -82,33 +119,6 @@ pub fn now_or_err<T, E: From<Error>>(
             "this backend answers asynchronously (WebGPU in a browser): use the async API".into(),
         ))),
     }
-}
-
-/// The checks every backend makes before a forward call, with the same messages: `tokens` at
-/// `pos` must be non-empty, follow the `cached` positions, fit the context and the vocabulary.
-pub fn check_forward(cfg: &ModelConfig, tokens: &[u32], pos: usize, cached: usize) -> Result<()> {
-    let n = tokens.len();
-    if n == 0 {
-        return Err(Error::Invalid("no tokens to run".into()));
-    }
-    if pos > cached {
-        return Err(Error::Invalid(format!(
-            "position {pos} is past the {cached} cached tokens"
-        )));
-    }
-    if pos + n > cfg.context {
-        return Err(Error::ContextOverflow {
-            needed: pos + n,
-            limit: cfg.context,
-        });
-    }
-    if let Some(&t) = tokens.iter().find(|&&t| t as usize >= cfg.vocab) {
-        return Err(Error::Invalid(format!(
-            "token id {t} is outside the vocabulary of {}",
-            cfg.vocab
-        )));
-    }
-    Ok(())
 }
 
 /// One sequence's forward call in a batch: what [`Backend::forward`] takes, on its backend.
@@ -132,10 +142,24 @@ pub fn forward_batch(steps: &mut [BatchStep<'_>]) -> Result<Vec<Vec<f32>>> {
 /// have not; each backend's `cached()` tells which.
 pub async fn forward_batch_async(steps: &mut [BatchStep<'_>]) -> Result<Vec<Vec<f32>>> {
     for (i, s) in steps.iter().enumerate() {
-        check_forward(s.backend.config(), s.tokens, s.pos, s.backend.cached())
+        s.backend
+            .config()
+            .check_forward(s.tokens, s.pos, s.backend.cached())
             .map_err(|e| in_batch(i, e))?;
     }
-    if let Some(logits) = CpuModel::forward_batch(steps) {
+    let cpu: Option<Vec<CpuStep<'_>>> = steps
+        .iter_mut()
+        .map(|s| {
+            Some(CpuStep {
+                model: s.backend.as_cpu()?,
+                tokens: s.tokens,
+                pos: s.pos,
+                hooks: &mut *s.hooks,
+                all_logits: s.all_logits,
+            })
+        })
+        .collect();
+    if let Some(logits) = cpu.and_then(|mut c| CpuModel::forward_batch(&mut c)) {
         return Ok(logits);
     }
     let mut out = Vec::with_capacity(steps.len());

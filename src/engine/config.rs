@@ -107,6 +107,33 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The checks every backend makes before a forward call, with the same messages: `tokens` at
+    /// `pos` must be non-empty, follow the `cached` positions, fit the context and the vocabulary.
+    pub fn check_forward(&self, tokens: &[u32], pos: usize, cached: usize) -> Result<()> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(Error::Invalid("no tokens to run".into()));
+        }
+        if pos > cached {
+            return Err(Error::Invalid(format!(
+                "position {pos} is past the {cached} cached tokens"
+            )));
+        }
+        if pos + n > self.context {
+            return Err(Error::ContextOverflow {
+                needed: pos + n,
+                limit: self.context,
+            });
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
+            return Err(Error::Invalid(format!(
+                "token id {t} is outside the vocabulary of {}",
+                self.vocab
+            )));
+        }
+        Ok(())
+    }
+
     pub fn from_gguf(f: &GgufFile) -> Result<Self> {
         let arch_name = f.get_str("general.architecture")?;
         let architecture = match arch_name {
@@ -135,7 +162,10 @@ impl ModelConfig {
                 .is_none_or(|r| APPLIED_KEYS.contains(&r) || gemma && GEMMA3_KEYS.contains(&r));
             if !applied {
                 // Names come from the file: escaped, so the message stays one line.
-                return Err(Error::NotApplied(format!("metadata '{}'", k.escape_debug())));
+                return Err(Error::NotApplied(format!(
+                    "metadata '{}'",
+                    k.escape_debug()
+                )));
             }
         }
         let sane = |v: usize, max: usize| v > 0 && v <= max;
@@ -238,7 +268,10 @@ impl ModelConfig {
             final_logit_softcap,
         };
         if let Some(name) = f.tensors.keys().filter(|t| !cfg.applies_tensor(t)).min() {
-            return Err(Error::NotApplied(format!("tensor '{}'", name.escape_debug())));
+            return Err(Error::NotApplied(format!(
+                "tensor '{}'",
+                name.escape_debug()
+            )));
         }
         Ok(cfg)
     }

@@ -4,8 +4,10 @@
 //! matters for agreement: activations quantized before each matmul (see `quant`), an f16 KV
 //! cache, queries and attention weights rounded to f16 before their products with it, RMSNorm
 //! summed in f64, RoPE angles advanced by repeated multiplication.
+//!
+//! Over 600 lines: one file per forward, as candle does: weights, KV cache, the batched
+//! pass and every block step read top to bottom, with nothing to look up elsewhere.
 
-use super::backend::{Backend, BatchStep};
 use super::config::{Activation, ModelConfig, RopeStyle};
 use super::error::{Error, Result};
 use super::gguf::GgufFile;
@@ -68,6 +70,15 @@ impl KvCache {
 pub struct CpuModel {
     w: Arc<Weights>,
     cache: KvCache,
+}
+
+/// One sequence's forward call in a batched CPU pass: what `forward` takes.
+pub(crate) struct CpuStep<'a> {
+    pub model: &'a mut CpuModel,
+    pub tokens: &'a [u32],
+    pub pos: usize,
+    pub hooks: &'a mut Hooks,
+    pub all_logits: bool,
 }
 
 /// One sequence's rows in a pass: `n` tokens from position `pos`, with its cache and hooks.
@@ -515,21 +526,19 @@ impl CpuModel {
     }
 
     /// Runs already checked `steps` (see [`crate::engine::backend::forward_batch`]) in one pass
-    /// when every step is a CPU sequence forked from the same load; `None`, with nothing run,
+    /// when every step is a sequence forked from the same load; `None`, with nothing run,
     /// otherwise. Each step's result is what its own `forward` would give, bit for bit.
-    pub(crate) fn forward_batch(steps: &mut [BatchStep<'_>]) -> Option<Vec<Vec<f32>>> {
-        let w = steps.first_mut()?.backend.as_cpu()?.w.clone();
-        for s in steps.iter_mut() {
-            if !Arc::ptr_eq(&s.backend.as_cpu()?.w, &w) {
-                return None;
-            }
+    pub(crate) fn forward_batch(steps: &mut [CpuStep<'_>]) -> Option<Vec<Vec<f32>>> {
+        let w = steps.first()?.model.w.clone();
+        if !steps.iter().all(|s| Arc::ptr_eq(&s.model.w, &w)) {
+            return None;
         }
         let (d, kvd) = (w.cfg.hidden, w.cfg.kv_dim());
         let tokens: Vec<u32> = steps.iter().flat_map(|s| s.tokens).copied().collect();
         let all_logits: Vec<bool> = steps.iter().map(|s| s.all_logits).collect();
         let mut seqs = Vec::with_capacity(steps.len());
         for s in steps.iter_mut() {
-            let cache = &mut s.backend.as_cpu()?.cache;
+            let cache = &mut s.model.cache;
             cache.truncate(s.pos, kvd);
             seqs.push(Seq {
                 cache,
@@ -578,21 +587,24 @@ impl KvCache {
     }
 }
 
-impl Backend for CpuModel {
-    fn config(&self) -> &ModelConfig {
+/// What [`crate::engine::Backend`] asks of a CPU sequence (the trait's impl is in
+/// `backend.rs`, so that this file needs nothing of it).
+impl CpuModel {
+    pub fn config(&self) -> &ModelConfig {
         &self.w.cfg
     }
 
-    fn forward(
+    /// One sequence alone: a batch of one.
+    pub(crate) fn forward_one(
         &mut self,
         tokens: &[u32],
         pos: usize,
         hooks: &mut Hooks,
         all_logits: bool,
     ) -> Result<Vec<f32>> {
-        super::backend::check_forward(&self.w.cfg, tokens, pos, self.cache.cached)?;
-        let mut one = [BatchStep {
-            backend: self,
+        self.w.cfg.check_forward(tokens, pos, self.cache.cached)?;
+        let mut one = [CpuStep {
+            model: self,
             tokens,
             pos,
             hooks,
@@ -603,19 +615,15 @@ impl Backend for CpuModel {
             .expect("a CPU sequence is a batch of one"))
     }
 
-    fn as_cpu(&mut self) -> Option<&mut CpuModel> {
-        Some(self)
-    }
-
-    fn truncate(&mut self, len: usize) {
+    pub(crate) fn truncate_cache(&mut self, len: usize) {
         self.cache.truncate(len, self.w.cfg.kv_dim());
     }
 
-    fn cached(&self) -> usize {
+    pub fn cached(&self) -> usize {
         self.cache.cached
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let t = self.w.threads.count();
         let kernels = crate::engine::quant::kernels();
         format!(

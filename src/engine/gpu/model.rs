@@ -1,6 +1,9 @@
 //! [`GpuModel`]: the llama/qwen2 forward pass on the GPU kernels of this module, behind the
 //! same [`Backend`](crate::engine::Backend) interface as the CPU engine, hooks included.
 //!
+//! Over 600 lines: one file per architecture's forward, as candle does: load, buffers, the
+//! recorded ops and the hook points read top to bottom.
+//!
 //! Everything is built once at load: weights, activation buffers sized for `max_chunk`
 //! tokens, a KV cache of `max_context` positions per layer, and every op bound to its
 //! buffers. A forward call then only writes the token ids and the [`Step`] uniform,
@@ -482,7 +485,7 @@ impl GpuModel {
         all_logits: bool,
     ) -> Result<Vec<f32>> {
         let (d, vocab, n) = (self.cfg.hidden, self.cfg.vocab, tokens.len());
-        crate::engine::backend::check_forward(&self.cfg, tokens, pos, self.cached)?;
+        self.cfg.check_forward(tokens, pos, self.cached)?;
         self.prepare_hooks(hooks)?;
         let chunk = if all_logits {
             self.prepare_all_logits()?;
