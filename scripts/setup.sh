@@ -40,7 +40,11 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown ||
     fail "could not add the wasm32-unknown-unknown target" "run: rustup target add wasm32-unknown-unknown"
 fi
-done_step "$(rustc --version | cut -d' ' -f1-2), target wasm32-unknown-unknown"
+for component in rustfmt clippy; do
+  rustup component list --installed | grep -q "^$component" || rustup component add "$component" ||
+    fail "could not add the $component component" "run: rustup component add $component"
+done
+done_step "$(rustc --version | cut -d' ' -f1-2), target wasm32-unknown-unknown, rustfmt, clippy"
 
 # --- apt: Chromium for the browser tests, lavapipe (CPU Vulkan) for native wgpu tests ---------
 step apt

@@ -10,6 +10,12 @@ start=$SECONDS
 # Setup first: native tests load the model from models/.
 scripts/setup.sh
 
+echo "test: cargo fmt --check"
+cargo fmt --check || {
+  echo "test: FAIL - the code is not formatted as rustfmt would (run: cargo fmt)" >&2
+  exit 1
+}
+
 echo "test: cargo test --release (native: unit, integration and doc tests)"
 cargo test --release || {
   echo "test: FAIL - native tests (cargo test --release) failed, see above" >&2

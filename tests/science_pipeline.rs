@@ -863,13 +863,13 @@ fn the_cli_the_page_and_the_reproduce_script_share_one_capping_default() {
     assert_eq!(script["layer"], report["layer"]);
     // The page (wasm-only code, so read its source): the initial band and the band for a
     // model of another depth come from the same function, no literal band left.
-    let state = std::fs::read_to_string(root().join("src/web/state.rs")).unwrap();
+    let state = std::fs::read_to_string(root().join("src/web/page/state.rs")).unwrap();
     assert_eq!(state.matches("science::default_cap_band(").count(), 2);
     assert!(
         !state.contains("cap_band: RwSignal::new(("),
         "a literal initial band"
     );
-    let app = std::fs::read_to_string(root().join("src/web/app.rs")).unwrap();
+    let app = std::fs::read_to_string(root().join("src/web/page/app.rs")).unwrap();
     assert!(app.contains(".set(crate::science::DEFAULT_CAP_PERCENTILE)"));
     assert!(!app.contains("cap_percentile.set(75)"));
 }

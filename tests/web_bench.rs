@@ -1,12 +1,12 @@
-//! The in-browser benchmark's measurement (`axiscope::web::bench`, what `?bench` runs in the
+//! The in-browser benchmark's measurement (`axiscope::web::worker::bench`, what `?bench` runs in the
 //! worker) natively on the default model: the standard prompt renders to its 128 tokens, the
 //! greedy tokens agree with llama.cpp's (recorded by the native harness, an independent
 //! engine), and recording every layer leaves the tokens unchanged.
 
 mod common;
 use axiscope::engine::{Backend, Model};
-use axiscope::web::bench::prompt_ids;
-use axiscope::web::host::Host;
+use axiscope::web::worker::bench::prompt_ids;
+use axiscope::web::worker::host::Host;
 use common::*;
 use pollster::block_on;
 

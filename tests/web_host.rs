@@ -1,4 +1,4 @@
-//! The web worker's logic (`axiscope::web::host`) natively, on the default model with a
+//! The web worker's logic (`axiscope::web::worker::host`) natively, on the default model with a
 //! synthetic persona bundle: streamed replies, KV-cache reuse across turns, capped replies
 //! read back by the unsteered model, undo, restore. Every projection the host reports is
 //! checked against an independent route: one uncached forward pass over the whole rendered
@@ -10,8 +10,8 @@ use axiscope::engine::{Backend, Hooks, Model};
 use axiscope::science::{
     BuildSettings, Bundle, ModelInfo, PersonaVectors, ProjectionStats, RolloutActivation,
 };
-use axiscope::web::host::Host;
 use axiscope::web::protocol::{Branch, CapSettings, Event, GenSettings, SharedTurn, TurnSettings};
+use axiscope::web::worker::host::Host;
 use common::*;
 use pollster::block_on;
 
@@ -25,7 +25,7 @@ fn model() -> Model {
     Model::from_bytes(model_bytes(&default_model_path())).expect("default model loads")
 }
 
-fn factory() -> axiscope::web::host::BackendFactory {
+fn factory() -> axiscope::engine::backend::BackendFactory {
     Box::new(|m: &Model| Ok(Box::new(m.cpu_backend(2)?) as Box<dyn Backend>))
 }
 

@@ -363,7 +363,7 @@ async function main() {
   if (!o.bundle && existsSync(path.join(o.out, 'quick-bundle.axb'))) o.bundle = path.join(o.out, 'quick-bundle.axb');
   mkdirSync(o.out, { recursive: true });
   const priority = raisePriority();
-  const promptSpec = JSON.parse(readFileSync(path.join(here, 'prompt.json'), 'utf8'));
+  const promptSpec = JSON.parse(readFileSync(path.join(here, '..', '..', 'data', 'bench_prompt.json'), 'utf8'));
   const prompt = renderChatml(promptSpec);
   const runners = buildRunners(o);
   const mapBuild = o.map !== 'none' && (!o.only || o.only.has(MAP_RUNNER));

@@ -535,7 +535,7 @@ def parse_args(argv):
     ap.add_argument("--axiscope", required=True, help="the release axiscope binary")
     ap.add_argument("--llamacpp-python", required=True, help="python of the llama.cpp venv")
     ap.add_argument("--model", default=str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("--prompt", default=str(HERE / "prompt.json"))
+    ap.add_argument("--prompt", default=str(HERE.parent.parent / "data" / "bench_prompt.json"))
     ap.add_argument("--out", default=str(ROOT / "target/bench"))
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first (page cache)")

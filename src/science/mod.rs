@@ -38,7 +38,7 @@ pub mod stats;
 pub mod steer;
 pub mod vectors;
 
-pub use bundle::{BuildSettings, Bundle, Manifest, ModelInfo, RoleInfo};
+pub use bundle::{BuildSettings, Bundle, Manifest, ModelFit, ModelInfo, RoleInfo};
 pub use drift::{TurnPoint, drift_curve, token_projections};
 pub use heldout::{HeldOut, Interval, LayerChoice, QuestionSums};
 pub use pca::{Pca, persona_pca};

@@ -4,6 +4,10 @@
 //! the science's edits onto the engine's hooks. The other science files stay free of engine
 //! types; this one is where the two meet. It runs on any [`crate::engine::Backend`] behind a
 //! [`Session`], natively or in the browser (no threads, no file system here).
+//!
+//! Over 600 lines: the only file where the science drives the engine (rollouts, teacher
+//! forcing, batching, conversations); its split into planning, reading and conversation
+//! files is open in issue 15.
 
 use super::bundle::{BuildSettings, Bundle, ModelInfo};
 use super::data::{Question, RoleSpec};
@@ -113,12 +117,23 @@ impl BuildOptions {
         Ok(())
     }
 
-    /// What the bundle records about these options.
-    pub fn settings(
-        &self,
-        questions: &[Question],
-        extra: std::collections::BTreeMap<String, serde_json::Value>,
-    ) -> BuildSettings {
+    /// What the bundle records about these options and where its rollouts came from.
+    pub fn settings(&self, questions: &[Question], from: &Provenance<'_>) -> BuildSettings {
+        let mut extra = std::collections::BTreeMap::new();
+        let mut put = |k: &str, v: serde_json::Value| extra.insert(k.to_string(), v);
+        put(
+            "judge",
+            "none: every rollout is kept (no judge model)".into(),
+        );
+        put("model_name", from.model_name.into());
+        put("chat_template", from.chat_template.into());
+        put(
+            "question_ids",
+            questions.iter().map(|q| q.id).collect::<Vec<_>>().into(),
+        );
+        put("default_prompts", from.default_prompts.into());
+        put("skipped_empty_rollouts", from.skipped_empty_rollouts.into());
+        put("tool", from.tool.clone().into());
         BuildSettings {
             questions: questions.len() as u32,
             prompts_per_role: self.prompts_per_role as u32,
@@ -131,6 +146,18 @@ impl BuildOptions {
             extra,
         }
     }
+}
+
+/// Where a build's rollouts came from, as the bundle's manifest records it (`settings.extra`):
+/// the same keys whether the CLI or the browser built it.
+pub struct Provenance<'a> {
+    /// What `{model_name}` in the default prompts became.
+    pub model_name: &'a str,
+    pub chat_template: &'a str,
+    pub default_prompts: usize,
+    pub skipped_empty_rollouts: usize,
+    /// "axiscope 0.1.0", or "axiscope 0.1.0 (web app)".
+    pub tool: String,
 }
 
 /// One (role, system prompt, question) rollout to run.

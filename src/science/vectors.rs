@@ -1,6 +1,9 @@
 //! Rollout activations, role and default vectors, the Assistant Axis and projections
 //! (docs/method.md, "Vectors" and the `tau_l` of "Capping").
 //!
+//! Over 600 lines: the vectors, the axis and the projections share their layout and their
+//! checks; more than half of the file is their tests.
+//!
 //! Layout convention: a "per-layer" vector is row-major `[n_layers][hidden]` `f32`, and
 //! layer `l` means the residual stream at the output of decoder block `l` (the engine's
 //! hook point `l`, Hugging Face `hidden_states[l + 1]`).

@@ -107,3 +107,30 @@ pub fn now_ms() -> f64 {
 pub fn cross_origin_isolated() -> bool {
     js_sys::Reflect::get(&window(), &"crossOriginIsolated".into()).is_ok_and(|v| v.is_truthy())
 }
+
+/// The `.wasm` files this global (page or worker) fetched, from `performance`'s resource
+/// entries (through `Reflect`: the same code runs in the page and the worker).
+pub fn wasm_resources() -> Vec<super::protocol::WasmFile> {
+    use js_sys::{Array, Function, Reflect};
+    use wasm_bindgen::{JsCast, JsValue};
+    let get = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).unwrap_or(JsValue::UNDEFINED);
+    let perf = get(&js_sys::global(), "performance");
+    let Ok(by_type) = get(&perf, "getEntriesByType").dyn_into::<Function>() else {
+        return Vec::new();
+    };
+    let Ok(entries) = by_type.call1(&perf, &"resource".into()) else {
+        return Vec::new();
+    };
+    Array::from(&entries)
+        .iter()
+        .filter_map(|e| {
+            let url = get(&e, "name").as_string()?;
+            let path = url.split(['?', '#']).next()?;
+            path.ends_with(".wasm").then(|| super::protocol::WasmFile {
+                name: path.rsplit('/').next().unwrap_or(path).to_string(),
+                transfer_bytes: get(&e, "encodedBodySize").as_f64().unwrap_or(0.0),
+                decoded_bytes: get(&e, "decodedBodySize").as_f64().unwrap_or(0.0),
+            })
+        })
+        .collect()
+}

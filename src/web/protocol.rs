@@ -417,7 +417,7 @@ pub enum Event {
     BenchDone {
         id: u32,
         /// Boxed: the report is far bigger than the other events.
-        report: Box<super::bench::BenchReport>,
+        report: Box<BenchReport>,
     },
     /// Linear memory of the worker's wasm instance, in bytes.
     Memory {
@@ -431,6 +431,83 @@ pub fn encode<T: Serialize>(v: &T) -> String {
 
 pub fn decode<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, String> {
     serde_json::from_str(s).map_err(|e| format!("malformed message: {e}"))
+}
+
+// The benchmark's report (`?bench`): what the worker measures, sent to the page.
+
+/// One timed generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchRun {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Prompt tokens / time of the prompt's forward pass.
+    pub prefill_tok_s: f64,
+    /// (generated - 1) / time from the end of the prefill to the last token.
+    pub decode_tok_s: f64,
+    /// Time to first token with the model loaded: the prefill's forward pass.
+    pub ttft_ms: f64,
+    pub decode_ms: f64,
+    /// The generated ids, to compare with the native engines' greedy tokens.
+    pub tokens: Vec<u32>,
+    /// Each generated token's text (empty while a UTF-8 character is incomplete), to compare
+    /// with an engine that reports text pieces rather than ids (wllama).
+    pub pieces: Vec<String>,
+}
+
+/// A variant of the plain run (recording all layers, capping) and what it cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Overhead {
+    pub run: BenchRun,
+    /// Decode time per token over the plain run's, minus one, in percent.
+    pub decode_overhead_pct: f64,
+    pub prefill_overhead_pct: f64,
+    pub same_tokens: bool,
+}
+
+/// What the worker measures (the page adds load time, wasm sizes and the JS heap).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// "cpu (1 thread, simd128)", "webgpu (...)": the backend's own description.
+    pub backend_detail: String,
+    /// Whether the backend is the GPU's; `threads` is then 1.
+    pub on_gpu: bool,
+    pub threads: usize,
+    pub run: BenchRun,
+    pub record_all: Option<Overhead>,
+    pub cap: Option<Overhead>,
+    /// Why `cap` is missing, when it is.
+    pub cap_note: Option<String>,
+    /// The timed map build, when `&map=` asked for one.
+    pub map_build: Option<MapBuild>,
+    /// The worker's wasm linear memory after the runs (it never shrinks: its peak).
+    pub wasm_memory_bytes: u64,
+    /// The wasm modules the worker loaded, as the browser's resource timing saw them.
+    pub wasm_files: Vec<WasmFile>,
+}
+
+/// A persona map built in the worker (`Host::bench_map`), and how long it took.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MapBuild {
+    pub size: BuildSize,
+    /// Replies generated, empty ones included (the build's progress count).
+    pub replies: usize,
+    /// Replies the map is made of (empty ones are left out, as natively).
+    pub rollouts: usize,
+    pub roles: usize,
+    /// From the build's start to the map's view (what the page draws) being ready.
+    pub seconds: f64,
+    pub replies_per_s: f64,
+    /// cos(PC1, axis) at the analysis layer, as the map's stats line shows it.
+    pub cos_pc1_axis: Option<f32>,
+}
+
+/// A wasm module that was fetched: its URL's last segment and size in bytes (as sent, and
+/// after content decoding; equal when the server does not compress).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WasmFile {
+    pub name: String,
+    pub transfer_bytes: f64,
+    pub decoded_bytes: f64,
 }
 
 #[cfg(test)]

@@ -3,54 +3,15 @@
 
 use anyhow::{Context, Result};
 use axiscope::engine::chat::{Message, Role};
-use axiscope::engine::gpu::GpuModel;
-use axiscope::engine::{Backend, GenerateOptions, Hooks, Model, SamplerConfig, Session};
-use clap::{Args, Parser, Subcommand};
+use axiscope::engine::{GenerateOptions, Hooks, SamplerConfig, Session};
+use clap::Args;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::science_cmds;
-
-#[derive(Parser)]
-#[command(
-    name = "axiscope",
-    version,
-    about = "Read and steer a small chat model's persona: the Assistant Axis, natively."
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Subcommand)]
-pub enum Command {
-    /// Architecture, sizes, quantization types and chat template of a GGUF model.
-    Inspect {
-        model: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Token ids of a text (special tokens such as <|im_start|> recognised), as JSON.
-    Tokenize {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        text: String,
-    },
-    /// Generate a reply to one prompt, optionally capped or steered along a bundle's axis.
-    Generate(GenerateArgs),
-    /// Build a persona bundle: rollouts for every role and the default, role vectors, the
-    /// Assistant Axis per layer, PCA, projection percentiles, the fidelity report.
-    Build(science_cmds::BuildArgs),
-    /// Project a conversation's assistant turns on the axis (generating the replies first when
-    /// it has only user turns), or place new roles on the bundle's map.
-    Project(science_cmds::ProjectArgs),
-    /// The fidelity numbers of a bundle: cos(PC1, axis), explained variance, nearest and
-    /// farthest roles, split-half stability.
-    Report(science_cmds::ReportArgs),
-}
+use crate::common::{BackendChoice, backend, load};
+use crate::edits::{EditArgs, readback};
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -93,7 +54,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub edits: science_cmds::EditArgs,
+    pub edits: EditArgs,
 }
 
 /// `all` or `0,5,29` -> ascending layer indices, each below `n_layers`.
@@ -118,45 +79,7 @@ fn parse_layers(spec: &str, n_layers: usize) -> Result<Vec<usize>> {
     Ok(layers)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendChoice {
-    Cpu,
-    Gpu,
-}
-
-/// The engine `choice` names, loaded with the model's weights.
-pub fn backend(m: &Model, choice: BackendChoice, threads: usize) -> Result<Box<dyn Backend>> {
-    Ok(match choice {
-        BackendChoice::Cpu => Box::new(m.cpu_backend(threads)?),
-        BackendChoice::Gpu => Box::new(
-            pollster::block_on(GpuModel::open(&m.gguf))
-                .context("--backend gpu failed (--backend cpu runs without a GPU)")?,
-        ),
-    })
-}
-
-pub fn load(path: &Path) -> Result<Model> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Model::from_bytes(bytes).with_context(|| format!("cannot load {}", path.display()))
-}
-
-pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Inspect { model, json } => inspect(&model, json),
-        Command::Tokenize { model, text } => {
-            let m = load(&model)?;
-            let ids = m.tokenizer.encode(&text)?;
-            println!("{}", json!({ "ids": ids }));
-            Ok(())
-        }
-        Command::Generate(args) => generate(args),
-        Command::Build(args) => science_cmds::build(args),
-        Command::Project(args) => science_cmds::project(args),
-        Command::Report(args) => science_cmds::report(args),
-    }
-}
-
-fn inspect(path: &Path, as_json: bool) -> Result<()> {
+pub fn inspect(path: &Path, as_json: bool) -> Result<()> {
     let m = load(path)?;
     let mut quants: BTreeMap<String, usize> = BTreeMap::new();
     for t in m.gguf.tensors.values() {
@@ -217,7 +140,7 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-fn generate(a: GenerateArgs) -> Result<()> {
+pub fn generate(a: GenerateArgs) -> Result<()> {
     let m = load(&a.model)?;
     let (bundle, edits, about) = a.edits.resolve(&m)?;
     let mut msgs = Vec::new();
@@ -266,8 +189,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     let projection = match &bundle {
         Some(b) if !g.text.trim().is_empty() => {
             msgs.push(Message::new(Role::Assistant, g.text.clone()));
-            science_cmds::readback(&m, &mut session, &msgs, b, b.analysis_layer)?
-                .map(|p| (b.analysis_layer, p))
+            readback(&m, &mut session, &msgs, b, b.analysis_layer)?.map(|p| (b.analysis_layer, p))
         }
         _ => None,
     };

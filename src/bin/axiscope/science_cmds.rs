@@ -1,27 +1,28 @@
 //! Subcommands of the method: build a bundle, project transcripts and roles, report the
-//! fidelity numbers, and the capping/steering options of `generate`.
+//! fidelity numbers.
+//!
+//! Over 600 lines: the three commands share their argument types, the rollout runner and
+//! the report's output; each is one section, build first.
 
 use anyhow::{Context, Result, bail};
 use axiscope::engine::backend::now_or_err;
 use axiscope::engine::chat::{Message, Role};
-use axiscope::engine::{Edit, Model, Session, StopReason};
-use axiscope::science::data::{self, Question, short_model_name};
+use axiscope::engine::{Model, Session, StopReason};
+use axiscope::science::data::{self, Question};
 use axiscope::science::pipeline::{self, BuildOptions, RolloutOutput, RolloutPlan};
 use axiscope::science::{
-    Bundle, DEFAULT_CAP_PERCENTILE, FidelityReport, ModelInfo, capping_edits, default_cap_band,
-    steering_edits,
+    Bundle, DEFAULT_CAP_PERCENTILE, FidelityReport, ModelInfo, default_cap_band,
 };
 use clap::Args;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::engine_cmds::load;
+use crate::common::{fmt_secs, load, model_name, read_bundle, sha256_hex, write_bundle};
+use crate::edits::EditArgs;
+use crate::rollout_cache::{read_rollouts, write_rollouts};
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -92,28 +93,6 @@ pub struct BuildArgs {
     pub out: PathBuf,
 }
 
-#[derive(Args, Clone, Default)]
-pub struct EditArgs {
-    /// Persona bundle: gives the axis for capping, steering and projections.
-    #[arg(long)]
-    pub bundle: Option<PathBuf>,
-    /// Cap: floor the projection at this percentile (1-99) of the rollouts' projections
-    /// (default 75, the paper's).
-    #[arg(long)]
-    pub cap_percentile: Option<u8>,
-    /// Cap band `A:B`: layers A to B-1, like a Python slice. Default: 70-90% of the depth,
-    /// the paper's (21:27 for a 30-layer model). Either cap option turns capping on.
-    #[arg(long)]
-    pub cap_layers: Option<String>,
-    /// Steering strength: adds ALPHA x (mean token norm) x unit axis; positive is toward the
-    /// Assistant (the reference sweeps -0.5 .. 2).
-    #[arg(long, allow_negative_numbers = true)]
-    pub steer: Option<f32>,
-    /// Layer to steer at (default: the bundle's analysis layer).
-    #[arg(long)]
-    pub steer_layer: Option<usize>,
-}
-
 #[derive(Args)]
 pub struct ProjectArgs {
     #[arg(long)]
@@ -159,69 +138,6 @@ pub struct ReportArgs {
     pub bundle: PathBuf,
     #[arg(long)]
     pub json: bool,
-}
-
-/// What the default prompt "You are {model_name}." calls the model: its file name shortened
-/// (`SmolLM2-135M-Instruct.Q4_1.gguf` -> `SmolLM2-135M-Instruct`). GGUF `general.name` is
-/// often a training run's label ("Smollm2 135M 8k Lc100K Mix1 Ep2"), so it is only the fallback.
-pub fn model_name(path: &Path, model: &Model) -> String {
-    let file = path.file_name().and_then(|s| s.to_str()).unwrap_or("");
-    short_model_name(file).unwrap_or_else(|| model.config.name.clone())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-pub fn read_bundle(path: &Path) -> Result<Bundle> {
-    let b = if path.is_dir() {
-        Bundle::read_dir(path)?
-    } else {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Bundle::from_blob(&bytes)?
-    };
-    Ok(b)
-}
-
-fn write_bundle(b: &Bundle, path: &Path) -> Result<()> {
-    if path.extension().is_some_and(|e| e == "axb") {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        std::fs::write(path, b.to_blob())
-            .with_context(|| format!("cannot write {}", path.display()))
-    } else {
-        Ok(b.write_dir(path)?)
-    }
-}
-
-/// The bundle must describe this model's shape (the file may differ: another quantization).
-fn check_fits(b: &Bundle, m: &Model) -> Result<()> {
-    if b.model.n_layers != m.config.n_layers || b.model.hidden != m.config.hidden {
-        bail!(
-            "the bundle is for {} ({} layers x {}), the model has {} layers x {}",
-            b.model.name,
-            b.model.n_layers,
-            b.model.hidden,
-            m.config.n_layers,
-            m.config.hidden
-        );
-    }
-    Ok(())
-}
-
-fn fmt_secs(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
 }
 
 /// Rollouts a build job decodes together by default (`--batch`).
@@ -420,23 +336,13 @@ pub fn build(a: BuildArgs) -> Result<()> {
         .flatten()
         .map(|o| o.activation)
         .collect();
-    let mut extra = BTreeMap::new();
-    extra.insert(
-        "judge".into(),
-        json!("none: every rollout is kept (no judge model)"),
-    );
-    extra.insert("model_name".into(), json!(model_name));
-    extra.insert("chat_template".into(), json!(model.template.name()));
-    extra.insert(
-        "question_ids".into(),
-        json!(questions.iter().map(|q| q.id).collect::<Vec<_>>()),
-    );
-    extra.insert("default_prompts".into(), json!(default.prompts.len()));
-    extra.insert("skipped_empty_rollouts".into(), json!(skipped));
-    extra.insert(
-        "tool".into(),
-        json!(format!("axiscope {}", env!("CARGO_PKG_VERSION"))),
-    );
+    let provenance = pipeline::Provenance {
+        model_name: &model_name,
+        chat_template: model.template.name(),
+        default_prompts: default.prompts.len(),
+        skipped_empty_rollouts: skipped,
+        tool: format!("axiscope {}", env!("CARGO_PKG_VERSION")),
+    };
     let info = ModelInfo {
         name: model.config.name.clone(),
         sha256,
@@ -447,7 +353,7 @@ pub fn build(a: BuildArgs) -> Result<()> {
         info,
         a.layer,
         &set.roles,
-        opts.settings(&questions, extra),
+        opts.settings(&questions, &provenance),
         &rollouts,
         &band_tokens,
     )?;
@@ -462,259 +368,6 @@ pub fn build(a: BuildArgs) -> Result<()> {
         eprint!("{rep}");
     }
     Ok(())
-}
-
-/// One cached rollout's description; its floats follow it in the file.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CachedRollout {
-    role: String,
-    prompt_index: u32,
-    question_id: u32,
-    sample: u32,
-    /// `None`: every reply was empty.
-    reply: Option<CachedReply>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CachedReply {
-    text: String,
-    generated: usize,
-    stop: StopReason,
-    attempts: u32,
-    n_tokens: u32,
-    per_layer: usize,
-    norms: usize,
-    band_tokens: usize,
-}
-
-const CACHE_MAGIC: &[u8; 8] = b"AXROLLS1";
-
-fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
-    out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-}
-
-/// The rollout cache: magic, then per rollout a `u32` LE length, that many bytes of
-/// [`CachedRollout`] JSON and its float arrays (f32 LE) in the order listed.
-fn write_rollouts(
-    path: &Path,
-    plans: &[RolloutPlan],
-    results: &[Option<RolloutOutput>],
-) -> Result<()> {
-    let mut out = CACHE_MAGIC.to_vec();
-    for (p, r) in plans.iter().zip(results) {
-        let head = CachedRollout {
-            role: p.role.clone(),
-            prompt_index: p.prompt_index,
-            question_id: p.question_id,
-            sample: p.sample,
-            reply: r.as_ref().map(|o| CachedReply {
-                text: o.reply.clone(),
-                generated: o.generated,
-                stop: o.stop,
-                attempts: o.attempts,
-                n_tokens: o.activation.n_tokens,
-                per_layer: o.activation.per_layer.len(),
-                norms: o.activation.mean_token_norm.len(),
-                band_tokens: o.band_tokens.len(),
-            }),
-        };
-        let json = serde_json::to_vec(&head)?;
-        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        out.extend_from_slice(&json);
-        if let Some(o) = r {
-            put_f32s(&mut out, &o.activation.per_layer);
-            put_f32s(&mut out, &o.activation.mean_token_norm);
-            put_f32s(&mut out, &o.band_tokens);
-        }
-    }
-    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// The rollouts of `plans` from a rollout cache, which may hold more (a smaller plan with
-/// the same seed, e.g. fewer questions or default seeds, is a subset of a larger one: the
-/// question choice is a prefix of one seeded shuffle and seeds depend only on a rollout's
-/// identity).
-fn read_rollouts(path: &Path, plans: &[RolloutPlan]) -> Result<Vec<Option<RolloutOutput>>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bad = |msg: String| anyhow::anyhow!("rollout cache {}: {msg}", path.display());
-    if !bytes.starts_with(CACHE_MAGIC) {
-        return Err(bad("not a rollout cache".into()));
-    }
-    let mut r = ByteReader {
-        bytes: &bytes,
-        pos: CACHE_MAGIC.len(),
-    };
-    let mut cached = std::collections::HashMap::new();
-    while r.pos < bytes.len() {
-        let len = r.u32().ok_or_else(|| bad("truncated".into()))? as usize;
-        let head: CachedRollout =
-            serde_json::from_slice(r.take(len).ok_or_else(|| bad("truncated".into()))?)
-                .map_err(|e| bad(format!("bad record: {e}")))?;
-        let mut floats = |n: usize| r.f32s(n).ok_or_else(|| bad("truncated".into()));
-        let key = (
-            head.role.clone(),
-            head.prompt_index,
-            head.question_id,
-            head.sample,
-        );
-        let out = match head.reply {
-            None => None,
-            Some(c) => Some(RolloutOutput {
-                activation: axiscope::science::RolloutActivation {
-                    role: head.role,
-                    prompt_index: head.prompt_index,
-                    question_id: head.question_id,
-                    n_tokens: c.n_tokens,
-                    per_layer: floats(c.per_layer)?,
-                    mean_token_norm: floats(c.norms)?,
-                },
-                band_tokens: floats(c.band_tokens)?,
-                reply: c.text,
-                generated: c.generated,
-                stop: c.stop,
-                attempts: c.attempts,
-            }),
-        };
-        cached.insert(key, out);
-    }
-    plans
-        .iter()
-        .map(|p| {
-            cached
-                .remove(&(p.role.clone(), p.prompt_index, p.question_id, p.sample))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "no rollout {}/{}/{}/{} (role/prompt/question/sample): written for another plan",
-                        p.role, p.prompt_index, p.question_id, p.sample
-                    ))
-                })
-        })
-        .collect()
-}
-
-/// Reads a byte buffer front to back; `None` when it runs out.
-struct ByteReader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> ByteReader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn f32s(&mut self, n: usize) -> Option<Vec<f32>> {
-        let b = self.take(n.checked_mul(4)?)?;
-        Some(
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect(),
-        )
-    }
-}
-
-fn parse_band(s: &str, n_layers: usize) -> Result<Range<usize>> {
-    let (a, b) = s
-        .split_once(':')
-        .with_context(|| format!("--cap-layers {s:?}: expected A:B (layers A to B-1)"))?;
-    let a: usize = a
-        .trim()
-        .parse()
-        .with_context(|| format!("--cap-layers {s:?}: {a:?} is not a layer number"))?;
-    let b: usize = b
-        .trim()
-        .parse()
-        .with_context(|| format!("--cap-layers {s:?}: {b:?} is not a layer number"))?;
-    if a >= b || b > n_layers {
-        bail!("--cap-layers {s}: needs A < B <= {n_layers} (layers A to B-1)");
-    }
-    Ok(a..b)
-}
-
-/// The engine edits that `args` ask for, and a description of each for JSON output.
-pub fn edits_from_args(
-    args: &EditArgs,
-    bundle: &Bundle,
-) -> Result<(Vec<Edit>, Vec<serde_json::Value>)> {
-    let pv = &bundle.vectors;
-    let mut edits = Vec::new();
-    let mut about = Vec::new();
-    if args.cap_percentile.is_some() || args.cap_layers.is_some() {
-        let band = match args.cap_layers.as_deref() {
-            Some(band) => parse_band(band, pv.n_layers)?,
-            None => default_cap_band(pv.n_layers),
-        };
-        let q = args.cap_percentile.unwrap_or(DEFAULT_CAP_PERCENTILE);
-        for l in band.clone() {
-            about.push(
-                json!({"layer": l, "op": "cap", "percentile": q, "tau": bundle.stats.tau(l, q)}),
-            );
-        }
-        edits.extend(capping_edits(pv, &bundle.stats, band, q)?);
-    }
-    if let Some(alpha) = args.steer {
-        let l = args.steer_layer.unwrap_or(bundle.analysis_layer);
-        if l >= pv.n_layers {
-            bail!(
-                "--steer-layer {l}: the bundle has layers 0..{}",
-                pv.n_layers - 1
-            );
-        }
-        about.push(json!({"layer": l, "op": "steer", "alpha": alpha, "norm": alpha * pv.mean_token_norm[l]}));
-        edits.extend(steering_edits(pv, l..l + 1, alpha)?);
-    } else if args.steer_layer.is_some() {
-        bail!("--steer-layer needs --steer ALPHA");
-    }
-    Ok((pipeline::engine_edits(&edits), about))
-}
-
-impl EditArgs {
-    pub fn any_edit(&self) -> bool {
-        self.cap_percentile.is_some()
-            || self.cap_layers.is_some()
-            || self.steer.is_some()
-            || self.steer_layer.is_some()
-    }
-
-    /// The bundle (when given) and the edits asked for.
-    pub fn resolve(
-        &self,
-        model: &Model,
-    ) -> Result<(Option<Bundle>, Vec<Edit>, Vec<serde_json::Value>)> {
-        let Some(path) = &self.bundle else {
-            if self.any_edit() {
-                bail!("capping and steering need --bundle");
-            }
-            return Ok((None, Vec::new(), Vec::new()));
-        };
-        let b = read_bundle(path)?;
-        check_fits(&b, model)?;
-        let (edits, about) = edits_from_args(self, &b)?;
-        Ok((Some(b), edits, about))
-    }
-}
-
-/// Projection of the last (assistant) message of `messages` at `layer`, read by the model
-/// without edits, on a fresh cache.
-pub fn readback(
-    model: &Model,
-    session: &mut Session,
-    messages: &[Message],
-    b: &Bundle,
-    layer: usize,
-) -> Result<Option<f32>> {
-    let turns =
-        pipeline::project_conversation(model, session, messages, &b.vectors, layer, None, false)?;
-    Ok(turns
-        .last()
-        .filter(|t| t.message + 1 == messages.len())
-        .map(|t| t.projection))
 }
 
 pub fn project(a: ProjectArgs) -> Result<()> {

@@ -41,7 +41,7 @@
 //! binding writes it (WebGPU usage rule), hence the separate `a`/`t` scratch buffers.
 //! Readback: [`GpuContext::read_f32`] / `read_u32` (one u32 after [`argmax::argmax`]).
 //!
-//! Besides `cargo test` (lavapipe), `python3 src/engine/gpu/wgsl_chromium_check.py`
+//! Besides `cargo test` (lavapipe), `python3 scripts/wgsl_chromium_check.py`
 //! compiles every pipeline with Chromium's Tint, which is stricter than naga about
 //! uniformity; all pass on SwiftShader.
 

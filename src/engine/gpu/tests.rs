@@ -2,6 +2,8 @@
 //! CPU Vulkan device, in CI). Quantized matrices come from candle's `QTensor::quantize`
 //! and its `dequantize()` is the independent reference for our block decoders.
 //!
+//! Over 600 lines: a test suite, one test per kernel against its plain Rust reference.
+//!
 //! Tolerances are relative to the scale of each output, stated per test. For linear
 //! layers the scale is the dot product's L1 mass `sum_c |x_c w_rc|`, the quantity
 //! float summation error is proportional to.

@@ -7,7 +7,7 @@
 //! decoding in Chromium from 24 to 32 tokens/s (BENCHMARKS.md).
 //!
 //! With the `relaxed-simd` feature (the second worker binary, started where the page finds the
-//! standard relaxed SIMD, src/web/client.rs) Q4_1 multiplies with
+//! standard relaxed SIMD, src/web/page/client.rs) Q4_1 multiplies with
 //! `i32x4.relaxed_dot_i8x16_i7x16_add`: one instruction per 16 weights instead of four widenings
 //! and two 16-bit dot products. Its result is implementation-defined only when the second
 //! operand has its top bit set; 4-bit weights never do, and the pairwise 16-bit sums (at most

@@ -5,10 +5,10 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::client;
-use super::dom;
-use super::export::{conversation_json, drift_csv};
-use super::protocol::{AxisFormat, Request};
 use super::state::{AppState, use_app};
+use crate::web::dom;
+use crate::web::export::{conversation_json, drift_csv};
+use crate::web::protocol::{AxisFormat, Request};
 
 /// The charts take their colours from the page's stylesheet; a downloaded SVG carries its own.
 const EXPORT_CSS: &str = "text{font:11px sans-serif;fill:#333}.tick line{stroke:#ddd}.zero{stroke:#999}\

@@ -5,9 +5,9 @@ use leptos::prelude::*;
 use web_sys::{DragEvent, HtmlInputElement};
 
 use super::chart::megabytes;
-use super::dom;
-use super::protocol::ModelSource;
 use super::state::use_app;
+use crate::web::dom;
+use crate::web::protocol::ModelSource;
 
 #[component]
 pub fn ModelLoader() -> impl IntoView {

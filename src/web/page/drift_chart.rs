@@ -5,11 +5,11 @@
 use leptos::prelude::*;
 
 use super::chart::{Scale, extent, fmt, polyline, tick_labels, ticks};
-use super::dom;
 use super::embed::EmbedButton;
-use super::protocol::Branch;
 use super::state::{Embed, use_app};
 use super::tour::WhatIsThis;
+use crate::web::dom;
+use crate::web::protocol::Branch;
 
 const W: f32 = 600.0;
 const H: f32 = 290.0;

@@ -3,8 +3,8 @@
 
 use leptos::prelude::*;
 
-use super::protocol::GenSettings;
 use super::state::use_app;
+use crate::web::protocol::GenSettings;
 
 #[component]
 pub fn GenSettingsPanel() -> impl IntoView {

@@ -8,8 +8,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use super::chart::megabytes;
-use super::dom::js_error_text;
 use super::state::use_app;
+use crate::web::dom::js_error_text;
 
 /// What `navigator.gpu.requestAdapter()` gave us.
 #[derive(Clone, Debug, PartialEq)]

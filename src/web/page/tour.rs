@@ -8,11 +8,11 @@
 
 use leptos::prelude::*;
 
-use super::catalog;
 use super::chart::fmt;
-use super::dom;
-use super::protocol::Branch;
 use super::state::{AppState, use_app};
+use crate::web::catalog;
+use crate::web::dom;
+use crate::web::protocol::Branch;
 
 /// localStorage key: set once the tour was finished or skipped.
 const SEEN_KEY: &str = "axiscope:tour";

@@ -10,8 +10,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{File, MessageEvent, Worker, WorkerOptions};
 
-use super::dom::{cross_origin_isolated, js_error_text};
-use super::protocol::{Event, Request, decode, encode};
+use crate::web::dom::{cross_origin_isolated, js_error_text};
+use crate::web::protocol::{Event, Request, decode, encode};
 
 /// Trunk builds each worker binary with a loader next to the page (data-loader-shim): the same
 /// worker with plain simd128 kernels, and with relaxed-SIMD ones (`relaxed-simd` feature).
@@ -22,14 +22,14 @@ const RELAXED_WORKER_SCRIPT: &str = "./axiscope-worker-relaxed_loader.js";
 /// with such an instruction would not even compile elsewhere), unless `?simd=plain` asks for
 /// the plain one (to compare the two, or to rule the kernels out).
 fn worker_script() -> String {
-    let plain = super::dom::query_param("simd").as_deref() == Some("plain");
+    let plain = crate::web::dom::query_param("simd").as_deref() == Some("plain");
     let script = if !plain && relaxed_dot_is_standard() {
         RELAXED_WORKER_SCRIPT
     } else {
         WORKER_SCRIPT
     };
-    // The worker reads `?threads=` from its own URL (src/web/row_helper.rs).
-    match super::dom::query_param("threads").as_deref() {
+    // The worker reads `?threads=` from its own URL (src/web/worker/row_helper.rs).
+    match crate::web::dom::query_param("threads").as_deref() {
         Some(t @ ("1" | "2")) => format!("{script}?threads={t}"),
         _ => script.to_string(),
     }

@@ -6,8 +6,8 @@
 
 use leptos::prelude::*;
 
-use super::dom;
 use super::state::{AppState, DEFAULT_BUNDLE_URL, Embed, use_app};
+use crate::web::dom;
 
 impl Embed {
     pub fn name(self) -> &'static str {

@@ -4,13 +4,13 @@
 
 use leptos::prelude::*;
 
-use super::catalog::{self, Preset};
 use super::chart::{fmt, projection_colour};
 use super::client;
 use super::gen_settings::GenSettingsPanel;
-use super::protocol::{Branch, Finish};
 use super::state::{ReplyEntry, TurnEntry, use_app};
 use crate::science::data::RoleSpec;
+use crate::web::catalog::{self, Preset};
+use crate::web::protocol::{Branch, Finish};
 
 #[component]
 pub fn Chat(#[prop(optional)] compact: bool) -> impl IntoView {

@@ -7,16 +7,16 @@ use leptos::prelude::*;
 use super::cap_controls::CapControls;
 use super::chat::Chat;
 use super::client;
-use super::dom;
 use super::downloads::Downloads;
 use super::drift_chart::DriftChart;
 use super::model_loader::{ModelLoader, ModelStatusLine};
 use super::persona_map::PersonaMap;
-use super::protocol::{BackendPref, ModelSource};
-use super::share::ShareState;
 use super::state::{AppState, DEFAULT_BUNDLE_URL, Embed};
 use super::status::StatusBar;
 use super::tour::{Tour, TourButton};
+use crate::web::dom;
+use crate::web::protocol::{BackendPref, ModelSource};
+use crate::web::share::ShareState;
 
 /// Query parameters the page reads; anything else is ignored and the visitor told so.
 const KNOWN_PARAMS: &[&str] = &[

@@ -1,16 +1,19 @@
 //! The persona map: every role of the bundle placed by PCA of the role vectors (PC1 x PC2,
 //! or any other pair), coloured by its projection on the Assistant Axis, the default
 //! Assistant marked, and the conversation's replies as a trail.
+//!
+//! Over 600 lines: the map's parts (axes, points, labels, search, zoom, trail, builder)
+//! share its scales and signals; each is its own small component inside.
 
 use leptos::prelude::*;
 
-use super::catalog::BuildPlan;
 use super::chart::{Scale, Zoom, extent, fmt, polyline, projection_colour, tick_labels, ticks};
-use super::dom;
 use super::embed::EmbedButton;
-use super::protocol::{Branch, BuildSize, BundleView, RolePoint};
 use super::state::{Embed, use_app};
 use super::tour::WhatIsThis;
+use crate::web::catalog::BuildPlan;
+use crate::web::dom;
+use crate::web::protocol::{Branch, BuildSize, BundleView, RolePoint};
 use wasm_bindgen::JsCast;
 
 const W: f32 = 600.0;

@@ -1,18 +1,21 @@
 //! The page's state (leptos signals, provided as context) and how worker events change it.
 //! Each reply has its own signals, so a streamed token touches one text node.
+//!
+//! Over 600 lines: the page's one state and the reducer of every worker event, kept
+//! together so that each event's effect on every signal is read in one place.
 
 use leptos::prelude::*;
 
-use super::catalog::Preset;
 use super::chart::megabytes;
 use super::client;
-use super::dom;
-use super::export::ExportTurn;
-use super::protocol::{
+use crate::web::catalog::Preset;
+use crate::web::dom;
+use crate::web::export::ExportTurn;
+use crate::web::protocol::{
     BackendPref, Branch, BuildSize, BundleView, CapSettings, Event, Finish, GenSettings,
     ModelSource, ModelView, Request, RolePoint, SharedTurn, TurnPointView, TurnSettings,
 };
-use super::share::{ShareState, VERSION};
+use crate::web::share::{ShareState, VERSION};
 
 /// The default model, served next to the page (the build links it into `dist/models/`).
 pub const DEFAULT_MODEL_URL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -190,7 +193,7 @@ pub struct AppState {
     pub build_progress: RwSignal<Option<(usize, usize, String, f64)>>,
     pub build_error: RwSignal<Option<String>>,
     /// The benchmark's outcome (`?bench`).
-    pub bench: RwSignal<Option<Result<super::bench::BenchReport, String>>>,
+    pub bench: RwSignal<Option<Result<crate::web::protocol::BenchReport, String>>>,
     /// Turns waiting for a model to be measured (from a share link).
     pub pending_restore: StoredValue<Option<Vec<SharedTurn>>>,
     pub first_token_mark: StoredValue<bool>,
@@ -791,7 +794,7 @@ impl AppState {
             Event::File {
                 name, mime, base64, ..
             } => {
-                let saved = super::share::base64url_decode(&base64)
+                let saved = crate::web::share::base64url_decode(&base64)
                     .ok_or_else(|| "the worker sent a damaged file".to_string())
                     .and_then(|bytes| dom::download_bytes(&name, &mime, &bytes));
                 if let Err(e) = saved {

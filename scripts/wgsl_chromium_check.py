@@ -8,7 +8,7 @@ does (quant_common.wgsl + quant_<type>.wgsl + kernel for the weight kernels),
 creates every module and pipeline in headless Chromium through chromedriver, and
 prints ok/FAIL per pipeline. Exit status 1 on any failure.
 
-Needs Debian `chromium` and `chromium-driver`. Usage: python3 wgsl_chromium_check.py
+Needs Debian `chromium` and `chromium-driver`. Usage: python3 scripts/wgsl_chromium_check.py
 """
 
 import functools
@@ -23,7 +23,8 @@ import threading
 import time
 import urllib.request
 
-HERE = pathlib.Path(__file__).resolve().parent
+# The kernels live beside the Rust that dispatches them.
+HERE = pathlib.Path(__file__).resolve().parent.parent / "src" / "engine" / "gpu"
 QUANTS = ["f32", "f16", "q4_0", "q4_1", "q5_0", "q8_0", "q4_k", "q5_k", "q6_k"]
 WEIGHT_KERNELS = ["matvec", "matmul", "embedding"]
 PLAIN_KERNELS = ["rms_norm", "rope", "attention", "silu_mul", "add", "copy_rows", "argmax", "clamp_projection"]
