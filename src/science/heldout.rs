@@ -11,8 +11,9 @@
 //! - Held-out cos(PC1, axis) of two disjoint question sets X and Y:
 //!   `½ [cos(PC1_X, axis_Y) + cos(PC1_Y, axis_X)]`, PC1 of each set oriented toward its
 //!   own default.
-//! - The layer: the one maximising the held-out cos of A1 and A2 (half A alone), among all
-//!   but the last [`EXCLUDED_LAST_LAYERS`] layers. Half B never enters the choice, so the
+//! - The layer: the one maximising the held-out cos of A1 and A2 (half A alone), among the
+//!   layers from [`first_candidate`] (the first quarter is left out) to all but the last
+//!   [`EXCLUDED_LAST_LAYERS`]. Half B never enters the choice, so the
 //!   same figure on B1 and B2 at the chosen layer is an honest estimate.
 //! - Intervals ([`LEVEL`]): cos(PC1, axis) and the default's PC1 rank by a percentile
 //!   bootstrap over questions; split-half cos and the held-out cos of the halves by their
@@ -28,6 +29,14 @@ use super::{Error, Result};
 /// The last layers feed the unembedding and mostly encode the next token, not the persona;
 /// the choice leaves them out.
 pub const EXCLUDED_LAST_LAYERS: usize = 3;
+
+/// The first layer the choice considers: a quarter of the depth. Below it the residual
+/// stream still mostly carries the input's words, so an axis there separates role-play
+/// vocabulary from the Assistant's, not a persona the model represents (on SmolLM2-135M,
+/// layer 0 scored highest on half A: docs/method.md, "Choosing the layer").
+pub fn first_candidate(n_layers: usize) -> usize {
+    n_layers / 4
+}
 /// Fewer questions leave quarters of one question: no choice then (the middle layer).
 pub const MIN_CHOICE_QUESTIONS: usize = 4;
 /// Two-sided coverage of every interval.
@@ -285,7 +294,10 @@ impl QuestionSums {
         } else {
             self.n_layers
         };
+        let first = first_candidate(self.n_layers).min(candidates - 1);
         let (a1, a2) = (self.weights(|i| i % 4 == 0), self.weights(|i| i % 4 == 2));
+        // Every layer up to the last ones is scored (the report shows them all); the choice
+        // is among `first..candidates`.
         let mut scores = Vec::with_capacity(candidates);
         for l in 0..candidates {
             match self.held_out_between(l, &a1, &a2)? {
@@ -293,13 +305,14 @@ impl QuestionSums {
                 None => return Ok(None),
             }
         }
-        let layer = (0..candidates)
+        let layer = (first..candidates)
             .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
             .expect("at least one layer");
         Ok(Some(LayerChoice {
             rule: format!(
                 "highest held-out cos(PC1, axis) between question quarters A1 and A2 (half A: \
-                 every other question), layers 0..{candidates} (the last {} left out)",
+                 every other question), layers {first}..{candidates} (the first quarter and \
+                 the last {} left out)",
                 self.n_layers - candidates
             ),
             layer,
@@ -466,7 +479,8 @@ mod tests {
 
     #[test]
     fn the_layer_with_the_planted_structure_is_chosen_and_the_last_left_out() {
-        for (good, seed) in [(2, 1), (5, 2), (0, 3)] {
+        // 9 layers: candidates 2..6.
+        for (good, seed) in [(2, 1), (5, 2)] {
             let rs = layered(12, 8, 9, good, Some(8), seed);
             let sums = QuestionSums::new(&rs, 9, 24).unwrap();
             let c = sums.choose_layer().unwrap().unwrap();
@@ -486,6 +500,12 @@ mod tests {
             assert!(h.cos_pc1_axis.lo > 0.6 && h.cos_pc1_axis.hi <= 1.0, "{h:?}");
             assert_eq!(h.default_pc1_rank.value, 1.0);
         }
+        // Planted in the first quarter: scored, never chosen.
+        let rs = layered(12, 8, 9, 0, Some(8), 3);
+        let sums = QuestionSums::new(&rs, 9, 24).unwrap();
+        let c = sums.choose_layer().unwrap().unwrap();
+        assert!(c.scores[0] > 0.6, "{:?}", c.scores);
+        assert!(c.layer >= first_candidate(9), "{:?}", c.scores);
         // Too few questions: no choice.
         let rs = layered(6, 3, 5, 1, None, 4);
         assert!(
