@@ -10,7 +10,7 @@ pub(super) struct Track {
     pub(super) layers: Vec<usize>,
     pub(super) hidden: usize,
     /// `[position][recorded layer][hidden]`, positions `0..session.tokens().len()`.
-    pub(super) log: Vec<f32>,
+    log: Vec<f32>,
 }
 
 impl Track {
@@ -32,7 +32,7 @@ impl Track {
     }
 
     /// Floats per position in the log.
-    pub(super) fn width(&self) -> usize {
+    fn width(&self) -> usize {
         self.layers.len() * self.hidden
     }
 
@@ -43,7 +43,7 @@ impl Track {
     }
 
     /// Moves what the last forward calls recorded (positions `start..`) into the log.
-    pub(super) fn absorb(&mut self, start: usize) {
+    fn absorb(&mut self, start: usize) {
         let rec = std::mem::take(&mut self.hooks.recording);
         self.log.truncate(start * self.width());
         self.log.extend_from_slice(&rec.data);
