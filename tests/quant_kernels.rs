@@ -149,21 +149,34 @@ fn threaded_matmul_equals_single_dots() {
     }
 }
 
-/// The multi-row kernels (what decoding runs) give every row exactly what a lone dot product
-/// gives, whatever the number of rows (groups of several and the rest one by one).
+/// The tiled kernels (what decoding, prompts and batches run) give every (row, activation row)
+/// pair exactly what a lone dot product gives, whatever the numbers of rows and of activation
+/// rows (whole tiles and the rest one by one).
 #[test]
-fn multi_row_kernels_equal_single_dots() {
+fn tiled_kernels_equal_single_dots() {
     for qtype in QType::ALL {
         let (bytes, _) = quantized(qtype, 11, COLS, 6);
         let m = QMatrix::new(qtype, 11, COLS, Arc::new(bytes), 0);
-        let acts = Acts::quantize(qtype, &values(COLS, 7));
-        for (first, count) in [(0, 11), (0, 4), (3, 5), (10, 1), (2, 9)] {
-            let mut out = vec![f32::NAN; count];
-            let rows = &m.data()[first * m.row_bytes()..(first + count) * m.row_bytes()];
-            qtype.dot_rows(rows, &acts, &mut out);
-            for (i, &o) in out.iter().enumerate() {
-                let want = qtype.dot(m.row(first + i), &acts);
-                assert_eq!(o.to_bits(), want.to_bits(), "{qtype:?} row {}", first + i);
+        let acts: Vec<Acts> = (0..9)
+            .map(|t| Acts::quantize(qtype, &values(COLS, 7 + t)))
+            .collect();
+        for n_tok in [1, 2, 4, 5, 9] {
+            let xs = &acts[..n_tok];
+            for (first, count) in [(0, 11), (0, 4), (3, 5), (10, 1), (2, 9)] {
+                let mut out = vec![f32::NAN; count * n_tok];
+                let rows = &m.data()[first * m.row_bytes()..(first + count) * m.row_bytes()];
+                qtype.dot_tiles(rows, xs, &mut out);
+                for (i, per_tok) in out.chunks_exact(n_tok).enumerate() {
+                    for (t, &o) in per_tok.iter().enumerate() {
+                        let want = qtype.dot(m.row(first + i), &xs[t]);
+                        assert_eq!(
+                            o.to_bits(),
+                            want.to_bits(),
+                            "{qtype:?} row {} token {t} of {n_tok}",
+                            first + i
+                        );
+                    }
+                }
             }
         }
     }

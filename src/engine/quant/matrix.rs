@@ -64,24 +64,21 @@ impl QMatrix {
         if n_tok == 1 && self.matvec_with_helper(x, &acts[0], out, threads) {
             return;
         }
+        // One token: chunks of rows. Several: row-major per weight row ([rows][n_tok]) so each
+        // row is read and unpacked once for all tokens, then transposed.
+        let (data, rb) = (self.data(), self.row_bytes());
         if n_tok == 1 {
-            let (data, rb) = (self.data(), self.row_bytes());
             threads.for_each_chunk(out, ROWS_PER_TASK, |r0, chunk| {
                 let rows = &data[r0 * rb..(r0 + chunk.len()) * rb];
-                self.qtype.dot_rows(rows, &acts[0], chunk);
+                self.qtype.dot_tiles(rows, &acts, chunk);
             });
             return;
         }
-        // Row-major per weight row ([rows][n_tok]) so each row is read once for all tokens.
         let mut tmp = vec![0f32; out.len()];
         threads.for_each_chunk(&mut tmp, ROWS_PER_TASK * n_tok, |start, chunk| {
             let r0 = start / n_tok;
-            for (i, per_tok) in chunk.chunks_exact_mut(n_tok).enumerate() {
-                let row = self.row(r0 + i);
-                for (o, a) in per_tok.iter_mut().zip(&acts) {
-                    *o = self.qtype.dot(row, a);
-                }
-            }
+            let rows = &data[r0 * rb..(r0 + chunk.len() / n_tok) * rb];
+            self.qtype.dot_tiles(rows, &acts, chunk);
         });
         for r in 0..self.rows {
             for t in 0..n_tok {
@@ -123,10 +120,14 @@ impl QMatrix {
         }
         let rb = self.row_bytes();
         let (mine, theirs) = out.split_at_mut(split);
-        self.qtype.dot_rows(&self.data()[..split * rb], acts, mine);
+        self.qtype
+            .dot_tiles(&self.data()[..split * rb], std::slice::from_ref(acts), mine);
         if !helper.finish(theirs) {
-            self.qtype
-                .dot_rows(&self.data()[split * rb..], acts, theirs);
+            self.qtype.dot_tiles(
+                &self.data()[split * rb..],
+                std::slice::from_ref(acts),
+                theirs,
+            );
         }
         true
     }
@@ -158,7 +159,7 @@ impl QMatrix {
         let m = QMatrix::new(job.qtype, job.rows, job.cols, file.clone(), job.offset);
         let acts = Acts::quantize(job.qtype, x);
         let rows = &m.data()[job.first * row_bytes..job.end * row_bytes];
-        job.qtype.dot_rows(rows, &acts, out);
+        job.qtype.dot_tiles(rows, std::slice::from_ref(&acts), out);
         Ok(())
     }
 }

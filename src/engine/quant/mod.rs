@@ -10,7 +10,8 @@
 //!   that tests hold the fast kernels to.
 //! - `matrix.rs`: `QMatrix`, a weight matrix inside the file's bytes, and its threaded matmul.
 //! - `x86.rs` (AVX2) and `wasm.rs` (simd128, relaxed SIMD): fast Q4_1 and Q8_0 dot products,
-//!   one row or several at once (`rows.rs`), chosen by [`QType::dot`] and [`QType::dot_rows`].
+//!   weight rows by activation rows in tiles (`rows.rs`), chosen by [`QType::dot`] and
+//!   [`QType::dot_tiles`].
 
 pub mod act;
 pub mod float;
@@ -135,7 +136,7 @@ impl QType {
     /// for this weight type.
     pub fn dot(self, row: &[u8], x: &Acts) -> f32 {
         let mut out = [0f32];
-        if fast_rows(self, row, x, &mut out) {
+        if fast_tiles(self, row, std::slice::from_ref(x), &mut out) {
             return out[0];
         }
         match (self, x) {
@@ -154,16 +155,18 @@ impl QType {
 }
 
 impl QType {
-    /// `out[i]` = the dot product of row `i` of `rows` (consecutive rows of one matrix) with
-    /// `x`: what [`QType::dot`] gives for each row, bit for bit, on a multi-row kernel where
-    /// one exists.
-    pub fn dot_rows(self, rows: &[u8], x: &Acts, out: &mut [f32]) {
-        if fast_rows(self, rows, x, out) {
+    /// `out[r * xs.len() + t]` = row `r` of `rows` (consecutive rows of one matrix) dotted with
+    /// `xs[t]`: what [`QType::dot`] gives for each pair, bit for bit, on a tiled kernel where
+    /// one exists (rows.rs).
+    pub fn dot_tiles(self, rows: &[u8], xs: &[Acts], out: &mut [f32]) {
+        if fast_tiles(self, rows, xs, out) {
             return;
         }
-        let rb = rows.len() / out.len().max(1);
-        for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
-            *o = self.dot(row, x);
+        let rb = rows.len() * xs.len() / out.len().max(1);
+        for (per_tok, row) in out.chunks_exact_mut(xs.len()).zip(rows.chunks_exact(rb)) {
+            for (o, x) in per_tok.iter_mut().zip(xs) {
+                *o = self.dot(row, x);
+            }
         }
     }
 }
@@ -182,32 +185,38 @@ pub fn kernels() -> &'static str {
 }
 
 /// The fast kernels this machine has (AVX2, simd128 or relaxed SIMD) for the default model's
-/// formats, Q4_1 (the layers) and Q8_0 (the tied embedding / output matrix): `out[i]` = row
-/// `i` of `rows` dotted with `x`, several rows at a time. False where there is none, and the
-/// caller runs the scalar kernels.
-fn fast_rows(qtype: QType, rows: &[u8], x: &Acts, out: &mut [f32]) -> bool {
+/// formats, Q4_1 (the layers) and Q8_0 (the tied embedding / output matrix): `out[r][t]` = row
+/// `r` of `rows` dotted with `xs[t]`, in tiles. False where there is none, and the caller runs
+/// the scalar kernels.
+fn fast_tiles(qtype: QType, rows: &[u8], xs: &[Acts], out: &mut [f32]) -> bool {
+    let (Some(x), false) = (xs.first(), out.is_empty()) else {
+        return false;
+    };
+    let rb = rows.len() * xs.len() / out.len();
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx2() {
-        // SAFETY (both): checked above.
+        // SAFETY (both): checked above; every `xs[t]` was quantized for this matrix's type and
+        // width (by `Acts::quantize`), so it has the variant of `xs[0]` and rb's blocks.
         match (qtype, x) {
-            (QType::Q4_1, Acts::Q8_1(x)) => unsafe { x86::dot_q4_1_rows(rows, x, out) },
-            (QType::Q8_0, Acts::Q8_0(x)) => unsafe { x86::dot_q8_0_rows(rows, x, out) },
+            (QType::Q4_1, Acts::Q8_1(_)) => unsafe { x86::dot_q4_1_tiles(rows, rb, xs, out) },
+            (QType::Q8_0, Acts::Q8_0(_)) => unsafe { x86::dot_q8_0_tiles(rows, rb, xs, out) },
             _ => return false,
         }
         return true;
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
+        // SAFETY (both): as above.
         match (qtype, x) {
-            (QType::Q4_1, Acts::Q8_1(x)) => wasm::dot_q4_1_rows(rows, x, out),
-            (QType::Q8_0, Acts::Q8_0(x)) => wasm::dot_q8_0_rows(rows, x, out),
+            (QType::Q4_1, Acts::Q8_1(_)) => unsafe { wasm::dot_q4_1_tiles(rows, rb, xs, out) },
+            (QType::Q8_0, Acts::Q8_0(_)) => unsafe { wasm::dot_q8_0_tiles(rows, rb, xs, out) },
             _ => return false,
         }
         return true;
     }
     #[allow(unreachable_code)]
     {
-        let _ = (qtype, rows, x, out);
+        let _ = (qtype, rows, x, out, rb);
         false
     }
 }

@@ -1,33 +1,79 @@
-//! What the multi-row kernels (x86.rs, wasm.rs) share: running a matrix's rows in groups, and
-//! reading a block's f16 scale through a raw pointer.
+//! What the multi-row kernels (x86.rs, wasm.rs) share: running a matrix's rows against one or
+//! more activation rows in tiles, and reading a block's f16 scale through a raw pointer.
+//!
+//! A tile is R weight rows by T activation rows. Decoding one token uses tiles of `ROWS` x 1:
+//! each activation block is loaded once for four weight rows, and their independent loads keep
+//! more memory requests in flight (the weights stream from memory, and that is the limit).
+//! Several tokens (a prompt, or a batch of sequences each at its next token) use tiles of 1 x
+//! `TOKENS` (then `TOKENS / 2`): each weight block is loaded and unpacked once for all of them, which is most of a
+//! 4-bit kernel's work. Every (row, token) pair runs the same operations in the same order
+//! whichever tile computes it, so the results are bit-identical to one pair alone.
 
-/// Rows a multi-row kernel computes together: each activation block is loaded (and widened)
-/// once for all of them, and their independent loads keep more memory requests in flight: while
-/// decoding, the weights stream from memory and that, not arithmetic, is the limit.
+use super::Acts;
+
+/// Weight rows per tile when there is one activation row.
 const ROWS: usize = 4;
+/// Activation rows per tile when there are several (then half as many, then one by one): eight
+/// accumulators and the unpacked weights fit the 16 AVX2 registers; on one core, batches of 8
+/// decoded 130 tok/s with 8, 123 with 4 and 111 with 2 x 4 tiles (BENCHMARKS.md).
+const TOKENS: usize = 8;
 
-/// `out[i] = rows[i] . x` for consecutive rows of `rb` bytes, `ROWS` at a time through
-/// `group`, the rest one by one through the same kernel (`N = 1`): every row's arithmetic is the
-/// same, in the same order, whichever way it goes, so the results are bit-identical.
-pub fn by_groups(
-    rows: &[u8],
-    rb: usize,
-    out: &mut [f32],
-    group: impl Fn(*const u8) -> [f32; ROWS],
-    single: impl Fn(*const u8) -> [f32; 1],
-) {
-    assert_eq!(rows.len(), rb * out.len());
-    let mut base = rows.as_ptr();
-    let mut groups = out.chunks_exact_mut(ROWS);
-    for o in &mut groups {
-        o.copy_from_slice(&group(base));
-        // SAFETY: still inside `rows` (asserted above), or one past its end after the last.
-        base = unsafe { base.add(ROWS * rb) };
-    }
-    for o in groups.into_remainder() {
-        *o = single(base)[0];
-        // SAFETY: as above.
-        base = unsafe { base.add(rb) };
+/// A format's tile kernel: `out[r][t]` = row `r` (of `rb` bytes from `base`) dotted with `xs[t]`.
+pub trait Tile {
+    /// # Safety
+    /// `base` must point at R readable rows; `xs` holds T activation rows of this kernel's
+    /// form and length; the CPU has the kernel's instructions.
+    unsafe fn tile<const R: usize, const T: usize>(
+        &self,
+        base: *const u8,
+        rb: usize,
+        xs: &[Acts],
+    ) -> [[f32; T]; R];
+}
+
+/// `out[r * xs.len() + t]` = row `r` of `rows` (consecutive rows of `rb` bytes) dotted with
+/// `xs[t]`, in tiles through `k`, the rest one pair at a time through the same kernel.
+///
+/// # Safety
+/// As [`Tile::tile`] for every row of `rows` and every `xs[t]`.
+pub unsafe fn by_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32], k: &impl Tile) {
+    let n_tok = xs.len();
+    assert_eq!(rows.len() * n_tok, rb * out.len());
+    let base = rows.as_ptr();
+    // SAFETY (all): every pointer below is the start of a row inside `rows` (asserted above).
+    unsafe {
+        if n_tok == 1 {
+            let mut groups = out.chunks_exact_mut(ROWS);
+            let mut r = 0;
+            for o in &mut groups {
+                let v = k.tile::<ROWS, 1>(base.add(r * rb), rb, xs);
+                for (o, v) in o.iter_mut().zip(v) {
+                    *o = v[0];
+                }
+                r += ROWS;
+            }
+            for o in groups.into_remainder() {
+                *o = k.tile::<1, 1>(base.add(r * rb), rb, xs)[0][0];
+                r += 1;
+            }
+            return;
+        }
+        for (r, per_tok) in out.chunks_exact_mut(n_tok).enumerate() {
+            let row = base.add(r * rb);
+            let mut t = 0;
+            while t + TOKENS <= n_tok {
+                per_tok[t..t + TOKENS].copy_from_slice(&k.tile::<1, TOKENS>(row, rb, &xs[t..])[0]);
+                t += TOKENS;
+            }
+            if t + TOKENS / 2 <= n_tok {
+                let half = k.tile::<1, { TOKENS / 2 }>(row, rb, &xs[t..])[0];
+                per_tok[t..t + TOKENS / 2].copy_from_slice(&half);
+                t += TOKENS / 2;
+            }
+            for (o, x) in per_tok[t..].iter_mut().zip(&xs[t..]) {
+                *o = k.tile::<1, 1>(row, rb, std::slice::from_ref(x))[0][0];
+            }
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //! Q8_1 activations, Q8_0 with Q8_0). candle has none for Q4_1; integer block sums are exact, so
 //! these agree with the scalar kernels up to float summation order.
 //!
-//! Decoding runs them four rows at a time (`*_rows`): the activations are loaded once per block
-//! for all four, and four independent weight streams keep the memory busy. That alone took
+//! Decoding runs them four rows at a time (tiles, rows.rs): the activations are loaded once per
+//! block for all four, and four independent weight streams keep the memory busy. That alone took
 //! decoding in Chromium from 24 to 32 tokens/s (BENCHMARKS.md).
 //!
 //! With the `relaxed-simd` feature (the second worker binary, started where the page finds the
@@ -13,8 +13,9 @@
 //! operand has its top bit set; 4-bit weights never do, and the pairwise 16-bit sums (at most
 //! 2 * 127 * 15) cannot saturate, so it is exact: both builds give bit-identical outputs.
 
+use super::Acts;
 use super::act::{BlockQ8_0, BlockQ8_1};
-use super::rows::{by_groups, f16_ptr};
+use super::rows::{Tile, by_tiles, f16_ptr};
 use core::arch::wasm32::*;
 
 #[cfg(not(feature = "relaxed-simd"))]
@@ -57,94 +58,156 @@ fn dot_nibbles(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
     i32x4_relaxed_dot_i8x16_i7x16_add(a1, hi, s)
 }
 
-pub fn dot_q4_1_rows(rows: &[u8], x: &[BlockQ8_1], out: &mut [f32]) {
-    let rb = x.len() * 20;
-    // SAFETY (both): `by_groups` passes the start of N whole rows of x.len() blocks.
-    by_groups(
-        rows,
-        rb,
-        out,
-        |p| unsafe { q4_1_group(p, rb, x) },
-        |p| unsafe { q4_1_group(p, rb, x) },
-    );
-}
-
-pub fn dot_q8_0_rows(rows: &[u8], x: &[BlockQ8_0], out: &mut [f32]) {
-    let rb = x.len() * 34;
-    // SAFETY (both): as above.
-    by_groups(
-        rows,
-        rb,
-        out,
-        |p| unsafe { q8_0_group(p, rb, x) },
-        |p| unsafe { q8_0_group(p, rb, x) },
-    );
-}
-
-/// N consecutive Q4_1 rows (20-byte blocks: f16 scale, f16 min, 16 bytes of nibbles) of `rb`
-/// bytes from `base`, dotted with `x`.
+/// Q4_1 weights with Q8_1 activations, in tiles ([`by_tiles`]), each pair exactly as alone.
 ///
 /// # Safety
-/// `base` must point at N readable rows of `x.len()` blocks.
+/// Every `xs[t]` is Q8_1 of `rb / 20` blocks.
+pub unsafe fn dot_q4_1_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32]) {
+    // SAFETY: the caller's promise.
+    unsafe { by_tiles(rows, rb, xs, out, &Q4_1) }
+}
+
+/// Q8_0 weights with Q8_0 activations, in tiles, each pair exactly as alone.
+///
+/// # Safety
+/// Every `xs[t]` is Q8_0 of `rb / 34` blocks.
+pub unsafe fn dot_q8_0_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32]) {
+    // SAFETY: the caller's promise.
+    unsafe { by_tiles(rows, rb, xs, out, &Q8_0) }
+}
+
+struct Q4_1;
+struct Q8_0;
+
+impl Tile for Q4_1 {
+    unsafe fn tile<const R: usize, const T: usize>(
+        &self,
+        base: *const u8,
+        rb: usize,
+        xs: &[Acts],
+    ) -> [[f32; T]; R] {
+        let xs: [&[BlockQ8_1]; T] = core::array::from_fn(|t| match &xs[t] {
+            Acts::Q8_1(x) => x.as_slice(),
+            _ => unreachable!("Q4_1 weights take Q8_1 activations"),
+        });
+        // SAFETY: the caller's promise.
+        unsafe { q4_1_tile(base, rb, xs) }
+    }
+}
+
+impl Tile for Q8_0 {
+    unsafe fn tile<const R: usize, const T: usize>(
+        &self,
+        base: *const u8,
+        rb: usize,
+        xs: &[Acts],
+    ) -> [[f32; T]; R] {
+        let xs: [&[BlockQ8_0]; T] = core::array::from_fn(|t| match &xs[t] {
+            Acts::Q8_0(x) => x.as_slice(),
+            _ => unreachable!("Q8_0 weights take Q8_0 activations"),
+        });
+        // SAFETY: the caller's promise.
+        unsafe { q8_0_tile(base, rb, xs) }
+    }
+}
+
+/// R consecutive Q4_1 rows (20-byte blocks: f16 scale, f16 min, 16 bytes of nibbles) of `rb`
+/// bytes from `base`, dotted with T activation rows: each weight block is unpacked once for the
+/// T, each activation block loaded once for the R.
+///
+/// # Safety
+/// `base` must point at R readable rows of `xs[t].len()` blocks.
 #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
-unsafe fn q4_1_group<const N: usize>(base: *const u8, rb: usize, x: &[BlockQ8_1]) -> [f32; N] {
+#[allow(clippy::needless_range_loop)] // (r, t) index a tile's accumulators
+unsafe fn q4_1_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8_1]; T],
+) -> [[f32; T]; R] {
     let low = u8x16_splat(0x0F);
-    let mut acc = [f32x4_splat(0.0); N];
-    let mut mins = [0f32; N];
-    for (b, y) in x.iter().enumerate() {
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    let mut mins = [[0f32; T]; R];
+    for b in 0..xs[0].len() {
+        let ys: [&BlockQ8_1; T] = core::array::from_fn(|t| &xs[t][b]);
         // SAFETY: the caller's rows hold block b of each row; qs holds 32 activations.
         unsafe {
-            let a0 = v128_load(y.qs.as_ptr() as *const v128);
-            let a1 = v128_load(y.qs.as_ptr().add(16) as *const v128);
-            for (k, (acc, min)) in acc.iter_mut().zip(&mut mins).enumerate() {
-                let blk = base.add(k * rb + b * 20);
+            let a: [(v128, v128); T] = ys.map(|y| {
+                (
+                    v128_load(y.qs.as_ptr() as *const v128),
+                    v128_load(y.qs.as_ptr().add(16) as *const v128),
+                )
+            });
+            for r in 0..R {
+                let blk = base.add(r * rb + b * 20);
                 let qs = v128_load(blk.add(4) as *const v128);
-                let s = dot_nibbles(v128_and(qs, low), u8x16_shr(qs, 4), a0, a1);
-                let d = f32x4_splat(f16_ptr(blk) * y.d);
-                *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(s), d));
-                *min += f16_ptr(blk.add(2)) * y.s;
+                let (lo, hi) = (v128_and(qs, low), u8x16_shr(qs, 4));
+                let (dw, mw) = (f16_ptr(blk), f16_ptr(blk.add(2)));
+                for t in 0..T {
+                    let s = dot_nibbles(lo, hi, a[t].0, a[t].1);
+                    let d = f32x4_splat(dw * ys[t].d);
+                    acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(f32x4_convert_i32x4(s), d));
+                    mins[r][t] += mw * ys[t].s;
+                }
             }
         }
     }
-    core::array::from_fn(|k| hsum(acc[k]) + mins[k])
+    core::array::from_fn(|r| core::array::from_fn(|t| hsum(acc[r][t]) + mins[r][t]))
 }
 
-/// N consecutive Q8_0 rows (34-byte blocks: f16 scale, 32 signed bytes) dotted with `x`; the
-/// activations are widened once per block for all N rows.
+/// R consecutive Q8_0 rows (34-byte blocks: f16 scale, 32 signed bytes) dotted with T
+/// activation rows; each activation block is widened once for the R, each weight block once for
+/// the T.
 ///
 /// # Safety
-/// `base` must point at N readable rows of `x.len()` blocks.
-unsafe fn q8_0_group<const N: usize>(base: *const u8, rb: usize, x: &[BlockQ8_0]) -> [f32; N] {
-    let mut acc = [f32x4_splat(0.0); N];
-    for (b, y) in x.iter().enumerate() {
-        // SAFETY: as in `q4_1_group`.
+/// `base` must point at R readable rows of `xs[t].len()` blocks.
+#[allow(clippy::needless_range_loop)]
+unsafe fn q8_0_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8_0]; T],
+) -> [[f32; T]; R] {
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    for b in 0..xs[0].len() {
+        let ys: [&BlockQ8_0; T] = core::array::from_fn(|t| &xs[t][b]);
+        // SAFETY: as in `q4_1_tile`.
         unsafe {
-            let a0 = v128_load(y.qs.as_ptr() as *const v128);
-            let a1 = v128_load(y.qs.as_ptr().add(16) as *const v128);
-            let a = [
-                i16x8_extend_low_i8x16(a0),
-                i16x8_extend_high_i8x16(a0),
-                i16x8_extend_low_i8x16(a1),
-                i16x8_extend_high_i8x16(a1),
-            ];
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let blk = base.add(k * rb + b * 34);
-                let w0 = v128_load(blk.add(2) as *const v128);
-                let w1 = v128_load(blk.add(18) as *const v128);
-                let s = i32x4_add(
-                    i32x4_add(
-                        i32x4_dot_i16x8(i16x8_extend_low_i8x16(w0), a[0]),
-                        i32x4_dot_i16x8(i16x8_extend_high_i8x16(w0), a[1]),
-                    ),
-                    i32x4_add(
-                        i32x4_dot_i16x8(i16x8_extend_low_i8x16(w1), a[2]),
-                        i32x4_dot_i16x8(i16x8_extend_high_i8x16(w1), a[3]),
-                    ),
-                );
-                let d = f32x4_splat(f16_ptr(blk) * y.d);
-                *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(s), d));
+            let a: [[v128; 4]; T] = ys.map(|y| widen(y.qs.as_ptr()));
+            for r in 0..R {
+                let blk = base.add(r * rb + b * 34);
+                let w = widen(blk.add(2) as *const i8);
+                let dw = f16_ptr(blk);
+                for t in 0..T {
+                    let a = &a[t];
+                    let s = i32x4_add(
+                        i32x4_add(i32x4_dot_i16x8(w[0], a[0]), i32x4_dot_i16x8(w[1], a[1])),
+                        i32x4_add(i32x4_dot_i16x8(w[2], a[2]), i32x4_dot_i16x8(w[3], a[3])),
+                    );
+                    let d = f32x4_splat(dw * ys[t].d);
+                    acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(f32x4_convert_i32x4(s), d));
+                }
             }
         }
     }
-    acc.map(hsum)
+    core::array::from_fn(|r| core::array::from_fn(|t| hsum(acc[r][t])))
+}
+
+/// 32 signed bytes from `p` widened to four i16x8 vectors.
+///
+/// # Safety
+/// `p` must point at 32 readable bytes.
+#[inline]
+unsafe fn widen(p: *const i8) -> [v128; 4] {
+    // SAFETY: the caller's promise.
+    let (v0, v1) = unsafe {
+        (
+            v128_load(p as *const v128),
+            v128_load(p.add(16) as *const v128),
+        )
+    };
+    [
+        i16x8_extend_low_i8x16(v0),
+        i16x8_extend_high_i8x16(v0),
+        i16x8_extend_low_i8x16(v1),
+        i16x8_extend_high_i8x16(v1),
+    ]
 }
