@@ -5,17 +5,17 @@
 //! each activation block is loaded once for four weight rows, and their independent loads keep
 //! more memory requests in flight (the weights stream from memory, and that is the limit).
 //! Several tokens (a prompt, or a batch of sequences each at its next token) use tiles of 1 x
-//! `TOKENS` (then `TOKENS / 2`): each weight block is loaded and unpacked once for all of them, which is most of a
-//! 4-bit kernel's work. Every (row, token) pair runs the same operations in the same order
+//! `TOKENS` (then 4, 2, 1): each weight block is loaded and unpacked once for all of them,
+//! which is most of a 4-bit kernel's work. Every (row, token) pair runs the same operations in the same order
 //! whichever tile computes it, so the results are bit-identical to one pair alone.
 
 use super::Acts;
 
 /// Weight rows per tile when there is one activation row.
 const ROWS: usize = 4;
-/// Activation rows per tile when there are several (then half as many, then one by one): eight
+/// Activation rows per tile when there are several (then 4, 2 and 1 for the rest): eight
 /// accumulators and the unpacked weights fit the 16 AVX2 registers; on one core, batches of 8
-/// decoded 130 tok/s with 8, 123 with 4 and 111 with 2 x 4 tiles (BENCHMARKS.md).
+/// decoded 130 tok/s with 8, 123 with 4 and 111 with 2 x 4 tiles (issue 14's measurements).
 const TOKENS: usize = 8;
 
 /// A format's tile kernel: `out[r][t]` = row `r` (of `rb` bytes from `base`) dotted with `xs[t]`.
@@ -61,20 +61,23 @@ pub unsafe fn by_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32], k: 
         for (r, per_tok) in out.chunks_exact_mut(n_tok).enumerate() {
             let row = base.add(r * rb);
             let mut t = 0;
-            while t + TOKENS <= n_tok {
-                per_tok[t..t + TOKENS].copy_from_slice(&k.tile::<1, TOKENS>(row, rb, &xs[t..])[0]);
-                t += TOKENS;
-            }
-            if t + TOKENS / 2 <= n_tok {
-                let half = k.tile::<1, { TOKENS / 2 }>(row, rb, &xs[t..])[0];
-                per_tok[t..t + TOKENS / 2].copy_from_slice(&half);
-                t += TOKENS / 2;
-            }
-            for (o, x) in per_tok[t..].iter_mut().zip(&xs[t..]) {
-                *o = k.tile::<1, 1>(row, rb, std::slice::from_ref(x))[0][0];
+            while t < n_tok {
+                let (o, x) = (&mut per_tok[t..], &xs[t..]);
+                t += match n_tok - t {
+                    TOKENS.. => put(o, k.tile::<1, TOKENS>(row, rb, x)),
+                    4.. => put(o, k.tile::<1, 4>(row, rb, x)),
+                    2.. => put(o, k.tile::<1, 2>(row, rb, x)),
+                    _ => put(o, k.tile::<1, 1>(row, rb, x)),
+                };
             }
         }
     }
+}
+
+/// Writes one row's tile results at the start of `out`; returns how many.
+fn put<const T: usize>(out: &mut [f32], v: [[f32; T]; 1]) -> usize {
+    out[..T].copy_from_slice(&v[0]);
+    T
 }
 
 /// The f16 at `p` (little-endian) as f32, through the shared table.
