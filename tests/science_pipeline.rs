@@ -8,7 +8,7 @@ use axiscope::engine::{Backend, GenerateOptions, Hooks, SamplerConfig, Session};
 use axiscope::science::pipeline::{self, content_mask, engine_edits};
 use axiscope::science::{Bundle, EditKind, capping_edits, steering_edits};
 use common::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -721,8 +721,10 @@ fn the_committed_bundle_is_what_the_engine_builds() {
 }
 
 /// Rollouts run together on three sessions of one load (prompts reused from whatever each
-/// session held, retries, sequences finishing at different times) give every rollout the
-/// reply and the activation it gets alone on a fresh session, bit for bit.
+/// session held, retries, sequences finishing at different times), their activations kept
+/// from what was recorded while generating, give every rollout the reply and the activation
+/// it gets alone on a fresh session with the reply read back in a second, teacher-forced
+/// pass, bit for bit.
 #[test]
 fn batched_rollouts_equal_rollouts_run_alone() {
     let m = default_model();
@@ -760,9 +762,14 @@ fn batched_rollouts_equal_rollouts_run_alone() {
         .collect();
     sessions.insert(0, Session::new(Box::new(first)));
     let batched = pipeline::run_rollouts(m, &mut sessions, &plans, &opts).unwrap();
+    let reread = pipeline::BuildOptions {
+        always_reread: true,
+        ..opts.clone()
+    };
     let mut lengths = Vec::new();
+    let mut recorded = 0;
     for (p, got) in plans.iter().zip(&batched) {
-        let want = pipeline::run_rollout(m, &mut session(), p, &opts).unwrap();
+        let want = pipeline::run_rollout(m, &mut session(), p, &reread).unwrap();
         let (got, want) = (got.as_ref().unwrap(), want.as_ref().unwrap());
         assert_eq!(
             (&got.reply, got.generated, got.stop, got.attempts),
@@ -775,8 +782,15 @@ fn batched_rollouts_equal_rollouts_run_alone() {
             p.role,
             p.question_id
         );
+        assert!(want.reread);
+        recorded += usize::from(!got.reread);
         lengths.push(got.generated);
     }
+    assert!(
+        recorded * 2 > plans.len(),
+        "only {recorded} of {} rollouts kept what was recorded while generating",
+        plans.len()
+    );
     lengths.sort_unstable();
     lengths.dedup();
     assert!(
@@ -785,11 +799,37 @@ fn batched_rollouts_equal_rollouts_run_alone() {
     );
 }
 
-/// `axiscope build` writes the same bundle, byte for byte, whatever `--batch` and `--jobs`.
+/// `axiscope build` writes the same bundle, byte for byte, whatever `--batch` and `--jobs`;
+/// and with every reply read back in a second pass (`--always-reread`) the same bundle but for
+/// the manifest's count of how the activations were read.
 #[test]
-fn the_bundle_does_not_depend_on_batch_or_jobs() {
+fn the_bundle_does_not_depend_on_batch_jobs_or_rereading() {
     let t = tiny();
     let model = default_model_path();
+    let out = temp_dir("reread").join("b.axb");
+    run(&[
+        "build",
+        "--model",
+        model.to_str().unwrap(),
+        "--roles",
+        t.roles.to_str().unwrap(),
+        "--quick",
+        "--always-reread",
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let read = |p: &Path| Bundle::from_blob(&std::fs::read(p).unwrap()).unwrap();
+    let (mut reread, mut recorded) = (read(&out), read(&t.path));
+    let counts = |b: &mut Bundle| b.settings.extra.remove("activations").unwrap();
+    let (n_reread, n_recorded) = (counts(&mut reread), counts(&mut recorded));
+    assert_eq!(n_reread["recorded_while_generated"], 0);
+    assert!(n_recorded["recorded_while_generated"].as_u64().unwrap() > 0);
+    assert!(
+        reread.to_blob() == recorded.to_blob(),
+        "rereading every reply changed the bundle"
+    );
     for (batch, jobs) in [("1", "1"), ("3", "1")] {
         let out = temp_dir(&format!("batch{batch}")).join("b.axb");
         run(&[

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Batched builds, side by side in one run: rollouts per minute of `axiscope build` on one plan
-# (the first N role files + the default, --quick, 32-token replies) with --batch 1 and the
-# default batch, on 1 and 2 cores; checks that every run wrote the same bundle, byte for byte.
+# (the first N role files + the default, --quick, 32-token replies): the build as it was before
+# batching (--batch 1 --always-reread: one sequence, every reply read back), --batch 1 alone,
+# and the default batch on 1 and 2 cores; checks that every run wrote the same bundle, byte for
+# byte (the reread run: all but the manifest's count of how activations were read).
 # Usage: scripts/bench/batched_build.sh [N_ROLES (16)] [REPS (1)]. See BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,6 +34,7 @@ run() { # name, then build options
   python3 -c "import sys; n,s=int(sys.argv[1]),float(sys.argv[2]); print(f'{sys.argv[3]:<28} {n} rollouts in {s:6.1f} s: {60*n/s:6.1f} rollouts/min')" "$n" "$(echo "$t1 - $t0" | bc)" "$name $*"
 }
 for r in $(seq "$reps"); do
+  run b1-reread --batch 1 --jobs 1 --threads 1 --always-reread
   run b1-j1 --batch 1 --jobs 1 --threads 1
   run b8-j1 --jobs 1 --threads 1
   run b8-j2 --jobs 2 --threads 1
@@ -39,6 +42,18 @@ for r in $(seq "$reps"); do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 for f in "$work"/*.axb; do
+  [ "$f" = "$work/b1-reread.axb" ] && continue
   cmp -s "$f" "$work/b1-j1.axb" || { echo "DIFFERENT BUNDLE: $f"; exit 1; }
 done
+python3 - "$work/b1-reread.axb" "$work/b1-j1.axb" <<'PY' || { echo "DIFFERENT BUNDLE: b1-reread"; exit 1; }
+import json, sys
+# The blob: magic (8), version (4), manifest length (4), manifest JSON, padding, arrays.
+def parts(path):
+    d = open(path, "rb").read()
+    n = int.from_bytes(d[12:16], "little")
+    manifest = json.loads(d[16:16 + n])
+    manifest["settings"]["extra"].pop("activations")
+    return manifest, d[(16 + n + 7) // 8 * 8:]
+sys.exit(0 if parts(sys.argv[1]) == parts(sys.argv[2]) else 1)
+PY
 echo "all bundles identical"

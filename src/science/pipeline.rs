@@ -51,6 +51,10 @@ pub struct BuildOptions {
     pub top_p: f32,
     pub repeat_penalty: f32,
     pub seed: u64,
+    /// Read every reply back in a second, teacher-forced pass, as builds did before they
+    /// recorded replies while generating them. The values are the same bit for bit (tests hold
+    /// the two paths equal); this is the check, and the baseline the benchmark times.
+    pub always_reread: bool,
 }
 
 impl BuildOptions {
@@ -80,6 +84,29 @@ impl BuildOptions {
             top_p: 0.9,
             repeat_penalty: 1.1,
             seed: 0,
+            always_reread: false,
+        }
+    }
+
+    /// How the rollouts of a bundle's roles were sampled, for placing more roles beside them
+    /// with `questions` questions each (a bundle from before a setting gets the quick preset's
+    /// value, and nonsense is clamped).
+    pub fn of_bundle(s: &BuildSettings, questions: usize) -> Self {
+        let d = Self::quick();
+        let pos = |v: f32, fallback: f32| if v > 0.0 { v } else { fallback };
+        Self {
+            prompts_per_role: (s.prompts_per_role as usize).max(1),
+            questions_per_role: questions.max(1),
+            default_seeds: (s.default_seeds as usize).max(1),
+            max_tokens: match s.max_new_tokens {
+                0 => d.max_tokens,
+                n => n as usize,
+            },
+            temperature: s.temperature.max(0.0),
+            top_p: pos(s.top_p, d.top_p).min(1.0),
+            repeat_penalty: pos(s.repetition_penalty, d.repeat_penalty),
+            seed: s.seed,
+            always_reread: false,
         }
     }
 
@@ -133,6 +160,13 @@ impl BuildOptions {
         );
         put("default_prompts", from.default_prompts.into());
         put("skipped_empty_rollouts", from.skipped_empty_rollouts.into());
+        put(
+            "activations",
+            serde_json::json!({
+                "recorded_while_generated": from.recorded_rollouts,
+                "read_back_teacher_forced": from.reread_rollouts,
+            }),
+        );
         put("tool", from.tool.clone().into());
         BuildSettings {
             questions: questions.len() as u32,
@@ -156,6 +190,10 @@ pub struct Provenance<'a> {
     pub chat_template: &'a str,
     pub default_prompts: usize,
     pub skipped_empty_rollouts: usize,
+    /// Rollouts whose activations were recorded while their replies were generated, and
+    /// those read back in a second pass (see [`RolloutOutput::reread`]).
+    pub recorded_rollouts: usize,
+    pub reread_rollouts: usize,
     /// "axiscope 0.1.0", or "axiscope 0.1.0 (web app)".
     pub tool: String,
 }
@@ -426,7 +464,9 @@ pub async fn reply_activation_async(
 struct ReplyRead {
     chat: Rendered,
     mask: Vec<bool>,
+    /// The reply's first content token, and one past its last.
     first: usize,
+    end: usize,
     role: String,
     prompt_index: u32,
     question_id: u32,
@@ -454,13 +494,72 @@ impl ReplyRead {
                 "rollout {role}/{prompt_index}/{question_id}: the reply has no content tokens"
             ))
         })?;
+        let end = mask.iter().rposition(|&m| m).map_or(first, |l| l + 1);
         Ok(Self {
             chat,
             mask,
             first,
+            end,
             role: role.into(),
             prompt_index,
             question_id,
+        })
+    }
+
+    /// Keeps, of the rows `hooks` recorded while the reply was generated on `session`, those a
+    /// teacher-forced read of this chat would compute again: the same tokens at the same
+    /// positions after the same cached prefix give the same residuals bit for bit (the engine
+    /// computes every row alone, whichever pass or batch it is in). Leaves in `hooks` the rows
+    /// from the reply's first content token on and returns where the read must go on from
+    /// (the reply's last token is sampled, never run, and the chat's own end of turn follows);
+    /// `None` when the generated tokens and the chat's part ways before the reply's first
+    /// content token (its text re-tokenized otherwise): then the whole reply is read back.
+    fn keep_recorded(&self, session: &Session, hooks: &mut Hooks) -> Option<usize> {
+        let tokens = session.tokens();
+        let rec = &mut hooks.recording;
+        let rec_start = tokens.len().checked_sub(rec.n_tokens())?;
+        let usable = tokens
+            .iter()
+            .zip(&self.chat.ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if rec.n_tokens() == 0 || rec_start > self.first || usable <= self.first {
+            return None;
+        }
+        let row = rec.layers.len() * rec.hidden;
+        rec.data.truncate((usable - rec_start) * row);
+        rec.data.drain(..(self.first - rec_start) * row);
+        Some(usable)
+    }
+
+    /// The finished rollout from a recording of every layer of the chat from position `start`
+    /// to at least the reply's end.
+    #[allow(clippy::too_many_arguments)]
+    fn output(
+        &self,
+        model: &Model,
+        plans: &[RolloutPlan],
+        plan: usize,
+        attempt: u32,
+        generation: crate::engine::Generation,
+        hooks: &Hooks,
+        start: usize,
+        reread: bool,
+    ) -> Result<RolloutOutput> {
+        let keep = if plans[plan].role == DEFAULT_ROLE {
+            default_cap_band(model.config.n_layers)
+        } else {
+            0..0
+        };
+        let (activation, band_tokens) = self.activation(model, hooks, start, keep)?;
+        Ok(RolloutOutput {
+            activation,
+            reply: generation.text,
+            generated: generation.tokens.len(),
+            stop: generation.stop,
+            attempts: attempt + 1,
+            reread,
+            band_tokens,
         })
     }
 
@@ -480,7 +579,10 @@ impl ReplyRead {
             model.config.n_layers,
             model.config.hidden,
         )?;
-        let mask = &self.mask[start..];
+        // The recording may stop after the reply's last content token (the chat's end of turn
+        // not run: see `keep_recorded`).
+        let end = (start + acts.n_tokens()).min(self.mask.len());
+        let mask = &self.mask[start.min(end)..end];
         let mut kept = Vec::new();
         for t in (0..acts.n_tokens()).filter(|&t| mask[t]) {
             for l in keep.clone() {
@@ -508,6 +610,11 @@ pub struct RolloutOutput {
     pub stop: StopReason,
     /// 1 unless earlier replies came back empty.
     pub attempts: u32,
+    /// The activation came from a teacher-forced re-read of the whole reply: its text
+    /// re-tokenized to other tokens than were generated (or [`BuildOptions::always_reread`]).
+    /// Otherwise the residuals recorded while generating were used: the same values, bit for
+    /// bit, as a re-read computes (docs/method.md, "Rollouts").
+    pub reread: bool,
     /// Default rollouts only (empty for roles): the reply's content-token residuals at the
     /// layers of [`default_cap_band`], `[tokens][band][hidden]`.
     pub band_tokens: Vec<f32>,
@@ -557,13 +664,16 @@ enum Slot {
         next: Option<u32>,
         hooks: Hooks,
     },
-    /// Reading the finished reply back, teacher-forced, from position `start`.
+    /// Reading the finished reply back, teacher-forced, from the session's end on; `hooks`
+    /// holds the chat's rows from position `rows_from` (those recorded while generating that
+    /// were kept come first). `reread`: the whole reply is read back.
     Reading {
         plan: usize,
         attempt: u32,
         generation: crate::engine::Generation,
         read: ReplyRead,
-        start: usize,
+        rows_from: usize,
+        reread: bool,
         hooks: Hooks,
     },
 }
@@ -599,13 +709,20 @@ impl Slot {
             sampler: opts.sampler(seed),
             stop: model.stop_tokens(),
         };
+        // Every layer of every token run while generating, so that the reading can keep what
+        // a re-read would compute again ([`ReplyRead::keep_recorded`]).
+        let hooks = if opts.always_reread {
+            Hooks::none()
+        } else {
+            Hooks::recording(all_layers(model))
+        };
         Ok(Slot::Generating {
             plan,
             attempt,
             reply: Reply::new(&prompt, &gen_opts),
             prompt,
             next: None,
-            hooks: Hooks::none(),
+            hooks,
         })
     }
 }
@@ -701,6 +818,7 @@ pub async fn run_rollouts_async(
                         plan,
                         attempt,
                         reply,
+                        hooks,
                         ..
                     } = std::mem::replace(slot, Slot::Idle)
                     else {
@@ -720,15 +838,36 @@ pub async fn run_rollouts_async(
                     messages.push(Message::new(Role::Assistant, generation.text.clone()));
                     let read =
                         ReplyRead::new(model, &messages, &p.role, p.prompt_index, p.question_id)?;
-                    let mut hooks = Hooks::recording(all_layers(model));
-                    let start =
-                        reread_start(session, &read.chat.ids, read.first, &mut hooks, true)?;
+                    let mut hooks = hooks;
+                    let kept = if opts.always_reread {
+                        None
+                    } else {
+                        read.keep_recorded(session, &mut hooks)
+                    };
+                    let rows_from = match kept {
+                        Some(resume) if resume >= read.end => {
+                            let out = read.output(
+                                model, plans, plan, attempt, generation, &hooks, read.first, false,
+                            )?;
+                            done(plan, Some(out));
+                            continue;
+                        }
+                        Some(resume) => {
+                            session.truncate(resume);
+                            read.first
+                        }
+                        None => {
+                            hooks = Hooks::recording(all_layers(model));
+                            reread_start(session, &read.chat.ids, read.first, &mut hooks, true)?
+                        }
+                    };
                     *slot = Slot::Reading {
                         plan,
                         attempt,
                         generation,
                         read,
-                        start,
+                        rows_from,
+                        reread: kept.is_none(),
                         hooks,
                     };
                 }
@@ -738,30 +877,18 @@ pub async fn run_rollouts_async(
                         attempt,
                         generation,
                         read,
-                        start,
+                        rows_from,
+                        reread,
                         hooks,
                     } = std::mem::replace(slot, Slot::Idle)
                     else {
                         unreachable!()
                     };
-                    check_recorded(&hooks, read.chat.ids.len() - start, start)?;
-                    let keep = if plans[plan].role == DEFAULT_ROLE {
-                        default_cap_band(model.config.n_layers)
-                    } else {
-                        0..0
-                    };
-                    let (activation, band_tokens) = read.activation(model, &hooks, start, keep)?;
-                    done(
-                        plan,
-                        Some(RolloutOutput {
-                            activation,
-                            reply: generation.text,
-                            generated: generation.tokens.len(),
-                            stop: generation.stop,
-                            attempts: attempt + 1,
-                            band_tokens,
-                        }),
-                    );
+                    check_recorded(&hooks, read.chat.ids.len() - rows_from, rows_from)?;
+                    let out = read.output(
+                        model, plans, plan, attempt, generation, &hooks, rows_from, reread,
+                    )?;
+                    done(plan, Some(out));
                 }
             }
         }

@@ -23,10 +23,17 @@ struct CachedReply {
     generated: usize,
     stop: StopReason,
     attempts: u32,
+    /// Absent in caches from before replies were recorded while generated: all were re-read.
+    #[serde(default = "yes")]
+    reread: bool,
     n_tokens: u32,
     per_layer: usize,
     norms: usize,
     band_tokens: usize,
+}
+
+fn yes() -> bool {
+    true
 }
 
 const CACHE_MAGIC: &[u8; 8] = b"AXROLLS1";
@@ -54,6 +61,7 @@ pub fn write_rollouts(
                 generated: o.generated,
                 stop: o.stop,
                 attempts: o.attempts,
+                reread: o.reread,
                 n_tokens: o.activation.n_tokens,
                 per_layer: o.activation.per_layer.len(),
                 norms: o.activation.mean_token_norm.len(),
@@ -115,6 +123,7 @@ pub fn read_rollouts(path: &Path, plans: &[RolloutPlan]) -> Result<Vec<Option<Ro
                 generated: c.generated,
                 stop: c.stop,
                 attempts: c.attempts,
+                reread: c.reread,
             }),
         };
         cached.insert(key, out);

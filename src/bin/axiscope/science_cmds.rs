@@ -69,6 +69,11 @@ pub struct BuildArgs {
     /// not depend on it.
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
+    /// Read every reply back in a second, teacher-forced pass instead of keeping the residuals
+    /// recorded while it was generated. Same bundle (the values are identical); slower. For
+    /// checking and timing.
+    #[arg(long)]
+    pub always_reread: bool,
     /// Analysis layer for the map and the report. Default: chosen on half of the questions
     /// (the layer where PC1 of one quarter of them best matches the axis of another, the
     /// last 3 layers left out) and reported on the other half; the middle layer with fewer
@@ -258,6 +263,7 @@ pub fn build(a: BuildArgs) -> Result<()> {
         default_seeds: a.default_seeds.unwrap_or(base.default_seeds),
         max_tokens: a.max_tokens.unwrap_or(base.max_tokens),
         seed: a.seed,
+        always_reread: a.always_reread,
         ..base
     };
     if let Some(layer) = a.layer.filter(|&l| l >= model.config.n_layers) {
@@ -311,6 +317,8 @@ pub fn build(a: BuildArgs) -> Result<()> {
         }
     };
     let skipped = results.iter().filter(|r| r.is_none()).count();
+    let reread = results.iter().flatten().filter(|o| o.reread).count();
+    let results_n = results.len();
     if let Some(path) = &a.replies {
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -341,6 +349,8 @@ pub fn build(a: BuildArgs) -> Result<()> {
         chat_template: model.template.name(),
         default_prompts: default.prompts.len(),
         skipped_empty_rollouts: skipped,
+        recorded_rollouts: results_n - skipped - reread,
+        reread_rollouts: reread,
         tool: format!("axiscope {}", env!("CARGO_PKG_VERSION")),
     };
     let info = ModelInfo {
@@ -512,17 +522,7 @@ fn place_roles(
             })
         })
         .collect::<Result<_>>()?;
-    let s = &b.settings;
-    let opts = BuildOptions {
-        prompts_per_role: s.prompts_per_role as usize,
-        questions_per_role: questions.len(),
-        default_seeds: s.default_seeds as usize,
-        max_tokens: s.max_new_tokens as usize,
-        temperature: s.temperature,
-        top_p: s.top_p,
-        repeat_penalty: s.repetition_penalty,
-        seed: s.seed,
-    };
+    let opts = BuildOptions::of_bundle(&b.settings, questions.len());
     let plans = pipeline::plan_rollouts(&set.roles, None, &questions, &opts)?;
     let mut placed = Vec::new();
     for role in &set.roles {
