@@ -372,3 +372,97 @@ fn mixed_or_unbatched_sequences_run_one_after_another_with_the_same_results() {
         assert!(bits(&cs[i].hooks.recording.data) == bits(&batched[i].hooks.recording.data));
     }
 }
+
+/// Replies generated together (`generate_batch_async`: the page's default and capped branches)
+/// are the replies `Session::generate` gives each alone, with sampling, edits on one of them
+/// and a recording on both: same tokens, same streamed pieces, same residuals, bit for bit;
+/// the sequence that stops early (Stop after 5 tokens) stops alone.
+#[test]
+fn sequences_generated_together_reply_as_alone() {
+    use axiscope::engine::backend::now_or_err;
+    use axiscope::engine::generate::{GenerateStep, generate_batch_async};
+    use axiscope::engine::{GenerateOptions, SamplerConfig, Session};
+    let m = default_model();
+    let opts = GenerateOptions {
+        max_tokens: 24,
+        sampler: SamplerConfig {
+            temperature: 0.7,
+            top_p: 0.9,
+            repeat_penalty: 1.1,
+            seed: 11,
+            ..SamplerConfig::default()
+        },
+        stop: m.stop_tokens(),
+    };
+    let prompts = [
+        prompt("Tell me about yourself."),
+        prompt("Tell me about yourself."),
+        prompt("Once upon a time, in a small village by the sea,"),
+    ];
+    let limits = [usize::MAX, usize::MAX, 5];
+    let hooks_for = |k: usize| {
+        let mut h = Hooks::recording(vec![3, 20]);
+        if k == 1 {
+            h.edits = edits(&m.config);
+        }
+        h
+    };
+    let alone: Vec<(Vec<u32>, Vec<String>, Vec<u32>)> = (0..3)
+        .map(|k| {
+            let mut s = Session::new(Box::new(m.cpu_backend(1).unwrap()));
+            let mut h = hooks_for(k);
+            let mut pieces = Vec::new();
+            let g = s
+                .generate(&m.tokenizer, &prompts[k], &opts, &mut h, &mut |_, p| {
+                    pieces.push(p.to_string());
+                    pieces.len() < limits[k]
+                })
+                .unwrap();
+            (g.tokens, pieces, bits(&h.recording.data))
+        })
+        .collect();
+    let first = m.cpu_backend(1).unwrap();
+    let mut sessions: Vec<Session> = (0..2)
+        .map(|_| Session::new(Box::new(first.fork())))
+        .collect();
+    sessions.insert(0, Session::new(Box::new(first)));
+    let mut hooks: Vec<Hooks> = (0..3).map(hooks_for).collect();
+    let mut pieces: Vec<Vec<String>> = vec![Vec::new(); 3];
+    let gens = {
+        let mut streams: Vec<Box<dyn FnMut(u32, &str) -> bool + '_>> = pieces
+            .iter_mut()
+            .zip(limits)
+            .map(|(p, limit)| {
+                Box::new(move |_: u32, piece: &str| {
+                    p.push(piece.to_string());
+                    p.len() < limit
+                }) as Box<dyn FnMut(u32, &str) -> bool>
+            })
+            .collect();
+        let mut seqs: Vec<GenerateStep<'_>> = sessions
+            .iter_mut()
+            .zip(&prompts)
+            .zip(&mut hooks)
+            .zip(streams.iter_mut())
+            .map(|(((session, prompt), hooks), on_token)| GenerateStep {
+                session,
+                prompt,
+                opts: &opts,
+                hooks,
+                on_token: &mut **on_token,
+            })
+            .collect();
+        now_or_err(generate_batch_async(&m.tokenizer, &mut seqs)).unwrap()
+    };
+    for k in 0..3 {
+        assert_eq!(gens[k].tokens, alone[k].0, "sequence {k}: tokens");
+        assert_eq!(pieces[k], alone[k].1, "sequence {k}: streamed pieces");
+        assert!(
+            bits(&hooks[k].recording.data) == alone[k].2,
+            "sequence {k}: residuals"
+        );
+    }
+    assert_ne!(gens[0].tokens, gens[1].tokens, "the edits changed nothing");
+    assert_eq!(gens[2].tokens.len(), 5, "Stop after 5 tokens");
+    assert!(gens[0].tokens.len() > 5);
+}

@@ -56,6 +56,13 @@ pub trait Backend {
         None
     }
 
+    /// Another sequence on the same loaded weights, with an empty cache, for batching with this
+    /// one ([`forward_batch`]); `None` (the default) where a backend cannot share its weights
+    /// and a caller should run one sequence at a time.
+    fn fork_sequence(&self) -> Option<Box<dyn Backend>> {
+        None
+    }
+
     /// Forgets cached positions from `len` on (undo, regenerate, branching replies).
     fn truncate(&mut self, len: usize);
 
@@ -88,6 +95,10 @@ impl Backend for CpuModel {
 
     fn as_cpu(&mut self) -> Option<&mut CpuModel> {
         Some(self)
+    }
+
+    fn fork_sequence(&self) -> Option<Box<dyn Backend>> {
+        Some(Box::new(self.fork()))
     }
 
     fn truncate(&mut self, len: usize) {

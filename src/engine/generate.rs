@@ -211,7 +211,7 @@ impl Session {
         now_or_err(self.generate_async(tok, prompt, opts, hooks, on_token))
     }
 
-    /// [`Session::generate`] over [`Backend::forward_async`].
+    /// [`Session::generate`] over [`Backend::forward_async`]: [`generate_batch_async`] of one.
     pub async fn generate_async(
         &mut self,
         tok: &Tokenizer,
@@ -220,15 +220,77 @@ impl Session {
         hooks: &mut Hooks,
         on_token: &mut dyn FnMut(u32, &str) -> bool,
     ) -> Result<Generation> {
-        let t0 = now_ms();
-        let (mut logits, prefilled) = self.prefill_async(prompt, hooks).await?;
-        let t1 = now_ms();
-        let mut reply = Reply::new(prompt, opts);
-        while let Some(next) = reply.next(&mut logits, tok, self, on_token) {
-            logits = self.step_async(next, hooks).await?;
-        }
-        Ok(reply.finish(prefilled, t1 - t0, now_ms() - t1))
+        let mut one = [GenerateStep {
+            session: self,
+            prompt,
+            opts,
+            hooks,
+            on_token,
+        }];
+        Ok(generate_batch_async(tok, &mut one).await?.remove(0))
     }
+}
+
+/// One sequence of [`generate_batch_async`]: what [`Session::generate`] takes.
+pub struct GenerateStep<'a> {
+    pub session: &'a mut Session,
+    pub prompt: &'a [u32],
+    pub opts: &'a GenerateOptions,
+    pub hooks: &'a mut Hooks,
+    pub on_token: &'a mut dyn FnMut(u32, &str) -> bool,
+}
+
+/// Generates every sequence's reply together: the prompts in one batched pass, then one pass
+/// per token for the sequences still going ([`run_batch_async`]). Each gets the reply, the
+/// calls of its `on_token` and the recording [`Session::generate`] gives it alone; the
+/// timings are the batch's. A failing pass fails them all (each cache keeps what it holds).
+pub async fn generate_batch_async(
+    tok: &Tokenizer,
+    seqs: &mut [GenerateStep<'_>],
+) -> Result<Vec<Generation>> {
+    let t0 = now_ms();
+    let mut steps: Vec<SessionStep<'_>> = seqs
+        .iter_mut()
+        .map(|s| SessionStep {
+            session: &mut *s.session,
+            input: Input::Prompt(s.prompt),
+            hooks: &mut *s.hooks,
+        })
+        .collect();
+    let mut prefilled = run_batch_async(&mut steps).await?;
+    drop(steps);
+    let t1 = now_ms();
+    let mut replies: Vec<Reply> = seqs.iter().map(|s| Reply::new(s.prompt, s.opts)).collect();
+    let mut next: Vec<Option<u32>> = Vec::with_capacity(seqs.len());
+    for ((s, reply), (logits, _)) in seqs.iter_mut().zip(&mut replies).zip(&mut prefilled) {
+        next.push(reply.next(logits, tok, s.session, s.on_token));
+    }
+    while next.iter().any(Option::is_some) {
+        let mut going = Vec::new();
+        let mut steps: Vec<SessionStep<'_>> = Vec::new();
+        for (i, s) in seqs.iter_mut().enumerate() {
+            if let Some(token) = next[i] {
+                going.push(i);
+                steps.push(SessionStep {
+                    session: &mut *s.session,
+                    input: Input::Token(token),
+                    hooks: &mut *s.hooks,
+                });
+            }
+        }
+        let out = run_batch_async(&mut steps).await?;
+        drop(steps);
+        for (i, (mut logits, _)) in going.into_iter().zip(out) {
+            let s = &mut seqs[i];
+            next[i] = replies[i].next(&mut logits, tok, s.session, s.on_token);
+        }
+    }
+    let (prefill_ms, decode_ms) = (t1 - t0, now_ms() - t1);
+    Ok(replies
+        .into_iter()
+        .zip(prefilled)
+        .map(|(r, (_, ran))| r.finish(ran, prefill_ms, decode_ms))
+        .collect())
 }
 
 /// What a session runs in a batched pass: a prompt (as [`Session::prefill`]) or one more

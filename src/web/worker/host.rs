@@ -402,7 +402,18 @@ impl Host {
             self.model.as_ref().ok_or("no model is loaded")?,
             self.factory.as_ref().ok_or("no backend")?,
         );
-        let backend = f(m)?;
+        // Beside an existing track where the backend can share its weights, so that the
+        // branches' replies batch together (one pass per token for both).
+        let beside = self
+            .branches
+            .iter()
+            .flat_map(|b| [&b.writer, &b.reader])
+            .flatten()
+            .find_map(|t| t.session.backend.fork_sequence());
+        let backend = match beside {
+            Some(b) => b,
+            None => f(m)?,
+        };
         Ok(Track::new(backend, layers, m.config.hidden, edits))
     }
 

@@ -5,10 +5,21 @@ use crate::engine::Session;
 use crate::engine::clock::now_ms;
 use crate::science::data::Question;
 use crate::science::pipeline::{self, BuildOptions, RolloutPlan};
-use crate::science::{BuildSettings, Bundle, ModelInfo, RolloutActivation};
+use crate::science::{Bundle, ModelInfo, RolloutActivation};
 use crate::web::protocol::{BuildSize, Event, RolePoint};
 
 use super::{Host, HostError};
+
+/// Rollouts a map build decodes together on the CPU engine: one forward pass per token for all
+/// of them, each weight read once (BENCHMARKS.md, "Batched builds").
+const BUILD_BATCH: usize = 8;
+
+/// What a browser build keeps of a finished rollout.
+#[derive(Clone)]
+struct Rollout {
+    activation: RolloutActivation,
+    reread: bool,
+}
 
 impl Host {
     /// Places a role given by its system prompt on the map, as the bundle's roles were built:
@@ -28,7 +39,7 @@ impl Host {
         let bundle = self
             .usable_bundle()
             .ok_or("placing a role needs the persona bundle of the loaded model")?;
-        let opts = options_of(&bundle.settings, n_questions);
+        let opts = BuildOptions::of_bundle(&bundle.settings, n_questions);
         let questions = bundle_questions(bundle, n_questions)?;
         let plans: Vec<RolloutPlan> = questions
             .iter()
@@ -42,9 +53,12 @@ impl Host {
                 seed: pipeline::rollout_seed(opts.seed, name, 0, q.id, 0),
             })
             .collect();
-        let rollouts = self
+        let rollouts: Vec<RolloutActivation> = self
             .run_rollouts(id, &plans, &opts, cancelled, emit)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|r| r.activation)
+            .collect();
         let bundle = self.usable_bundle().expect("checked above");
         if rollouts.is_empty() {
             return Err("the model gave only empty replies; try another prompt".into());
@@ -80,16 +94,17 @@ impl Host {
         let default_prompts = plan.default.as_ref().map_or(0, |d| d.prompts.len());
         let opts = &plan.opts;
         let (template, config) = (model.template.name(), model.config.clone());
-        let rollouts = self
-            .run_rollouts(id, &plans, &opts, cancelled, emit)
-            .await?;
+        let rollouts = self.run_rollouts(id, &plans, opts, cancelled, emit).await?;
         let provenance = pipeline::Provenance {
             model_name: &self.model_name,
             chat_template: template,
             default_prompts,
             skipped_empty_rollouts: plans.len() - rollouts.len(),
+            recorded_rollouts: rollouts.iter().filter(|r| !r.reread).count(),
+            reread_rollouts: rollouts.iter().filter(|r| r.reread).count(),
             tool: format!("axiscope {} (web app)", env!("CARGO_PKG_VERSION")),
         };
+        let rollouts: Vec<RolloutActivation> = rollouts.into_iter().map(|r| r.activation).collect();
         let info = ModelInfo {
             name: config.name.clone(),
             sha256: self.model_sha256.clone().unwrap_or_default(),
@@ -140,8 +155,10 @@ impl Host {
         })
     }
 
-    /// Runs rollouts in a fresh session, reporting each reply; empty replies are left out
-    /// (as natively). Cancellation is checked between rollouts (each takes seconds).
+    /// Runs `plans` in batches of [`BUILD_BATCH`] sessions where the backend can share its
+    /// weights between sequences (the CPU engine), else one at a time, reporting each finished
+    /// rollout; returns them in plan order, without the ones whose replies were all empty.
+    /// Cancelling lets the rollouts under way finish (a few seconds), then stops.
     async fn run_rollouts(
         &self,
         id: u32,
@@ -149,49 +166,51 @@ impl Host {
         opts: &BuildOptions,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<Vec<RolloutActivation>, HostError> {
+    ) -> Result<Vec<Rollout>, HostError> {
         let (model, factory) = (
             self.model.as_ref().ok_or("no model is loaded")?,
             self.factory.as_ref().ok_or("no backend")?,
         );
-        let mut session = Session::new(factory(model)?);
-        let mut out = Vec::with_capacity(plans.len());
-        for (k, plan) in plans.iter().enumerate() {
-            if cancelled() {
-                return Err("cancelled".into());
-            }
-            let done = pipeline::run_rollout_async(model, &mut session, plan, opts).await?;
-            let reply = done.as_ref().map(|o| o.reply.clone()).unwrap_or_default();
-            out.extend(done.map(|o| o.activation));
-            emit(Event::BuildProgress {
-                id,
-                done: k + 1,
-                total: plans.len(),
-                role: plan.role.clone(),
-                reply,
-            });
+        let first = factory(model)?;
+        let mut sessions: Vec<Session> = (1..BUILD_BATCH.min(plans.len()))
+            .map_while(|_| first.fork_sequence().map(Session::new))
+            .collect();
+        sessions.insert(0, Session::new(first));
+        let queue = pipeline::PlanQueue::new(plans);
+        let mut stopped = false;
+        let mut results: Vec<Option<Rollout>> = vec![None; plans.len()];
+        let mut done = 0;
+        pipeline::run_rollouts_async(
+            model,
+            &mut sessions,
+            plans,
+            opts,
+            &mut |prev| {
+                stopped |= cancelled();
+                if stopped { None } else { queue.take(prev) }
+            },
+            &mut |i, out| {
+                done += 1;
+                emit(Event::BuildProgress {
+                    id,
+                    done,
+                    total: plans.len(),
+                    role: plans[i].role.clone(),
+                    reply: out.as_ref().map(|o| o.reply.clone()).unwrap_or_default(),
+                });
+                // The band's token residuals (`band_tokens`) are not kept: a browser build has
+                // no room for them (hundreds of MB at the standard size).
+                results[i] = out.map(|o| Rollout {
+                    activation: o.activation,
+                    reread: o.reread,
+                });
+            },
+        )
+        .await?;
+        if stopped {
+            return Err("cancelled".into());
         }
-        Ok(out)
-    }
-}
-
-/// Rollouts of `n` questions sampled as the bundle's were.
-fn options_of(s: &BuildSettings, n: usize) -> BuildOptions {
-    let d = BuildOptions::quick();
-    let pos = |v: f32, fallback: f32| if v > 0.0 { v } else { fallback };
-    BuildOptions {
-        prompts_per_role: 1,
-        questions_per_role: n.max(1),
-        default_seeds: 1,
-        max_tokens: if s.max_new_tokens > 0 {
-            s.max_new_tokens as usize
-        } else {
-            d.max_tokens
-        },
-        temperature: s.temperature.max(0.0),
-        top_p: pos(s.top_p, d.top_p).min(1.0),
-        repeat_penalty: pos(s.repetition_penalty, d.repeat_penalty),
-        seed: s.seed,
+        Ok(results.into_iter().flatten().collect())
     }
 }
 

@@ -1,6 +1,9 @@
-//! The conversation: turns in the default and capped branches, each reply streamed, then
+//! The conversation: turns in the default and capped branches, generated together and each
+//! reply streamed, then
 //! placed on the axis (read back unsteered when it was generated with edits), undo, reset,
 //! and restoring a shared conversation.
+
+use std::cell::{Cell, RefCell};
 
 use crate::engine::chat::{Message, Rendered, Role};
 use crate::engine::clock::now_ms;
@@ -117,40 +120,20 @@ impl Host {
             let b = &mut self.branches[branch.index()];
             b.messages.push(Message::new(Role::User, user));
         }
-        let mut stopped = false;
-        for (branch, edits) in plan.iter().cloned() {
-            let result = if stopped {
-                // Stop ends the whole turn: the capped reply stays empty.
-                emit(Event::ReplyStart { id, branch, turn });
-                emit(Event::ReplyDone {
-                    id,
-                    branch,
-                    turn,
-                    text: String::new(),
-                    finish: Finish::Stopped,
-                    n_tokens: 0,
-                    prompt_tokens: 0,
-                    prefilled: 0,
-                    prefill_tok_s: 0.0,
-                    decode_tok_s: 0.0,
-                    ms_to_first_token: 0.0,
-                });
-                Ok(String::new())
-            } else {
-                self.generate_reply(id, branch, turn, edits, &settings.sampling, cancelled, emit)
-                    .await
-            };
-            match result {
-                Ok(text) => {
-                    stopped |= cancelled();
+        let texts = self
+            .generate_replies(id, turn, &plan, &settings.sampling, cancelled, emit)
+            .await;
+        match texts {
+            Ok(texts) => {
+                for ((branch, _), text) in plan.iter().zip(texts) {
                     let b = &mut self.branches[branch.index()];
                     b.messages.push(Message::new(Role::Assistant, text));
                     b.own.push(true);
                 }
-                Err(e) => {
-                    self.take_back_partial_turn(turn);
-                    return Err(e);
-                }
+            }
+            Err(e) => {
+                self.take_back_partial_turn(turn);
+                return Err(e);
             }
         }
         for (branch, _) in &plan {
@@ -173,21 +156,30 @@ impl Host {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn generate_reply(
+    /// Generates the turn's reply in each branch of `plan` (the default, then the capped one
+    /// when capping is on) together, one batched forward pass per token, streaming each; Stop
+    /// ends them all. Returns the texts in plan order.
+    async fn generate_replies(
         &mut self,
         id: u32,
-        branch: Branch,
         turn: usize,
-        edits: Vec<Edit>,
+        plan: &[(Branch, Vec<Edit>)],
         sampling: &crate::web::protocol::GenSettings,
         cancelled: &dyn Fn() -> bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<String, HostError> {
-        self.gen_track(branch.index(), edits)?;
+    ) -> Result<Vec<String>, HostError> {
+        for (k, (branch, edits)) in plan.iter().enumerate() {
+            debug_assert_eq!(branch.index(), k, "plan in branch order");
+            self.gen_track(branch.index(), edits.clone())?;
+        }
         let model = self.model.as_ref().ok_or("no model is loaded")?;
-        let messages = self.with_system(&self.branches[branch.index()].messages);
-        let prompt = model.render(&messages, true)?;
+        let prompts = plan
+            .iter()
+            .map(|(b, _)| {
+                let messages = self.with_system(&self.branches[b.index()].messages);
+                Ok(model.render(&messages, true)?.ids)
+            })
+            .collect::<Result<Vec<_>, HostError>>()?;
         let opts = GenerateOptions {
             max_tokens: sampling.max_tokens.max(1),
             sampler: SamplerConfig {
@@ -201,56 +193,89 @@ impl Host {
             },
             stop: model.stop_tokens(),
         };
-        emit(Event::ReplyStart { id, branch, turn });
-        let t0 = now_ms();
-        let mut first: Option<f64> = None;
-        let mut on_token = |_id: u32, piece: &str| {
-            first.get_or_insert_with(|| now_ms() - t0);
-            if !piece.is_empty() {
-                emit(Event::Token {
-                    id,
-                    branch,
-                    turn,
-                    text: piece.to_string(),
-                });
-            }
-            !cancelled()
-        };
-        let track = self.branches[branch.index()]
-            .writer
-            .as_mut()
-            .expect("gen_track made it");
-        let g = track
-            .generate(model, &prompt.ids, &opts, &mut on_token)
-            .await?;
-        let n_content = g.tokens.iter().filter(|t| !opts.stop.contains(t)).count();
-        if self.traces.len() == TRACES_KEPT {
-            self.traces.remove(0);
+        for (branch, _) in plan {
+            emit(Event::ReplyStart {
+                id,
+                branch: *branch,
+                turn,
+            });
         }
-        self.traces.push(ReplyTrace {
-            branch,
-            turn,
-            backend: track.session.backend.describe(),
-            tokens: g.tokens.clone(),
-            top: g.top.clone(),
-            prefilled: g.prefilled,
-            prefill_tok_s: g.prefill_tok_s(),
-            decode_tok_s: g.decode_tok_s(),
-        });
-        emit(Event::ReplyDone {
-            id,
-            branch,
-            turn,
-            text: g.text.clone(),
-            finish: finish_of(g.stop),
-            n_tokens: n_content,
-            prompt_tokens: g.prompt_tokens,
-            prefilled: g.prefilled,
-            prefill_tok_s: g.prefill_tok_s(),
-            decode_tok_s: g.decode_tok_s(),
-            ms_to_first_token: first.unwrap_or(0.0),
-        });
-        Ok(g.text)
+        let t0 = now_ms();
+        let firsts: Vec<Cell<Option<f64>>> = plan.iter().map(|_| Cell::new(None)).collect();
+        let shared_emit = RefCell::new(&mut *emit);
+        let mut streams: Vec<Box<dyn FnMut(u32, &str) -> bool + '_>> = plan
+            .iter()
+            .zip(&firsts)
+            .map(|((branch, _), first)| {
+                let (branch, emit) = (*branch, &shared_emit);
+                Box::new(move |_id: u32, piece: &str| {
+                    if first.get().is_none() {
+                        first.set(Some(now_ms() - t0));
+                    }
+                    if !piece.is_empty() {
+                        (*emit.borrow_mut())(Event::Token {
+                            id,
+                            branch,
+                            turn,
+                            text: piece.to_string(),
+                        });
+                    }
+                    !cancelled()
+                }) as Box<dyn FnMut(u32, &str) -> bool + '_>
+            })
+            .collect();
+        let mut on_token: Vec<&mut dyn FnMut(u32, &str) -> bool> = streams
+            .iter_mut()
+            .map(|s| &mut **s as &mut dyn FnMut(u32, &str) -> bool)
+            .collect();
+        let mut tracks: Vec<&mut Track> = self
+            .branches
+            .iter_mut()
+            .take(plan.len())
+            .map(|b| b.writer.as_mut().expect("gen_track made it"))
+            .collect();
+        let prompt_refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        let gens = Track::generate_together(&mut tracks, model, &prompt_refs, &opts, &mut on_token)
+            .await?;
+        let backends: Vec<String> = tracks
+            .iter()
+            .map(|t| t.session.backend.describe())
+            .collect();
+        drop(on_token);
+        drop(streams);
+        let mut texts = Vec::with_capacity(gens.len());
+        for ((((branch, _), g), backend), first) in plan.iter().zip(gens).zip(backends).zip(firsts)
+        {
+            let n_content = g.tokens.iter().filter(|t| !opts.stop.contains(t)).count();
+            if self.traces.len() == TRACES_KEPT {
+                self.traces.remove(0);
+            }
+            self.traces.push(ReplyTrace {
+                branch: *branch,
+                turn,
+                backend,
+                tokens: g.tokens.clone(),
+                top: g.top.clone(),
+                prefilled: g.prefilled,
+                prefill_tok_s: g.prefill_tok_s(),
+                decode_tok_s: g.decode_tok_s(),
+            });
+            emit(Event::ReplyDone {
+                id,
+                branch: *branch,
+                turn,
+                text: g.text.clone(),
+                finish: finish_of(g.stop),
+                n_tokens: n_content,
+                prompt_tokens: g.prompt_tokens,
+                prefilled: g.prefilled,
+                prefill_tok_s: g.prefill_tok_s(),
+                decode_tok_s: g.decode_tok_s(),
+                ms_to_first_token: first.get().unwrap_or(0.0),
+            });
+            texts.push(g.text);
+        }
+        Ok(texts)
     }
 
     /// Places reply `turn` of `branch` on the axis: the mean of its content tokens' residuals

@@ -1,5 +1,6 @@
 //! A session and the residuals it recorded at every position of its KV cache.
 
+use crate::engine::generate::{GenerateStep, generate_batch_async};
 use crate::engine::{Backend, Edit, GenerateOptions, Hooks, Model, Session};
 
 /// A session plus the residuals at the recorded layers (the analysis layer for a chat, every
@@ -53,24 +54,39 @@ impl Track {
         }
     }
 
-    pub(super) async fn generate(
-        &mut self,
+    /// Generates a reply on each track together, one batched forward pass per token (issue 14:
+    /// the capped branch beside the default costs little more than the default alone); each
+    /// track ends as its own generation leaves it. On an error every track starts over.
+    pub(super) async fn generate_together(
+        tracks: &mut [&mut Track],
         model: &Model,
-        prompt: &[u32],
+        prompts: &[&[u32]],
         opts: &GenerateOptions,
-        on_token: &mut dyn FnMut(u32, &str) -> bool,
-    ) -> crate::engine::Result<crate::engine::Generation> {
-        match self
-            .session
-            .generate_async(&model.tokenizer, prompt, opts, &mut self.hooks, on_token)
-            .await
-        {
-            Ok(g) => {
-                self.absorb(g.prompt_tokens - g.prefilled);
-                Ok(g)
+        on_token: &mut [&mut dyn FnMut(u32, &str) -> bool],
+    ) -> crate::engine::Result<Vec<crate::engine::Generation>> {
+        let mut seqs: Vec<GenerateStep<'_>> = tracks
+            .iter_mut()
+            .zip(prompts)
+            .zip(on_token.iter_mut())
+            .map(|((t, &prompt), on_token)| GenerateStep {
+                session: &mut t.session,
+                prompt,
+                opts,
+                hooks: &mut t.hooks,
+                on_token: &mut **on_token,
+            })
+            .collect();
+        let ran = generate_batch_async(&model.tokenizer, &mut seqs).await;
+        drop(seqs);
+        match ran {
+            Ok(gens) => {
+                for (t, g) in tracks.iter_mut().zip(&gens) {
+                    t.absorb(g.prompt_tokens - g.prefilled);
+                }
+                Ok(gens)
             }
             Err(e) => {
-                self.reset();
+                tracks.iter_mut().for_each(|t| t.reset());
                 Err(e)
             }
         }
