@@ -1,7 +1,7 @@
-//! The glue that drives the engine for the method: rollouts (generate a reply, then one
-//! teacher-forced pass over the whole chat, averaging the assistant reply's content tokens),
-//! conversations (generated turn by turn, projected per assistant turn), and the mapping of
-//! the science's edits onto the engine's hooks. The other science files stay free of engine
+//! The glue that drives the engine for the method: rollouts (generate a reply recording every
+//! layer, read back teacher-forced only what generation did not run, average the assistant
+//! reply's content tokens), conversations (generated turn by turn, projected per assistant
+//! turn), and the mapping of the science's edits onto the engine's hooks. The other science files stay free of engine
 //! types; this one is where the two meet. It runs on any [`crate::engine::Backend`] behind a
 //! [`Session`], natively or in the browser (no threads, no file system here).
 //!
@@ -613,7 +613,7 @@ pub struct RolloutOutput {
     /// The activation came from a teacher-forced re-read of the whole reply: its text
     /// re-tokenized to other tokens than were generated (or [`BuildOptions::always_reread`]).
     /// Otherwise the residuals recorded while generating were used: the same values, bit for
-    /// bit, as a re-read computes (docs/method.md, "Rollouts").
+    /// bit, as a re-read computes (docs/method.md, "Rollout activation").
     pub reread: bool,
     /// Default rollouts only (empty for roles): the reply's content-token residuals at the
     /// layers of [`default_cap_band`], `[tokens][band][hidden]`.
@@ -730,10 +730,11 @@ impl Slot {
 /// Runs rollouts on `sessions`, one per session at a time, all sessions advancing together
 /// through batched forward calls (see [`crate::engine::backend::forward_batch`]): each free
 /// session takes the plan index `next(its previous plan)` gives (see [`PlanQueue`]), generates
-/// its reply, then reads it back
-/// teacher-forced; `done(index, output)` gets each finished rollout (`None`: every reply was
-/// empty). Every rollout's tokens and activation are those [`run_rollout`] gives it alone, bit
-/// for bit, whatever the batch and the order.
+/// its reply recording every layer, then reads back teacher-forced what generation did not run
+/// (`ReplyRead::keep_recorded`; all of it with [`BuildOptions::always_reread`]);
+/// `done(index, output)` gets each finished rollout (`None`: every reply was empty). Every
+/// rollout's tokens and activation are those [`run_rollout`] gives it alone, bit for bit,
+/// whatever the batch, the order and the reading.
 pub async fn run_rollouts_async(
     model: &Model,
     sessions: &mut [Session],
