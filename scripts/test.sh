@@ -22,7 +22,24 @@ cargo test --release || {
   exit 1
 }
 
+# Lints after the builds: clippy then reuses their build scripts, macros and dependency metadata
+# (seconds, where a cold clippy run would take minutes).
+echo "test: cargo clippy --release --all-targets -- -D warnings (native)"
+cargo clippy --release --all-targets -- -D warnings || {
+  echo "test: FAIL - clippy found warnings in the native build, see above" >&2
+  exit 1
+}
+
 scripts/build_web.sh
+
+for features in "" relaxed-simd; do
+  echo "test: cargo clippy --release (wasm32${features:+, --features $features}) -- -D warnings"
+  cargo clippy --release --target wasm32-unknown-unknown --lib --bins --test quant_kernels \
+    ${features:+--features "$features"} -- -D warnings || {
+    echo "test: FAIL - clippy found warnings in the wasm32 build${features:+ with $features}, see above" >&2
+    exit 1
+  }
+done
 
 # The self-hosting archive holds what a static host needs (the offline test checks the files
 # behind it work without a server).

@@ -5,7 +5,7 @@
 
 mod common;
 use axiscope::engine::backend::{BatchStep, forward_batch};
-use axiscope::engine::{Backend, CpuModel, Edit, EditOp, Error, Hooks, ModelConfig};
+use axiscope::engine::{Backend, CpuModel, Edit, EditOp, Error, Hooks, ModelConfig, OnToken};
 use common::*;
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -429,14 +429,14 @@ fn sequences_generated_together_reply_as_alone() {
     let mut hooks: Vec<Hooks> = (0..3).map(hooks_for).collect();
     let mut pieces: Vec<Vec<String>> = vec![Vec::new(); 3];
     let gens = {
-        let mut streams: Vec<Box<dyn FnMut(u32, &str) -> bool + '_>> = pieces
+        let mut streams: Vec<Box<OnToken<'_>>> = pieces
             .iter_mut()
             .zip(limits)
             .map(|(p, limit)| {
                 Box::new(move |_: u32, piece: &str| {
                     p.push(piece.to_string());
                     p.len() < limit
-                }) as Box<dyn FnMut(u32, &str) -> bool>
+                }) as Box<OnToken>
             })
             .collect();
         let mut seqs: Vec<GenerateStep<'_>> = sessions

@@ -351,7 +351,7 @@ fn mutate(b: &mut Vec<u8>, header: usize, rng: &mut axiscope::engine::sampler::R
         }
         2 => {
             // A small value over an aligned word: lengths and counts are u64 and u32.
-            let i = (rng.next_u64() as usize) % (header - 8) & !3;
+            let i = ((rng.next_u64() as usize) % (header - 8)) & !3;
             let v = [0, 1, 2, 3, u32::MAX as u64, u64::MAX][rng.next_u64() as usize % 6];
             b[i..i + 8].copy_from_slice(&v.to_le_bytes());
         }

@@ -171,7 +171,7 @@ impl ModelConfig {
         let sane = |v: usize, max: usize| v > 0 && v <= max;
         let head_dim = match f.get_u64(&key("attention.key_length")) {
             Ok(v) => v as usize,
-            Err(_) if n_heads > 0 && hidden % n_heads == 0 => hidden / n_heads,
+            Err(_) if n_heads > 0 && hidden.is_multiple_of(n_heads) => hidden / n_heads,
             Err(_) => 0,
         };
         if !(sane(n_layers, 512)
@@ -180,7 +180,7 @@ impl ModelConfig {
             && sane(n_heads, 1024)
             && sane(n_kv_heads, n_heads)
             && sane(head_dim, 1024)
-            && n_heads % n_kv_heads == 0
+            && n_heads.is_multiple_of(n_kv_heads)
             && sane(context, 1 << 22))
         {
             return Err(Error::BadGguf(format!(
@@ -195,13 +195,13 @@ impl ModelConfig {
             ("attention.value_length", "value head dimension"),
             ("rope.dimension_count", "rotary dimension count"),
         ] {
-            if let Ok(v) = f.get_u64(&key(k)) {
-                if v as usize != head_dim {
-                    return Err(Error::NotApplied(format!(
-                        "{what} {v} (metadata '{}') differing from the head dimension {head_dim}",
-                        key(k)
-                    )));
-                }
+            if let Ok(v) = f.get_u64(&key(k))
+                && v as usize != head_dim
+            {
+                return Err(Error::NotApplied(format!(
+                    "{what} {v} (metadata '{}') differing from the head dimension {head_dim}",
+                    key(k)
+                )));
             }
         }
         let emb = f.tensor("token_embd.weight")?;

@@ -206,7 +206,7 @@ impl Session {
         prompt: &[u32],
         opts: &GenerateOptions,
         hooks: &mut Hooks,
-        on_token: &mut dyn FnMut(u32, &str) -> bool,
+        on_token: &mut OnToken<'_>,
     ) -> Result<Generation> {
         now_or_err(self.generate_async(tok, prompt, opts, hooks, on_token))
     }
@@ -218,7 +218,7 @@ impl Session {
         prompt: &[u32],
         opts: &GenerateOptions,
         hooks: &mut Hooks,
-        on_token: &mut dyn FnMut(u32, &str) -> bool,
+        on_token: &mut OnToken<'_>,
     ) -> Result<Generation> {
         let mut one = [GenerateStep {
             session: self,
@@ -231,13 +231,16 @@ impl Session {
     }
 }
 
+/// What a generation calls with each token's id and text piece; `false` stops it.
+pub type OnToken<'a> = dyn FnMut(u32, &str) -> bool + 'a;
+
 /// One sequence of [`generate_batch_async`]: what [`Session::generate`] takes.
 pub struct GenerateStep<'a> {
     pub session: &'a mut Session,
     pub prompt: &'a [u32],
     pub opts: &'a GenerateOptions,
     pub hooks: &'a mut Hooks,
-    pub on_token: &'a mut dyn FnMut(u32, &str) -> bool,
+    pub on_token: &'a mut OnToken<'a>,
 }
 
 /// Generates every sequence's reply together: the prompts in one batched pass, then one pass
@@ -402,7 +405,7 @@ impl Reply {
         logits: &mut [f32],
         tok: &Tokenizer,
         session: &Session,
-        on_token: &mut dyn FnMut(u32, &str) -> bool,
+        on_token: &mut OnToken<'_>,
     ) -> Option<u32> {
         if self.tokens.len() >= self.max_tokens {
             return None;

@@ -19,7 +19,7 @@ pub mod tokenizer;
 pub use backend::Backend;
 pub use config::ModelConfig;
 pub use error::{Error, Result};
-pub use generate::{GenerateOptions, Generation, Session, StopReason};
+pub use generate::{GenerateOptions, Generation, OnToken, Session, StopReason};
 pub use gguf::GgufFile;
 pub use hooks::{Edit, EditOp, Hooks, Recording};
 pub use model::CpuModel;

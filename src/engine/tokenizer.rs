@@ -21,6 +21,9 @@ const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 
+/// A token's `start..end` byte offsets in the text it was encoded from.
+pub type ByteRange = (usize, usize);
+
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     tokens: Vec<String>,
@@ -166,7 +169,7 @@ impl Tokenizer {
     }
 
     /// Token ids and each token's byte range in `text`.
-    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<ByteRange>)> {
         let enc = self.inner.encode(text, false).map_err(tok_err)?;
         Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
     }

@@ -532,7 +532,7 @@ mod tests {
                 let s: f64 = w.iter().zip(&x).map(|(w, x)| w * x).sum();
                 (s / w.iter().sum::<f64>()) as f32
             };
-            let value = mean(&vec![1.0; 16]);
+            let value = mean(&[1.0; 16]);
             let draws = bootstrap(16, 400, &mut rng, |w| Ok(Some(mean(w)))).unwrap();
             let i = bootstrap_interval(value, &draws);
             if i.lo <= 0.7 && 0.7 <= i.hi {

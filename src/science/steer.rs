@@ -103,7 +103,7 @@ pub fn cap_reach(
 ) -> Result<Option<CapReach>> {
     check_band(pv, &band)?;
     let width = band.len() * pv.hidden;
-    if tokens.len() % width != 0 {
+    if !tokens.len().is_multiple_of(width) {
         return Err(Error::Invalid(format!(
             "cap reach: {} floats are not whole tokens of {} layers x {}",
             tokens.len(),

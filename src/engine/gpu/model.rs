@@ -216,6 +216,8 @@ impl GpuModel {
 
     /// Opens the default adapter and loads the model onto it. Fails with a one-line reason
     /// (e.g. "GPU: no WebGPU/Vulkan adapter available (...)") when there is none.
+    // wasm32's wgpu handles are not Send; there is one thread there, and natively the Arc is shared.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub async fn open(f: &GgufFile) -> Result<Self> {
         let ctx = GpuContext::new().await?;
         Self::load(f, Arc::new(ctx))

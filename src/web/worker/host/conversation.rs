@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use crate::engine::chat::{Message, Rendered, Role};
 use crate::engine::clock::now_ms;
 use crate::engine::tokenizer::StreamDecoder;
-use crate::engine::{Edit, GenerateOptions, Model, SamplerConfig, StopReason};
+use crate::engine::{Edit, GenerateOptions, Model, OnToken, SamplerConfig, StopReason};
 use crate::science::stats::mean_rows;
 use crate::science::{Bundle, capping_edits, pipeline, steering_edits};
 use crate::web::protocol::{
@@ -203,7 +203,7 @@ impl Host {
         let t0 = now_ms();
         let firsts: Vec<Cell<Option<f64>>> = plan.iter().map(|_| Cell::new(None)).collect();
         let shared_emit = RefCell::new(&mut *emit);
-        let mut streams: Vec<Box<dyn FnMut(u32, &str) -> bool + '_>> = plan
+        let mut streams: Vec<Box<OnToken<'_>>> = plan
             .iter()
             .zip(&firsts)
             .map(|((branch, _), first)| {
@@ -221,12 +221,12 @@ impl Host {
                         });
                     }
                     !cancelled()
-                }) as Box<dyn FnMut(u32, &str) -> bool + '_>
+                }) as Box<OnToken<'_>>
             })
             .collect();
-        let mut on_token: Vec<&mut dyn FnMut(u32, &str) -> bool> = streams
+        let mut on_token: Vec<&mut OnToken> = streams
             .iter_mut()
-            .map(|s| &mut **s as &mut dyn FnMut(u32, &str) -> bool)
+            .map(|s| &mut **s as &mut OnToken)
             .collect();
         let mut tracks: Vec<&mut Track> = self
             .branches

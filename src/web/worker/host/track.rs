@@ -1,7 +1,7 @@
 //! A session and the residuals it recorded at every position of its KV cache.
 
 use crate::engine::generate::{GenerateStep, generate_batch_async};
-use crate::engine::{Backend, Edit, GenerateOptions, Hooks, Model, Session};
+use crate::engine::{Backend, Edit, GenerateOptions, Hooks, Model, OnToken, Session};
 
 /// A session plus the residuals at the recorded layers (the analysis layer for a chat, every
 /// layer when building a bundle) of every position in its KV cache.
@@ -62,7 +62,7 @@ impl Track {
         model: &Model,
         prompts: &[&[u32]],
         opts: &GenerateOptions,
-        on_token: &mut [&mut dyn FnMut(u32, &str) -> bool],
+        on_token: &mut [&mut OnToken<'_>],
     ) -> crate::engine::Result<Vec<crate::engine::Generation>> {
         let mut seqs: Vec<GenerateStep<'_>> = tracks
             .iter_mut()
