@@ -121,7 +121,7 @@ def main():
 
     rep = axiscope(a.bin, "report", "--bundle", a.bundle, "--json")
     if "defaults" in parts:
-        # What the capping part uses (tests/science_pipeline.rs checks it is the CLI's).
+        # What the capping part uses (tests/science/pipeline.rs checks it is the CLI's).
         print(json.dumps({"layer": rep["layer"], "capping": {k: rep["capping_default"][k] for k in ["band", "percentile"]}}))
     if "report" in parts:
         report(a, out, rep)

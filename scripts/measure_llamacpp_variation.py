@@ -4,7 +4,7 @@ one token at a time (the two paths llama.cpp itself uses for prompts and for dec
 
 On a 135M model with 4-bit weights and 8-bit activations this self-variation is far above
 float rounding: it is the honest scale for how close any other engine can be expected to come,
-so tests/engine_reference.rs takes its logit tolerance and near-tie threshold from it.
+so tests/engine/reference.rs takes its logit tolerance and near-tie threshold from it.
 
 Usage: target/llamacpp-venv/bin/python scripts/measure_llamacpp_variation.py \
            --model models/SmolLM2-135M-Instruct.Q4_1.gguf --prefix smollm2

@@ -45,7 +45,7 @@
 //! choices differ at near-ties. Copying that rounding on the GPU does not help: it is
 //! chaotic (a 1e-7 change upstream flips 8-bit roundings in the blocks that hold
 //! SmolLM2's huge residual dimensions), so only bit-identical arithmetic would agree.
-//! tests/gpu_model.rs has the measurements.
+//! tests/gpu/model.rs has the measurements.
 
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@ import { syntheticBundle } from '../bundle.mjs';
 
 /** Greedy tokens compared (each costs a decode pass on SwiftShader). */
 const N_TOKENS = 4;
-/** As tests/gpu_model.rs: the CPU quantizes activations to 8 bits, which moves its top-two
+/** As tests/gpu/model.rs: the CPU quantizes activations to 8 bits, which moves its top-two
  * gap by ~0.17 RMS against the GPU's f32. A divergence is a near-tie when each engine ranks
  * the other's pick within this of its own best: rounding decided it. */
 const NEAR_TIE = 0.5;

@@ -1,7 +1,7 @@
 //! The CPU engine against llama.cpp, recorded as fixtures by scripts/make_fixtures.py:
 //! tokenization id for id, the chat template text and ids, logits, and greedy decoding.
 
-mod common;
+use crate::common;
 use axiscope::engine::chat::{Message, Role};
 use axiscope::engine::sampler::argmax;
 use axiscope::engine::{Backend, GenerateOptions, Hooks, Model, SamplerConfig, Session};

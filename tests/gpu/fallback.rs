@@ -5,7 +5,7 @@
 //! hanging or panicking. Skipped, saying so, where there is no Vulkan adapter.
 #![cfg(not(target_arch = "wasm32"))]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! error it must give, and a mutation fuzzer over a tiny valid model. Nothing may panic, hang
 //! or allocate what the file merely claims.
 
-mod common;
+use crate::common;
 use axiscope::engine::{Backend, Hooks, Model};
 use common::tiny::tiny_model;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -127,7 +127,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     out
 }
 
-/// Regenerates tests/corpus (run with `cargo test --test gguf_robustness -- --ignored`).
+/// Regenerates tests/corpus (run with `cargo test --release --test inputs gguf_robustness -- --ignored`).
 #[test]
 #[ignore]
 fn write_corpus() {

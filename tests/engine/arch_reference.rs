@@ -4,7 +4,7 @@
 //! logits of each prompt, llama.cpp's top-10 logits while teacher-forcing its greedy tokens, and
 //! free-running greedy generation up to the first near tie.
 
-mod common;
+use crate::common;
 use axiscope::engine::sampler::argmax;
 use axiscope::engine::{Backend, GenerateOptions, Hooks, Model, SamplerConfig, Session};
 use common::{ids, root};

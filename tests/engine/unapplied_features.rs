@@ -2,7 +2,7 @@
 //! engine does not apply is refused with one line naming the key or tensor. Each case adds one
 //! such item to the tiny model (which loads and runs without it).
 
-mod common;
+use crate::common;
 use axiscope::engine::Model;
 use candle_core::quantized::gguf_file::Value;
 use common::tiny::{ones, tiny_model, tiny_model_with};

@@ -3,7 +3,7 @@
 //! file (and the line where the text has one), never a panic. The tiny model keeps it fast.
 //! Also: a 1,000-rollout build does not grow the process beyond what it stores.
 
-mod common;
+use crate::common;
 use common::cli;
 use common::tiny::tiny_model;
 use std::path::{Path, PathBuf};

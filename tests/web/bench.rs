@@ -3,7 +3,7 @@
 //! greedy tokens agree with llama.cpp's (recorded by the native harness, an independent
 //! engine), and recording every layer leaves the tokens unchanged.
 
-mod common;
+use crate::common;
 use axiscope::engine::{Backend, Model};
 use axiscope::web::worker::bench::prompt_ids;
 use axiscope::web::worker::host::Host;

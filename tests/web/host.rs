@@ -4,7 +4,7 @@
 //! checked against an independent route: one uncached forward pass over the whole rendered
 //! conversation, recording the analysis layer, averaged over the reply's content tokens.
 
-mod common;
+use crate::common;
 use axiscope::engine::chat::{Message, Role, TokenKind};
 use axiscope::engine::{Backend, Hooks, Model};
 use axiscope::science::{

@@ -1,7 +1,7 @@
 //! `axiscope generate --record-layers` (the benchmark's recording-overhead switch): it must
 //! record every token the model ran at every named layer, and reject bad layer lists cleanly.
 
-mod common;
+use crate::common;
 use std::process::Command;
 
 fn generate(extra: &[&str]) -> std::process::Output {

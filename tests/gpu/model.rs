@@ -8,7 +8,7 @@
 //! margin and say so.
 #![cfg(not(target_arch = "wasm32"))]
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};

@@ -2,7 +2,7 @@
 //! end-to-end build through the CLI on a tiny role set, and capping and steering as they act
 //! on the residual stream.
 
-mod common;
+use crate::common;
 use axiscope::engine::chat::{Message, Role, TokenKind};
 use axiscope::engine::{Backend, GenerateOptions, Hooks, SamplerConfig, Session};
 use axiscope::science::pipeline::{self, content_mask, engine_edits};

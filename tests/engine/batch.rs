@@ -3,7 +3,7 @@
 //! what it gets alone: the matmuls read every weight row once for all rows, but a row's
 //! arithmetic never depends on the other rows. Bad steps refuse the batch before any work.
 
-mod common;
+use crate::common;
 use axiscope::engine::backend::{BatchStep, forward_batch};
 use axiscope::engine::{Backend, CpuModel, Edit, EditOp, Error, Hooks, ModelConfig, OnToken};
 use common::*;

@@ -3,7 +3,7 @@
 //! result, and a helper that refuses, fails or gets a job that does not fit the file must leave
 //! the caller computing everything itself.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

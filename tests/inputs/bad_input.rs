@@ -2,7 +2,7 @@
 //! exit from the CLI. Crafted files are written with candle's GGUF writer (an independent
 //! implementation of the format) or cut from the real model.
 
-mod common;
+use crate::common;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
