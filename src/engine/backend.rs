@@ -155,7 +155,7 @@ pub async fn forward_batch_async(steps: &mut [BatchStep<'_>]) -> Result<Vec<Vec<
     for (i, s) in steps.iter().enumerate() {
         s.backend
             .config()
-            .check_forward(s.tokens, s.pos, s.backend.cached())
+            .check_forward(s.tokens, s.pos, s.backend.cached(), s.hooks)
             .map_err(|e| in_batch(i, e))?;
     }
     let cpu: Option<Vec<CpuStep<'_>>> = steps

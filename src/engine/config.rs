@@ -2,6 +2,7 @@
 
 use super::error::{Error, Result};
 use super::gguf::GgufFile;
+use super::hooks::Hooks;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,8 +109,15 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// The checks every backend makes before a forward call, with the same messages: `tokens` at
-    /// `pos` must be non-empty, follow the `cached` positions, fit the context and the vocabulary.
-    pub fn check_forward(&self, tokens: &[u32], pos: usize, cached: usize) -> Result<()> {
+    /// `pos` must be non-empty, follow the `cached` positions, fit the context and the vocabulary,
+    /// and the hooks must name this model's layers ([`Hooks::check`]).
+    pub fn check_forward(
+        &self,
+        tokens: &[u32],
+        pos: usize,
+        cached: usize,
+        hooks: &Hooks,
+    ) -> Result<()> {
         let n = tokens.len();
         if n == 0 {
             return Err(Error::Invalid("no tokens to run".into()));
@@ -131,7 +139,7 @@ impl ModelConfig {
                 self.vocab
             )));
         }
-        Ok(())
+        hooks.check(self.n_layers, self.hidden)
     }
 
     pub fn from_gguf(f: &GgufFile) -> Result<Self> {

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::error::{Error, Result};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EditOp {
     /// `h += vector` (steering).
@@ -90,6 +92,57 @@ impl Hooks {
             record: layers,
             ..Self::default()
         }
+    }
+
+    /// What a backend can honour on a model of `n_layers` layers of width `hidden`: recorded
+    /// layers strictly ascending and in the model; edits at its layers, with vectors of its
+    /// width and clamp bounds finite and not crossed. Every backend refuses the rest alike
+    /// ([`crate::engine::ModelConfig::check_forward`]), before anything runs.
+    pub fn check(&self, n_layers: usize, hidden: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(m));
+        if self.record.windows(2).any(|w| w[0] >= w[1]) {
+            return bad(format!(
+                "recorded layers {:?} are not strictly ascending",
+                self.record
+            ));
+        }
+        if let Some(&l) = self.record.iter().find(|&&l| l >= n_layers) {
+            return bad(format!("cannot record layer {l}: the model has {n_layers}"));
+        }
+        for e in &self.edits {
+            if e.layer >= n_layers {
+                return bad(format!(
+                    "an edit at layer {}: the model has {n_layers}",
+                    e.layer
+                ));
+            }
+            match &e.op {
+                EditOp::Add { vector } if vector.len() != hidden => {
+                    return bad(format!(
+                        "a steering vector of {} values, the residual has {hidden}",
+                        vector.len()
+                    ));
+                }
+                EditOp::Clamp { unit, .. } if unit.len() != hidden => {
+                    return bad(format!(
+                        "a capping direction of {} values, the residual has {hidden}",
+                        unit.len()
+                    ));
+                }
+                EditOp::Clamp { min, max, .. } => {
+                    if min.is_some_and(|v| !v.is_finite()) || max.is_some_and(|v| !v.is_finite()) {
+                        return bad("capping bounds must be finite".into());
+                    }
+                    if let (Some(lo), Some(hi)) = (min, max)
+                        && lo > hi
+                    {
+                        return bad(format!("a capping floor {lo} above its ceiling {hi}"));
+                    }
+                }
+                EditOp::Add { .. } => {}
+            }
+        }
+        Ok(())
     }
 
     /// Hook point `layer` for the tokens in `x` (`[n_tok][hidden]`): edits in order, then record.

@@ -602,7 +602,9 @@ impl CpuModel {
         hooks: &mut Hooks,
         all_logits: bool,
     ) -> Result<Vec<f32>> {
-        self.w.cfg.check_forward(tokens, pos, self.cache.cached)?;
+        self.w
+            .cfg
+            .check_forward(tokens, pos, self.cache.cached, hooks)?;
         let mut one = [CpuStep {
             model: self,
             tokens,

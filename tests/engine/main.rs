@@ -7,6 +7,7 @@ mod common;
 
 mod arch_reference;
 mod batch;
+mod contract;
 mod reference;
 mod row_helper;
 mod unapplied_features;

@@ -14,17 +14,17 @@ use common::default_model;
 
 /// A helper in this process: serves each job at `start` from its own copy of the file, as the
 /// browser's helper worker does, and hands the rows over at `finish`.
-struct LocalHelper {
+pub(crate) struct LocalHelper {
     file: Arc<Vec<u8>>,
     /// Whether `start` takes jobs, and whether `finish` delivers them.
     takes: bool,
     delivers: bool,
     done: Mutex<Option<Vec<f32>>>,
-    jobs: Mutex<usize>,
+    pub(crate) jobs: Mutex<usize>,
 }
 
 impl LocalHelper {
-    fn new(file: &[u8], takes: bool, delivers: bool) -> Arc<Self> {
+    pub(crate) fn new(file: &[u8], takes: bool, delivers: bool) -> Arc<Self> {
         Arc::new(Self {
             file: Arc::new(file.to_vec()),
             takes,

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod contract;
 mod fallback;
 mod model;
 mod model_weights;

@@ -370,8 +370,7 @@ impl GpuModel {
     }
 
     /// Rebuilds the hook ops when `hooks.record` or `hooks.edits` differ from the last
-    /// call's. Rejects what the kernels cannot honour: unsorted or out-of-range layers,
-    /// vectors of the wrong length, non-finite or crossed clamp bounds.
+    /// call's (`check_forward` has refused what the kernels cannot honour).
     fn prepare_hooks(&mut self, hooks: &Hooks) -> Result<()> {
         if self.plan.record == hooks.record
             && self.plan.edits == hooks.edits
@@ -380,43 +379,15 @@ impl GpuModel {
             return Ok(());
         }
         let (d, n_layers) = (self.cfg.hidden, self.cfg.n_layers);
-        let bad = |m: String| Err(Error::Invalid(m));
-        if hooks.record.windows(2).any(|w| w[0] >= w[1]) {
-            return bad(format!(
-                "recorded layers {:?} are not strictly ascending",
-                hooks.record
-            ));
-        }
-        if let Some(&l) = hooks.record.iter().find(|&&l| l >= n_layers) {
-            return bad(format!("cannot record layer {l}: the model has {n_layers}"));
-        }
         let ctx: &GpuContext = &self.ctx;
         let mut ops: Vec<Vec<Kernel>> = (0..n_layers).map(|_| Vec::new()).collect();
         for e in &hooks.edits {
-            if e.layer >= n_layers {
-                return bad(format!(
-                    "an edit at layer {}: the model has {n_layers}",
-                    e.layer
-                ));
-            }
             let kernel = match &e.op {
                 EditOp::Add { vector } => {
-                    if vector.len() != d {
-                        return bad(format!(
-                            "a steering vector of {} values, the residual has {d}",
-                            vector.len()
-                        ));
-                    }
                     let vb = ctx.upload("steering vector", vector)?;
                     add(ctx, &self.step, d, AddMode::Broadcast, &self.h, &vb)?
                 }
                 EditOp::Clamp { unit, min, max } => {
-                    if unit.len() != d {
-                        return bad(format!(
-                            "a capping direction of {} values, the residual has {d}",
-                            unit.len()
-                        ));
-                    }
                     let ub = ctx.upload("capping direction", unit)?;
                     clamp_projection(ctx, &self.step, d, *min, *max, &ub, &self.h)
                         .map_err(|e| Error::Invalid(e.0))?
@@ -487,7 +458,7 @@ impl GpuModel {
         all_logits: bool,
     ) -> Result<Vec<f32>> {
         let (d, vocab, n) = (self.cfg.hidden, self.cfg.vocab, tokens.len());
-        self.cfg.check_forward(tokens, pos, self.cached)?;
+        self.cfg.check_forward(tokens, pos, self.cached, hooks)?;
         self.prepare_hooks(hooks)?;
         let chunk = if all_logits {
             self.prepare_all_logits()?;
