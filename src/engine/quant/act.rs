@@ -61,6 +61,22 @@ fn q8_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, f32, i32) {
 }
 
 impl Acts {
+    /// The first `T` rows' Q8_1 blocks: what the Q4_1 tile kernels take.
+    pub fn q8_1_rows<const T: usize>(xs: &[Acts]) -> [&[BlockQ8_1]; T] {
+        core::array::from_fn(|t| match &xs[t] {
+            Acts::Q8_1(x) => x.as_slice(),
+            _ => unreachable!("Q4_1 weights take Q8_1 activations"),
+        })
+    }
+
+    /// The first `T` rows' Q8_0 blocks: what the Q8_0 tile kernels take.
+    pub fn q8_0_rows<const T: usize>(xs: &[Acts]) -> [&[BlockQ8_0]; T] {
+        core::array::from_fn(|t| match &xs[t] {
+            Acts::Q8_0(x) => x.as_slice(),
+            _ => unreachable!("Q8_0 weights take Q8_0 activations"),
+        })
+    }
+
     pub fn quantize(qtype: QType, x: &[f32]) -> Acts {
         match qtype {
             QType::F32 => Acts::F32(x.to_vec()),

@@ -50,12 +50,8 @@ impl Tile for Q4_1 {
         rb: usize,
         xs: &[Acts],
     ) -> [[f32; T]; R] {
-        let xs: [&[BlockQ8_1]; T] = std::array::from_fn(|t| match &xs[t] {
-            Acts::Q8_1(x) => x.as_slice(),
-            _ => unreachable!("Q4_1 weights take Q8_1 activations"),
-        });
         // SAFETY: the caller's promise.
-        unsafe { q4_1_tile(base, rb, xs) }
+        unsafe { q4_1_tile(base, rb, Acts::q8_1_rows(xs)) }
     }
 }
 
@@ -66,12 +62,8 @@ impl Tile for Q8_0 {
         rb: usize,
         xs: &[Acts],
     ) -> [[f32; T]; R] {
-        let xs: [&[BlockQ8_0]; T] = std::array::from_fn(|t| match &xs[t] {
-            Acts::Q8_0(x) => x.as_slice(),
-            _ => unreachable!("Q8_0 weights take Q8_0 activations"),
-        });
         // SAFETY: the caller's promise.
-        unsafe { q8_0_tile(base, rb, xs) }
+        unsafe { q8_0_tile(base, rb, Acts::q8_0_rows(xs)) }
     }
 }
 
