@@ -199,15 +199,15 @@ fn App() -> impl IntoView {
     };
     match embed {
         Some(Embed::Map) => view! {
-            <main class="embed" data-embed="map"><PersonaMap/><StatusBar/></main>
+            <main class="embed" data-embed="map"><h1 class="visually-hidden">"axiscope: the persona map"</h1><PersonaMap/><StatusBar/></main>
         }
         .into_any(),
         Some(Embed::Drift) => view! {
-            <main class="embed" data-embed="drift">{start_button}<ModelStatusLine/><DriftChart/><Chat compact=true/><StatusBar/></main>
+            <main class="embed" data-embed="drift"><h1 class="visually-hidden">"axiscope: the drift chart"</h1>{start_button}<ModelStatusLine/><DriftChart/><Chat compact=true/><StatusBar/></main>
         }
         .into_any(),
         Some(Embed::Cap) => view! {
-            <main class="embed" data-embed="cap">{start_button}<ModelStatusLine/><CapControls/><Chat compact=true/><StatusBar/></main>
+            <main class="embed" data-embed="cap"><h1 class="visually-hidden">"axiscope: capping"</h1>{start_button}<ModelStatusLine/><CapControls/><Chat compact=true/><StatusBar/></main>
         }
         .into_any(),
         None => view! {
@@ -221,7 +221,8 @@ fn App() -> impl IntoView {
                     {theme_button}
                 </div>
             </header>
-            <Tour/>
+            // A landmark of its own: every part of the page sits in one (screen readers list them).
+            <section class="tour-wrap" aria-label="Guided tour"><Tour/></section>
             <StatusBar/>
             <main class="layout">
                 <div class="col">

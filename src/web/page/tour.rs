@@ -29,10 +29,12 @@ const TITLES: [&str; 3] = [
     "How capping holds the Assistant",
 ];
 
-/// Where a step's run is: the conversation is being cleared, its turns run, or it is done.
+/// Where a step's run is: the conversation is being cleared, its turns start and run, or it is done.
 #[derive(Clone, Copy, PartialEq)]
 enum Phase {
     Resetting,
+    /// The preset is about to be sent (a microtask away).
+    Starting,
     Running,
     Done,
 }
@@ -78,7 +80,7 @@ pub fn Tour() -> impl IntoView {
     let offer = RwSignal::new(!seen() && app.tour_step.get_untracked().is_none());
     let run = RwSignal::new(None::<(usize, Phase)>);
     let saved = StoredValue::new(None::<Saved>);
-    let panel = NodeRef::<leptos::html::Aside>::new();
+    let panel = NodeRef::<leptos::html::Div>::new();
 
     let close = move || {
         remember();
@@ -133,9 +135,19 @@ pub fn Tour() -> impl IntoView {
             Some((s, Phase::Resetting)) if idle => {
                 if let Some(mut p) = catalog::presets().into_iter().find(|p| p.kind == "therapy") {
                     p.user_turns.truncate(TOUR_TURNS);
-                    app.run_preset(&p);
+                    // Outside this effect's owner, as a click on Send is: the turn's signals
+                    // would otherwise be disposed with this run of the effect, under the chat
+                    // that shows them (the page's reset disposes them when their time comes).
+                    queue_microtask(move || {
+                        if app.tour_step.get_untracked() == Some(s) {
+                            app.run_preset(&p);
+                            run.set(Some((s, Phase::Running)));
+                        }
+                    });
+                    run.set(Some((s, Phase::Starting)));
+                } else {
+                    run.set(Some((s, Phase::Running)));
                 }
-                run.set(Some((s, Phase::Running)));
             }
             Some((s, Phase::Running)) if idle && app.preset_queue.with(|q| q.is_empty()) => {
                 run.set(Some((s, Phase::Done)))
@@ -196,7 +208,7 @@ pub fn Tour() -> impl IntoView {
         {move || app.tour_step.get().map(|step| {
             let last = step + 1 == TITLES.len();
             view! {
-                <aside
+                <div
                     class="tour"
                     role="dialog"
                     aria-modal="false"
@@ -228,7 +240,7 @@ pub fn Tour() -> impl IntoView {
                         }}
                         <button type="button" data-testid="tour-skip" on:click=move |_| close()>"Skip the tour"</button>
                     </div>
-                </aside>
+                </div>
             }
         })}
     }
