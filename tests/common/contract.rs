@@ -18,7 +18,7 @@
 //!    position past the cache, a layer not in the model, layers out of order, a vector of the
 //!    wrong width, an empty clamp) is an error, moves no cache, and the sequence goes on.
 
-use super::default_model;
+use super::{default_model, rel_err};
 use axiscope::engine::backend::{BatchStep, forward_batch};
 use axiscope::engine::chat::{Message, Role};
 use axiscope::engine::{Backend, Edit, EditOp, Error, Hooks};
@@ -115,7 +115,7 @@ pub fn keeps_the_contract(name: &str, make: &mut dyn FnMut() -> Box<dyn Backend>
     for t in 0..n {
         let plain = h_whole.recording.get(t, LAYERS[0]).unwrap();
         want.extend(plain.iter().zip(&vector).map(|(p, v)| p + v));
-        moved = moved.max(rel(
+        moved = moved.max(rel_err(
             h.recording.get(t, LAYERS[2]).unwrap(),
             h_whole.recording.get(t, LAYERS[2]).unwrap(),
         ));
@@ -315,7 +315,7 @@ impl Check<'_> {
         let worst = got
             .chunks_exact(hidden)
             .zip(want.chunks_exact(hidden))
-            .map(|(a, b)| rel(a, b))
+            .map(|(a, b)| rel_err(a, b))
             .fold(0f64, f64::max);
         eprintln!(
             "{}: {what}: largest relative difference {worst:.2e}",
@@ -328,11 +328,4 @@ impl Check<'_> {
             self.tol.residuals
         );
     }
-}
-
-/// |a - b| / |b|.
-fn rel(a: &[f32], b: &[f32]) -> f64 {
-    let d: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (d / n.max(1e-30)).sqrt()
 }

@@ -66,3 +66,14 @@ pub fn cli(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// |got - want| / |want| over whole vectors (L2): how far a residual or a row moved.
+pub fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    let diff: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&a, &b)| ((a - b) as f64).powi(2))
+        .sum();
+    let norm: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum();
+    diff.sqrt() / norm.sqrt().max(1e-30)
+}

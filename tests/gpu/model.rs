@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use axiscope::engine::chat::{Message, Role};
 use axiscope::engine::gpu::{GpuContext, GpuModel, GpuModelOptions};
 use axiscope::engine::{Backend, Edit, EditOp, Hooks, Model};
-use common::default_model;
+use common::{default_model, rel_err};
 
 /// Cache length of the test models: enough for every prompt here, small enough to load
 /// fast on lavapipe.
@@ -82,17 +82,6 @@ fn argmax(v: &[f32]) -> usize {
 
 fn norm(v: &[f32]) -> f64 {
     v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt()
-}
-
-/// `|got - want| / |want|` (L2).
-fn rel_err(got: &[f32], want: &[f32]) -> f64 {
-    let diff: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&a, &b)| ((a - b) as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    diff / norm(want).max(1e-30)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
