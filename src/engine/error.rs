@@ -51,6 +51,15 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Whether the tokens did not fit the context (for one sequence of a batch, too).
+    pub fn is_context_overflow(&self) -> bool {
+        match self {
+            Error::ContextOverflow { .. } => true,
+            Error::InBatch { source, .. } => source.is_context_overflow(),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

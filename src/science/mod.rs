@@ -77,9 +77,14 @@ pub enum Error {
 impl Error {
     /// Whether the GPU failed underneath (see [`crate::engine::Error::is_gpu`]).
     pub fn is_gpu(&self) -> bool {
+        self.engine().is_some_and(crate::engine::Error::is_gpu)
+    }
+
+    /// The engine's error underneath, if the engine failed.
+    pub fn engine(&self) -> Option<&crate::engine::Error> {
         match self {
-            Error::Engine(e) | Error::Rollout { source: e, .. } => e.is_gpu(),
-            _ => false,
+            Error::Engine(e) | Error::Rollout { source: e, .. } => Some(e),
+            _ => None,
         }
     }
 }

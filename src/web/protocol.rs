@@ -323,6 +323,16 @@ impl Finish {
     }
 }
 
+/// The kind of a failed request that the page acts on (its message is only shown).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The conversation no longer fits the model's context: the page offers to trim it.
+    ContextFull,
+    #[default]
+    Other,
+}
+
 /// Worker -> page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -407,11 +417,12 @@ pub enum Event {
         id: u32,
     },
     /// The request failed: one line for the visitor. `what` names the request kind
-    /// ("model", "bundle", "chat", ...).
+    /// ("model", "bundle", "chat", ...); `fault` is what the page may act on, never the text.
     Failed {
         id: u32,
         what: String,
         message: String,
+        fault: Fault,
     },
     /// The benchmark's measurements (`Request::Bench`).
     BenchDone {

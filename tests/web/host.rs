@@ -10,7 +10,9 @@ use axiscope::engine::{Backend, Hooks, Model};
 use axiscope::science::{
     BuildSettings, Bundle, ModelInfo, PersonaVectors, ProjectionStats, RolloutActivation,
 };
-use axiscope::web::protocol::{Branch, CapSettings, Event, GenSettings, SharedTurn, TurnSettings};
+use axiscope::web::protocol::{
+    Branch, CapSettings, Event, Fault, GenSettings, SharedTurn, TurnSettings,
+};
 use axiscope::web::worker::host::Host;
 use common::*;
 use pollster::block_on;
@@ -318,6 +320,7 @@ fn capping_gives_a_second_reply_read_back_by_the_unsteered_model() {
 #[test]
 fn stop_ends_the_turn_and_bad_requests_are_errors() {
     let m = model();
+    let context = m.config.context;
     let mut host = Host::new();
     // Without a model: an error, not a panic.
     assert!(block_on(host.chat(1, "hi", &settings(4, None), &|| false, &mut |_| {})).is_err());
@@ -331,10 +334,9 @@ fn stop_ends_the_turn_and_bad_requests_are_errors() {
             end: 20,
         }),
     );
-    let err = block_on(host.chat(1, "hi", &capped, &|| false, &mut |_| {}))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("bundle"), "{err}");
+    let err = block_on(host.chat(1, "hi", &capped, &|| false, &mut |_| {})).unwrap_err();
+    assert_eq!(err.fault(), Fault::Other);
+    assert!(err.to_string().contains("bundle"), "{err}");
     assert_eq!(host.turns(), 0);
     assert!(block_on(host.chat(1, "   ", &settings(4, None), &|| false, &mut |_| {})).is_err());
     // Cancelled after the first token: one token, finish "stopped", the turn is kept.
@@ -358,6 +360,13 @@ fn stop_ends_the_turn_and_bad_requests_are_errors() {
     .unwrap();
     assert!(n <= 1, "{n} tokens after stop");
     assert_eq!(finish, Some(axiscope::web::protocol::Finish::Stopped));
+    assert_eq!(host.turns(), 1);
+    // A message longer than the context: the page is told by its fault (it offers to trim),
+    // and the conversation so far stays.
+    let long = "word ".repeat(context + 10);
+    let err =
+        block_on(host.chat(3, &long, &settings(4, None), &|| false, &mut |_| {})).unwrap_err();
+    assert_eq!(err.fault(), Fault::ContextFull, "{err}");
     assert_eq!(host.turns(), 1);
 }
 

@@ -11,7 +11,8 @@ use super::downloads::Downloads;
 use super::drift_chart::DriftChart;
 use super::model_loader::{ModelLoader, ModelStatusLine};
 use super::persona_map::PersonaMap;
-use super::state::{AppState, DEFAULT_BUNDLE_URL, Embed};
+use super::reducer::DEFAULT_BUNDLE_URL;
+use super::state::{AppState, Embed};
 use super::status::StatusBar;
 use super::tour::{Tour, TourButton};
 use crate::web::dom;
@@ -117,11 +118,10 @@ fn App() -> impl IntoView {
             .set(crate::science::DEFAULT_CAP_PERCENTILE);
     }
     if !notices.is_empty() {
-        app.notice.set(Some(notices.join("; ")));
+        app.notify(notices.join("; "));
     }
     if let Err(e) = client::start(move |e| app.apply(e), move |why| app.recover(why)) {
-        app.notice
-            .set(Some(format!("could not start the model worker: {e}")));
+        app.notify(format!("could not start the model worker: {e}"));
     }
 
     let shared =
@@ -132,7 +132,7 @@ fn App() -> impl IntoView {
             .and_then(|h| match ShareState::from_fragment(&h) {
                 Ok(s) => s,
                 Err(e) => {
-                    app.notice.set(Some(e));
+                    app.notify(e);
                     None
                 }
             });

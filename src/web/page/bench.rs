@@ -49,7 +49,7 @@ pub fn page(app: super::state::AppState, start_model: impl Fn()) -> leptos::prel
             start_model();
             app.run_bench(n, overheads, map);
         }
-        Err(e) => app.bench.set(Some(Err(e))),
+        Err(e) => app.update(|p| p.bench = Some(Err(e))),
     }
     // When the model arrived, in the page's clock (from navigation start): load as the
     // visitor waits for it, the worker's start and the wasm compile included.
@@ -86,8 +86,11 @@ pub fn page(app: super::state::AppState, start_model: impl Fn()) -> leptos::prel
     ) {
         (_, Some(e), _) => format!("model: {e}"),
         // The map build takes minutes: say how far it is.
-        (Some(_), None, Some((done, total, ..))) if total > 0 => {
-            format!("building the persona map: {done} of {total} replies")
+        (Some(_), None, Some(b)) if b.total > 0 => {
+            format!(
+                "building the persona map: {} of {} replies",
+                b.done, b.total
+            )
         }
         (Some(m), None, _) => format!(
             "model loaded on {} ({}); benchmarking...",

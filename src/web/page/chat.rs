@@ -64,7 +64,7 @@ pub fn Chat(#[prop(optional)] compact: bool) -> impl IntoView {
                 </Show>
                 <For each=move || app.turns.get() key=|t| t.key children=move |t| view! { <TurnView turn=t/> }/>
             </div>
-            {move || app.chat_error.get().map(|e| view! { <p class="error" role="alert" data-testid="chat-error">{e}</p> })}
+            {move || app.chat_error.get().map(|e| view! { <p class="error" role="alert" data-testid="chat-error">{e.message}</p> })}
             <Show when=move || app.context_full()>
                 // The context is full: the visitor chooses; the earlier drift points stay either way
                 // until "Start over".

@@ -1,6 +1,6 @@
-//! The page's side of the model worker: starts it, queues requests until it says it is ready,
-//! numbers every request, and shares the cancel flag with it (a `SharedArrayBuffer`, where the
-//! page is cross-origin isolated; without one, Stop cannot reach a busy worker).
+//! The page's side of the model worker: starts it, queues requests until it says it is ready
+//! (the page's state numbers them), and shares the cancel flag with it (a `SharedArrayBuffer`,
+//! where the page is cross-origin isolated; without one, Stop cannot reach a busy worker).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -74,7 +74,6 @@ fn relaxed_dot_probe() -> Vec<u8> {
 
 pub struct WorkerClient {
     worker: Worker,
-    next_id: Cell<u32>,
     ready: Cell<bool>,
     /// Messages posted before the worker listens would be lost: they wait here.
     pending: RefCell<Vec<JsValue>>,
@@ -103,7 +102,6 @@ pub fn start(
     });
     let client = Rc::new(WorkerClient {
         worker: worker.clone(),
-        next_id: Cell::new(1),
         ready: Cell::new(false),
         pending: RefCell::new(Vec::new()),
         cancel,
@@ -149,18 +147,16 @@ pub fn stop() {
     }
 }
 
-/// Sends the request `make(id)` and returns its id (0 when no worker is running).
-pub fn send(make: impl FnOnce(u32) -> Request, file: Option<File>) -> u32 {
+/// Sends `request` (numbered by the page's state); false when no worker is running.
+pub fn send(request: Request, file: Option<File>) -> bool {
     let Some(c) = CLIENT.with(|cell| cell.borrow().clone()) else {
-        return 0;
+        return false;
     };
-    let id = c.next_id.get();
-    c.next_id.set(id + 1);
     let message = Object::new();
     let _ = Reflect::set(
         &message,
         &"json".into(),
-        &JsValue::from_str(&encode(&make(id))),
+        &JsValue::from_str(&encode(&request)),
     );
     if let Some(f) = file {
         let _ = Reflect::set(&message, &"file".into(), &f);
@@ -183,7 +179,7 @@ pub fn send(make: impl FnOnce(u32) -> Request, file: Option<File>) -> u32 {
     } else {
         c.pending.borrow_mut().push(message.into());
     }
-    id
+    true
 }
 
 /// Cancels every request up to and including `id`. False when Stop cannot work here.

@@ -4,11 +4,10 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::client;
 use super::state::{AppState, use_app};
 use crate::web::dom;
 use crate::web::export::{conversation_json, drift_csv};
-use crate::web::protocol::{AxisFormat, Request};
+use crate::web::protocol::AxisFormat;
 
 /// The charts take their colours from the page's stylesheet; a downloaded SVG carries its own.
 const EXPORT_CSS: &str = "text{font:11px sans-serif;fill:#333}.tick line{stroke:#ddd}.zero{stroke:#999}\
@@ -24,7 +23,7 @@ pub fn Downloads() -> impl IntoView {
     let no_bundle = move || app.bundle.with(|b| b.is_none());
     let save = move |name: &str, mime: &str, text: String| {
         if let Err(e) = dom::download(name, mime, &text) {
-            app.notice.set(Some(format!("download failed: {e}")));
+            app.notify(format!("download failed: {e}"));
         }
     };
     view! {
@@ -41,17 +40,17 @@ pub fn Downloads() -> impl IntoView {
                 </button>
                 <button type="button" data-testid="download-drift-svg" on:click=move |_| match svg_text("drift-chart") {
                     Some(svg) => save("axiscope-drift.svg", "image/svg+xml", svg),
-                    None => app.notice.set(Some("the drift chart is not shown yet".into())),
+                    None => app.notify("the drift chart is not shown yet".into()),
                 }>"Drift chart (SVG)"</button>
                 <button type="button" data-testid="download-map-svg" on:click=move |_| match svg_text("persona-map") {
                     Some(svg) => save("axiscope-map.svg", "image/svg+xml", svg),
-                    None => app.notice.set(Some("the map is not shown yet".into())),
+                    None => app.notify("the map is not shown yet".into()),
                 }>"Map (SVG)"</button>
                 <button type="button" data-testid="download-axis" disabled=no_bundle on:click=move |_| {
-                    client::send(|id| Request::ExportAxis { id, format: AxisFormat::Json }, None);
+                    app.export_axis(AxisFormat::Json);
                 }>"Axis (JSON)"</button>
                 <button type="button" data-testid="download-bundle" disabled=no_bundle on:click=move |_| {
-                    client::send(|id| Request::ExportAxis { id, format: AxisFormat::Bundle }, None);
+                    app.export_axis(AxisFormat::Bundle);
                 }>"Persona bundle (.axb)"</button>
                 <button
                     type="button"
@@ -59,7 +58,7 @@ pub fn Downloads() -> impl IntoView {
                     disabled=no_bundle
                     title="llama.cpp control vector: direction.L = mean token norm x unit axis at layer L, toward the Assistant. Use e.g. --control-vector-scaled axiscope-axis.control-vector.gguf 0.25 --control-vector-layer-range 15 15"
                     on:click=move |_| {
-                        client::send(|id| Request::ExportAxis { id, format: AxisFormat::ControlVector }, None);
+                        app.export_axis(AxisFormat::ControlVector);
                     }
                 >
                     "Axis (llama.cpp control vector)"

@@ -6,7 +6,8 @@
 
 use leptos::prelude::*;
 
-use super::state::{AppState, DEFAULT_BUNDLE_URL, Embed, use_app};
+use super::reducer::DEFAULT_BUNDLE_URL;
+use super::state::{AppState, Embed, use_app};
 use crate::web::dom;
 
 impl Embed {

@@ -1,14 +1,16 @@
 //! The page's room: the leptos app the visitor sees (wasm32), and the pure parts it draws with
-//! (chart geometry, the bench page's parameters), tested natively. It talks to the model
+//! (chart geometry, the bench page's parameters) and decides with (the [`reducer`]: the page's
+//! state and how every command and worker event changes it), tested natively. It talks to the model
 //! worker only through `web::protocol`.
 //!
 //! Components are named for what the visitor sees: [`model_loader`], [`chat`],
 //! [`gen_settings`], [`drift_chart`], [`persona_map`], [`cap_controls`], [`downloads`],
-//! [`embed`], [`status`], [`tour`]; [`state`] holds the page's signals, [`client`] talks to the
+//! [`embed`], [`status`], [`tour`]; [`state`] mirrors the reducer into signals, [`client`] talks to the
 //! worker, [`bench`] is the `?bench` page.
 
 pub mod bench;
 pub mod chart;
+pub mod reducer;
 
 #[cfg(target_arch = "wasm32")]
 mod app;

@@ -31,7 +31,7 @@ pub fn ModelLoader() -> impl IntoView {
         }
         match dom::absolute_url(raw) {
             Ok(abs) => app.load_model(ModelSource::Url { url: abs }, None),
-            Err(e) => app.model_error.set(Some(e)),
+            Err(e) => app.update(|p| p.model_error = Some(e)),
         }
     };
     let on_pick = move |ev: leptos::ev::Event| {

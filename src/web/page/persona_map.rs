@@ -9,6 +9,7 @@ use leptos::prelude::*;
 
 use super::chart::{Scale, Zoom, extent, fmt, polyline, projection_colour, tick_labels, ticks};
 use super::embed::EmbedButton;
+use super::reducer::BuildProgress;
 use super::state::{Embed, use_app};
 use super::tour::WhatIsThis;
 use crate::web::catalog::BuildPlan;
@@ -331,8 +332,8 @@ fn MapBuilder(open: bool) -> impl IntoView {
         app.build_map(BuildSize::parse(&size.get_untracked()).unwrap_or(BuildSize::Quick));
     };
     let progress = move || {
-        app.build_progress.get().map(|(done, total, role, started)| {
-            let elapsed = (dom::now_ms() - started) / 1000.0;
+        app.build_progress.get().map(|BuildProgress { done, total, role, started_ms }| {
+            let elapsed = (dom::now_ms() - started_ms) / 1000.0;
             let left = if done > 0 { elapsed / done as f64 * (total - done) as f64 } else { f64::NAN };
             let eta = if left.is_finite() { format!(", about {:.0} min left", (left / 60.0).ceil()) } else { String::new() };
             view! {

@@ -20,7 +20,7 @@ use crate::science::pipeline;
 use crate::science::stats::{cosine, percentile};
 use crate::science::{Bundle, DEFAULT_CAP_PERCENTILE, ModelFit, capping_edits, default_cap_band};
 
-use crate::web::protocol::{Branch, BundleView, ModelView, RolePoint};
+use crate::web::protocol::{Branch, BundleView, Fault, ModelView, RolePoint};
 
 mod builds;
 mod conversation;
@@ -42,6 +42,20 @@ pub enum HostError {
 }
 
 impl HostError {
+    /// What the page may act on.
+    pub fn fault(&self) -> Fault {
+        let engine = match self {
+            HostError::Engine(e) => Some(e),
+            HostError::Science(e) => e.engine(),
+            HostError::Refused(_) => None,
+        };
+        if engine.is_some_and(crate::engine::Error::is_context_overflow) {
+            Fault::ContextFull
+        } else {
+            Fault::Other
+        }
+    }
+
     /// Whether the GPU failed underneath.
     pub fn is_gpu(&self) -> bool {
         match self {

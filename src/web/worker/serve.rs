@@ -31,7 +31,8 @@ use super::row_helper::HelperWorker;
 use crate::engine::backend::BackendFactory;
 use crate::web::dom::js_error_text;
 use crate::web::protocol::{
-    AxisFormat, BackendPref, BuildSize, Event, ModelSource, ModelView, Request, decode, encode,
+    AxisFormat, BackendPref, BuildSize, Event, Fault, ModelSource, ModelView, Request, decode,
+    encode,
 };
 use crate::web::share::base64url_encode;
 
@@ -118,6 +119,7 @@ impl Worker {
                     id: 0,
                     what: "message".into(),
                     message,
+                    fault: Fault::Other,
                 });
                 return;
             }
@@ -183,6 +185,7 @@ impl Worker {
                 id,
                 what: what.into(),
                 message: e.to_string(),
+                fault: e.fault(),
             });
         }
         if let Ok(host) = self.host.try_borrow() {
