@@ -1181,6 +1181,8 @@ pub struct PlacedRole {
     pub n_rollouts: usize,
     /// Centred projection on the axis at the requested layer.
     pub projection: f32,
+    /// The standard deviation of its single rollouts' projections there (under two: `None`).
+    pub spread: Option<f32>,
     /// Coordinates on the bundle's PCs (the bundle's analysis layer).
     pub pc: Vec<f32>,
     /// The bundle's roles nearest on the first three PCs, nearest first.
@@ -1230,10 +1232,18 @@ pub fn place_role(
         })
         .collect();
     dist.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let singles: Vec<f64> = rollouts
+        .iter()
+        .map(|r| {
+            pv.at(layer)
+                .project(&r.per_layer[layer * h..(layer + 1) * h]) as f64
+        })
+        .collect();
     Ok(PlacedRole {
         role: first.role.clone(),
         n_rollouts: rollouts.len(),
         projection: pv.at(layer).project(&v[layer * h..(layer + 1) * h]),
+        spread: super::stats::sd(&singles).map(|s| s as f32),
         pc,
         nearest: dist.iter().take(3).map(|(_, n)| (*n).clone()).collect(),
     })

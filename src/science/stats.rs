@@ -126,6 +126,24 @@ pub fn percentiles(values: &[f32], qs: &[f64]) -> Option<Vec<f32>> {
     )
 }
 
+/// The pooled within-group standard deviation: how far one value strays from its own
+/// group's mean, each group's mean taken out (n - groups degrees of freedom; groups of one
+/// add none). `None` without a degree of freedom.
+pub fn pooled_sd<'a>(groups: impl IntoIterator<Item = &'a [f64]>) -> Option<f64> {
+    let (mut ss, mut dof) = (0f64, 0usize);
+    for v in groups.into_iter().filter(|v| v.len() > 1) {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        ss += v.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
+        dof += v.len() - 1;
+    }
+    (dof > 0).then(|| (ss / dof as f64).sqrt())
+}
+
+/// The sample standard deviation (n - 1); `None` under two values.
+pub fn sd(values: &[f64]) -> Option<f64> {
+    pooled_sd([values])
+}
+
 /// Seeded draws for resampling: the engine's splitmix64 generator (the same on every
 /// platform), with a uniform in (0, 1) so logarithms never see 0.
 #[derive(Clone, Debug)]
@@ -195,6 +213,18 @@ mod tests {
         assert_eq!(m.weight(), 4.0);
         let rows: [&[f32]; 2] = [&[1.0, 2.0], &[3.0, 6.0]];
         assert_eq!(mean_rows(rows, 2).unwrap(), vec![2.0, 4.0]);
+    }
+
+    #[test]
+    fn standard_deviations_by_hand() {
+        // np.std([2, 4, 4, 4, 5, 5, 7, 9], ddof=1) = 2.138...
+        let v = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
+        assert!((sd(&v).unwrap() - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
+        assert_eq!(sd(&[3.0]), None);
+        // Groups 1, 3 (ss 2) and 10, 14, 12 (ss 8) and 50 alone: sqrt(10 / 3).
+        let groups: [&[f64]; 3] = [&[1.0, 3.0], &[10.0, 14.0, 12.0], &[50.0]];
+        assert!((pooled_sd(groups).unwrap() - (10.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(pooled_sd([&[1.0][..], &[2.0][..]]), None);
     }
 
     #[test]

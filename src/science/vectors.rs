@@ -8,7 +8,9 @@
 //! layer `l` means the residual stream at the output of decoder block `l` (the engine's
 //! hook point `l`, Hugging Face `hidden_states[l + 1]`).
 
-use super::stats::{self, RunningMean};
+use std::collections::BTreeMap;
+
+use super::stats::{self, RunningMean, pooled_sd, sd};
 use super::{Error, Result};
 
 /// Role name that marks the default (Assistant) condition's rollouts, as the reference data
@@ -549,23 +551,30 @@ impl ProjectionStats {
     /// reply's projection is this uncertain; a role's mean of n rollouts is sqrt(n) times
     /// less. `None` when no role has two rollouts.
     pub fn reply_sd(&self, layer: usize) -> Option<f32> {
+        let groups = self.by_condition(layer)?;
+        pooled_sd(groups.values().map(Vec::as_slice)).map(|s| s as f32)
+    }
+
+    /// The spread of one condition's single rollouts at `layer` (a role's index, or `None`
+    /// for the default): their standard deviation. `None` under two rollouts.
+    pub fn condition_sd(&self, role: Option<u32>, layer: usize) -> Option<f32> {
+        let groups = self.by_condition(layer)?;
+        sd(groups.get(&role)?).map(|s| s as f32)
+    }
+
+    /// Each condition's rollout projections at `layer`; `None` for a layer out of range.
+    fn by_condition(&self, layer: usize) -> Option<BTreeMap<Option<u32>, Vec<f64>>> {
         if layer >= self.n_layers {
             return None;
         }
-        let mut groups: std::collections::BTreeMap<Option<u32>, Vec<f64>> = Default::default();
+        let mut groups: BTreeMap<Option<u32>, Vec<f64>> = BTreeMap::new();
         for (i, m) in self.rollouts.iter().enumerate() {
             groups
                 .entry(m.role)
                 .or_default()
                 .push(self.projection(i, layer) as f64);
         }
-        let (mut ss, mut dof) = (0f64, 0usize);
-        for v in groups.values().filter(|v| v.len() > 1) {
-            let mean = v.iter().sum::<f64>() / v.len() as f64;
-            ss += v.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
-            dof += v.len() - 1;
-        }
-        (dof > 0).then(|| (ss / dof as f64).sqrt() as f32)
+        Some(groups)
     }
 }
 
@@ -595,6 +604,13 @@ mod tests {
         let want = (10.0f64 / 3.0).sqrt() as f32;
         assert!((st.reply_sd(0).unwrap() - want).abs() < 1e-6);
         assert!(st.reply_sd(1).is_none());
+        assert!((st.condition_sd(None, 0).unwrap() - 2.0).abs() < 1e-6);
+        assert!((st.condition_sd(Some(0), 0).unwrap() - 2f32.sqrt()).abs() < 1e-6);
+        assert_eq!(
+            st.condition_sd(Some(1), 0),
+            None,
+            "one rollout has no spread"
+        );
     }
 
     fn rollout(

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::science::Interval;
+
 /// Generation settings the visitor controls.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -257,6 +259,42 @@ pub struct RolePoint {
     pub pcs: Vec<f32>,
     /// Centred projection on the axis at the analysis layer.
     pub projection: f32,
+    /// The standard deviation of its single replies' projections there: one reply in this
+    /// role lands about this far from the point. `None` under two replies.
+    pub spread: Option<f32>,
+}
+
+/// Persona space at one layer: the map's layer control shows it, the per-layer chart plots
+/// its figures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerView {
+    /// Each role's coordinates on this layer's PCs, in the order of [`BundleView::roles`].
+    pub role_pcs: Vec<Vec<f32>>,
+    /// Each role's centred projection on this layer's axis, in the same order.
+    pub role_projections: Vec<f32>,
+    pub default_pcs: Vec<f32>,
+    pub default_projection: f32,
+    pub explained_variance_ratio: Vec<f32>,
+    /// cos(PC_i, axis) for every kept PC of this layer.
+    pub cos_pc_axis: Vec<f32>,
+    /// cos of the axes built from two halves of the questions.
+    pub split_half_cos: Option<f32>,
+    /// Held-out cos(PC1 of one half of the questions, axis of the other) (docs/method.md).
+    pub held_out_cos: Option<f32>,
+}
+
+/// The bundle's intervals at the analysis layer (docs/method.md, "Intervals").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BundleIntervals {
+    /// Coverage, e.g. 0.9.
+    pub level: f32,
+    /// Bootstrap over questions.
+    pub cos_pc1_axis: Interval,
+    /// The Assistant's rank on PC1 among the roles and itself (1 = beyond every role).
+    pub default_pc1_rank: Interval,
+    /// Over random half splits of the questions.
+    pub split_half_cos: Interval,
+    pub held_out_cos: Interval,
 }
 
 /// The persona space of one model, as the map and the drift chart need it.
@@ -278,10 +316,44 @@ pub struct BundleView {
     pub cos_pc_axis: Vec<f32>,
     /// Split-half stability of the axis at the analysis layer, when the bundle has it.
     pub split_half_cos: Option<f32>,
+    /// How far one reply's projection strays from its role's mean at the analysis layer
+    /// (pooled standard deviation of the rollouts): the drift chart's points are this
+    /// uncertain.
+    pub reply_sd: Option<f32>,
+    /// `None` for a bundle without held-out figures (fewer than 4 questions).
+    pub intervals: Option<BundleIntervals>,
+    /// How the analysis layer was chosen; `None`: set by hand.
+    pub layer_rule: Option<String>,
+    /// `[n_layers]`.
+    pub layers: Vec<LayerView>,
     pub n_rollouts: usize,
     /// Whether the bundle describes the loaded model (same sha256, or same shape when the
     /// model's hash is unknown); `None` before a model is loaded.
     pub matches_model: Option<bool>,
+}
+
+impl BundleView {
+    /// The map as it stands at `layer`: the roles, the default and the PCs of that layer's
+    /// PCA, coloured by that layer's axis. `None` for a layer the bundle does not have.
+    pub fn at_layer(&self, layer: usize) -> Option<BundleView> {
+        if layer == self.analysis_layer {
+            return Some(self.clone());
+        }
+        let l = self.layers.get(layer)?;
+        let mut b = self.clone();
+        for (r, role) in b.roles.iter_mut().enumerate() {
+            role.pcs = l.role_pcs.get(r)?.clone();
+            role.projection = *l.role_projections.get(r)?;
+            // Measured at the analysis layer only.
+            role.spread = None;
+        }
+        b.default_pcs = l.default_pcs.clone();
+        b.default_projection = l.default_projection;
+        b.explained_variance_ratio = l.explained_variance_ratio.clone();
+        b.cos_pc_axis = l.cos_pc_axis.clone();
+        b.split_half_cos = l.split_half_cos;
+        Some(b)
+    }
 }
 
 /// One token of a reply with its projection (the per-token view).

@@ -558,3 +558,101 @@ fn switching_backend_keeps_the_conversation_and_replays_it() {
             .all(|p| p.logits.windows(2).all(|w| w[0] >= w[1]))
     );
 }
+
+#[test]
+fn the_map_view_of_the_committed_bundle_has_every_layer_and_its_intervals() {
+    let blob = std::fs::read(root().join("bundles/smollm2-135m-instruct.axb")).unwrap();
+    let bundle = Bundle::from_blob(&blob).unwrap();
+    let report = bundle
+        .fidelity
+        .clone()
+        .expect("the committed bundle has its report");
+    let mut host = Host::new();
+    host.set_bundle(bundle.clone());
+    let view = host.bundle_view().unwrap();
+    let a = view.analysis_layer;
+    assert_eq!(view.layers.len(), bundle.model.n_layers);
+
+    // The shown layer's view is the map's own.
+    let at = &view.layers[a];
+    assert_eq!(at.default_pcs, view.default_pcs);
+    assert_eq!(at.explained_variance_ratio, view.explained_variance_ratio);
+    assert_eq!(at.cos_pc_axis, view.cos_pc_axis);
+    for (r, role) in view.roles.iter().enumerate() {
+        assert_eq!(
+            (&at.role_pcs[r], at.role_projections[r]),
+            (&role.pcs, role.projection)
+        );
+    }
+    // Per-layer figures agree with the report's own computation of them.
+    let split = report.split_half.as_ref().unwrap();
+    let held = report.held_out.as_ref().unwrap();
+    for (l, lv) in view.layers.iter().enumerate() {
+        assert!(
+            (lv.cos_pc_axis[0] - report.cos_pc1_axis_per_layer[l]).abs() < 1e-4,
+            "layer {l}"
+        );
+        assert_eq!(lv.split_half_cos, Some(split.cos_per_layer[l]));
+        assert_eq!(lv.held_out_cos, Some(held.halves_cos_pc1_axis[l]));
+        assert_eq!(lv.role_pcs.len(), view.roles.len());
+    }
+    assert_eq!(view.split_half_cos, view.layers[a].split_half_cos);
+
+    // Intervals bracket their figures.
+    let iv = view.intervals.as_ref().expect("held-out intervals");
+    assert!(iv.level > 0.5 && iv.level < 1.0);
+    for (name, i) in [
+        ("cos", iv.cos_pc1_axis),
+        ("rank", iv.default_pc1_rank),
+        ("split-half", iv.split_half_cos),
+        ("held-out", iv.held_out_cos),
+    ] {
+        assert!(i.lo <= i.hi, "{name}: {i:?}");
+    }
+    assert!((iv.cos_pc1_axis.value - view.cos_pc_axis[0]).abs() < 1e-4);
+    assert!(
+        view.layer_rule
+            .as_deref()
+            .is_some_and(|r| r.contains("held-out"))
+    );
+
+    // Spreads: every role has several rollouts; one reply strays far more than a role mean.
+    let reply_sd = view.reply_sd.expect("pooled spread");
+    for role in &view.roles {
+        let sd = role
+            .spread
+            .expect("a role of several rollouts has a spread");
+        assert!(
+            sd > 0.0 && sd < 4.0 * reply_sd,
+            "{}: {sd} vs {reply_sd}",
+            role.name
+        );
+    }
+    assert_eq!(view.reply_sd, bundle.stats.reply_sd(a));
+}
+
+#[test]
+fn the_map_at_another_layer_is_that_layers_pca() {
+    let blob = std::fs::read(root().join("bundles/smollm2-135m-instruct.axb")).unwrap();
+    let bundle = Bundle::from_blob(&blob).unwrap();
+    let mut host = Host::new();
+    host.set_bundle(bundle.clone());
+    let view = host.bundle_view().unwrap();
+    assert_eq!(view.at_layer(view.analysis_layer).as_ref(), Some(&view));
+    assert_eq!(view.at_layer(view.n_layers), None);
+    let l = 3;
+    let at = view.at_layer(l).unwrap();
+    assert_eq!(
+        at.analysis_layer, view.analysis_layer,
+        "the chosen layer stays marked"
+    );
+    let pca = &bundle.layer_pcas[l];
+    for (r, role) in at.roles.iter().enumerate() {
+        assert_eq!(role.pcs, pca.row_scores(r));
+        assert_eq!(role.projection, bundle.vectors.role_projection(r, l));
+        assert_eq!(role.name, view.roles[r].name);
+    }
+    assert_eq!(at.default_pcs, bundle.layer_default_pcs[l]);
+    assert_eq!(at.default_projection, bundle.vectors.default_projection(l));
+    assert_ne!(at.default_pcs, view.default_pcs);
+}

@@ -20,7 +20,9 @@ use crate::science::pipeline;
 use crate::science::stats::{cosine, percentile};
 use crate::science::{Bundle, DEFAULT_CAP_PERCENTILE, ModelFit, capping_edits, default_cap_band};
 
-use crate::web::protocol::{Branch, BundleView, Fault, ModelView, RolePoint};
+use crate::web::protocol::{
+    Branch, BundleIntervals, BundleView, Fault, LayerView, ModelView, RolePoint,
+};
 
 mod builds;
 mod conversation;
@@ -323,6 +325,7 @@ impl Host {
                 category: b.categories.get(r).cloned().unwrap_or_default(),
                 pcs: b.pca().row_scores(r).to_vec(),
                 projection: pv.role_projection(r, layer),
+                spread: b.stats.condition_sd(Some(r as u32), layer),
             })
             .collect();
         let default_projections: Vec<f32> = b
@@ -335,6 +338,10 @@ impl Host {
             .collect();
         let default_projection = pv.default_projection(layer);
         let band = |q| percentile(&default_projections, q).unwrap_or(default_projection);
+        let fidelity = b.fidelity.as_ref();
+        let held_out = fidelity
+            .and_then(|f| f.held_out.as_ref())
+            .filter(|h| h.layer == layer);
         Some(BundleView {
             model_name: b.model.name.clone(),
             model_sha256: b.model.sha256.clone(),
@@ -345,10 +352,20 @@ impl Host {
             default_projection,
             default_band: [band(10.0), band(90.0)],
             explained_variance_ratio: b.pca().explained_variance_ratio.clone(),
-            cos_pc_axis: (0..b.pca().n_components())
-                .map(|i| cosine(b.pca().component(i), pv.unit_at(layer)) as f32)
-                .collect(),
-            split_half_cos: b.fidelity.as_ref().and_then(|f| f.split_half_cos()),
+            cos_pc_axis: cos_pc_axis(b, layer),
+            split_half_cos: fidelity.and_then(|f| f.split_half_cos()),
+            reply_sd: b.stats.reply_sd(layer),
+            intervals: held_out.map(|h| BundleIntervals {
+                level: h.level,
+                cos_pc1_axis: h.cos_pc1_axis,
+                default_pc1_rank: h.default_pc1_rank,
+                split_half_cos: h.split_half_cos,
+                held_out_cos: h.halves_cos_pc1_axis_interval,
+            }),
+            layer_rule: fidelity
+                .and_then(|f| f.layer_choice.as_ref())
+                .map(|c| c.rule.clone()),
+            layers: (0..b.layer_pcas.len()).map(|l| layer_view(b, l)).collect(),
             n_rollouts: b.stats.rollouts.len(),
             matches_model: self.bundle_matches(),
         })
@@ -434,5 +451,38 @@ impl Host {
     /// Names `{model_name}` in the roles' prompts (the CLI takes it from the file name).
     pub fn set_model_name(&mut self, name: &str) {
         self.model_name = name.to_string();
+    }
+}
+
+/// cos(PC_i, axis) for every kept PC of `layer`.
+fn cos_pc_axis(b: &Bundle, layer: usize) -> Vec<f32> {
+    let pca = &b.layer_pcas[layer];
+    (0..pca.n_components())
+        .map(|i| cosine(pca.component(i), b.vectors.unit_at(layer)) as f32)
+        .collect()
+}
+
+/// Persona space at `layer`, for the map's layer control.
+fn layer_view(b: &Bundle, layer: usize) -> LayerView {
+    let pv = &b.vectors;
+    let pca = &b.layer_pcas[layer];
+    let fidelity = b.fidelity.as_ref();
+    LayerView {
+        role_pcs: (0..pv.roles.len())
+            .map(|r| pca.row_scores(r).to_vec())
+            .collect(),
+        role_projections: (0..pv.roles.len())
+            .map(|r| pv.role_projection(r, layer))
+            .collect(),
+        default_pcs: b.layer_default_pcs[layer].clone(),
+        default_projection: pv.default_projection(layer),
+        explained_variance_ratio: pca.explained_variance_ratio.clone(),
+        cos_pc_axis: cos_pc_axis(b, layer),
+        split_half_cos: fidelity
+            .and_then(|f| f.split_half.as_ref())
+            .and_then(|s| s.cos_per_layer.get(layer).copied()),
+        held_out_cos: fidelity
+            .and_then(|f| f.held_out.as_ref())
+            .and_then(|h| h.halves_cos_pc1_axis.get(layer).copied()),
     }
 }

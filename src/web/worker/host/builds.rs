@@ -69,6 +69,7 @@ impl Host {
             category: "yours".into(),
             pcs: placed.pc,
             projection: placed.projection,
+            spread: placed.spread,
         };
         emit(Event::RolePlaced {
             id,
