@@ -77,12 +77,12 @@ fn save(name: &str, mime: &str, part: &JsValue) -> Result<(), String> {
     Ok(())
 }
 
-/// Scrolls the element with `id` into the middle of the view and focuses it.
-pub fn scroll_to(id: &str) {
+/// Scrolls the element with `id` into view (`block`: where in it) and focuses it.
+pub fn scroll_to(id: &str, block: web_sys::ScrollLogicalPosition) {
     if let Some(el) = document().get_element_by_id(id) {
         let options = web_sys::ScrollIntoViewOptions::new();
         options.set_behavior(web_sys::ScrollBehavior::Smooth);
-        options.set_block(web_sys::ScrollLogicalPosition::Center);
+        options.set_block(block);
         el.scroll_into_view_with_scroll_into_view_options(&options);
         if let Some(h) = el.dyn_ref::<web_sys::HtmlElement>() {
             let _ = h.focus();

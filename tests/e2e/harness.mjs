@@ -138,11 +138,14 @@ export async function startApp({ isolate = true } = {}) {
       return { state: await el.getAttribute('data-state'), text: (await el.textContent()).trim() };
     },
 
-    /** Saves a full-page screenshot into tests/e2e/artifacts/<name>.png and returns its path. */
-    async screenshot(page, name) {
+    /**
+     * Saves a screenshot into tests/e2e/artifacts/<name>.png and returns its path: the full
+     * page, or only what the view shows (`fullPage: false`, for what sits fixed over it).
+     */
+    async screenshot(page, name, { fullPage = true } = {}) {
       mkdirSync(artifactsDir, { recursive: true });
       const file = path.join(artifactsDir, `${name}.png`);
-      await page.screenshot({ path: file, fullPage: true });
+      await page.screenshot({ path: file, fullPage });
       return file;
     },
 

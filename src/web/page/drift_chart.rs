@@ -10,6 +10,7 @@ use super::state::{Embed, use_app};
 use super::tour::WhatIsThis;
 use crate::web::dom;
 use crate::web::protocol::Branch;
+use web_sys::ScrollLogicalPosition::Center;
 
 const W: f32 = 600.0;
 const H: f32 = 290.0;
@@ -113,11 +114,11 @@ pub fn DriftChart() -> impl IntoView {
                         on:mouseleave=move |_| app.hover.set(None)
                         on:focus=move |_| app.hover.set(Some(key))
                         on:blur=move |_| app.hover.set(None)
-                        on:click=move |_| dom::scroll_to(&target)
+                        on:click=move |_| dom::scroll_to(&target, Center)
                         on:keydown=move |ev| {
                             if ev.key() == "Enter" || ev.key() == " " {
                                 ev.prevent_default();
-                                dom::scroll_to(&target2);
+                                dom::scroll_to(&target2, Center);
                             }
                         }
                     ></circle>

@@ -160,10 +160,23 @@ pub fn Tour() -> impl IntoView {
         let Some(step) = app.tour_step.get() else {
             return;
         };
-        dom::scroll_to(["map-h", "drift-h", "cap-h"][step]);
-        if let Some(el) = panel.get() {
-            let _ = el.focus();
-        }
+        let panel = panel.get();
+        // Again once the model and the bundle are in: the cards above grow then, which would
+        // move the card away from where it was scrolled.
+        app.model.with(|m| m.is_some());
+        app.bundle.with(|b| b.is_some());
+        // Next frame: the panel is drawn by then, and the room the page makes for it
+        // (style.css) decides how far the card can scroll. Its heading goes to the top.
+        request_animation_frame(move || {
+            // The keyboard to the panel (fixed: focusing it scrolls nothing), the card to the top.
+            if let Some(el) = panel {
+                let _ = el.focus();
+            }
+            dom::scroll_to(
+                ["map-h", "drift-h", "cap-h"][step],
+                web_sys::ScrollLogicalPosition::Start,
+            );
+        });
     });
     // `#tour` starts it, whatever was remembered.
     if dom::window().location().hash().ok().as_deref() == Some("#tour") {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startApp } from '../harness.mjs';
-import { REPLY_TIMEOUT_MS, chat, openReady, routeBundle, waitModelReady } from '../app.mjs';
+import { REPLY_TIMEOUT_MS, chat, openReady, routeBundle, setSetting, waitModelReady } from '../app.mjs';
 import { seriousViolations } from '../axe.mjs';
 
 let app;
@@ -25,15 +25,62 @@ async function stepDone(page, step) {
   );
 }
 
+/**
+ * How the tour's panel sits against the card whose heading is `id`, once scrolling has
+ * stopped: whether the heading shows clear of the panel, and how many pixels of the card's
+ * height show clear of it (in the view, not under the panel).
+ */
+async function placement(page, id) {
+  await page.waitForFunction(
+    () => new Promise((done) => {
+      const y = scrollY;
+      setTimeout(() => done(scrollY === y), 150);
+    }),
+    null,
+    { timeout: 10_000 },
+  );
+  return page.evaluate((id) => {
+    const heading = document.getElementById(id).getBoundingClientRect();
+    const card = document.getElementById(id).closest('.card').getBoundingClientRect();
+    const panel = document.querySelector('[data-testid="tour"]').getBoundingClientRect();
+    const across = (a, b) => Math.min(a.right, b.right) > Math.max(a.left, b.left);
+    const over = (a, b) => across(a, b) && Math.min(a.bottom, b.bottom) > Math.max(a.top, b.top);
+    // The panel is beside the card (nothing under it) or a sheet below it.
+    const bottom = Math.min(card.bottom, innerHeight, across(card, panel) ? panel.top : Infinity);
+    return {
+      headingClear: heading.top >= 0 && heading.bottom <= innerHeight && !over(heading, panel),
+      clearPx: Math.round(bottom - Math.max(card.top, 0)),
+      cardPx: Math.round(card.height),
+      viewPx: innerHeight,
+    };
+  }, id);
+}
+
+/** The panel leaves the card's heading and at least half the view (or the whole card) clear. */
+async function assertClear(page, id) {
+  // The tour scrolls smoothly, in the frame after the step shows: give it time to arrive.
+  await page
+    .waitForFunction((id) => Math.abs(document.getElementById(id).getBoundingClientRect().top) < 40, id, { timeout: 5_000 })
+    .catch(() => {});
+  const p = await placement(page, id);
+  assert.ok(p.headingClear, `the tour panel covers #${id}: ${JSON.stringify(p)}`);
+  assert.ok(p.clearPx >= Math.min(p.cardPx, p.viewPx / 2), `the tour panel covers #${id}: ${JSON.stringify(p)}`);
+}
+
 test('#tour runs its three steps on the model, then is remembered', async () => {
-  const { page, problems } = await openReady(app, { relative: '#tour' });
+  // Not openReady: its setting of max tokens would scroll the page under the tour's own
+  // scroll to the map; it is set after step 1's check.
+  const { page, problems } = await app.open('#tour', { beforeLoad: (p) => routeBundle(p) });
+  await waitModelReady(page);
   const tour = page.getByTestId('tour');
   await stepDone(page, 0);
   // Step 1: the map, with the bundle's measured numbers.
   assert.match(await page.getByTestId('tour-measured').innerText(), /\d/);
   assert.ok((await page.getByTestId('role-point').count()) > 0);
   assert.deepEqual(await seriousViolations(page), [], 'axe on the tour');
-  await app.screenshot(page, 'tour-1-map');
+  await assertClear(page, 'map-h');
+  await app.screenshot(page, 'tour-1-map', { fullPage: false });
+  await setSetting(page, 'setting-max-tokens', 8);
 
   // Step 2: the therapy preset's first turns run; each reply lands on the drift chart.
   await page.getByTestId('tour-next').click();
@@ -42,7 +89,8 @@ test('#tour runs its three steps on the model, then is remembered', async () => 
   assert.equal(await page.locator('[data-testid="drift-point"][data-branch="default"]').count(), 3);
   assert.equal(await page.locator('[data-testid="assistant-message"][data-branch="capped"]').count(), 0);
   assert.match(await page.getByTestId('tour-progress').innerText(), /^Done: 3 turns/);
-  await app.screenshot(page, 'tour-2-drift');
+  await assertClear(page, 'drift-h');
+  await app.screenshot(page, 'tour-2-drift', { fullPage: false });
 
   // Step 3: the same turns again, Default and Capped side by side.
   await page.getByTestId('tour-next').click();
@@ -52,7 +100,18 @@ test('#tour runs its three steps on the model, then is remembered', async () => 
     assert.equal(await page.locator(sel).count(), 3, `${branch} drift points`);
   }
   assert.match(await page.getByTestId('cap-label').innerText(), /75/);
-  await app.screenshot(page, 'tour-3-cap');
+  await assertClear(page, 'cap-h');
+  await app.screenshot(page, 'tour-3-cap', { fullPage: false });
+  // On a wide screen the panel stands beside the page: no card is under it.
+  await page.setViewportSize({ width: 1440, height: 900 });
+  await page.evaluate(() => document.getElementById('cap-h').scrollIntoView({ block: 'start' }));
+  await assertClear(page, 'cap-h');
+  const under = await page.evaluate(() => {
+    const p = document.querySelector('[data-testid="tour"]').getBoundingClientRect();
+    return [...document.querySelectorAll('.card')].filter((c) => c.getBoundingClientRect().right > p.left).length;
+  });
+  assert.equal(under, 0, 'cards reach under the tour panel on a wide screen');
+  await app.screenshot(page, 'tour-3-cap-wide', { fullPage: false });
 
   // Finishing restores the visitor's settings and is remembered: no offer on the next visit.
   await page.getByTestId('tour-finish').click();
