@@ -194,6 +194,11 @@ pub fn fmt(v: f32) -> String {
     }
 }
 
+/// A cosine-like figure's interval as the captions give it: "(0.42 to 0.87)".
+pub fn interval(i: &crate::science::Interval) -> String {
+    format!("({:.2} to {:.2})", i.lo, i.hi)
+}
+
 /// `"x1,y1 x2,y2 ..."` for an SVG polyline.
 pub fn polyline(points: &[(f32, f32)]) -> String {
     points
@@ -211,6 +216,16 @@ pub fn megabytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_read_as_a_range() {
+        let i = crate::science::Interval {
+            value: 0.756,
+            lo: 0.4149,
+            hi: 0.8714,
+        };
+        assert_eq!(interval(&i), "(0.41 to 0.87)");
+    }
 
     #[test]
     fn zoom_windows_stay_inside_the_extent() {

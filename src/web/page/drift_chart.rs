@@ -29,7 +29,7 @@ struct Pt {
 }
 
 /// The card's "what am I looking at?" note.
-const DRIFT_NOTE: &str = "One point per reply: the reply's mean activation at the analysis layer, projected on the Assistant Axis. The dashed line is the default Assistant's level and the band its typical replies; 0 is the average role. A point sinking toward 0 over the turns is the conversation pulling the model out of its Assistant persona.";
+const DRIFT_NOTE: &str = "One point per reply: the reply's mean activation at the analysis layer, projected on the Assistant Axis. The dashed line is the default Assistant's level and the band its typical replies; 0 is the average role. A point sinking toward 0 over the turns is the conversation pulling the model out of its Assistant persona. Each point's whisker is one reply's spread: how far single replies of one role stray from that role's mean (a standard deviation over the bundle's replies). A single point is that uncertain; a trend over several turns says more.";
 
 #[component]
 pub fn DriftChart() -> impl IntoView {
@@ -56,10 +56,12 @@ pub fn DriftChart() -> impl IntoView {
     let chart = move || {
         let bundle = app.bundle.get()?;
         let pts = points.get();
+        // One reply's projection is this uncertain: each point carries it as a whisker.
+        let sd = bundle.reply_sd.unwrap_or(0.0);
         let n_turns = app.turns.with(|t| t.len()).max(4);
         let x = Scale::new((0.5, n_turns as f32 + 0.5), (LEFT, W - RIGHT));
         let (lo, hi) = extent(
-            pts.iter().map(|p| p.p).chain([
+            pts.iter().flat_map(|p| [p.p - sd, p.p + sd]).chain([
                 0.0,
                 bundle.default_projection,
                 bundle.default_band[0],
@@ -91,12 +93,14 @@ pub fn DriftChart() -> impl IntoView {
                 let target = format!("turn-{}-{}", pt.turn, pt.branch.name());
                 let target2 = target.clone();
                 let label = format!(
-                    "Turn {}, {}: axis {}",
+                    "Turn {}, {}: axis {}{}",
                     pt.turn + 1,
                     pt.branch.name(),
-                    fmt(pt.p)
+                    fmt(pt.p),
+                    spread_text(sd)
                 );
                 view! {
+                    <line class=format!("spread {}", pt.branch.name()) x1=cx x2=cx y1=y.map(pt.p + sd) y2=y.map(pt.p - sd)></line>
                     <circle
                         class=format!("pt {}", pt.branch.name())
                         class:hovered=move || app.hover.get() == Some(key)
@@ -178,13 +182,17 @@ pub fn DriftChart() -> impl IntoView {
                 .find(|p| p.turn == turn && p.branch == branch)
                 .cloned()
         })?;
+        let spread = app
+            .bundle
+            .with(|b| b.as_ref().and_then(|b| b.reply_sd))
+            .map_or(String::new(), spread_text);
         let mut text: String = pt.text.chars().take(280).collect();
         if pt.text.chars().count() > 280 {
             text.push('…');
         }
         Some(view! {
             <p class="tooltip" data-testid="drift-tooltip">
-                <strong>{format!("Turn {} ({}), axis {}: ", turn + 1, branch.name(), fmt(pt.p))}</strong>
+                <strong>{format!("Turn {} ({}), axis {}{spread}: ", turn + 1, branch.name(), fmt(pt.p))}</strong>
                 {text}
             </p>
         })
@@ -230,5 +238,14 @@ fn DriftTable(points: Memo<Vec<Pt>>) -> impl IntoView {
                 </tbody>
             </table>
         </details>
+    }
+}
+
+/// " ± 10.4 (one reply's spread)"; nothing when the bundle has no spread.
+fn spread_text(sd: f32) -> String {
+    if sd > 0.0 {
+        format!(" ± {} (one reply's spread)", fmt(sd))
+    } else {
+        String::new()
     }
 }

@@ -4,7 +4,7 @@
 //! worker only through `web::protocol`.
 //!
 //! Components are named for what the visitor sees: [`model_loader`], [`chat`],
-//! [`gen_settings`], [`drift_chart`], [`persona_map`], [`cap_controls`], [`downloads`],
+//! [`gen_settings`], [`drift_chart`], [`persona_map`] (with its [`layer_chart`]), [`cap_controls`], [`downloads`],
 //! [`embed`], [`status`], [`tour`]; [`state`] mirrors the reducer into signals, [`client`] talks to the
 //! worker, [`bench`] is the `?bench` page.
 
@@ -28,6 +28,8 @@ pub mod drift_chart;
 pub mod embed;
 #[cfg(target_arch = "wasm32")]
 pub mod gen_settings;
+#[cfg(target_arch = "wasm32")]
+pub mod layer_chart;
 #[cfg(target_arch = "wasm32")]
 pub mod model_loader;
 #[cfg(target_arch = "wasm32")]

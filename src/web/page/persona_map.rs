@@ -7,11 +7,15 @@
 
 use leptos::prelude::*;
 
-use super::chart::{Scale, Zoom, extent, fmt, polyline, projection_colour, tick_labels, ticks};
+use super::chart::{
+    Scale, Zoom, extent, fmt, interval, polyline, projection_colour, tick_labels, ticks,
+};
 use super::embed::EmbedButton;
+use super::layer_chart::LayerChart;
 use super::reducer::BuildProgress;
 use super::state::{Embed, use_app};
 use super::tour::WhatIsThis;
+use crate::science::Interval;
 use crate::web::catalog::BuildPlan;
 use crate::web::dom;
 use crate::web::protocol::{Branch, BuildSize, BundleView, RolePoint};
@@ -45,11 +49,31 @@ pub fn PersonaMap() -> impl IntoView {
             })
         })
     });
+    // The bundle at the shown layer. The conversation and the visitor's roles are measured at
+    // the analysis layer only: elsewhere they are not drawn (the caption says so).
+    let shown = Memo::new(move |_| {
+        let b = app.bundle.get()?;
+        match app.map_layer.get() {
+            Some(l) if l != b.analysis_layer => b.at_layer(l),
+            _ => Some(b),
+        }
+    });
+    let on_chosen = move || {
+        app.map_layer.get().is_none_or(|l| {
+            app.bundle
+                .with(|b| b.as_ref().is_some_and(|b| b.analysis_layer == l))
+        })
+    };
     let map = move || {
-        let bundle = app.bundle.get()?;
+        let bundle = shown.get()?;
         let (px, py) = app.map_pcs.get();
         let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
-        let trails = trail.get();
+        let here = on_chosen();
+        let trails = if here {
+            trail.get()
+        } else {
+            Default::default()
+        };
         let xs = bundle
             .roles
             .iter()
@@ -60,7 +84,11 @@ pub fn PersonaMap() -> impl IntoView {
             .iter()
             .map(|r| at(&r.pcs, py))
             .chain([at(&bundle.default_pcs, py)]);
-        let customs = app.custom_roles.get();
+        let customs = if here {
+            app.custom_roles.get()
+        } else {
+            Vec::new()
+        };
         let tx = trails
             .iter()
             .flatten()
@@ -97,10 +125,11 @@ pub fn PersonaMap() -> impl IntoView {
             .map(|(i, r)| {
                 let (cx, cy) = (x.map(at(&r.pcs, px)), y.map(at(&r.pcs, py)));
                 let label = format!(
-                    "{} ({}), axis {}",
+                    "{} ({}), axis {}{}",
                     r.name.replace('_', " "),
                     r.category,
-                    fmt(r.projection)
+                    fmt(r.projection),
+                    spread_text(r.spread)
                 );
                 let toggle = move || {
                     pinned.update(|p| match p.iter().position(|&j| j == i) {
@@ -193,6 +222,7 @@ pub fn PersonaMap() -> impl IntoView {
                 )
             })
             .collect();
+        let spreads: Vec<Option<f32>> = bundle.roles.iter().map(|r| r.spread).collect();
         let (tag_placed, tag_roles) = (placed.clone(), bundle.roles.clone());
         let tags = move || {
             role_tags(
@@ -205,12 +235,14 @@ pub fn PersonaMap() -> impl IntoView {
             )
         };
         let label = move || {
-            let (name, lx, ly, p) = placed.get(hover.get()?)?.clone();
+            let i = hover.get()?;
+            let (name, lx, ly, p) = placed.get(i)?.clone();
+            let spread = spread_text(spreads[i]);
             let anchor = if lx > W * 0.7 { "end" } else { "start" };
             let shift = if anchor == "end" { -9.0 } else { 9.0 };
             Some(view! {
                 <text class="role-label" data-testid="role-label" x=lx + shift y=ly - 8.0 text-anchor=anchor>
-                    {format!("{name} · axis {}", fmt(p))}
+                    {format!("{name} · axis {}{spread}", fmt(p))}
                 </text>
             })
         };
@@ -313,7 +345,7 @@ pub fn PersonaMap() -> impl IntoView {
             {move || match (app.bundle.with(|b| b.is_some()), app.bundle_error.get()) {
                 (false, Some(e)) => view! { <p class="error" data-testid="bundle-error">{format!("No persona bundle, so no map: {e}")}</p> }.into_any(),
                 (false, None) => view! { <p class="muted">"Loading the persona bundle …"</p> }.into_any(),
-                (true, _) => view! { <div class="chart-box">{chart}</div> <MapFinder search=search pinned=pinned zoom=zoom/> <MapTable/> <MapControls/> }.into_any(),
+                (true, _) => view! { <div class="chart-box">{chart}</div> <MapFinder search=search pinned=pinned zoom=zoom/> <MapTable shown=shown/> <MapControls shown=shown/> <LayerChart/> }.into_any(),
             }}
             {builders}
         </section>
@@ -370,8 +402,31 @@ fn MapBuilder(open: bool) -> impl IntoView {
 }
 
 #[component]
-fn MapControls() -> impl IntoView {
+fn MapControls(shown: Memo<Option<BundleView>>) -> impl IntoView {
     let app = use_app();
+    let n_layers = move || {
+        app.bundle
+            .with(|b| b.as_ref().map_or(0, |b| b.layers.len()))
+    };
+    let layer = move || {
+        app.map_layer
+            .get()
+            .or_else(|| app.bundle.with(|b| b.as_ref().map(|b| b.analysis_layer)))
+    };
+    let layer_label = move || {
+        app.bundle.with(|b| {
+            let b = b.as_ref()?;
+            let l = layer()?;
+            Some(if l == b.analysis_layer {
+                format!(
+                    "{l} of {} (chosen on held-out questions; the conversation is measured here)",
+                    b.n_layers
+                )
+            } else {
+                format!("{l} of {} (chosen: {})", b.n_layers, b.analysis_layer)
+            })
+        })
+    };
     let k = move || {
         app.bundle
             .with(|b| b.as_ref().map_or(0, |b| b.explained_variance_ratio.len()))
@@ -381,8 +436,32 @@ fn MapControls() -> impl IntoView {
             .map(|i| view! { <option value=i.to_string()>{format!("PC{}", i + 1)}</option> })
             .collect_view()
     };
-    let stats = move || app.bundle.get().map(|b| stats_text(&b));
+    let stats = move || {
+        let b = app.bundle.get()?;
+        let l = layer()?;
+        Some(if l == b.analysis_layer {
+            stats_text(&b)
+        } else {
+            let s = shown.get()?;
+            format!(
+                "Layer {l}: {} Roles and the Assistant as the model holds them at this depth; the conversation, your roles and the intervals are measured at layer {} only.",
+                layer_figures(&s),
+                b.analysis_layer
+            )
+        })
+    };
     view! {
+        <div class="row map-controls">
+            <label>
+                "Layer: "
+                <input type="range" data-testid="map-layer" min="0" max=move || n_layers().saturating_sub(1).to_string()
+                    prop:value=move || layer().unwrap_or(0).to_string()
+                    on:input=move |ev| app.map_layer.set(event_target_value(&ev).parse().ok())/>
+            </label>
+            <span class="small" data-testid="map-layer-label">{layer_label}</span>
+            <button type="button" data-testid="map-layer-reset" hidden=move || app.map_layer.get().is_none()
+                on:click=move |_| app.map_layer.set(None)>"Back to the chosen layer"</button>
+        </div>
         <div class="row map-controls">
             <label>
                 "x: "
@@ -471,11 +550,11 @@ fn MapFinder(
 
 /// The roles as a table: name, category, the two PCs shown, projection on the axis.
 #[component]
-fn MapTable() -> impl IntoView {
+fn MapTable(shown: Memo<Option<BundleView>>) -> impl IntoView {
     let app = use_app();
     let rows = move || {
         let (px, py) = app.map_pcs.get();
-        app.bundle.with(|b| {
+        shown.with(|b| {
             b.as_ref().map_or(Vec::new(), |b| {
                 let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
                 b.roles
@@ -626,29 +705,91 @@ fn short(sha: &str) -> String {
     }
 }
 
+/// The map's caption at the analysis layer: every figure with its interval where the bundle
+/// has them (docs/method.md, "Intervals").
 fn stats_text(b: &BundleView) -> String {
-    let evr: Vec<String> = b
-        .explained_variance_ratio
-        .iter()
-        .enumerate()
-        .take(3)
-        .map(|(i, v)| format!("PC{} {:.0}%", i + 1, v * 100.0))
-        .collect();
-    let cos = b
-        .cos_pc_axis
-        .first()
-        .map_or("–".to_string(), |c| format!("{c:.2}"));
+    let iv = |i: &Interval| format!(" {}", interval(i));
+    let ivs = b.intervals.as_ref();
+    let cos = b.cos_pc_axis.first().map_or("–".to_string(), |c| fmt2(*c));
+    let cos_iv = ivs.map_or(String::new(), |i| iv(&i.cos_pc1_axis));
+    let level = ivs.map_or(String::new(), |i| {
+        format!(" · intervals: {:.0}%", i.level * 100.0)
+    });
+    let rank = ivs.map_or(String::new(), |i| {
+        let r = i.default_pc1_rank;
+        format!(
+            " · the Assistant {} of {} on PC1 ({} to {})",
+            ordinal(r.value),
+            b.roles.len() + 1,
+            ordinal(r.lo),
+            ordinal(r.hi)
+        )
+    });
     let split = b.split_half_cos.map_or(String::new(), |c| {
-        format!(" · split-half stability of the axis {c:.2}")
+        let i = ivs.map_or(String::new(), |i| iv(&i.split_half_cos));
+        format!(" · split-half stability of the axis {}{i}", fmt2(c))
+    });
+    let held = ivs.map_or(String::new(), |i| {
+        format!(
+            " · held-out cos(PC1, axis) {}{}",
+            fmt2(i.held_out_cos.value),
+            iv(&i.held_out_cos)
+        )
     });
     format!(
-        "cos(PC1, axis) = {cos} · variance explained: {} · {} roles, {} rollouts, layer {} of {}{split}",
-        evr.join(", "),
+        "cos(PC1, axis) = {cos}{cos_iv}{held}{rank}{split} · variance explained: {} · {} roles, {} rollouts, layer {} of {}{level}",
+        variance(b),
         b.roles.len(),
         b.n_rollouts,
         b.analysis_layer,
         b.n_layers
     )
+}
+
+/// The caption's figures at another layer (no intervals: they are computed at the analysis
+/// layer only).
+fn layer_figures(b: &BundleView) -> String {
+    let cos = b.cos_pc_axis.first().map_or("–".to_string(), |c| fmt2(*c));
+    let split = b.split_half_cos.map_or(String::new(), |c| {
+        format!(" · split-half stability of the axis {}", fmt2(c))
+    });
+    format!(
+        "cos(PC1, axis) = {cos}{split} · variance explained: {}.",
+        variance(b)
+    )
+}
+
+/// "PC1 31%, PC2 25%, PC3 7%".
+fn variance(b: &BundleView) -> String {
+    b.explained_variance_ratio
+        .iter()
+        .enumerate()
+        .take(3)
+        .map(|(i, v)| format!("PC{} {:.0}%", i + 1, v * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fmt2(v: f32) -> String {
+    format!("{v:.2}")
+}
+
+/// 1 -> "1st", 22 -> "22nd", 13 -> "13th".
+fn ordinal(v: f32) -> String {
+    let n = v.round() as i64;
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// " ± 4.10 (one reply)": how far a single reply of the role strays from its point.
+fn spread_text(spread: Option<f32>) -> String {
+    spread.map_or(String::new(), |s| format!(" ± {} (one reply)", fmt(s)))
 }
 
 /// A five-pointed star centred on (x, y) with outer radius `r`, as an SVG path.

@@ -145,6 +145,8 @@ pub struct AppState {
     pub steer: RwSignal<f32>,
     pub token_view: RwSignal<bool>,
     pub map_pcs: RwSignal<(usize, usize)>,
+    /// The map's layer; `None`: the bundle's analysis layer, where the conversation is measured.
+    pub map_layer: RwSignal<Option<usize>>,
     /// Turns (user turn, branch) under the pointer on a chart.
     pub hover: RwSignal<Option<(usize, Branch)>>,
     pub share_link: RwSignal<Option<String>>,
@@ -205,6 +207,7 @@ impl AppState {
             steer: RwSignal::new(0.0),
             token_view: RwSignal::new(false),
             map_pcs: RwSignal::new((0, 1)),
+            map_layer: RwSignal::new(None),
             hover: RwSignal::new(None),
             share_link: RwSignal::new(None),
             tour_step: RwSignal::new(None),
@@ -359,6 +362,7 @@ impl AppState {
             self.map_pcs.update(|pcs| *pcs = fit_pcs(*pcs, k));
             self.cap_band
                 .update(|band| *band = fit_band(*band, bundle.n_layers));
+            self.map_layer.set(None);
         }
         let now = dom::now_ms();
         self.update(|p| p.apply(event, now, || self.settings()));

@@ -8,7 +8,7 @@
 
 use leptos::prelude::*;
 
-use super::chart::fmt;
+use super::chart::{fmt, interval};
 use super::state::{AppState, use_app};
 use crate::web::catalog;
 use crate::web::dom;
@@ -314,12 +314,20 @@ fn measured(app: AppState, step: usize) -> String {
                 .explained_variance_ratio
                 .first()
                 .map_or("–".into(), |v| format!("{:.0}%", v * 100.0));
-            let cos = b
-                .cos_pc_axis
-                .first()
-                .map_or("–".into(), |c| format!("{c:.2}"));
+            let ivs = b.intervals.as_ref();
+            let cos = b.cos_pc_axis.first().map_or("–".into(), |c| {
+                let i = ivs.map_or(String::new(), |i| {
+                    format!(
+                        " {}, {:.0}% interval over the questions",
+                        interval(&i.cos_pc1_axis),
+                        i.level * 100.0
+                    )
+                });
+                format!("{c:.2}{i}")
+            });
             let split = b.split_half_cos.map_or(String::new(), |c| {
-                format!("; axes built from two halves of the questions agree at cos {c:.2}, which says how steady the axis is")
+                let i = ivs.map_or(String::new(), |i| format!(" {}", interval(&i.split_half_cos)));
+                format!("; axes built from two halves of the questions agree at cos {c:.2}{i}, which says how steady the axis is")
             });
             let name = app.model.with(|m| {
                 m.as_ref()
@@ -336,13 +344,15 @@ fn measured(app: AppState, step: usize) -> String {
             let d = points(Branch::Default);
             match (d.first(), d.last()) {
                 (Some(first), Some(last)) if d.len() > 1 => format!(
-                    "This run: turn 1 at {}, turn {} at {} (the default Assistant sits at {}, its typical replies between {} and {}). One reply moves by several units from seed to seed on this model, so a few turns show a direction, not a measured slope.",
+                    "This run: turn 1 at {}, turn {} at {} (the default Assistant sits at {}, its typical replies between {} and {}). One reply's projection is uncertain by {} on this model (the whiskers), so a few turns show a direction, not a measured slope.",
                     fmt(*first),
                     d.len(),
                     fmt(*last),
                     fmt(b.default_projection),
                     fmt(b.default_band[0]),
-                    fmt(b.default_band[1])
+                    fmt(b.default_band[1]),
+                    b.reply_sd
+                        .map_or("several units".into(), |s| format!("± {}", fmt(s)))
                 ),
                 _ => format!(
                     "The default Assistant sits at {} on the axis, its typical replies between {} and {}; the points appear as the replies end.",
