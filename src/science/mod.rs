@@ -17,6 +17,7 @@
 //! | drift: per assistant turn, projection of the turn's mean | [`drift_curve`]; per token: [`token_projections`] |
 //! | capping `h <- h + u_l max(tau_l - h.u_l, 0)` over a band | [`capping_edits`] (floor), [`clamp_edits`] (floor/ceiling) |
 //! | steering `h <- h + alpha n_L u` | [`steering_edits`] |
+//! | the axis for llama.cpp: `direction.L = n_L u_L` in a control-vector GGUF | [`control_vector`] |
 //! | the edits' arithmetic | [`EditKind::apply`] |
 //! | cos(PC1, axis), explained variance, default's place, split-half stability | [`FidelityReport::compute`] |
 //! | the analysis layer chosen on held-out questions; intervals | [`heldout`] |
@@ -28,6 +29,7 @@
 //! Percentiles use numpy's default linear interpolation ([`stats::percentiles`]).
 
 pub mod bundle;
+pub mod control_vector;
 pub mod data;
 pub mod drift;
 pub mod heldout;

@@ -656,3 +656,38 @@ fn the_map_at_another_layer_is_that_layers_pca() {
     assert_eq!(at.default_projection, bundle.vectors.default_projection(l));
     assert_ne!(at.default_pcs, view.default_pcs);
 }
+
+#[test]
+fn the_axis_exported_for_llama_cpp_is_one_mean_token_norm_along_it_at_every_layer() {
+    let blob = std::fs::read(root().join("bundles/smollm2-135m-instruct.axb")).unwrap();
+    let bundle = Bundle::from_blob(&blob).unwrap();
+    let mut host = Host::new();
+    assert!(
+        host.control_vector().is_err(),
+        "no bundle, no control vector"
+    );
+    host.set_bundle(bundle.clone());
+    let bytes = host.control_vector().unwrap();
+    let f = axiscope::engine::GgufFile::from_bytes(bytes).unwrap();
+    let pv = &bundle.vectors;
+    assert_eq!(
+        f.get_u64("controlvector.layer_count").unwrap() as usize,
+        pv.n_layers - 1
+    );
+    for l in 1..pv.n_layers {
+        let t = f.tensor(&format!("direction.{l}")).unwrap();
+        let got: Vec<f32> = f
+            .tensor_bytes(t)
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let norm = got.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let n = pv.mean_token_norm[l] as f64;
+        assert!(
+            (norm - n).abs() < 1e-4 * n,
+            "layer {l}: |direction| {norm}, n_L {n}"
+        );
+        let cos = axiscope::science::stats::cosine(&got, pv.unit_at(l));
+        assert!(cos > 0.99999, "layer {l}: cos with the axis {cos}");
+    }
+}

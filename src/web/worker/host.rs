@@ -396,27 +396,15 @@ impl Host {
         Ok(serde_json::to_string_pretty(&doc).expect("json values serialise"))
     }
 
-    /// A llama.cpp control vector: `direction.L = n_L * u_L` (one mean token norm toward the
-    /// Assistant) for every layer; llama.cpp scales it (`--control-vector-scaled`) and picks
-    /// layers (`--control-vector-layer-range`).
+    /// The axis as a llama.cpp control vector (docs/method.md, "Steering").
     pub fn control_vector(&self) -> Result<Vec<u8>, HostError> {
         let b = self.bundle.as_ref().ok_or("no persona bundle is loaded")?;
-        let pv = &b.vectors;
-        let layers: Vec<(usize, Vec<f32>)> = (0..pv.n_layers)
-            .map(|l| {
-                (
-                    l,
-                    pv.unit_at(l)
-                        .iter()
-                        .map(|u| u * pv.mean_token_norm[l])
-                        .collect(),
-                )
-            })
-            .collect();
         let hint = self.model.as_ref().map_or("llama".to_string(), |m| {
             format!("{:?}", m.config.architecture).to_lowercase()
         });
-        Ok(crate::web::export::control_vector_gguf(&hint, &layers))
+        Ok(crate::science::control_vector::axis_control_vector(
+            &b.vectors, &hint,
+        ))
     }
 
     /// Where residuals are read: the bundle's analysis layer, or the middle layer without one.
