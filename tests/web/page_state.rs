@@ -67,21 +67,27 @@ fn apply(p: &mut Page, e: Event) {
     p.apply(e, 0.0, settings);
 }
 
-/// A page with the default model loaded and no effects pending.
-fn ready() -> Page {
-    let mut p = page();
-    apply(&mut p, Event::Ready { cache: true });
+/// Loads the default model and has the worker answer that it is in; returns what the page
+/// did in answer.
+fn load_default(p: &mut Page) -> Vec<Effect> {
     p.load_default_model();
     let id = id_of(sent(&p.take_effects())[0]);
     apply(
-        &mut p,
+        p,
         Event::ModelLoaded {
             id,
             model: model_view(),
         },
     );
-    apply(&mut p, Event::Done { id });
-    p.take_effects();
+    apply(p, Event::Done { id });
+    p.take_effects()
+}
+
+/// A page with the default model loaded and no effects pending.
+fn ready() -> Page {
+    let mut p = page();
+    apply(&mut p, Event::Ready { cache: true });
+    load_default(&mut p);
     p
 }
 
@@ -358,16 +364,7 @@ fn shared_turns_wait_for_a_model_and_are_measured_once_it_is_in() {
     assert!(p.turns[0].reply(Branch::Capped).present);
     assert!(p.take_effects().is_empty(), "no model yet: nothing to send");
 
-    p.load_default_model();
-    let id = id_of(sent(&p.take_effects())[0]);
-    apply(
-        &mut p,
-        Event::ModelLoaded {
-            id,
-            model: model_view(),
-        },
-    );
-    let effects = p.take_effects();
+    let effects = load_default(&mut p);
     assert!(effects.contains(&Effect::Mark("axiscope:model-ready")));
     assert!(
         matches!(sent(&effects)[0], Request::Restore { turns: t, .. } if *t == turns),

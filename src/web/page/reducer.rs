@@ -5,6 +5,9 @@
 //!
 //! What the visitor sets with controls (sampling, system prompt, capping, the shown PCs) stays
 //! in signals only: commands that need it take it as [`TurnSettings`].
+//!
+//! Over 600 lines: one state machine. Every command and every event reads and writes the
+//! same jobs, turns and offsets; split, each half would need the other's private fields.
 
 use super::chart::megabytes;
 use crate::web::catalog::Preset;
