@@ -901,10 +901,16 @@ fn the_cli_the_page_and_the_reproduce_script_share_one_capping_default() {
     let script: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(script["capping"], want);
     assert_eq!(script["layer"], report["layer"]);
-    // The page (wasm-only code, so read its source): the initial band and the band for a
-    // model of another depth come from the same function, no literal band left.
+    // The page: a bundle of any depth gets the default band where the shown one does not fit
+    // (its state machine is native), and the initial band (wasm-only, so read its source)
+    // comes from the same function, no literal band left.
+    use axiscope::web::page::reducer::fit_band;
+    for n in [30, 40] {
+        let b = axiscope::science::default_cap_band(n);
+        assert_eq!(fit_band((25, 45), n), (b.start, b.end), "{n} layers");
+    }
     let state = std::fs::read_to_string(root().join("src/web/page/state.rs")).unwrap();
-    assert_eq!(state.matches("science::default_cap_band(").count(), 2);
+    assert_eq!(state.matches("science::default_cap_band(").count(), 1);
     assert!(
         !state.contains("cap_band: RwSignal::new(("),
         "a literal initial band"
