@@ -568,10 +568,8 @@ fn controls_shown_for_one_bundle_are_fitted_to_the_next() {
     assert!(fallback.0 < fallback.1 && fallback.1 <= 30);
     assert_eq!(fit_band((5, 5), 30), fallback, "an empty band is replaced");
     assert_eq!(fit_pcs((2, 3), 5), (2, 3));
-    assert_eq!(fit_pcs((2, 5), 5), (0, 1));
-    assert_eq!(
-        fit_pcs((0, 1), 1),
-        (0, 0),
-        "a bundle with one PC shows it on both axes"
-    );
+    assert_eq!(fit_pcs((5, 1), 5), (5, 1), "the axis, past the PCs, stays");
+    assert_eq!(fit_pcs((2, 6), 5), (0, 1));
+    assert_eq!(fit_pcs((2, 3), 1), (0, 1), "one PC: it against the axis");
+    assert_eq!(fit_pcs((2, 3), 0), (0, 0), "no PC: the axis alone");
 }

@@ -194,6 +194,26 @@ pub fn fmt(v: f32) -> String {
     }
 }
 
+/// A point's place on one of the map's dimensions: PC `dim` of `pcs` for `dim < n_pcs`, else
+/// its projection on the Assistant Axis, the drift chart's measure (on that dimension a reply's
+/// trail point and its drift point agree).
+pub fn map_coord(pcs: &[f32], projection: f32, dim: usize, n_pcs: usize) -> f32 {
+    if dim >= n_pcs {
+        projection
+    } else {
+        pcs.get(dim).copied().unwrap_or(0.0)
+    }
+}
+
+/// A map dimension's name: "PC2", or "Assistant Axis" past the PCs.
+pub fn dim_name(dim: usize, n_pcs: usize) -> String {
+    if dim >= n_pcs {
+        "Assistant Axis".into()
+    } else {
+        format!("PC{}", dim + 1)
+    }
+}
+
 /// A cosine-like figure's interval as the captions give it: "(0.42 to 0.87)".
 pub fn interval(i: &crate::science::Interval) -> String {
     format!("({:.2} to {:.2})", i.lo, i.hi)
@@ -216,6 +236,22 @@ pub fn megabytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_map_reads_pcs_then_the_axis() {
+        let pcs = [1.0, -2.0, 3.0];
+        assert_eq!(map_coord(&pcs, 9.5, 1, 3), -2.0);
+        assert_eq!(map_coord(&pcs, 9.5, 3, 3), 9.5);
+        assert_eq!(
+            map_coord(&[], 9.5, 0, 3),
+            0.0,
+            "a point without PCs sits at 0"
+        );
+        assert_eq!(
+            (dim_name(0, 3), dim_name(3, 3)),
+            ("PC1".into(), "Assistant Axis".into())
+        );
+    }
 
     #[test]
     fn intervals_read_as_a_range() {

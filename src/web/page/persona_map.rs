@@ -8,7 +8,8 @@
 use leptos::prelude::*;
 
 use super::chart::{
-    Scale, Zoom, extent, fmt, interval, polyline, projection_colour, tick_labels, ticks,
+    Scale, Zoom, dim_name, extent, fmt, interval, map_coord, polyline, projection_colour,
+    tick_labels, ticks,
 };
 use super::embed::EmbedButton;
 use super::layer_chart::LayerChart;
@@ -28,7 +29,7 @@ const PAD: f32 = 40.0;
 const LEFT: f32 = 58.0;
 
 /// The card's "what am I looking at?" note.
-const MAP_NOTE: &str = "Persona space: every role the model was asked to play (from tutor to ghost), placed by the principal components of the model's activations while it answered in that role. Colour is the role's projection on the Assistant Axis (blue: toward the default Assistant, the star; orange: away). Numbered circles are this conversation's replies, in order. Labels name the roles at the ends of each axis; search or click a role to label it; zoom with the buttons or the + and - keys.";
+const MAP_NOTE: &str = "Persona space: every role the model was asked to play (from tutor to ghost), placed by the principal components of the model's activations while it answered in that role. Colour is the role's projection on the Assistant Axis (blue: toward the default Assistant, the star; orange: away). Numbered circles are this conversation's replies, in order. PC1 and the axis are different directions (their cosine is in the caption), so a reply can sit on one side of the map and the other side of the drift chart; choose the Assistant Axis as a dimension to place everything on the drift chart's measure. Labels name the roles at the ends of each axis; search or click a role to label it; zoom with the buttons or the + and - keys.";
 
 #[component]
 pub fn PersonaMap() -> impl IntoView {
@@ -44,8 +45,13 @@ pub fn PersonaMap() -> impl IntoView {
             [Branch::Default, Branch::Capped].map(|b| {
                 turns
                     .iter()
-                    .filter_map(|t| t.reply(b).point.get().map(|p| (t.index, p.pcs)))
-                    .collect::<Vec<(usize, Vec<f32>)>>()
+                    .filter_map(|t| {
+                        t.reply(b)
+                            .point
+                            .get()
+                            .map(|p| (t.index, p.pcs, p.projection))
+                    })
+                    .collect::<Vec<(usize, Vec<f32>, f32)>>()
             })
         })
     });
@@ -67,7 +73,8 @@ pub fn PersonaMap() -> impl IntoView {
     let map = move || {
         let bundle = shown.get()?;
         let (px, py) = app.map_pcs.get();
-        let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
+        let n_pcs = bundle.explained_variance_ratio.len();
+        let at = |v: &[f32], p: f32, i: usize| map_coord(v, p, i, n_pcs);
         let here = on_chosen();
         let trails = if here {
             trail.get()
@@ -77,13 +84,13 @@ pub fn PersonaMap() -> impl IntoView {
         let xs = bundle
             .roles
             .iter()
-            .map(|r| at(&r.pcs, px))
-            .chain([at(&bundle.default_pcs, px)]);
+            .map(|r| at(&r.pcs, r.projection, px))
+            .chain([at(&bundle.default_pcs, bundle.default_projection, px)]);
         let ys = bundle
             .roles
             .iter()
-            .map(|r| at(&r.pcs, py))
-            .chain([at(&bundle.default_pcs, py)]);
+            .map(|r| at(&r.pcs, r.projection, py))
+            .chain([at(&bundle.default_pcs, bundle.default_projection, py)]);
         let customs = if here {
             app.custom_roles.get()
         } else {
@@ -92,13 +99,13 @@ pub fn PersonaMap() -> impl IntoView {
         let tx = trails
             .iter()
             .flatten()
-            .map(|(_, p)| at(p, px))
-            .chain(customs.iter().map(|r| at(&r.pcs, px)));
+            .map(|(_, v, p)| at(v, *p, px))
+            .chain(customs.iter().map(|r| at(&r.pcs, r.projection, px)));
         let ty = trails
             .iter()
             .flatten()
-            .map(|(_, p)| at(p, py))
-            .chain(customs.iter().map(|r| at(&r.pcs, py)));
+            .map(|(_, v, p)| at(v, *p, py))
+            .chain(customs.iter().map(|r| at(&r.pcs, r.projection, py)));
         let z = zoom.get();
         let (x0, x1) = z.window(extent(xs.chain(tx), 0.08), z.cx);
         let (y0, y1) = z.window(extent(ys.chain(ty), 0.08), z.cy);
@@ -110,20 +117,21 @@ pub fn PersonaMap() -> impl IntoView {
             .iter()
             .map(|r| r.projection.abs())
             .fold(bundle.default_projection.abs(), f32::max);
-        let evr = |i: usize| {
-            bundle
-                .explained_variance_ratio
-                .get(i)
-                .copied()
-                .unwrap_or(0.0)
-                * 100.0
+        // "PC1 (31% of the role variance)", or the axis (the drift chart's measure).
+        let dim_label = |i: usize, long: bool| match bundle.explained_variance_ratio.get(i) {
+            Some(v) if long => format!("PC{} ({:.0}% of the role variance)", i + 1, v * 100.0),
+            Some(v) => format!("PC{} ({:.0}%)", i + 1, v * 100.0),
+            None => "Assistant Axis (projection, as on the drift chart)".into(),
         };
         let roles = bundle
             .roles
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let (cx, cy) = (x.map(at(&r.pcs, px)), y.map(at(&r.pcs, py)));
+                let (cx, cy) = (
+                    x.map(at(&r.pcs, r.projection, px)),
+                    y.map(at(&r.pcs, r.projection, py)),
+                );
                 let label = format!(
                     "{} ({}), axis {}{}",
                     r.name.replace('_', " "),
@@ -148,6 +156,7 @@ pub fn PersonaMap() -> impl IntoView {
                         data-category=r.category.clone()
                         data-x=cx
                         data-y=cy
+                        data-projection=r.projection
                         d=marker(&r.category, cx, cy)
                         fill=projection_colour(r.projection, scale)
                         tabindex="0"
@@ -172,7 +181,10 @@ pub fn PersonaMap() -> impl IntoView {
         let custom_views = customs
             .into_iter()
             .map(|r| {
-                let (cx, cy) = (x.map(at(&r.pcs, px)), y.map(at(&r.pcs, py)));
+                let (cx, cy) = (
+                    x.map(at(&r.pcs, r.projection, px)),
+                    y.map(at(&r.pcs, r.projection, py)),
+                );
                 let d = format!("M{cx:.1},{:.1} L{:.1},{cy:.1} L{cx:.1},{:.1} L{:.1},{cy:.1} Z", cy - 8.0, cx + 8.0, cy + 8.0, cx - 8.0);
                 view! {
                     <g class="custom-role" data-testid="custom-role-point" data-role=r.name.clone() data-projection=r.projection.to_string()>
@@ -183,14 +195,14 @@ pub fn PersonaMap() -> impl IntoView {
             })
             .collect_view();
         let (dx, dy) = (
-            x.map(at(&bundle.default_pcs, px)),
-            y.map(at(&bundle.default_pcs, py)),
+            x.map(at(&bundle.default_pcs, bundle.default_projection, px)),
+            y.map(at(&bundle.default_pcs, bundle.default_projection, py)),
         );
         let trail_views = [Branch::Default, Branch::Capped]
             .into_iter()
             .map(|b| {
                 let pts: Vec<(usize, f32, f32)> =
-                    trails[b.index()].iter().map(|(t, p)| (*t, x.map(at(p, px)), y.map(at(p, py)))).collect();
+                    trails[b.index()].iter().map(|(t, v, p)| (*t, x.map(at(v, *p, px)), y.map(at(v, *p, py)))).collect();
                 let line = polyline(&pts.iter().map(|&(_, a, b)| (a, b)).collect::<Vec<_>>());
                 view! {
                     <g class=format!("trail {}", b.name())>
@@ -199,7 +211,7 @@ pub fn PersonaMap() -> impl IntoView {
                             .into_iter()
                             .map(|(t, cx, cy)| {
                                 view! {
-                                    <g data-testid="trail-point" data-branch=b.name() data-turn=t>
+                                    <g data-testid="trail-point" data-branch=b.name() data-turn=t data-x=cx data-y=cy>
                                         <circle cx=cx cy=cy r="8"></circle>
                                         <text x=cx y=cy + 3.5 text-anchor="middle">{(t + 1).to_string()}</text>
                                     </g>
@@ -216,8 +228,8 @@ pub fn PersonaMap() -> impl IntoView {
             .map(|r| {
                 (
                     r.name.replace('_', " "),
-                    x.map(at(&r.pcs, px)),
-                    y.map(at(&r.pcs, py)),
+                    x.map(at(&r.pcs, r.projection, px)),
+                    y.map(at(&r.pcs, r.projection, py)),
                     r.projection,
                 )
             })
@@ -251,11 +263,11 @@ pub fn PersonaMap() -> impl IntoView {
         Some(view! {
                 {x_ticks.iter().zip(tick_labels(&x_ticks)).map(|(&t, l)| view! { <text class="xtick" x=x.map(t) y=H - PAD + 16.0 text-anchor="middle">{l}</text> }).collect_view()}
                 {y_ticks.iter().zip(tick_labels(&y_ticks)).map(|(&t, l)| view! { <text class="xtick" x=LEFT - 6.0 y=y.map(t) + 4.0 text-anchor="end">{l}</text> }).collect_view()}
-                <line class="zero" x1=zero_x x2=zero_x y1="12" y2=H - PAD></line>
+                <line class="zero" data-testid="map-zero-x" x1=zero_x x2=zero_x y1="12" y2=H - PAD></line>
                 <line class="zero" x1=LEFT x2=W - 12.0 y1=zero_y y2=zero_y></line>
-                <text class="axis-label" x=(LEFT + W) / 2.0 y=H - 6.0 text-anchor="middle">{format!("PC{} ({:.0}% of the role variance)", px + 1, evr(px))}</text>
+                <text class="axis-label" x=(LEFT + W) / 2.0 y=H - 6.0 text-anchor="middle">{dim_label(px, true)}</text>
                 <text class="axis-label" x="12" y=(H - PAD) / 2.0 text-anchor="middle" transform=format!("rotate(-90 12 {})", (H - PAD) / 2.0)>
-                    {format!("PC{} ({:.0}%)", py + 1, evr(py))}
+                    {dim_label(py, false)}
                 </text>
                 <g clip-path="url(#map-plot)">
                     {roles}
@@ -275,11 +287,12 @@ pub fn PersonaMap() -> impl IntoView {
     let map_label = move || {
         app.bundle.with(|b| {
             let (px, py) = app.map_pcs.get();
+            let k = b.as_ref().map_or(0, |b| b.explained_variance_ratio.len());
             format!(
-                "Persona map: {} roles on PC{} and PC{}; arrow keys pan, + and - zoom, 0 resets",
+                "Persona map: {} roles on {} and {}; arrow keys pan, + and - zoom, 0 resets",
                 b.as_ref().map_or(0, |b| b.roles.len()),
-                px + 1,
-                py + 1
+                dim_name(px, k),
+                dim_name(py, k)
             )
         })
     };
@@ -431,9 +444,11 @@ fn MapControls(shown: Memo<Option<BundleView>>) -> impl IntoView {
         app.bundle
             .with(|b| b.as_ref().map_or(0, |b| b.explained_variance_ratio.len()))
     };
+    // The PCs, then the axis itself: along it the map and the drift chart say the same.
     let options = move || {
-        (0..k())
-            .map(|i| view! { <option value=i.to_string()>{format!("PC{}", i + 1)}</option> })
+        let k = k();
+        (0..=k)
+            .map(|i| view! { <option value=i.to_string()>{dim_name(i, k)}</option> })
             .collect_view()
     };
     let stats = move || {
@@ -556,7 +571,8 @@ fn MapTable(shown: Memo<Option<BundleView>>) -> impl IntoView {
         let (px, py) = app.map_pcs.get();
         shown.with(|b| {
             b.as_ref().map_or(Vec::new(), |b| {
-                let at = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
+                let k = b.explained_variance_ratio.len();
+                let at = |r: &RolePoint, i: usize| map_coord(&r.pcs, r.projection, i, k);
                 b.roles
                     .iter()
                     .map(|r| {
@@ -564,8 +580,8 @@ fn MapTable(shown: Memo<Option<BundleView>>) -> impl IntoView {
                             <tr>
                                 <th scope="row">{r.name.replace('_', " ")}</th>
                                 <td>{r.category.clone()}</td>
-                                <td>{fmt(at(&r.pcs, px))}</td>
-                                <td>{fmt(at(&r.pcs, py))}</td>
+                                <td>{fmt(at(r, px))}</td>
+                                <td>{fmt(at(r, py))}</td>
                                 <td>{fmt(r.projection)}</td>
                             </tr>
                         }
@@ -576,10 +592,13 @@ fn MapTable(shown: Memo<Option<BundleView>>) -> impl IntoView {
     };
     let head = move || {
         let (px, py) = app.map_pcs.get();
+        let k = app
+            .bundle
+            .with(|b| b.as_ref().map_or(0, |b| b.explained_variance_ratio.len()));
         view! {
             <tr>
                 <th scope="col">"Role"</th><th scope="col">"Category"</th>
-                <th scope="col">{format!("PC{}", px + 1)}</th><th scope="col">{format!("PC{}", py + 1)}</th>
+                <th scope="col">{dim_name(px, k)}</th><th scope="col">{dim_name(py, k)}</th>
                 <th scope="col">"Projection"</th>
             </tr>
         }

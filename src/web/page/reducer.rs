@@ -807,10 +807,11 @@ pub fn fit_band((start, end): (usize, usize), n_layers: usize) -> (usize, usize)
     }
 }
 
-/// The map's two shown PCs kept when a bundle with `k` PCs arrives, or the first two.
+/// The map's two shown dimensions kept when a bundle with `k` PCs arrives (`k` itself is the
+/// axis), or the first two (with one PC: it and the axis).
 pub fn fit_pcs((x, y): (usize, usize), k: usize) -> (usize, usize) {
-    if x >= k || y >= k {
-        (0, 1.min(k.saturating_sub(1)))
+    if x > k || y > k {
+        (0, 1.min(k))
     } else {
         (x, y)
     }

@@ -55,6 +55,22 @@ test('the default bundle: the map shows every role and the CLI report\'s numbers
   assert.equal(await page.getByTestId('trail-point').count(), 1);
   await app.screenshot(page, 'default-bundle');
 
+  // With the Assistant Axis as the map's x, roles line up by their projection and the reply's
+  // trail point sits on the side of 0 its drift point does.
+  await page.getByTestId('map-x').selectOption({ label: 'Assistant Axis' });
+  const placed = await page.evaluate(() => ({
+    roles: [...document.querySelectorAll('[data-testid="role-point"]')].map((e) => [Number(e.dataset.projection), Number(e.dataset.x)]),
+    zero: Number(document.querySelector('[data-testid="map-zero-x"]').getAttribute('x1')),
+    trail: Number(document.querySelector('[data-testid="trail-point"]').dataset.x),
+    drift: Number(document.querySelector('[data-testid="drift-point"]').dataset.projection),
+  }));
+  placed.roles.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < placed.roles.length; i++) {
+    assert.ok(placed.roles[i][1] >= placed.roles[i - 1][1], `x does not follow the projection: ${placed.roles[i - 1]} then ${placed.roles[i]}`);
+  }
+  assert.equal(Math.sign(placed.trail - placed.zero), Math.sign(placed.drift), JSON.stringify(placed));
+  await page.getByTestId('map-x').selectOption({ label: 'PC1' });
+
   // The layer control: the map redrawn at another depth, with that layer's figures; the
   // conversation (measured at the chosen layer) is not drawn there.
   assert.equal(await page.getByTestId('layer-hit').count(), f.n_layers);
