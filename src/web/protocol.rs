@@ -286,7 +286,7 @@ pub struct LayerView {
     pub held_out_cos: Option<f32>,
 }
 
-/// The bundle's intervals at the analysis layer (docs/method.md, "Intervals").
+/// The bundle's intervals at the analysis layer (docs/method.md, "Uncertainty").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BundleIntervals {
     /// Coverage, e.g. 0.9.

@@ -725,7 +725,7 @@ fn short(sha: &str) -> String {
 }
 
 /// The map's caption at the analysis layer: every figure with its interval where the bundle
-/// has them (docs/method.md, "Intervals").
+/// has them (docs/method.md, "Uncertainty").
 fn stats_text(b: &BundleView) -> String {
     let iv = |i: &Interval| format!(" {}", interval(i));
     let ivs = b.intervals.as_ref();
