@@ -316,6 +316,9 @@ impl Host {
         let b = self.bundle.as_ref()?;
         let pv = &b.vectors;
         let layer = b.analysis_layer;
+        let layers: Vec<LayerView> = (0..b.layer_pcas.len()).map(|l| layer_view(b, l)).collect();
+        // The map at the analysis layer is that layer's view, with the roles named.
+        let at = layers.get(layer)?.clone();
         let roles = pv
             .roles
             .iter()
@@ -323,8 +326,8 @@ impl Host {
             .map(|(r, name)| RolePoint {
                 name: name.clone(),
                 category: b.categories.get(r).cloned().unwrap_or_default(),
-                pcs: b.pca().row_scores(r).to_vec(),
-                projection: pv.role_projection(r, layer),
+                pcs: at.role_pcs[r].clone(),
+                projection: at.role_projections[r],
                 spread: b.stats.condition_sd(Some(r as u32), layer),
             })
             .collect();
@@ -336,8 +339,7 @@ impl Host {
             .filter(|(_, m)| m.role.is_none())
             .map(|(i, _)| b.stats.projection(i, layer))
             .collect();
-        let default_projection = pv.default_projection(layer);
-        let band = |q| percentile(&default_projections, q).unwrap_or(default_projection);
+        let band = |q| percentile(&default_projections, q).unwrap_or(at.default_projection);
         let fidelity = b.fidelity.as_ref();
         let held_out = fidelity
             .and_then(|f| f.held_out.as_ref())
@@ -348,12 +350,12 @@ impl Host {
             n_layers: b.model.n_layers,
             analysis_layer: layer,
             roles,
-            default_pcs: b.default_pc().to_vec(),
-            default_projection,
             default_band: [band(10.0), band(90.0)],
-            explained_variance_ratio: b.pca().explained_variance_ratio.clone(),
-            cos_pc_axis: cos_pc_axis(b, layer),
-            split_half_cos: fidelity.and_then(|f| f.split_half_cos()),
+            default_pcs: at.default_pcs,
+            default_projection: at.default_projection,
+            explained_variance_ratio: at.explained_variance_ratio,
+            cos_pc_axis: at.cos_pc_axis,
+            split_half_cos: at.split_half_cos,
             reply_sd: b.stats.reply_sd(layer),
             intervals: held_out.map(|h| BundleIntervals {
                 level: h.level,
@@ -365,7 +367,7 @@ impl Host {
             layer_rule: fidelity
                 .and_then(|f| f.layer_choice.as_ref())
                 .map(|c| c.rule.clone()),
-            layers: (0..b.layer_pcas.len()).map(|l| layer_view(b, l)).collect(),
+            layers,
             n_rollouts: b.stats.rollouts.len(),
             matches_model: self.bundle_matches(),
         })
@@ -442,14 +444,6 @@ impl Host {
     }
 }
 
-/// cos(PC_i, axis) for every kept PC of `layer`.
-fn cos_pc_axis(b: &Bundle, layer: usize) -> Vec<f32> {
-    let pca = &b.layer_pcas[layer];
-    (0..pca.n_components())
-        .map(|i| cosine(pca.component(i), b.vectors.unit_at(layer)) as f32)
-        .collect()
-}
-
 /// Persona space at `layer`, for the map's layer control.
 fn layer_view(b: &Bundle, layer: usize) -> LayerView {
     let pv = &b.vectors;
@@ -465,7 +459,9 @@ fn layer_view(b: &Bundle, layer: usize) -> LayerView {
         default_pcs: b.layer_default_pcs[layer].clone(),
         default_projection: pv.default_projection(layer),
         explained_variance_ratio: pca.explained_variance_ratio.clone(),
-        cos_pc_axis: cos_pc_axis(b, layer),
+        cos_pc_axis: (0..pca.n_components())
+            .map(|i| cosine(pca.component(i), pv.unit_at(layer)) as f32)
+            .collect(),
         split_half_cos: fidelity
             .and_then(|f| f.split_half.as_ref())
             .and_then(|s| s.cos_per_layer.get(layer).copied()),
