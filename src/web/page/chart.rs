@@ -214,6 +214,14 @@ pub fn dim_name(dim: usize, n_pcs: usize) -> String {
     }
 }
 
+/// " ± 10.4 (one reply's spread)": how far one reply strays from its role's mean (the drift
+/// chart's whiskers, a role's hover); nothing without a spread.
+pub fn spread_text(sd: Option<f32>) -> String {
+    sd.filter(|s| *s > 0.0).map_or(String::new(), |s| {
+        format!(" ± {} (one reply's spread)", fmt(s))
+    })
+}
+
 /// A cosine-like figure's interval as the captions give it: "(0.42 to 0.87)".
 pub fn interval(i: &crate::science::Interval) -> String {
     format!("({:.2} to {:.2})", i.lo, i.hi)
@@ -251,6 +259,13 @@ mod tests {
             (dim_name(0, 3), dim_name(3, 3)),
             ("PC1".into(), "Assistant Axis".into())
         );
+    }
+
+    #[test]
+    fn a_spread_reads_as_plus_minus() {
+        assert_eq!(spread_text(Some(4.123)), " ± 4.12 (one reply's spread)");
+        assert_eq!(spread_text(Some(0.0)), "");
+        assert_eq!(spread_text(None), "");
     }
 
     #[test]

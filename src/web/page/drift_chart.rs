@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use super::chart::{Scale, extent, fmt, polyline, tick_labels, ticks};
+use super::chart::{Scale, extent, fmt, polyline, spread_text, tick_labels, ticks};
 use super::embed::EmbedButton;
 use super::state::{Embed, use_app};
 use super::tour::WhatIsThis;
@@ -97,7 +97,7 @@ pub fn DriftChart() -> impl IntoView {
                     pt.turn + 1,
                     pt.branch.name(),
                     fmt(pt.p),
-                    spread_text(sd)
+                    spread_text(bundle.reply_sd)
                 );
                 view! {
                     <line class=format!("spread {}", pt.branch.name()) x1=cx x2=cx y1=y.map(pt.p + sd) y2=y.map(pt.p - sd)></line>
@@ -182,10 +182,7 @@ pub fn DriftChart() -> impl IntoView {
                 .find(|p| p.turn == turn && p.branch == branch)
                 .cloned()
         })?;
-        let spread = app
-            .bundle
-            .with(|b| b.as_ref().and_then(|b| b.reply_sd))
-            .map_or(String::new(), spread_text);
+        let spread = spread_text(app.bundle.with(|b| b.as_ref().and_then(|b| b.reply_sd)));
         let mut text: String = pt.text.chars().take(280).collect();
         if pt.text.chars().count() > 280 {
             text.push('…');
@@ -238,14 +235,5 @@ fn DriftTable(points: Memo<Vec<Pt>>) -> impl IntoView {
                 </tbody>
             </table>
         </details>
-    }
-}
-
-/// " ± 10.4 (one reply's spread)"; nothing when the bundle has no spread.
-fn spread_text(sd: f32) -> String {
-    if sd > 0.0 {
-        format!(" ± {} (one reply's spread)", fmt(sd))
-    } else {
-        String::new()
     }
 }

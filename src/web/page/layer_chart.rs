@@ -56,11 +56,7 @@ fn layer_text(b: &BundleView, l: usize) -> String {
 #[component]
 pub fn LayerChart() -> impl IntoView {
     let app = use_app();
-    let shown = move || {
-        app.map_layer
-            .get()
-            .or_else(|| app.bundle.with(|b| b.as_ref().map(|b| b.analysis_layer)))
-    };
+    let shown = move || app.shown_layer();
     let chart = move || {
         let b = app.bundle.get()?;
         let n = b.layers.len();
@@ -93,7 +89,7 @@ pub fn LayerChart() -> impl IntoView {
             .map(|l| {
                 let label = layer_text(&b, l);
                 let title = label.clone();
-                let pick = move || app.map_layer.set(Some(l));
+                let pick = move || app.show_layer(Some(l));
                 view! {
                     <rect
                         class="layer-hit"

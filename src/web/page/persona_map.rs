@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 use super::chart::{
     Scale, Zoom, dim_name, extent, fmt, interval, map_coord, polyline, projection_colour,
-    tick_labels, ticks,
+    spread_text, tick_labels, ticks,
 };
 use super::embed::EmbedButton;
 use super::layer_chart::LayerChart;
@@ -60,16 +60,11 @@ pub fn PersonaMap() -> impl IntoView {
     let shown = Memo::new(move |_| {
         let b = app.bundle.get()?;
         match app.map_layer.get() {
-            Some(l) if l != b.analysis_layer => b.at_layer(l),
-            _ => Some(b),
+            Some(l) => b.at_layer(l),
+            None => Some(b),
         }
     });
-    let on_chosen = move || {
-        app.map_layer.get().is_none_or(|l| {
-            app.bundle
-                .with(|b| b.as_ref().is_some_and(|b| b.analysis_layer == l))
-        })
-    };
+    let on_chosen = move || app.map_layer.get().is_none();
     let map = move || {
         let bundle = shown.get()?;
         let (px, py) = app.map_pcs.get();
@@ -421,11 +416,7 @@ fn MapControls(shown: Memo<Option<BundleView>>) -> impl IntoView {
         app.bundle
             .with(|b| b.as_ref().map_or(0, |b| b.layers.len()))
     };
-    let layer = move || {
-        app.map_layer
-            .get()
-            .or_else(|| app.bundle.with(|b| b.as_ref().map(|b| b.analysis_layer)))
-    };
+    let layer = move || app.shown_layer();
     let layer_label = move || {
         app.bundle.with(|b| {
             let b = b.as_ref()?;
@@ -471,11 +462,11 @@ fn MapControls(shown: Memo<Option<BundleView>>) -> impl IntoView {
                 "Layer: "
                 <input type="range" data-testid="map-layer" min="0" max=move || n_layers().saturating_sub(1).to_string()
                     prop:value=move || layer().unwrap_or(0).to_string()
-                    on:input=move |ev| app.map_layer.set(event_target_value(&ev).parse().ok())/>
+                    on:input=move |ev| app.show_layer(event_target_value(&ev).parse().ok())/>
             </label>
             <span class="small" data-testid="map-layer-label">{layer_label}</span>
             <button type="button" data-testid="map-layer-reset" hidden=move || app.map_layer.get().is_none()
-                on:click=move |_| app.map_layer.set(None)>"Back to the chosen layer"</button>
+                on:click=move |_| app.show_layer(None)>"Back to the chosen layer"</button>
         </div>
         <div class="row map-controls">
             <label>
@@ -804,11 +795,6 @@ fn ordinal(v: f32) -> String {
         _ => "th",
     };
     format!("{n}{suffix}")
-}
-
-/// " ± 4.10 (one reply)": how far a single reply of the role strays from its point.
-fn spread_text(spread: Option<f32>) -> String {
-    spread.map_or(String::new(), |s| format!(" ± {} (one reply)", fmt(s)))
 }
 
 /// A five-pointed star centred on (x, y) with outer radius `r`, as an SVG path.

@@ -334,6 +334,22 @@ impl AppState {
         self.model.with(|m| m.is_some()) && !self.busy()
     }
 
+    /// The map's layer: the one picked, or the bundle's analysis layer.
+    pub fn shown_layer(&self) -> Option<usize> {
+        self.map_layer
+            .get()
+            .or_else(|| self.bundle.with(|b| b.as_ref().map(|b| b.analysis_layer)))
+    }
+
+    /// Shows the map at `layer`; the analysis layer is stored as `None`, so that "picked" and
+    /// "back at the chosen layer" are one state.
+    pub fn show_layer(&self, layer: Option<usize>) {
+        let chosen = self
+            .bundle
+            .with_untracked(|b| b.as_ref().map(|b| b.analysis_layer));
+        self.map_layer.set(layer.filter(|&l| Some(l) != chosen));
+    }
+
     /// The conversation no longer fits the model's context.
     pub fn context_full(&self) -> bool {
         self.chat_error
