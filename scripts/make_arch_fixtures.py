@@ -5,12 +5,17 @@ outputs for them, so every architecture is held to llama.cpp without downloading
 Run it with the venv from scripts/llamacpp_env.sh (plus gguf-py from PyPI):
 
     PY=$(scripts/llamacpp_env.sh | tail -1); $PY -m pip install gguf==0.19.0
-    $PY scripts/make_arch_fixtures.py --vocab-from models/SmolLM2-135M-Instruct.Q4_1.gguf
+    $PY scripts/make_arch_fixtures.py --vocab-from models/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --spm-vocab-from "$(scripts/fetch_gemma.sh | tail -1)"
 
 For each model NAME it writes into tests/fixtures/arch/ (or --out):
   NAME.gguf   2 layers, hidden 64, Q8_0 matrices, F32 norms; a byte-level BPE vocabulary of
               the 256 byte tokens, the first --merges merges of the --vocab-from model and
-              three control tokens (a few hundred tokens, so the file stays near 100 kB)
+              three control tokens (a few hundred tokens, so the file stays near 100 kB);
+              gemma3 instead has Gemma's kind of vocabulary (SentencePiece pieces with scores,
+              tokenizer model "llama"): the --pieces best-scored pieces of the
+              --spm-vocab-from model, its 256 <0xXX> byte tokens, its newline-run tokens and
+              control tokens
   NAME.json   llama.cpp's token ids for make_fixtures.TOKENIZE_CASES, and per prompt the
               full last-token logits of the prompt (one batch) and 16 greedy tokens fed
               back one at a time, each with its top-2 gap
@@ -56,7 +61,7 @@ PROMPTS = [
 # that the prompts reach past it, and a final logit soft-cap (Gemma 2 style; Gemma 3 files have
 # none) to exercise that step too.
 MODELS = {
-    "gemma3": dict(arch="gemma3", pre="qwen2", head_dim=32, rope_base=1000000.0, layers=6,
+    "gemma3": dict(arch="gemma3", vocab="spm", head_dim=32, rope_base=1000000.0, layers=6,
                    qk_norm=True, post_norms=True, sliding_window=4, rope_base_swa=10000.0,
                    softcap=20.0),
     "llama3": dict(arch="llama", pre="llama-bpe", head_dim=16, rope_base=10000.0,
@@ -97,13 +102,43 @@ def borrowed_vocab(path, n_merges):
     return vocab + SPECIALS, merges
 
 
+# Control tokens of the SentencePiece vocabulary: Gemma's own and, so that the ChatML prompt
+# above splits the same way in every model, SPECIALS.
+SPM_CONTROLS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"] + SPECIALS
+SPM_NEWLINE_RUNS = 4
+
+
+def borrowed_spm_vocab(path, n_pieces):
+    """(tokens, scores, types): SPM_CONTROLS, newline runs (user-defined), the 256 byte tokens
+    and the n_pieces best-scored normal pieces and the space piece, with the --spm-vocab-from
+    model's scores."""
+    r = gguf.GGUFReader(path)
+    if bytes(r.fields["tokenizer.ggml.model"].parts[-1]).decode() != "llama":
+        die(f"{path} has no SentencePiece-style ('llama') vocabulary")
+    f = r.fields["tokenizer.ggml.tokens"]
+    tokens = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+    scores = [float(r.fields["tokenizer.ggml.scores"].parts[i][0])
+              for i in r.fields["tokenizer.ggml.scores"].data]
+    types = [int(r.fields["tokenizer.ggml.token_type"].parts[i][0])
+             for i in r.fields["tokenizer.ggml.token_type"].data]
+    out = [(t, -1000.0, 3) for t in SPM_CONTROLS]
+    out += [("\n" * k, -1000.0, 4) for k in range(1, SPM_NEWLINE_RUNS + 1)]
+    out += [(f"<0x{b:02X}>", 0.0, 6) for b in range(256)]
+    normal = sorted((i for i in range(len(tokens)) if types[i] == 1), key=lambda i: -scores[i])
+    # The space piece too, as every real vocabulary has it: without it a space falls back to
+    # the bytes of its escape, "\u2581", and text no longer decodes to itself.
+    chosen = normal[:n_pieces] + [i for i in normal[n_pieces:] if tokens[i] == "\u2581"]
+    out += [(tokens[i], scores[i], 1) for i in chosen]
+    return [t for t, _, _ in out], [s for _, s, _ in out], [k for _, _, k in out]
+
+
 def gpt2_byte_chars():
     printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
     extra = [b for b in range(256) if b not in printable]
     return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(extra))]
 
 
-def write_model(path, name, spec, vocab, merges, seed):
+def write_model(path, name, spec, vocab, seed):
     rng = np.random.default_rng(seed)
     arch, hd = spec["arch"], spec["head_dim"]
     q_dim, kv_dim = HEADS * hd, KV_HEADS * hd
@@ -126,13 +161,26 @@ def write_model(path, name, spec, vocab, merges, seed):
     if hd != HIDDEN // HEADS:
         w.add_key_length(hd)
         w.add_value_length(hd)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(spec["pre"])
-    w.add_token_list(vocab)
-    w.add_token_types([3 if t in SPECIALS else 1 for t in vocab])
-    w.add_token_merges(merges)
-    w.add_bos_token_id(vocab.index("<|endoftext|>"))
-    w.add_eos_token_id(vocab.index("<|im_end|>"))
+    if spec.get("vocab") == "spm":
+        vocab, scores, types = vocab["spm"]
+        w.add_tokenizer_model("llama")
+        w.add_tokenizer_pre("default")
+        w.add_token_list(vocab)
+        w.add_token_scores(scores)
+        w.add_token_types(types)
+        w.add_bos_token_id(vocab.index("<bos>"))
+        w.add_eos_token_id(vocab.index("<eos>"))
+        w.add_unk_token_id(vocab.index("<unk>"))
+        w.add_add_space_prefix(False)
+    else:
+        vocab, merges = vocab["bpe"]
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(spec["pre"])
+        w.add_token_list(vocab)
+        w.add_token_types([3 if t in SPECIALS else 1 for t in vocab])
+        w.add_token_merges(merges)
+        w.add_bos_token_id(vocab.index("<|endoftext|>"))
+        w.add_eos_token_id(vocab.index("<|im_end|>"))
     w.add_add_bos_token(False)
 
     def mat(tname, rows, cols, std):
@@ -183,7 +231,7 @@ def record(path):
     """llama.cpp's tokenization, last-token logits and greedy tokens for the model at path."""
     llm = mf.load(path)
     try:
-        tok_cases = [{"text": t, "ids": mf.tokenize(llm, t)} for t in mf.TOKENIZE_CASES]
+        tok_cases = mf.tokenize_cases(llm)
         n_vocab = llm.n_vocab()
     finally:
         llm.close()
@@ -218,22 +266,28 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vocab-from", required=True, help="a byte-level BPE GGUF (SmolLM2)")
     ap.add_argument("--merges", type=int, default=400)
+    ap.add_argument("--spm-vocab-from", required=True,
+                    help="a SentencePiece-vocabulary GGUF (Gemma 3 270M, scripts/fetch_gemma.sh)")
+    ap.add_argument("--pieces", type=int, default=1200)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--out", default=os.path.join(root, "tests", "fixtures", "arch"))
     ap.add_argument("--only", nargs="*", choices=sorted(MODELS), help="a subset of models")
     args = ap.parse_args()
-    if not os.path.isfile(args.vocab_from):
-        die(f"file not found: {args.vocab_from}")
+    for path in (args.vocab_from, args.spm_vocab_from):
+        if not os.path.isfile(path):
+            die(f"file not found: {path}")
     os.makedirs(args.out, exist_ok=True)
-    vocab, merges = borrowed_vocab(args.vocab_from, args.merges)
+    vocabs = {"bpe": borrowed_vocab(args.vocab_from, args.merges),
+              "spm": borrowed_spm_vocab(args.spm_vocab_from, args.pieces)}
     for i, (name, spec) in enumerate(sorted(MODELS.items())):
         if args.only and name not in args.only:
             continue
         path = os.path.join(args.out, f"{name}.gguf")
-        write_model(path, name, spec, vocab, merges, seed=1000 + i)
+        write_model(path, name, spec, vocabs, seed=1000 + i)
         n_vocab, tok_cases, cases = record(path)
-        if n_vocab != len(vocab):
-            die(f"{name}: llama.cpp sees {n_vocab} tokens, we wrote {len(vocab)}")
+        n_written = len(vocabs[spec.get("vocab", "bpe")][0])
+        if n_vocab != n_written:
+            die(f"{name}: llama.cpp sees {n_vocab} tokens, we wrote {n_written}")
         settings = {
             "llama_cpp_python_version": mf.llama_cpp.__version__,
             "gguf_py_version": getattr(gguf, "__version__", "0.19.0"),

@@ -9,6 +9,8 @@ Run it with the venv from scripts/llamacpp_env.sh:
 It writes into tests/fixtures/ (or --out):
   PREFIX_tokenize.json      llama.cpp token ids for varied strings
   PREFIX_chat.json          the GGUF chat template rendered with jinja2, and its token ids
+                            (for a GGUF without a template, --builtin-template NAME renders
+                            with llama.cpp's own built-in template of that name instead)
   PREFIX_greedy.json        greedy generation with the top-10 logits at every step
   PREFIX_first_logits.f32   the full logit vector of the first step of every greedy case
                             (or of the first --first-logits-cases of them)
@@ -19,6 +21,7 @@ arithmetic, so re-running it on the same machine reproduces the files byte for b
 """
 
 import argparse
+import ctypes
 import hashlib
 import json
 import os
@@ -93,6 +96,21 @@ TOKENIZE_CASES = [
     "<|endoftext|>",
     "<|im_start| is not a complete control token",
 ]
+
+# Texts with the control tokens of a template family, added for a vocabulary where the first
+# one is a single token (so files made before them stay as they are).
+FAMILY_TOKENIZE_CASES = [
+    [
+        "<start_of_turn>user\nHi<end_of_turn>\n",
+        "<bos><start_of_turn>model\nSure.<end_of_turn>\n<eos>",
+        "text<end_of_turn>glued<start_of_turn> after",
+        "<start_of_turn is not a complete control token",
+        "spaces  before\n\n\nnewline runs\n\n and after  ",
+    ],
+]
+
+# Candidate end-of-turn tokens; those that are one token of the vocabulary stop generation.
+END_OF_TURN = ["<|im_end|>", "<|eot_id|>", "<end_of_turn>"]
 
 CHAT_CASES = [
     ("no_system", [{"role": "user", "content": "Hello!"}], True),
@@ -195,6 +213,40 @@ def load(model_path):
 
 def tokenize(llm, text):
     return llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+
+def tokenize_cases(llm):
+    """llama.cpp's ids for TOKENIZE_CASES and the family cases whose tokens the vocabulary has."""
+    texts = list(TOKENIZE_CASES)
+    for family in FAMILY_TOKENIZE_CASES:
+        marker = family[0][: family[0].index(">") + 1]
+        if len(tokenize(llm, marker)) == 1:
+            texts += family
+    return [{"text": t, "ids": tokenize(llm, t)} for t in texts]
+
+
+class BuiltinRenderer:
+    """Renders with one of llama.cpp's built-in templates (llama_chat_apply_template), for a
+    GGUF that carries no template of its own. llama.cpp adds the BOS token when it tokenizes,
+    not in the template, so its text is put in front here where the vocabulary adds one."""
+
+    def __init__(self, name, bos_prefix):
+        self.name = name.encode("utf-8")
+        self.bos_prefix = bos_prefix
+
+    def render(self, messages, add_generation_prompt):
+        chat = (llama_cpp.llama_chat_message * len(messages))(*[
+            llama_cpp.llama_chat_message(role=m["role"].encode("utf-8"),
+                                         content=m["content"].encode("utf-8"))
+            for m in messages
+        ])
+        size = 1 << 16
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_chat_apply_template(
+            self.name, chat, len(messages), add_generation_prompt, buf, size)
+        if n < 0 or n > size:
+            die(f"llama.cpp's built-in template {self.name!r} failed ({n})")
+        return self.bos_prefix + buf.raw[:n].decode("utf-8")
 
 
 class Renderer:
@@ -321,6 +373,9 @@ def main():
     # tokens); this keeps the file of a large-vocabulary model small.
     ap.add_argument("--first-logits-cases", type=int, default=len(GREEDY_CASES),
                     help="write the full first-step logits of only the first N greedy cases")
+    ap.add_argument("--builtin-template", metavar="NAME",
+                    help="for a GGUF without a chat template: render with llama.cpp's built-in "
+                         "template NAME (e.g. gemma)")
     args = ap.parse_args()
 
     if not os.path.isfile(args.model):
@@ -336,14 +391,14 @@ def main():
     except ValueError as e:  # llama-cpp-python's way of saying the file did not load
         die(f"llama.cpp could not load {args.model}: {e}")
     template = llm.metadata.get("tokenizer.chat_template")
-    if not template:
-        die("the GGUF has no tokenizer.chat_template")
+    if not template and not args.builtin_template:
+        die("the GGUF has no tokenizer.chat_template (--builtin-template names llama.cpp's own)")
     vocab = llm._model
     bos_id, eos_id = llm.token_bos(), llm.token_eos()
     bos_token = vocab.token_get_text(bos_id) if bos_id != -1 else ""
     eos_token = vocab.token_get_text(eos_id) if eos_id != -1 else ""
-    im_end = tokenize(llm, "<|im_end|>")
-    stop_ids = sorted({eos_id} | ({im_end[0]} if len(im_end) == 1 else set()))
+    ends = [tokenize(llm, t) for t in END_OF_TURN]
+    stop_ids = sorted({eos_id} | {e[0] for e in ends if len(e) == 1})
     n_vocab = llm.n_vocab()
     cp = llm.context_params
 
@@ -379,22 +434,27 @@ def main():
         if settings[key] != want:
             die(f"llama.cpp context has {key}={settings[key]}, expected {want}")
 
-    tok_cases = [{"text": t, "ids": tokenize(llm, t)} for t in TOKENIZE_CASES]
+    tok_cases = tokenize_cases(llm)
     write_json(
         os.path.join(args.out, f"{args.prefix}_tokenize.json"),
         {"settings": settings, "cases": tok_cases},
     )
 
-    renderer = Renderer(template, bos_token, eos_token)
-    # llama-cpp-python's own formatter renders the same template; agreeing with it guards
-    # against a mistake in the environment set up above.
+    if template:
+        renderer = Renderer(template, bos_token, eos_token)
+    else:
+        adds_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
+        renderer = BuiltinRenderer(args.builtin_template, bos_token if adds_bos else "")
+        settings["template_source"] = f"llama.cpp built-in '{args.builtin_template}'"
     chat_cases = []
     for name, messages, add_gen in CHAT_CASES:
         text = renderer.render(messages, add_gen)
-        theirs = llama_chat_format.Jinja2ChatFormatter(
+        # llama-cpp-python's own formatter renders the same template; agreeing with it
+        # guards against a mistake in the environment set up above.
+        theirs = template and llama_chat_format.Jinja2ChatFormatter(
             template, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=add_gen
         )(messages=messages).prompt
-        if theirs != text:
+        if template and theirs != text:
             die(f"chat case {name}: our jinja2 rendering differs from llama-cpp-python's")
         chat_cases.append(
             {

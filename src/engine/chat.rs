@@ -1,5 +1,6 @@
-//! Chat templates (ChatML for SmolLM2 and Qwen2.5, Llama 3), rendered by us rather than by a
-//! Jinja engine, with every token labelled: the science averages over assistant content only.
+//! Chat templates (ChatML for SmolLM2 and Qwen2.5, Llama 3, Gemma 3), rendered by us rather
+//! than by a Jinja engine, with every token labelled: the science averages over assistant
+//! content only.
 
 use super::error::Result;
 use super::gguf::GgufFile;
@@ -51,6 +52,10 @@ pub enum TemplateKind {
     ChatMl { default_system: Option<String> },
     /// `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>`.
     Llama3,
+    /// `<start_of_turn>user\ncontent<end_of_turn>\n`, the assistant named `model`. Gemma has no
+    /// system role: a system prompt opens the next user turn, followed by a blank line (as both
+    /// Gemma 3's own template and llama.cpp's built-in one place it).
+    Gemma,
 }
 
 /// A piece of rendered text, what it is, and which message it belongs to.
@@ -77,15 +82,28 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
-    /// Recognises the template in `tokenizer.chat_template`; ChatML when there is none.
+    /// Recognises the template in `tokenizer.chat_template`. A file without one (a base
+    /// model) gets its family's: Gemma's for gemma architectures, ChatML otherwise.
     pub fn from_gguf(f: &GgufFile) -> Self {
-        let src = f.get_str("tokenizer.chat_template").unwrap_or("");
-        Self::from_source(src)
+        match f.get_str("tokenizer.chat_template") {
+            Ok(src) => Self::from_source(src),
+            Err(_)
+                if f.get_str("general.architecture")
+                    .is_ok_and(|a| a.starts_with("gemma")) =>
+            {
+                Self {
+                    kind: TemplateKind::Gemma,
+                }
+            }
+            Err(_) => Self::from_source(""),
+        }
     }
 
     pub fn from_source(src: &str) -> Self {
         let kind = if src.contains("<|start_header_id|>") {
             TemplateKind::Llama3
+        } else if src.contains("<start_of_turn>") {
+            TemplateKind::Gemma
         } else {
             TemplateKind::ChatMl {
                 default_system: default_system_prompt(src),
@@ -98,6 +116,7 @@ impl ChatTemplate {
         match self.kind {
             TemplateKind::ChatMl { .. } => "chatml",
             TemplateKind::Llama3 => "llama3",
+            TemplateKind::Gemma => "gemma",
         }
     }
 
@@ -106,6 +125,7 @@ impl ChatTemplate {
         match self.kind {
             TemplateKind::ChatMl { .. } => "<|im_end|>",
             TemplateKind::Llama3 => "<|eot_id|>",
+            TemplateKind::Gemma => "<end_of_turn>",
         }
     }
 
@@ -170,6 +190,40 @@ impl ChatTemplate {
                         TokenKind::Header,
                         None,
                     ));
+                }
+            }
+            TemplateKind::Gemma => {
+                out.push(p("<bos>".into(), TokenKind::Control, None));
+                let mut system: Option<(String, usize)> = None;
+                for (i, m) in messages.iter().enumerate() {
+                    if m.role == Role::System {
+                        system = Some((m.content.trim().to_string(), i));
+                        continue;
+                    }
+                    let role = if m.role == Role::Assistant {
+                        "model"
+                    } else {
+                        "user"
+                    };
+                    out.push(p(
+                        format!("<start_of_turn>{role}\n"),
+                        TokenKind::Header,
+                        Some(i),
+                    ));
+                    if m.role == Role::User
+                        && let Some((sys, at)) = system.take()
+                    {
+                        out.push(p(format!("{sys}\n\n"), TokenKind::System, Some(at)));
+                    }
+                    out.push(p(
+                        m.content.trim().to_string(),
+                        content_kind(m.role),
+                        Some(i),
+                    ));
+                    out.push(p("<end_of_turn>\n".into(), TokenKind::EndOfTurn, Some(i)));
+                }
+                if add_generation_prompt {
+                    out.push(p("<start_of_turn>model\n".into(), TokenKind::Header, None));
                 }
             }
         }
@@ -262,6 +316,25 @@ mod tests {
         assert_eq!(
             with_system,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        );
+    }
+
+    #[test]
+    fn gemma_places_the_system_prompt_in_the_first_user_turn() {
+        let t = ChatTemplate::from_source("{{ '<start_of_turn>' + role + '\\n' }}");
+        assert_eq!(t.kind, TemplateKind::Gemma);
+        let text = t.render_text(
+            &[
+                Message::new(Role::System, " Be brief. "),
+                Message::new(Role::User, "Hi "),
+                Message::new(Role::Assistant, "Hello."),
+                Message::new(Role::User, "Bye"),
+            ],
+            true,
+        );
+        assert_eq!(
+            text,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
         );
     }
 }

@@ -163,6 +163,25 @@ impl GgufFile {
             .collect()
     }
 
+    /// A number array (a SentencePiece vocabulary's scores).
+    pub fn get_f32s(&self, key: &str) -> Result<Vec<f32>> {
+        let arr = self.array(key)?;
+        arr.iter()
+            .map(|v| {
+                v.to_f32()
+                    .map_err(|_| Error::BadGguf(format!("metadata '{key}' holds a non-number")))
+            })
+            .collect()
+    }
+
+    pub fn get_bool(&self, key: &str) -> Result<bool> {
+        match self.get(key) {
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(Error::BadGguf(format!("metadata '{key}' is not a boolean"))),
+            None => Err(Error::MissingMetadata(key.to_string())),
+        }
+    }
+
     fn array(&self, key: &str) -> Result<&Vec<Value>> {
         match self.get(key) {
             Some(Value::Array(a)) => Ok(a),

@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod model;
 pub mod quant;
 pub mod sampler;
+pub mod spm;
 pub mod threads;
 pub mod tokenizer;
 

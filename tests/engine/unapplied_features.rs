@@ -118,7 +118,7 @@ fn unknown_architectures_and_tokenizers_are_refused() {
         let msg = refusal(arch, Vec::new(), None);
         assert_names(&msg, &format!("unsupported architecture '{arch}'"));
     }
-    for (model, pre) in [("llama", "default"), ("t5", "default"), ("gpt2", "tekken")] {
+    for (model, pre) in [("bert", "default"), ("t5", "default"), ("gpt2", "tekken")] {
         let tok = vec![
             ("tokenizer.ggml.model".into(), Value::String(model.into())),
             ("tokenizer.ggml.pre".into(), Value::String(pre.into())),
@@ -128,6 +128,9 @@ fn unknown_architectures_and_tokenizers_are_refused() {
         assert_names(&msg, &format!("'{named}'"));
         assert!(msg.contains("not supported"), "{msg}");
     }
+    // A SentencePiece-style vocabulary is read, but only with a score per piece.
+    let spm = vec![("tokenizer.ggml.model".into(), Value::String("llama".into()))];
+    assert_names(&refusal("llama", spm, None), "tokenizer.ggml.scores");
 }
 
 #[test]
