@@ -103,6 +103,13 @@ pub fn now_ms() -> f64 {
         .map_or_else(js_sys::Date::now, |p| p.now())
 }
 
+/// `navigator.deviceMemory` in GiB where the browser reports it (Chromium: rounded, at most 8).
+pub fn device_memory_gib() -> Option<f64> {
+    js_sys::Reflect::get(&window().navigator(), &"deviceMemory".into())
+        .ok()
+        .and_then(|v| v.as_f64())
+}
+
 /// Whether the page may share memory with its worker (COOP/COEP served): needed for Stop.
 pub fn cross_origin_isolated() -> bool {
     js_sys::Reflect::get(&window(), &"crossOriginIsolated".into()).is_ok_and(|v| v.is_truthy())

@@ -4,7 +4,8 @@
 //! a browser run reaches only by luck of timing.
 
 use axiscope::web::catalog::Preset;
-use axiscope::web::page::reducer::{DEFAULT_MODEL_SHA256, Effect, Job, Page, fit_band, fit_pcs};
+use axiscope::web::page::models::{CatalogModel, DEFAULT_MODEL, MODELS};
+use axiscope::web::page::reducer::{Effect, Job, Page, fit_band, fit_pcs};
 use axiscope::web::protocol::{
     BackendPref, Branch, Event, Fault, Finish, GenSettings, ModelSource, ModelView, Request,
     SharedTurn, TurnSettings,
@@ -161,7 +162,7 @@ fn loading_the_default_model_checks_its_sha256_and_marks_readiness() {
             url: MODEL_URL.into()
         }
     );
-    assert_eq!(sha256.as_deref(), Some(DEFAULT_MODEL_SHA256));
+    assert_eq!(sha256.as_deref(), DEFAULT_MODEL.sha256);
     assert_eq!(p.model_loading.as_deref(), Some("default.gguf"));
     assert!(p.busy() && !p.can_chat());
 
@@ -572,4 +573,71 @@ fn controls_shown_for_one_bundle_are_fitted_to_the_next() {
     assert_eq!(fit_pcs((2, 6), 5), (0, 1));
     assert_eq!(fit_pcs((2, 3), 1), (0, 1), "one PC: it against the axis");
     assert_eq!(fit_pcs((2, 3), 0), (0, 0), "no PC: the axis alone");
+}
+
+#[test]
+fn the_model_menu_loads_by_url_or_says_why_not() {
+    let gemma = CatalogModel::by_id("gemma-3-1b").unwrap();
+    // 806 MB of weights, the KV caches of an 8-sequence map build, working memory.
+    assert!((1_000_000_000..1_200_000_000).contains(&gemma.memory_estimate()));
+
+    // A device that reports 2 GB may give a page half: too little for it. Nothing is sent, the
+    // reason is shown, and nothing else changes.
+    let mut p = page();
+    p.load_catalog_model("gemma-3-1b", Some(2.0));
+    assert!(sent(&p.take_effects()).is_empty());
+    let why = p.model_error.clone().unwrap();
+    assert!(
+        why.contains("Gemma-3-1B-it") && why.contains("2 GB"),
+        "{why}"
+    );
+    assert!(p.model_loading.is_none() && p.model_attempt.is_none());
+
+    // With 4 GB (or no figure) it loads from its host, with the progress line naming the file.
+    p.load_catalog_model("gemma-3-1b", Some(4.0));
+    let effects = p.take_effects();
+    let Request::LoadModel { source, sha256, .. } = sent(&effects)[0] else {
+        panic!("expected a model load: {effects:?}");
+    };
+    assert_eq!(
+        source,
+        &ModelSource::Url {
+            url: gemma.url.into()
+        }
+    );
+    assert_eq!(sha256, &gemma.sha256.map(str::to_string));
+    assert_eq!(
+        p.model_loading.as_deref(),
+        Some("gemma-3-1b-it-Q4_K_M.gguf")
+    );
+    assert!(p.model_error.is_none());
+
+    // The default from the menu is the default load, checksum and all.
+    let mut p = page();
+    p.load_catalog_model(DEFAULT_MODEL.id, None);
+    let effects = p.take_effects();
+    assert!(matches!(
+        sent(&effects)[0],
+        Request::LoadModel {
+            sha256: Some(_),
+            ..
+        }
+    ));
+
+    let mut p = page();
+    p.load_catalog_model("no-such-model", None);
+    assert!(sent(&p.take_effects()).is_empty());
+    assert!(p.model_error.as_deref().unwrap().contains("no-such-model"));
+}
+
+#[test]
+fn every_menu_model_fits_a_browser_worker_and_the_default_is_recognised_by_url() {
+    for m in MODELS {
+        m.fits(None).unwrap();
+        assert_eq!(CatalogModel::by_id(m.id), Some(m));
+        assert!(m.label().starts_with(m.name));
+    }
+    let abs = format!("https://example.org/app/{}", DEFAULT_MODEL.url);
+    assert_eq!(CatalogModel::by_url(&abs), Some(&DEFAULT_MODEL));
+    assert_eq!(CatalogModel::by_url("https://example.org/other.gguf"), None);
 }

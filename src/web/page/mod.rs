@@ -1,6 +1,7 @@
 //! The page's room: the leptos app the visitor sees (wasm32), and the pure parts it draws with
 //! (chart geometry, the bench page's parameters) and decides with (the [`reducer`]: the page's
-//! state and how every command and worker event changes it), tested natively. It talks to the model
+//! state and how every command and worker event changes it; [`models`]: the model menu's
+//! catalog), tested natively. It talks to the model
 //! worker only through `web::protocol`.
 //!
 //! Components are named for what the visitor sees: [`model_loader`], [`chat`],
@@ -10,6 +11,7 @@
 
 pub mod bench;
 pub mod chart;
+pub mod models;
 pub mod reducer;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,10 +1,12 @@
-//! The model card: what is loaded, the download progress (bytes and speed), and the three
-//! ways to load another model: the default, a URL, a local file (picker or drop).
+//! The model card: what is loaded, the download progress (bytes and speed), and the ways to
+//! load another model: the default, the menu of other small models, a URL, a local file
+//! (picker or drop).
 
 use leptos::prelude::*;
 use web_sys::{DragEvent, HtmlInputElement};
 
 use super::chart::megabytes;
+use super::models::{CatalogModel, DEFAULT_MODEL, MODELS};
 use super::state::use_app;
 use crate::web::dom;
 use crate::web::protocol::ModelSource;
@@ -65,6 +67,7 @@ pub fn ModelLoader() -> impl IntoView {
                     "Load the default model (SmolLM2-135M, 98 MB)"
                 </button>
             </div>
+            <ModelMenu/>
             <form class="row" on:submit=on_url>
                 <label class="grow">
                     <span class="visually-hidden">"Model URL"</span>
@@ -95,6 +98,63 @@ pub fn ModelLoader() -> impl IntoView {
                 <input type="file" accept=".gguf" data-testid="model-file" disabled=busy on:change=on_pick/>
             </label>
         </section>
+    }
+}
+
+/// Bigger models of the paper's families, each with its size, licence and the memory it needs
+/// said before the download starts.
+#[component]
+fn ModelMenu() -> impl IntoView {
+    let app = use_app();
+    let others: Vec<&'static CatalogModel> =
+        MODELS.iter().filter(|m| m.id != DEFAULT_MODEL.id).collect();
+    let chosen = RwSignal::new(others[0].id);
+    let model = move || CatalogModel::by_id(chosen.get()).unwrap_or(&DEFAULT_MODEL);
+    let host = move || {
+        let url = model().url;
+        url.split('/').nth(2).unwrap_or(url).to_string()
+    };
+    view! {
+        <div class="row">
+            <label class="grow">
+                "Or a bigger model: "
+                <select
+                    data-testid="model-menu"
+                    on:change=move |ev| {
+                        let id = event_target_value(&ev);
+                        if let Some(m) = CatalogModel::by_id(&id) {
+                            chosen.set(m.id);
+                        }
+                    }
+                >
+                    {others
+                        .iter()
+                        .map(|m| view! { <option value=m.id>{m.label()}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <button
+                type="button"
+                data-testid="model-menu-load"
+                disabled=move || app.busy()
+                on:click=move |_| app.load_catalog_model(chosen.get_untracked())
+            >
+                "Load"
+            </button>
+        </div>
+        <p class="note" data-testid="model-menu-note">
+            {move || {
+                let m = model();
+                format!(
+                    "{} download from {}; needs about {} of memory in this tab. Licence: {}. \
+                     Once loaded, build its persona map in this tab.",
+                    megabytes(m.bytes),
+                    host(),
+                    megabytes(m.memory_estimate()),
+                    m.licence
+                )
+            }}
+        </p>
     }
 }
 

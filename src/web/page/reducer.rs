@@ -18,11 +18,8 @@ use crate::web::protocol::{
 };
 use crate::web::share::{ShareState, VERSION};
 
-/// The default model, served next to the page (the build links it into `dist/models/`).
-pub const DEFAULT_MODEL_URL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-/// sha256 of the default model: a damaged download is never used or cached.
-pub const DEFAULT_MODEL_SHA256: &str =
-    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+use super::models::{CatalogModel, DEFAULT_MODEL};
+
 /// The persona bundle for the default model (single-blob form, `axiscope build`).
 pub const DEFAULT_BUNDLE_URL: &str = "bundles/smollm2-135m-instruct.axb";
 
@@ -285,10 +282,15 @@ impl Page {
     pub fn load_model(&mut self, source: ModelSource) {
         let (label, sha256) = match &source {
             ModelSource::Url { url } => {
-                let default = self.default_model_url.as_ref().ok() == Some(url);
+                // A damaged download of a model whose bytes we know is never used or cached.
+                let known = if self.default_model_url.as_ref().ok() == Some(url) {
+                    Some(&DEFAULT_MODEL)
+                } else {
+                    CatalogModel::by_url(url)
+                };
                 (
                     url.rsplit('/').next().unwrap_or(url).to_string(),
-                    default.then(|| DEFAULT_MODEL_SHA256.to_string()),
+                    known.and_then(|m| m.sha256).map(str::to_string),
                 )
             }
             ModelSource::File { name, .. } => (name.clone(), None),
@@ -310,6 +312,24 @@ impl Page {
         match self.default_model_url.clone() {
             Ok(url) => self.load_model(ModelSource::Url { url }),
             Err(e) => self.model_error = Some(e),
+        }
+    }
+
+    /// Loads a model of the menu, unless the device reports too little memory for it
+    /// (`device_gib`: the browser's `navigator.deviceMemory`); the model in use then stays.
+    pub fn load_catalog_model(&mut self, id: &str, device_gib: Option<f64>) {
+        let Some(m) = CatalogModel::by_id(id) else {
+            self.model_error = Some(format!("There is no model '{id}' in the menu."));
+            return;
+        };
+        if let Err(why) = m.fits(device_gib) {
+            self.model_error = Some(why);
+            // Nothing to try again: the same device would refuse it again.
+            self.model_attempt = None;
+        } else if m.id == DEFAULT_MODEL.id {
+            self.load_default_model();
+        } else {
+            self.load_model(ModelSource::Url { url: m.url.into() });
         }
     }
 

@@ -5,9 +5,9 @@
 use leptos::prelude::*;
 
 use super::client;
+use super::models::DEFAULT_MODEL;
 use super::reducer::{
-    BuildProgress, ChatError, DEFAULT_MODEL_URL, Effect, Page, Progress, Reply, Turn, fit_band,
-    fit_pcs,
+    BuildProgress, ChatError, Effect, Page, Progress, Reply, Turn, fit_band, fit_pcs,
 };
 use crate::web::catalog::Preset;
 use crate::web::dom;
@@ -162,7 +162,7 @@ impl AppState {
     pub fn new(embed: Option<Embed>, backend_pref: BackendPref, bundle_url: String) -> Self {
         let page = Page::new(
             backend_pref,
-            dom::absolute_url(DEFAULT_MODEL_URL),
+            dom::absolute_url(DEFAULT_MODEL.url),
             dom::absolute_url(&bundle_url),
         );
         Self {
@@ -394,6 +394,11 @@ impl AppState {
 
     pub fn load_default_model(&self) {
         self.update(Page::load_default_model);
+    }
+
+    pub fn load_catalog_model(&self, id: &str) {
+        let device = dom::device_memory_gib();
+        self.update(|p| p.load_catalog_model(id, device));
     }
 
     pub fn load_bundle(&self) {
