@@ -5,7 +5,6 @@
 //! on a tie) until no pair forms a piece; a character that is no piece falls back to its
 //! bytes' `<0xXX>` tokens.
 
-use super::tokenizer::ByteRange;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -78,7 +77,8 @@ impl Spm {
     }
 
     /// Encodes one run of ordinary text (no special tokens in it) starting at byte `base` of
-    /// the caller's text; `ids` maps a piece to its token. `space_prefix` puts a `▁` before the
+    /// the caller's text; `ids` maps a piece to its token; `offsets` gets each token's byte
+    /// range in the caller's text. `space_prefix` puts a `▁` before the
     /// text (vocabularies that ask for it, after the start or a special token), which covers no
     /// byte of the text.
     pub fn encode(
@@ -88,7 +88,7 @@ impl Spm {
         base: usize,
         space_prefix: bool,
         out: &mut Vec<u32>,
-        offsets: &mut Vec<ByteRange>,
+        offsets: &mut Vec<(usize, usize)>,
     ) {
         // The escaped text, and for each of its character starts the original byte offset.
         let mut esc = String::with_capacity(text.len() + text.len() / 2 + SPACE.len());
