@@ -5,7 +5,7 @@
 //! The same tests run on wasm32 in headless Chromium (wasm-bindgen-test-runner and chromedriver;
 //! scripts/test.sh), once per browser kernel set: simd128 and `--features relaxed-simd`.
 
-use axiscope::engine::quant::{Acts, QMatrix, QType, reference};
+use axiscope::engine::quant::{Acts, QMatrix, QType, kquants, reference};
 use axiscope::engine::threads::Threads;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
@@ -178,6 +178,34 @@ fn tiled_kernels_equal_single_dots() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The fast K-quant kernels combine each super-block's integer sums in the order the scalar
+/// kernels (kquants.rs, the twins that follow ggml's layout value by value) do, so they must
+/// equal them bit for bit; Q5_0's fast kernel sums blocks in SIMD lanes and is held to the
+/// bound above instead.
+#[test]
+fn kquant_kernels_equal_their_scalar_twins() {
+    for qtype in [QType::Q4K, QType::Q5K, QType::Q6K] {
+        let (bytes, _) = quantized(qtype, ROWS, COLS, 8);
+        let m = QMatrix::new(qtype, ROWS, COLS, Arc::new(bytes), 0);
+        let acts = Acts::quantize(qtype, &values(COLS, 9));
+        let Acts::Q8K(x) = &acts else {
+            unreachable!("K-quants take Q8_K activations")
+        };
+        for r in 0..ROWS {
+            let scalar = match qtype {
+                QType::Q4K => kquants::dot_q4k(m.row(r), x),
+                QType::Q5K => kquants::dot_q5k(m.row(r), x),
+                _ => kquants::dot_q6k(m.row(r), x),
+            };
+            assert_eq!(
+                qtype.dot(m.row(r), &acts).to_bits(),
+                scalar.to_bits(),
+                "{qtype:?} row {r}"
+            );
         }
     }
 }

@@ -61,6 +61,17 @@ fn q8_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, f32, i32) {
 }
 
 impl Acts {
+    /// Blocks in this row (values, for F32 and F16): what a weight row of the matching type
+    /// holds, `QType::type_size` bytes each.
+    pub fn blocks(&self) -> usize {
+        match self {
+            Acts::F32(v) | Acts::F16(v) => v.len(),
+            Acts::Q8_0(b) => b.len(),
+            Acts::Q8_1(b) => b.len(),
+            Acts::Q8K(b) => b.len(),
+        }
+    }
+
     /// The first `T` rows' Q8_1 blocks: what the Q4_1 tile kernels take.
     pub fn q8_1_rows<const T: usize>(xs: &[Acts]) -> [&[BlockQ8_1]; T] {
         core::array::from_fn(|t| match &xs[t] {
@@ -74,6 +85,14 @@ impl Acts {
         core::array::from_fn(|t| match &xs[t] {
             Acts::Q8_0(x) => x.as_slice(),
             _ => unreachable!("Q8_0 weights take Q8_0 activations"),
+        })
+    }
+
+    /// The first `T` rows' Q8_K blocks: what the K-quant tile kernels take.
+    pub fn q8k_rows<const T: usize>(xs: &[Acts]) -> [&[BlockQ8K]; T] {
+        core::array::from_fn(|t| match &xs[t] {
+            Acts::Q8K(x) => x.as_slice(),
+            _ => unreachable!("K-quant weights take Q8_K activations"),
         })
     }
 

@@ -6,9 +6,22 @@
 use super::act::BlockQ8K;
 use super::{QK_K, f16_at};
 
+/// Q6_K's values are stored unsigned, 32 above their signed value.
+pub(super) const Q6K_OFFSET: i32 = 32;
+
+/// A Q4_K (`five_bit` false) or Q5_K block's size and where its 4-bit values and (Q5_K) its
+/// fifth bits start.
+pub(super) fn q45k_offsets(five_bit: bool) -> (usize, usize, usize) {
+    if five_bit {
+        (176, 48, 16)
+    } else {
+        (144, 16, 16)
+    }
+}
+
 /// The j-th 6-bit (scale, min) pair of a Q4_K/Q5_K block.
 #[inline]
-fn scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+pub(super) fn scale_min(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -40,16 +53,16 @@ fn q45k_values(qs: &[u8], qh: Option<&[u8]>) -> [u8; QK_K] {
 
 fn q45k_parts(blk: &[u8], five_bit: bool) -> (f32, f32, &[u8], [u8; QK_K]) {
     let (d, dmin, scales) = (f16_at(blk, 0), f16_at(blk, 2), &blk[4..16]);
-    let v = if five_bit {
-        q45k_values(&blk[48..176], Some(&blk[16..48]))
-    } else {
-        q45k_values(&blk[16..144], None)
-    };
-    (d, dmin, scales, v)
+    let (size, qs_at, qh_at) = q45k_offsets(five_bit);
+    let qh = five_bit.then(|| &blk[qh_at..qs_at]);
+    (d, dmin, scales, q45k_values(&blk[qs_at..size], qh))
 }
 
-fn dequantize_q45k(b: &[u8], out: &mut [f32], size: usize, five_bit: bool) {
-    for (blk, y) in b.chunks_exact(size).zip(out.chunks_exact_mut(QK_K)) {
+fn dequantize_q45k(b: &[u8], out: &mut [f32], five_bit: bool) {
+    for (blk, y) in b
+        .chunks_exact(q45k_offsets(five_bit).0)
+        .zip(out.chunks_exact_mut(QK_K))
+    {
         let (d, dmin, scales, v) = q45k_parts(blk, five_bit);
         for j in 0..8 {
             let (sc, m) = scale_min(j, scales);
@@ -61,9 +74,9 @@ fn dequantize_q45k(b: &[u8], out: &mut [f32], size: usize, five_bit: bool) {
     }
 }
 
-fn dot_q45k(row: &[u8], x: &[BlockQ8K], size: usize, five_bit: bool) -> f32 {
+fn dot_q45k(row: &[u8], x: &[BlockQ8K], five_bit: bool) -> f32 {
     let mut sum = 0f32;
-    for (blk, y) in row.chunks_exact(size).zip(x) {
+    for (blk, y) in row.chunks_exact(q45k_offsets(five_bit).0).zip(x) {
         let (d, dmin, scales, v) = q45k_parts(blk, five_bit);
         let (mut sumi, mut summs) = (0i32, 0i32);
         for j in 0..8 {
@@ -80,19 +93,19 @@ fn dot_q45k(row: &[u8], x: &[BlockQ8K], size: usize, five_bit: bool) -> f32 {
 }
 
 pub fn dequantize_q4k(b: &[u8], out: &mut [f32]) {
-    dequantize_q45k(b, out, 144, false)
+    dequantize_q45k(b, out, false)
 }
 
 pub fn dequantize_q5k(b: &[u8], out: &mut [f32]) {
-    dequantize_q45k(b, out, 176, true)
+    dequantize_q45k(b, out, true)
 }
 
 pub fn dot_q4k(row: &[u8], x: &[BlockQ8K]) -> f32 {
-    dot_q45k(row, x, 144, false)
+    dot_q45k(row, x, false)
 }
 
 pub fn dot_q5k(row: &[u8], x: &[BlockQ8K]) -> f32 {
-    dot_q45k(row, x, 176, true)
+    dot_q45k(row, x, true)
 }
 
 /// Signed 6-bit values of a Q6_K block in natural order, and its 16 scales.
@@ -103,10 +116,10 @@ fn q6k_values(blk: &[u8]) -> [i8; QK_K] {
         let (ql, qh) = (&blk[64 * half..], &blk[128 + 32 * half..]);
         let y = &mut v[128 * half..];
         for l in 0..32 {
-            y[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
-            y[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
-            y[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
-            y[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+            y[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - Q6K_OFFSET as i8;
+            y[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - Q6K_OFFSET as i8;
+            y[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - Q6K_OFFSET as i8;
+            y[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - Q6K_OFFSET as i8;
         }
     }
     v

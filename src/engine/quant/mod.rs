@@ -9,9 +9,9 @@
 //! - `reference.rs`: the unoptimised twin (dequantize, f64 dot with unquantized activations)
 //!   that tests hold the fast kernels to.
 //! - `matrix.rs`: `QMatrix`, a weight matrix inside the file's bytes, and its threaded matmul.
-//! - `x86.rs` (AVX2) and `wasm.rs` (simd128, relaxed SIMD): fast Q4_1 and Q8_0 dot products,
-//!   weight rows by activation rows in tiles (`rows.rs`), chosen by [`QType::dot`] and
-//!   [`QType::dot_tiles`].
+//! - `x86.rs` (AVX2) and `wasm.rs` (simd128, relaxed SIMD): fast Q4_1, Q5_0, Q8_0 and K-quant
+//!   dot products, weight rows by activation rows in tiles (`rows.rs`), chosen by
+//!   [`QType::dot`] and [`QType::dot_tiles`].
 
 pub mod act;
 pub mod float;
@@ -184,39 +184,28 @@ pub fn kernels() -> &'static str {
     "scalar"
 }
 
-/// The fast kernels this machine has (AVX2, simd128 or relaxed SIMD) for the default model's
-/// formats, Q4_1 (the layers) and Q8_0 (the tied embedding / output matrix): `out[r][t]` = row
-/// `r` of `rows` dotted with `xs[t]`, in tiles. False where there is none, and the caller runs
-/// the scalar kernels.
+/// The fast kernels this machine has (AVX2, simd128 or relaxed SIMD): `out[r][t]` = row `r` of
+/// `rows` dotted with `xs[t]`, in tiles. False where there is none for `qtype` (F32, F16, Q4_0),
+/// and the caller runs the scalar kernels.
 fn fast_tiles(qtype: QType, rows: &[u8], xs: &[Acts], out: &mut [f32]) -> bool {
-    let (Some(x), false) = (xs.first(), out.is_empty()) else {
+    if xs.is_empty() || out.is_empty() {
         return false;
-    };
+    }
     let rb = rows.len() * xs.len() / out.len();
+    // The kernels read `rb` bytes of weights per activation row: its blocks must cover them.
+    assert!(xs.iter().all(|x| x.blocks() * qtype.type_size() == rb));
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx2() {
-        // SAFETY (both): checked above; every `xs[t]` was quantized for this matrix's type and
-        // width (by `Acts::quantize`), so it has the variant of `xs[0]` and rb's blocks.
-        match (qtype, x) {
-            (QType::Q4_1, Acts::Q8_1(_)) => unsafe { x86::dot_q4_1_tiles(rows, rb, xs, out) },
-            (QType::Q8_0, Acts::Q8_0(_)) => unsafe { x86::dot_q8_0_tiles(rows, rb, xs, out) },
-            _ => return false,
-        }
-        return true;
+        // SAFETY: checked just above; the kernels take the activations in the form
+        // `Acts::quantize` gives `qtype` and panic on another.
+        return unsafe { x86::dot_tiles(qtype, rows, rb, xs, out) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        // SAFETY (both): as above.
-        match (qtype, x) {
-            (QType::Q4_1, Acts::Q8_1(_)) => unsafe { wasm::dot_q4_1_tiles(rows, rb, xs, out) },
-            (QType::Q8_0, Acts::Q8_0(_)) => unsafe { wasm::dot_q8_0_tiles(rows, rb, xs, out) },
-            _ => return false,
-        }
-        return true;
-    }
+    // SAFETY: as above.
+    return unsafe { wasm::dot_tiles(qtype, rows, rb, xs, out) };
     #[allow(unreachable_code)]
     {
-        let _ = (qtype, rows, x, out, rb);
+        let _ = rb;
         false
     }
 }

@@ -31,6 +31,27 @@ pub trait Tile {
     ) -> [[f32; T]; R];
 }
 
+/// Declares `$name`, the [`Tile`] that runs the kernel `$kernel` (generic over R and T) on the
+/// activation rows as [`Acts`]'s `$rows` hands them over.
+macro_rules! tile_kernel {
+    ($name:ident, $kernel:ident, $rows:ident) => {
+        struct $name;
+
+        impl $crate::engine::quant::rows::Tile for $name {
+            unsafe fn tile<const R: usize, const T: usize>(
+                &self,
+                base: *const u8,
+                rb: usize,
+                xs: &[$crate::engine::quant::Acts],
+            ) -> [[f32; T]; R] {
+                // SAFETY: the caller's promise (Tile::tile).
+                unsafe { $kernel(base, rb, $crate::engine::quant::Acts::$rows(xs)) }
+            }
+        }
+    };
+}
+pub(super) use tile_kernel;
+
 /// `out[r * xs.len() + t]` = row `r` of `rows` (consecutive rows of `rb` bytes) dotted with
 /// `xs[t]`, in tiles through `k`, the rest one pair at a time through the same kernel.
 ///

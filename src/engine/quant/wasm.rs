@@ -1,30 +1,93 @@
-//! simd128 dot products for the browser, for the formats the default model runs (Q4_1 with
-//! Q8_1 activations, Q8_0 with Q8_0). candle has none for Q4_1; integer block sums are exact, so
-//! these agree with the scalar kernels up to float summation order.
+//! simd128 dot products for the browser: Q4_1 with Q8_1 activations and Q8_0 with Q8_0 (the
+//! default model), Q5_0 with Q8_0 and the K-quants with Q8_K (the menu's Q4_K_M models). candle
+//! has none for Q4_1; integer block sums are exact, so Q4_1, Q5_0 and Q8_0 agree with the scalar
+//! kernels up to float summation order, and the K-quant kernels, which combine each block's
+//! integer sums in the scalar kernels' order, equal them bit for bit.
 //!
 //! Decoding runs them four rows at a time (tiles, rows.rs): the activations are loaded once per
 //! block for all four, and four independent weight streams keep the memory busy. That alone took
 //! decoding in Chromium from 24 to 32 tokens/s (BENCHMARKS.md).
 //!
 //! With the `relaxed-simd` feature (the second worker binary, started where the page finds the
-//! standard relaxed SIMD, src/web/page/client.rs) Q4_1 multiplies with
+//! standard relaxed SIMD, src/web/page/client.rs) unsigned weights multiply with
 //! `i32x4.relaxed_dot_i8x16_i7x16_add`: one instruction per 16 weights instead of four widenings
 //! and two 16-bit dot products. Its result is implementation-defined only when the second
-//! operand has its top bit set; 4-bit weights never do, and the pairwise 16-bit sums (at most
-//! 2 * 127 * 15) cannot saturate, so it is exact: both builds give bit-identical outputs.
+//! operand has its top bit set; the unsigned 4-, 5- and 6-bit weights never do, and the pairwise
+//! 16-bit sums (at most 2 * 127 * 63) cannot saturate, so it is exact: both builds give
+//! bit-identical outputs.
 
-use super::Acts;
-use super::act::{BlockQ8_0, BlockQ8_1};
-use super::rows::{Tile, by_tiles, f16_ptr};
+use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
+use super::kquants::{Q6K_OFFSET, q45k_offsets, scale_min};
+use super::rows::{by_tiles, f16_ptr, tile_kernel};
+use super::{Acts, QType};
 use core::arch::wasm32::*;
 
+/// Which kernels this build runs, for the backend line and the benchmarks.
+pub const NAME: &str = if cfg!(feature = "relaxed-simd") {
+    "simd128+relaxed"
+} else {
+    "simd128"
+};
+
+/// `out[r * xs.len() + t]` = row `r` of `rows` (of `rb` bytes) dotted with `xs[t]`, in tiles,
+/// where this file has a kernel for `qtype`; false where it has none.
+///
+/// # Safety
+/// Every `xs[t]` was quantized for `qtype` (`Acts::quantize`) from a row as wide as the weight
+/// rows.
+pub unsafe fn dot_tiles(
+    qtype: QType,
+    rows: &[u8],
+    rb: usize,
+    xs: &[Acts],
+    out: &mut [f32],
+) -> bool {
+    // SAFETY: the caller's promise.
+    unsafe {
+        match qtype {
+            QType::Q4_1 => by_tiles(rows, rb, xs, out, &Q4_1),
+            QType::Q5_0 => by_tiles(rows, rb, xs, out, &Q5_0),
+            QType::Q8_0 => by_tiles(rows, rb, xs, out, &Q8_0),
+            QType::Q4K => by_tiles(rows, rb, xs, out, &Q4K),
+            QType::Q5K => by_tiles(rows, rb, xs, out, &Q5K),
+            QType::Q6K => by_tiles(rows, rb, xs, out, &Q6K),
+            _ => return false,
+        }
+    }
+    true
+}
+
+tile_kernel!(Q4_1, q4_1_tile, q8_1_rows);
+tile_kernel!(Q5_0, q5_0_tile, q8_0_rows);
+tile_kernel!(Q8_0, q8_0_tile, q8_0_rows);
+tile_kernel!(Q4K, q4k_tile, q8k_rows);
+tile_kernel!(Q5K, q5k_tile, q8k_rows);
+tile_kernel!(Q6K, q6k_tile, q8k_rows);
+
+/// `acc` plus the dot products of 16 unsigned weights below 128 with 16 signed activations,
+/// as four i32 lanes.
 #[cfg(not(feature = "relaxed-simd"))]
 #[inline]
-fn dot_u8_i8(w: v128, a: v128) -> v128 {
+fn dot_acc(w: v128, a: v128, acc: v128) -> v128 {
     // Both halves widened to i16, multiplied and pair-summed to i32 lanes.
     let lo = i32x4_dot_i16x8(u16x8_extend_low_u8x16(w), i16x8_extend_low_i8x16(a));
     let hi = i32x4_dot_i16x8(u16x8_extend_high_u8x16(w), i16x8_extend_high_i8x16(a));
-    i32x4_add(lo, hi)
+    i32x4_add(acc, i32x4_add(lo, hi))
+}
+
+#[cfg(feature = "relaxed-simd")]
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn dot_acc(w: v128, a: v128, acc: v128) -> v128 {
+    i32x4_relaxed_dot_i8x16_i7x16_add(a, w, acc)
+}
+
+/// Dot product of 32 unsigned weights below 128 (`lo`: elements 0-15, `hi`: 16-31) with 32
+/// activations, as four i32 lanes.
+#[inline]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+fn dot_32(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
+    dot_acc(hi, a1, dot_acc(lo, a0, i32x4_splat(0)))
 }
 
 #[inline]
@@ -35,71 +98,27 @@ fn hsum(v: v128) -> f32 {
         + f32x4_extract_lane::<3>(v)
 }
 
-/// Which kernels this build runs, for the backend line and the benchmarks.
-pub const NAME: &str = if cfg!(feature = "relaxed-simd") {
-    "simd128+relaxed"
-} else {
-    "simd128"
-};
-
-/// Integer dot product of one Q4_1 block's 32 nibbles (`lo`: elements 0-15, `hi`: 16-31) with
-/// 32 activations, as four i32 lanes.
-#[cfg(not(feature = "relaxed-simd"))]
 #[inline]
-fn dot_nibbles(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
-    i32x4_add(dot_u8_i8(lo, a0), dot_u8_i8(hi, a1))
+fn hsum_i32(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v)
+        + i32x4_extract_lane::<1>(v)
+        + i32x4_extract_lane::<2>(v)
+        + i32x4_extract_lane::<3>(v)
 }
 
-#[cfg(feature = "relaxed-simd")]
-#[inline]
-#[target_feature(enable = "relaxed-simd")]
-fn dot_nibbles(lo: v128, hi: v128, a0: v128, a1: v128) -> v128 {
-    let s = i32x4_relaxed_dot_i8x16_i7x16_add(a0, lo, i32x4_splat(0));
-    i32x4_relaxed_dot_i8x16_i7x16_add(a1, hi, s)
-}
-
-/// Q4_1 weights with Q8_1 activations, in tiles ([`by_tiles`]), each pair exactly as alone.
+/// 32 bytes from `p` as two vectors.
 ///
 /// # Safety
-/// Every `xs[t]` is Q8_1 of `rb / 20` blocks.
-pub unsafe fn dot_q4_1_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32]) {
+/// `p` must point at 32 readable bytes.
+#[inline]
+unsafe fn load2<P>(p: *const P) -> (v128, v128) {
+    let p = p as *const u8;
     // SAFETY: the caller's promise.
-    unsafe { by_tiles(rows, rb, xs, out, &Q4_1) }
-}
-
-/// Q8_0 weights with Q8_0 activations, in tiles, each pair exactly as alone.
-///
-/// # Safety
-/// Every `xs[t]` is Q8_0 of `rb / 34` blocks.
-pub unsafe fn dot_q8_0_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32]) {
-    // SAFETY: the caller's promise.
-    unsafe { by_tiles(rows, rb, xs, out, &Q8_0) }
-}
-
-struct Q4_1;
-struct Q8_0;
-
-impl Tile for Q4_1 {
-    unsafe fn tile<const R: usize, const T: usize>(
-        &self,
-        base: *const u8,
-        rb: usize,
-        xs: &[Acts],
-    ) -> [[f32; T]; R] {
-        // SAFETY: the caller's promise.
-        unsafe { q4_1_tile(base, rb, Acts::q8_1_rows(xs)) }
-    }
-}
-
-impl Tile for Q8_0 {
-    unsafe fn tile<const R: usize, const T: usize>(
-        &self,
-        base: *const u8,
-        rb: usize,
-        xs: &[Acts],
-    ) -> [[f32; T]; R] {
-        // SAFETY: the caller's promise.
-        unsafe { q8_0_tile(base, rb, Acts::q8_0_rows(xs)) }
+    unsafe {
+        (
+            v128_load(p as *const v128),
+            v128_load(p.add(16) as *const v128),
+        )
     }
 }
 
@@ -123,19 +142,14 @@ unsafe fn q4_1_tile<const R: usize, const T: usize>(
         let ys: [&BlockQ8_1; T] = core::array::from_fn(|t| &xs[t][b]);
         // SAFETY: the caller's rows hold block b of each row; qs holds 32 activations.
         unsafe {
-            let a: [(v128, v128); T] = ys.map(|y| {
-                (
-                    v128_load(y.qs.as_ptr() as *const v128),
-                    v128_load(y.qs.as_ptr().add(16) as *const v128),
-                )
-            });
+            let a: [(v128, v128); T] = ys.map(|y| load2(y.qs.as_ptr()));
             for r in 0..R {
                 let blk = base.add(r * rb + b * 20);
                 let qs = v128_load(blk.add(4) as *const v128);
                 let (lo, hi) = (v128_and(qs, low), u8x16_shr(qs, 4));
                 let (dw, mw) = (f16_ptr(blk), f16_ptr(blk.add(2)));
                 for t in 0..T {
-                    let s = dot_nibbles(lo, hi, a[t].0, a[t].1);
+                    let s = dot_32(lo, hi, a[t].0, a[t].1);
                     let d = f32x4_splat(dw * ys[t].d);
                     acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(f32x4_convert_i32x4(s), d));
                     mins[r][t] += mw * ys[t].s;
@@ -144,6 +158,65 @@ unsafe fn q4_1_tile<const R: usize, const T: usize>(
         }
     }
     core::array::from_fn(|r| core::array::from_fn(|t| hsum(acc[r][t]) + mins[r][t]))
+}
+
+/// Q5_0's fifth bits as 0x10 in byte i for value i (bit i of `qh`): values 0-15, then 16-31.
+#[inline]
+fn q5_0_high_bits(qh: u32) -> (v128, v128) {
+    let v = u32x4_splat(qh);
+    let bit = u64x2_splat(0x8040201008040201);
+    // Byte i takes byte i / 8 of qh, then keeps bit i % 8.
+    let spread = |idx: v128| {
+        let s = v128_and(i8x16_swizzle(v, idx), bit);
+        v128_and(u8x16_eq(s, bit), u8x16_splat(0x10))
+    };
+    (
+        spread(u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)),
+        spread(u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)),
+    )
+}
+
+/// R consecutive Q5_0 rows (22-byte blocks: f16 scale, 32 fifth bits, 16 bytes of nibbles)
+/// dotted with T activation rows. The weights are multiplied unsigned (0..31) and 16 times the
+/// activations' sum taken off, which gives the signed products exactly.
+///
+/// # Safety
+/// `base` must point at R readable rows of `xs[t].len()` blocks.
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+#[allow(clippy::needless_range_loop)]
+unsafe fn q5_0_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8_0]; T],
+) -> [[f32; T]; R] {
+    let (low, one) = (u8x16_splat(0x0F), u8x16_splat(1));
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    for b in 0..xs[0].len() {
+        let ys: [&BlockQ8_0; T] = core::array::from_fn(|t| &xs[t][b]);
+        // SAFETY: as in `q4_1_tile`.
+        unsafe {
+            let a: [(v128, v128); T] = ys.map(|y| load2(y.qs.as_ptr()));
+            let a16: [v128; T] = a.map(|(a0, a1)| i32x4_shl(dot_32(one, one, a0, a1), 4));
+            for r in 0..R {
+                let blk = base.add(r * rb + b * 22);
+                let qs = v128_load(blk.add(6) as *const v128);
+                let qh =
+                    u32::from_le_bytes(core::ptr::read_unaligned(blk.add(2) as *const [u8; 4]));
+                let (h0, h1) = q5_0_high_bits(qh);
+                let (lo, hi) = (
+                    v128_or(v128_and(qs, low), h0),
+                    v128_or(u8x16_shr(qs, 4), h1),
+                );
+                let dw = f16_ptr(blk);
+                for t in 0..T {
+                    let s = i32x4_sub(dot_32(lo, hi, a[t].0, a[t].1), a16[t]);
+                    let d = f32x4_splat(dw * ys[t].d);
+                    acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(f32x4_convert_i32x4(s), d));
+                }
+            }
+        }
+    }
+    core::array::from_fn(|r| core::array::from_fn(|t| hsum(acc[r][t])))
 }
 
 /// R consecutive Q8_0 rows (34-byte blocks: f16 scale, 32 signed bytes) dotted with T
@@ -190,16 +263,171 @@ unsafe fn q8_0_tile<const R: usize, const T: usize>(
 #[inline]
 unsafe fn widen(p: *const i8) -> [v128; 4] {
     // SAFETY: the caller's promise.
-    let (v0, v1) = unsafe {
-        (
-            v128_load(p as *const v128),
-            v128_load(p.add(16) as *const v128),
-        )
-    };
+    let (v0, v1) = unsafe { load2(p) };
     [
         i16x8_extend_low_i8x16(v0),
         i16x8_extend_high_i8x16(v0),
         i16x8_extend_low_i8x16(v1),
         i16x8_extend_high_i8x16(v1),
     ]
+}
+
+/// Sum over a super-block's sixteen groups of 16 values of scale x (unsigned weights .
+/// activations): `w[g]` holds values 16g..16g+16, `sc[g]` their scale, `y` the activations.
+///
+/// # Safety
+/// None beyond reading `y`; unsafe for the loads.
+#[inline]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+unsafe fn scaled_sum(w: &[v128; 16], sc: &[i32; 16], y: &BlockQ8K) -> i32 {
+    let mut s = i32x4_splat(0);
+    for g in 0..16 {
+        // SAFETY: qs holds 256 activations.
+        let a = unsafe { v128_load(y.qs.as_ptr().add(16 * g) as *const v128) };
+        s = i32x4_add(
+            s,
+            i32x4_mul(dot_acc(w[g], a, i32x4_splat(0)), i32x4_splat(sc[g])),
+        );
+    }
+    hsum_i32(s)
+}
+
+/// R consecutive Q4_K (`five_bit` false) or Q5_K rows dotted with T activation rows, each
+/// block's sums combined as `kquants::dot_q45k` combines them.
+///
+/// # Safety
+/// `base` must point at R readable rows of `xs[t].len()` blocks.
+#[inline]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+#[allow(clippy::needless_range_loop)]
+unsafe fn q45k_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8K]; T],
+    five_bit: bool,
+) -> [[f32; T]; R] {
+    let (size, qs_at, qh_at) = q45k_offsets(five_bit);
+    let low = u8x16_splat(0x0F);
+    let mut sum = [[0f32; T]; R];
+    for b in 0..xs[0].len() {
+        for r in 0..R {
+            // SAFETY: the caller's rows hold block b of each row.
+            unsafe {
+                let blk = base.add(r * rb + b * size);
+                let scales = &*(blk.add(4) as *const [u8; 12]);
+                let sm: [(u8, u8); 8] = core::array::from_fn(|j| scale_min(j, scales));
+                let sc: [i32; 16] = core::array::from_fn(|g| sm[g / 2].0 as i32);
+                let qh = if five_bit {
+                    load2(blk.add(qh_at))
+                } else {
+                    (low, low)
+                };
+                let mut w = [i32x4_splat(0); 16];
+                for c in 0..4 {
+                    let q = load2(blk.add(qs_at + 32 * c));
+                    // Values 64c..64c+32 are the low nibbles, the next 32 the high ones.
+                    w[4 * c] = v128_and(q.0, low);
+                    w[4 * c + 1] = v128_and(q.1, low);
+                    w[4 * c + 2] = u8x16_shr(q.0, 4);
+                    w[4 * c + 3] = u8x16_shr(q.1, 4);
+                    if five_bit {
+                        let fifth = |h: v128, k: u32| {
+                            v128_and(i8x16_shl(u8x16_shr(h, k), 4), u8x16_splat(0x10))
+                        };
+                        let k = 2 * c as u32;
+                        w[4 * c] = v128_or(w[4 * c], fifth(qh.0, k));
+                        w[4 * c + 1] = v128_or(w[4 * c + 1], fifth(qh.1, k));
+                        w[4 * c + 2] = v128_or(w[4 * c + 2], fifth(qh.0, k + 1));
+                        w[4 * c + 3] = v128_or(w[4 * c + 3], fifth(qh.1, k + 1));
+                    }
+                }
+                let (d, dmin) = (f16_ptr(blk), f16_ptr(blk.add(2)));
+                for t in 0..T {
+                    let y = xs[t].get_unchecked(b);
+                    let sumi = scaled_sum(&w, &sc, y);
+                    let summs: i32 = (0..8)
+                        .map(|j| {
+                            sm[j].1 as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)
+                        })
+                        .sum();
+                    sum[r][t] += d * y.d * sumi as f32 - dmin * y.d * summs as f32;
+                }
+            }
+        }
+    }
+    sum
+}
+
+/// # Safety
+/// As [`q45k_tile`].
+unsafe fn q4k_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8K]; T],
+) -> [[f32; T]; R] {
+    // SAFETY: the caller's promise.
+    unsafe { q45k_tile(base, rb, xs, false) }
+}
+
+/// # Safety
+/// As [`q45k_tile`].
+unsafe fn q5k_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8K]; T],
+) -> [[f32; T]; R] {
+    // SAFETY: the caller's promise.
+    unsafe { q45k_tile(base, rb, xs, true) }
+}
+
+/// R consecutive Q6_K rows (210-byte blocks: 128 bytes of low nibbles, 64 of high bit pairs,
+/// 16 signed scales, f16 scale) dotted with T activation rows. The unsigned 6-bit weights are
+/// multiplied as they are and `Q6K_OFFSET` times the scaled activation sums (Q8_K's bsums)
+/// taken off, as `kquants::dot_q6k` gets from its signed values.
+///
+/// # Safety
+/// `base` must point at R readable rows of `xs[t].len()` blocks.
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+#[allow(clippy::needless_range_loop)]
+unsafe fn q6k_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8K]; T],
+) -> [[f32; T]; R] {
+    let (low, two) = (u8x16_splat(0x0F), u8x16_splat(0x30));
+    let mut sum = [[0f32; T]; R];
+    for b in 0..xs[0].len() {
+        for r in 0..R {
+            // SAFETY: the caller's rows hold block b of each row.
+            unsafe {
+                let blk = base.add(r * rb + b * 210);
+                let scales = &*(blk.add(192) as *const [i8; 16]);
+                let sc: [i32; 16] = scales.map(|s| s as i32);
+                let mut w = [i32x4_splat(0); 16];
+                for h in 0..2 {
+                    let (ql0, ql1) = (load2(blk.add(64 * h)), load2(blk.add(64 * h + 32)));
+                    let qh = load2(blk.add(128 + 32 * h));
+                    for (i, (l0, l1, qh)) in [(ql0.0, ql1.0, qh.0), (ql0.1, ql1.1, qh.1)]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        // Group 8h + 2k + i holds values 128h + 32k + 16i .. + 16.
+                        let g = 8 * h + i;
+                        w[g] = v128_or(v128_and(l0, low), v128_and(i8x16_shl(qh, 4), two));
+                        w[g + 2] = v128_or(v128_and(l1, low), v128_and(i8x16_shl(qh, 2), two));
+                        w[g + 4] = v128_or(u8x16_shr(l0, 4), v128_and(qh, two));
+                        w[g + 6] = v128_or(u8x16_shr(l1, 4), v128_and(u8x16_shr(qh, 2), two));
+                    }
+                }
+                let d = f16_ptr(blk.add(208));
+                for t in 0..T {
+                    let y = xs[t].get_unchecked(b);
+                    let offset: i32 = (0..16).map(|g| sc[g] * y.bsums[g] as i32).sum();
+                    let sumi = scaled_sum(&w, &sc, y) - Q6K_OFFSET * offset;
+                    sum[r][t] += d * y.d * sumi as f32;
+                }
+            }
+        }
+    }
+    sum
 }

@@ -1,70 +1,78 @@
-//! AVX2 dot products for the formats the default model runs (Q4_1 weights with Q8_1
-//! activations, Q8_0 with Q8_0), chosen at run time. Integer block sums are exact, so these agree
-//! with the scalar kernels up to float summation order.
+//! AVX2 dot products, chosen at run time: Q4_1 with Q8_1 activations and Q8_0 with Q8_0 (the
+//! default model), Q5_0 with Q8_0 and the K-quants with Q8_K (the menu's Q4_K_M models).
+//! Integer block sums are exact, so Q4_1, Q5_0 and Q8_0 agree with the scalar kernels up to
+//! float summation order; the K-quant kernels combine each block's integer sums in the scalar
+//! kernels' order, so they equal them bit for bit.
 
-use super::Acts;
-use super::act::{BlockQ8_0, BlockQ8_1};
-use super::rows::{Tile, by_tiles, f16_ptr};
+use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
+use super::kquants::{Q6K_OFFSET, q45k_offsets, scale_min};
+use super::rows::{by_tiles, f16_ptr, tile_kernel};
+use super::{Acts, QType};
 use std::arch::x86_64::*;
 
 pub fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
+/// `out[r * xs.len() + t]` = row `r` of `rows` (of `rb` bytes) dotted with `xs[t]`, in tiles,
+/// where this file has a kernel for `qtype`; false where it has none.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA (see [`has_avx2`]); every `xs[t]` was quantized for `qtype`
+/// (`Acts::quantize`) from a row as wide as the weight rows.
+pub unsafe fn dot_tiles(
+    qtype: QType,
+    rows: &[u8],
+    rb: usize,
+    xs: &[Acts],
+    out: &mut [f32],
+) -> bool {
+    // SAFETY: the caller's promise.
+    unsafe {
+        match qtype {
+            QType::Q4_1 => by_tiles(rows, rb, xs, out, &Q4_1),
+            QType::Q5_0 => by_tiles(rows, rb, xs, out, &Q5_0),
+            QType::Q8_0 => by_tiles(rows, rb, xs, out, &Q8_0),
+            QType::Q4K => by_tiles(rows, rb, xs, out, &Q4K),
+            QType::Q5K => by_tiles(rows, rb, xs, out, &Q5K),
+            QType::Q6K => by_tiles(rows, rb, xs, out, &Q6K),
+            _ => return false,
+        }
+    }
+    true
+}
+
+tile_kernel!(Q4_1, q4_1_tile, q8_1_rows);
+tile_kernel!(Q5_0, q5_0_tile, q8_0_rows);
+tile_kernel!(Q8_0, q8_0_tile, q8_0_rows);
+tile_kernel!(Q4K, q4k_tile, q8k_rows);
+tile_kernel!(Q5K, q5k_tile, q8k_rows);
+tile_kernel!(Q6K, q6k_tile, q8k_rows);
+
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn hsum(v: __m256) -> f32 {
-    {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
 }
 
-/// Q4_1 weights with Q8_1 activations, in tiles ([`by_tiles`]), each pair exactly as alone.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA (see [`has_avx2`]); every `xs[t]` is Q8_1 of `rb / 20` blocks.
-pub unsafe fn dot_q4_1_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32]) {
-    // SAFETY: the caller's promise.
-    unsafe { by_tiles(rows, rb, xs, out, &Q4_1) }
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
 }
 
-/// Q8_0 weights with Q8_0 activations, in tiles, each pair exactly as alone.
-///
-/// # Safety
-/// As [`dot_q4_1_tiles`], with Q8_0 activations of `rb / 34` blocks.
-pub unsafe fn dot_q8_0_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32]) {
-    // SAFETY: the caller's promise.
-    unsafe { by_tiles(rows, rb, xs, out, &Q8_0) }
-}
-
-struct Q4_1;
-struct Q8_0;
-
-impl Tile for Q4_1 {
-    unsafe fn tile<const R: usize, const T: usize>(
-        &self,
-        base: *const u8,
-        rb: usize,
-        xs: &[Acts],
-    ) -> [[f32; T]; R] {
-        // SAFETY: the caller's promise.
-        unsafe { q4_1_tile(base, rb, Acts::q8_1_rows(xs)) }
-    }
-}
-
-impl Tile for Q8_0 {
-    unsafe fn tile<const R: usize, const T: usize>(
-        &self,
-        base: *const u8,
-        rb: usize,
-        xs: &[Acts],
-    ) -> [[f32; T]; R] {
-        // SAFETY: the caller's promise.
-        unsafe { q8_0_tile(base, rb, Acts::q8_0_rows(xs)) }
-    }
+/// 32 bytes from `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load(p: *const u8) -> __m256i {
+    // SAFETY: the caller points at 32 readable bytes.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
 }
 
 /// R consecutive Q4_1 rows of `rb` bytes from `base` dotted with T activation rows: each
@@ -86,7 +94,7 @@ unsafe fn q4_1_tile<const R: usize, const T: usize>(
         let ones = _mm256_set1_epi16(1);
         for b in 0..xs[0].len() {
             let ys: [&BlockQ8_1; T] = std::array::from_fn(|t| &xs[t][b]);
-            let a: [__m256i; T] = ys.map(|y| _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
+            let a: [__m256i; T] = ys.map(|y| load(y.qs.as_ptr() as *const u8));
             for r in 0..R {
                 let blk = base.add(r * rb + b * 20);
                 let qs = _mm_loadu_si128(blk.add(4) as *const __m128i);
@@ -106,6 +114,68 @@ unsafe fn q4_1_tile<const R: usize, const T: usize>(
     }
 }
 
+/// Q5_0's fifth bits as 0x10 in byte i for value i (bit i of `qh`).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q5_0_high_bits(qh: u32) -> __m256i {
+    // Byte i takes byte i / 8 of qh (the shuffle stays within each 128-bit half, and both halves
+    // hold qh), then keeps bit i % 8.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh as i32),
+        _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// R consecutive Q5_0 rows (22-byte blocks: f16 scale, 32 fifth bits, 16 bytes of nibbles)
+/// dotted with T activation rows. The weights are multiplied unsigned (0..31) and 16 times the
+/// activations' pair sums taken off, which gives the signed products exactly.
+///
+/// # Safety
+/// AVX2 and FMA; `base` must point at R readable rows of `xs[t].len()` blocks.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn q5_0_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8_0]; T],
+) -> [[f32; T]; R] {
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let low = _mm_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let sixteen = _mm256_set1_epi8(16);
+        for b in 0..xs[0].len() {
+            let ys: [&BlockQ8_0; T] = std::array::from_fn(|t| &xs[t][b]);
+            let a: [__m256i; T] = ys.map(|y| load(y.qs.as_ptr() as *const u8));
+            let a16: [__m256i; T] = a.map(|a| _mm256_maddubs_epi16(sixteen, a));
+            for r in 0..R {
+                let blk = base.add(r * rb + b * 22);
+                let qs = _mm_loadu_si128(blk.add(6) as *const __m128i);
+                let lo = _mm_and_si128(qs, low);
+                let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), low);
+                let qh = u32::from_le_bytes(std::ptr::read_unaligned(blk.add(2) as *const [u8; 4]));
+                let w = _mm256_or_si256(_mm256_set_m128i(hi, lo), q5_0_high_bits(qh));
+                let dw = f16_ptr(blk);
+                for t in 0..T {
+                    let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(w, a[t]), a16[t]);
+                    let p = _mm256_madd_epi16(pairs, ones);
+                    let d = _mm256_set1_ps(dw * ys[t].d);
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r][t]);
+                }
+            }
+        }
+        std::array::from_fn(|r| std::array::from_fn(|t| hsum(acc[r][t])))
+    }
+}
+
 /// R consecutive Q8_0 rows dotted with T activation rows.
 ///
 /// # Safety
@@ -122,10 +192,10 @@ unsafe fn q8_0_tile<const R: usize, const T: usize>(
         let ones = _mm256_set1_epi16(1);
         for b in 0..xs[0].len() {
             let ys: [&BlockQ8_0; T] = std::array::from_fn(|t| &xs[t][b]);
-            let a: [__m256i; T] = ys.map(|y| _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
+            let a: [__m256i; T] = ys.map(|y| load(y.qs.as_ptr() as *const u8));
             for r in 0..R {
                 let blk = base.add(r * rb + b * 34);
-                let w = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+                let w = load(blk.add(2));
                 // maddubs needs an unsigned operand: move w's sign onto a.
                 let wabs = _mm256_sign_epi8(w, w);
                 let dw = f16_ptr(blk);
@@ -141,4 +211,166 @@ unsafe fn q8_0_tile<const R: usize, const T: usize>(
         }
         std::array::from_fn(|r| std::array::from_fn(|t| hsum(acc[r][t])))
     }
+}
+
+/// Sum over a super-block's eight (or sixteen) groups of scale x (unsigned weights . activations):
+/// `w[k]` holds values 32k..32k+32, `sc[k]` their scale(s) as i16 lanes (one per 16 values),
+/// `y` the activation block. The unsigned 4-6 bit weights times 127 fit maddubs' i16 pairs.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scaled_sum(w: &[__m256i; 8], sc: &[__m256i; 8], y: &BlockQ8K) -> i32 {
+    unsafe {
+        let mut s = _mm256_setzero_si256();
+        for k in 0..8 {
+            let a = load(y.qs.as_ptr().add(32 * k) as *const u8);
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(w[k], a), sc[k]));
+        }
+        hsum_i32(s)
+    }
+}
+
+/// R consecutive Q4_K (`five_bit` false) or Q5_K rows dotted with T activation rows, each
+/// block's sums combined as `kquants::dot_q45k` combines them.
+///
+/// # Safety
+/// AVX2 and FMA; `base` must point at R readable rows of `xs[t].len()` blocks.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn q45k_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8K]; T],
+    five_bit: bool,
+) -> [[f32; T]; R] {
+    let (size, qs_at, qh_at) = q45k_offsets(five_bit);
+    let mut sum = [[0f32; T]; R];
+    unsafe {
+        let low = _mm256_set1_epi8(0x0F);
+        for b in 0..xs[0].len() {
+            for r in 0..R {
+                let blk = base.add(r * rb + b * size);
+                let scales = &*(blk.add(4) as *const [u8; 12]);
+                let sm: [(u8, u8); 8] = std::array::from_fn(|j| scale_min(j, scales));
+                let sc = sm.map(|(s, _)| _mm256_set1_epi16(s as i16));
+                let qh = if five_bit {
+                    load(blk.add(qh_at))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let mut w = [_mm256_setzero_si256(); 8];
+                for c in 0..4 {
+                    let q = load(blk.add(qs_at + 32 * c));
+                    w[2 * c] = _mm256_and_si256(q, low);
+                    w[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+                    if five_bit {
+                        for (k, v) in [(2 * c, 1u8 << (2 * c)), (2 * c + 1, 2u8 << (2 * c))] {
+                            let m = _mm256_set1_epi8(v as i8);
+                            let set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, m), m);
+                            let high = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+                            w[k] = _mm256_or_si256(w[k], high);
+                        }
+                    }
+                }
+                let (d, dmin) = (f16_ptr(blk), f16_ptr(blk.add(2)));
+                for t in 0..T {
+                    let y = xs[t].get_unchecked(b);
+                    let sumi = scaled_sum(&w, &sc, y);
+                    let summs: i32 = (0..8)
+                        .map(|j| {
+                            sm[j].1 as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)
+                        })
+                        .sum();
+                    sum[r][t] += d * y.d * sumi as f32 - dmin * y.d * summs as f32;
+                }
+            }
+        }
+    }
+    sum
+}
+
+/// # Safety
+/// As [`q45k_tile`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q4k_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8K]; T],
+) -> [[f32; T]; R] {
+    // SAFETY: the caller's promise.
+    unsafe { q45k_tile(base, rb, xs, false) }
+}
+
+/// # Safety
+/// As [`q45k_tile`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q5k_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8K]; T],
+) -> [[f32; T]; R] {
+    // SAFETY: the caller's promise.
+    unsafe { q45k_tile(base, rb, xs, true) }
+}
+
+/// R consecutive Q6_K rows (210-byte blocks: 128 bytes of low nibbles, 64 of high bit pairs,
+/// 16 signed scales, f16 scale) dotted with T activation rows. The unsigned 6-bit weights are
+/// multiplied as they are and `Q6K_OFFSET` times the scaled activation sums (Q8_K's bsums)
+/// taken off, as `kquants::dot_q6k` gets from its signed values.
+///
+/// # Safety
+/// AVX2 and FMA; `base` must point at R readable rows of `xs[t].len()` blocks.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn q6k_tile<const R: usize, const T: usize>(
+    base: *const u8,
+    rb: usize,
+    xs: [&[BlockQ8K]; T],
+) -> [[f32; T]; R] {
+    let mut sum = [[0f32; T]; R];
+    unsafe {
+        let low = _mm256_set1_epi8(0x0F);
+        let two = _mm256_set1_epi8(0x30);
+        for b in 0..xs[0].len() {
+            for r in 0..R {
+                let blk = base.add(r * rb + b * 210);
+                let scales = &*(blk.add(192) as *const [i8; 16]);
+                let mut w = [_mm256_setzero_si256(); 8];
+                for h in 0..2 {
+                    let (ql0, ql1) = (load(blk.add(64 * h)), load(blk.add(64 * h + 32)));
+                    let qh = load(blk.add(128 + 32 * h));
+                    let nib = |q: __m256i, hi: bool| {
+                        let q = if hi { _mm256_srli_epi16(q, 4) } else { q };
+                        _mm256_and_si256(q, low)
+                    };
+                    w[4 * h] = _mm256_or_si256(
+                        nib(ql0, false),
+                        _mm256_and_si256(_mm256_slli_epi16(qh, 4), two),
+                    );
+                    w[4 * h + 1] = _mm256_or_si256(
+                        nib(ql1, false),
+                        _mm256_and_si256(_mm256_slli_epi16(qh, 2), two),
+                    );
+                    w[4 * h + 2] = _mm256_or_si256(nib(ql0, true), _mm256_and_si256(qh, two));
+                    w[4 * h + 3] = _mm256_or_si256(
+                        nib(ql1, true),
+                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), two),
+                    );
+                }
+                let sc: [__m256i; 8] = std::array::from_fn(|k| {
+                    _mm256_set_m128i(
+                        _mm_set1_epi16(scales[2 * k + 1] as i16),
+                        _mm_set1_epi16(scales[2 * k] as i16),
+                    )
+                });
+                let d = f16_ptr(blk.add(208));
+                for t in 0..T {
+                    let y = xs[t].get_unchecked(b);
+                    let offset: i32 = (0..16).map(|g| scales[g] as i32 * y.bsums[g] as i32).sum();
+                    let sumi = scaled_sum(&w, &sc, y) - Q6K_OFFSET * offset;
+                    sum[r][t] += d * y.d * sumi as f32;
+                }
+            }
+        }
+    }
+    sum
 }
