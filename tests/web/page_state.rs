@@ -47,6 +47,19 @@ fn model_view() -> ModelView {
 }
 
 /// The requests among `effects`, in order.
+/// The URL and checksum of the model load the page just asked the worker for.
+fn url_load(p: &mut Page) -> (String, Option<String>) {
+    let effects = p.take_effects();
+    match sent(&effects)[0] {
+        Request::LoadModel {
+            source: ModelSource::Url { url },
+            sha256,
+            ..
+        } => (url.clone(), sha256.clone()),
+        _ => panic!("expected a model load from a URL: {effects:?}"),
+    }
+}
+
 fn sent(effects: &[Effect]) -> Vec<&Request> {
     effects
         .iter()
@@ -152,17 +165,10 @@ fn failed(id: u32, fault: Fault) -> Event {
 fn loading_the_default_model_checks_its_sha256_and_marks_readiness() {
     let mut p = page();
     p.load_default_model();
-    let effects = p.take_effects();
-    let Request::LoadModel { source, sha256, .. } = sent(&effects)[0] else {
-        panic!("expected a model load: {effects:?}");
-    };
     assert_eq!(
-        source,
-        &ModelSource::Url {
-            url: MODEL_URL.into()
-        }
+        url_load(&mut p),
+        (MODEL_URL.into(), DEFAULT_MODEL.sha256.map(str::to_string))
     );
-    assert_eq!(sha256.as_deref(), DEFAULT_MODEL.sha256);
     assert_eq!(p.model_loading.as_deref(), Some("default.gguf"));
     assert!(p.busy() && !p.can_chat());
 
@@ -595,17 +601,10 @@ fn the_model_menu_loads_by_url_or_says_why_not() {
 
     // With 4 GB (or no figure) it loads from its host, with the progress line naming the file.
     p.load_catalog_model("gemma-3-1b", Some(4.0));
-    let effects = p.take_effects();
-    let Request::LoadModel { source, sha256, .. } = sent(&effects)[0] else {
-        panic!("expected a model load: {effects:?}");
-    };
     assert_eq!(
-        source,
-        &ModelSource::Url {
-            url: gemma.url.into()
-        }
+        url_load(&mut p),
+        (gemma.url.into(), gemma.sha256.map(str::to_string))
     );
-    assert_eq!(sha256, &gemma.sha256.map(str::to_string));
     assert_eq!(
         p.model_loading.as_deref(),
         Some("gemma-3-1b-it-Q4_K_M.gguf")

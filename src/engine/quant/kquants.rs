@@ -7,7 +7,7 @@ use super::act::BlockQ8K;
 use super::{QK_K, f16_at};
 
 /// Q6_K's values are stored unsigned, 32 above their signed value.
-pub(super) const Q6K_OFFSET: i32 = 32;
+const Q6K_OFFSET: i32 = 32;
 
 /// A Q4_K (`five_bit` false) or Q5_K block's size and where its 4-bit values and (Q5_K) its
 /// fifth bits start.
@@ -78,18 +78,40 @@ fn dot_q45k(row: &[u8], x: &[BlockQ8K], five_bit: bool) -> f32 {
     let mut sum = 0f32;
     for (blk, y) in row.chunks_exact(q45k_offsets(five_bit).0).zip(x) {
         let (d, dmin, scales, v) = q45k_parts(blk, five_bit);
-        let (mut sumi, mut summs) = (0i32, 0i32);
+        let mut sumi = 0i32;
         for j in 0..8 {
-            let (sc, m) = scale_min(j, scales);
             let s: i32 = (32 * j..32 * (j + 1))
                 .map(|l| v[l] as i32 * y.qs[l] as i32)
                 .sum();
-            sumi += sc as i32 * s;
-            summs += m as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32);
+            sumi += scale_min(j, scales).0 as i32 * s;
         }
-        sum += d * y.d * sumi as f32 - dmin * y.d * summs as f32;
+        sum += q45k_block_dot(d, dmin, scales, y, sumi);
     }
     sum
+}
+
+/// A Q4_K/Q5_K super-block's share of a dot product, given `sumi`, the sum over its eight
+/// groups of scale x (values . activations): the minimums apply through the activations' group
+/// sums. The SIMD kernels (x86.rs, wasm.rs) finish each block here too, so they equal these
+/// scalar kernels bit for bit.
+#[inline]
+pub(super) fn q45k_block_dot(d: f32, dmin: f32, scales: &[u8], y: &BlockQ8K, sumi: i32) -> f32 {
+    let summs: i32 = (0..8)
+        .map(|j| {
+            scale_min(j, scales).1 as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)
+        })
+        .sum();
+    d * y.d * sumi as f32 - dmin * y.d * summs as f32
+}
+
+/// What Q6_K's storage offset contributes to a block's integer sum when its unsigned values
+/// are multiplied as they are: `Q6K_OFFSET` x the scaled activation group sums.
+#[inline]
+pub(super) fn q6k_offset(scales: &[i8; 16], y: &BlockQ8K) -> i32 {
+    Q6K_OFFSET
+        * (0..16)
+            .map(|g| scales[g] as i32 * y.bsums[g] as i32)
+            .sum::<i32>()
 }
 
 pub fn dequantize_q4k(b: &[u8], out: &mut [f32]) {

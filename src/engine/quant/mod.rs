@@ -28,6 +28,11 @@ mod rows;
 mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+// This target's tile kernels, for rows.rs.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use wasm as simd;
+#[cfg(target_arch = "x86_64")]
+use x86 as simd;
 
 pub use act::Acts;
 pub use matrix::QMatrix;
@@ -198,11 +203,11 @@ fn fast_tiles(qtype: QType, rows: &[u8], xs: &[Acts], out: &mut [f32]) -> bool {
     if x86::has_avx2() {
         // SAFETY: checked just above; the kernels take the activations in the form
         // `Acts::quantize` gives `qtype` and panic on another.
-        return unsafe { x86::dot_tiles(qtype, rows, rb, xs, out) };
+        return unsafe { rows::dot_tiles(qtype, rows, rb, xs, out) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     // SAFETY: as above.
-    return unsafe { wasm::dot_tiles(qtype, rows, rb, xs, out) };
+    return unsafe { rows::dot_tiles(qtype, rows, rb, xs, out) };
     #[allow(unreachable_code)]
     {
         let _ = rb;

@@ -9,7 +9,7 @@
 //! which is most of a 4-bit kernel's work. Every (row, token) pair runs the same operations in the same order
 //! whichever tile computes it, so the results are bit-identical to one pair alone.
 
-use super::Acts;
+use super::{Acts, QType};
 
 /// Weight rows per tile when there is one activation row.
 const ROWS: usize = 4;
@@ -31,11 +31,20 @@ pub trait Tile {
     ) -> [[f32; T]; R];
 }
 
-/// Declares `$name`, the [`Tile`] that runs the kernel `$kernel` (generic over R and T) on the
-/// activation rows as [`Acts`]'s `$rows` hands them over.
-macro_rules! tile_kernel {
-    ($name:ident, $kernel:ident, $rows:ident) => {
-        struct $name;
+/// Declares the [`Tile`] of each format with a fast kernel, running the kernel file's (x86.rs,
+/// wasm.rs) `q4_1_tile`, `q5_0_tile`, `q8_0_tile`, `q45k_tile` (Q4_K and Q5_K, told which by a
+/// flag) and `q6k_tile` on the activation rows as [`Acts`] hands them over.
+macro_rules! tile_kernels {
+    () => {
+        tile_kernels!(Q4_1, q4_1_tile, q8_1_rows);
+        tile_kernels!(Q5_0, q5_0_tile, q8_0_rows);
+        tile_kernels!(Q8_0, q8_0_tile, q8_0_rows);
+        tile_kernels!(Q4K, q45k_tile, q8k_rows, false);
+        tile_kernels!(Q5K, q45k_tile, q8k_rows, true);
+        tile_kernels!(Q6K, q6k_tile, q8k_rows);
+    };
+    ($name:ident, $kernel:ident, $rows:ident $(, $flag:expr)?) => {
+        pub(in $crate::engine::quant) struct $name;
 
         impl $crate::engine::quant::rows::Tile for $name {
             unsafe fn tile<const R: usize, const T: usize>(
@@ -45,12 +54,42 @@ macro_rules! tile_kernel {
                 xs: &[$crate::engine::quant::Acts],
             ) -> [[f32; T]; R] {
                 // SAFETY: the caller's promise (Tile::tile).
-                unsafe { $kernel(base, rb, $crate::engine::quant::Acts::$rows(xs)) }
+                unsafe { $kernel(base, rb, $crate::engine::quant::Acts::$rows(xs) $(, $flag)?) }
             }
         }
     };
 }
-pub(super) use tile_kernel;
+pub(super) use tile_kernels;
+
+/// `out[r * xs.len() + t]` = row `r` of `rows` (of `rb` bytes) dotted with `xs[t]`, in tiles of
+/// this target's kernels (`simd`: x86.rs or wasm.rs), where it has one for `qtype`; false where
+/// it has none.
+///
+/// # Safety
+/// The CPU has the kernels' instructions (x86: AVX2 and FMA); every `xs[t]` was quantized for
+/// `qtype` (`Acts::quantize`) from a row as wide as the weight rows.
+pub unsafe fn dot_tiles(
+    qtype: QType,
+    rows: &[u8],
+    rb: usize,
+    xs: &[Acts],
+    out: &mut [f32],
+) -> bool {
+    use super::simd::{Q4_1, Q4K, Q5_0, Q5K, Q6K, Q8_0};
+    // SAFETY: the caller's promise.
+    unsafe {
+        match qtype {
+            QType::Q4_1 => by_tiles(rows, rb, xs, out, &Q4_1),
+            QType::Q5_0 => by_tiles(rows, rb, xs, out, &Q5_0),
+            QType::Q8_0 => by_tiles(rows, rb, xs, out, &Q8_0),
+            QType::Q4K => by_tiles(rows, rb, xs, out, &Q4K),
+            QType::Q5K => by_tiles(rows, rb, xs, out, &Q5K),
+            QType::Q6K => by_tiles(rows, rb, xs, out, &Q6K),
+            _ => return false,
+        }
+    }
+    true
+}
 
 /// `out[r * xs.len() + t]` = row `r` of `rows` (consecutive rows of `rb` bytes) dotted with
 /// `xs[t]`, in tiles through `k`, the rest one pair at a time through the same kernel.

@@ -5,49 +5,15 @@
 //! kernels' order, so they equal them bit for bit.
 
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
-use super::kquants::{Q6K_OFFSET, q45k_offsets, scale_min};
-use super::rows::{by_tiles, f16_ptr, tile_kernel};
-use super::{Acts, QType};
+use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_min};
+use super::rows::{f16_ptr, tile_kernels};
 use std::arch::x86_64::*;
 
 pub fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// `out[r * xs.len() + t]` = row `r` of `rows` (of `rb` bytes) dotted with `xs[t]`, in tiles,
-/// where this file has a kernel for `qtype`; false where it has none.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA (see [`has_avx2`]); every `xs[t]` was quantized for `qtype`
-/// (`Acts::quantize`) from a row as wide as the weight rows.
-pub unsafe fn dot_tiles(
-    qtype: QType,
-    rows: &[u8],
-    rb: usize,
-    xs: &[Acts],
-    out: &mut [f32],
-) -> bool {
-    // SAFETY: the caller's promise.
-    unsafe {
-        match qtype {
-            QType::Q4_1 => by_tiles(rows, rb, xs, out, &Q4_1),
-            QType::Q5_0 => by_tiles(rows, rb, xs, out, &Q5_0),
-            QType::Q8_0 => by_tiles(rows, rb, xs, out, &Q8_0),
-            QType::Q4K => by_tiles(rows, rb, xs, out, &Q4K),
-            QType::Q5K => by_tiles(rows, rb, xs, out, &Q5K),
-            QType::Q6K => by_tiles(rows, rb, xs, out, &Q6K),
-            _ => return false,
-        }
-    }
-    true
-}
-
-tile_kernel!(Q4_1, q4_1_tile, q8_1_rows);
-tile_kernel!(Q5_0, q5_0_tile, q8_0_rows);
-tile_kernel!(Q8_0, q8_0_tile, q8_0_rows);
-tile_kernel!(Q4K, q4k_tile, q8k_rows);
-tile_kernel!(Q5K, q5k_tile, q8k_rows);
-tile_kernel!(Q6K, q6k_tile, q8k_rows);
+tile_kernels!();
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -275,12 +241,7 @@ unsafe fn q45k_tile<const R: usize, const T: usize>(
                 for t in 0..T {
                     let y = xs[t].get_unchecked(b);
                     let sumi = scaled_sum(&w, &sc, y);
-                    let summs: i32 = (0..8)
-                        .map(|j| {
-                            sm[j].1 as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)
-                        })
-                        .sum();
-                    sum[r][t] += d * y.d * sumi as f32 - dmin * y.d * summs as f32;
+                    sum[r][t] += q45k_block_dot(d, dmin, scales, y, sumi);
                 }
             }
         }
@@ -288,34 +249,10 @@ unsafe fn q45k_tile<const R: usize, const T: usize>(
     sum
 }
 
-/// # Safety
-/// As [`q45k_tile`].
-#[target_feature(enable = "avx2,fma")]
-unsafe fn q4k_tile<const R: usize, const T: usize>(
-    base: *const u8,
-    rb: usize,
-    xs: [&[BlockQ8K]; T],
-) -> [[f32; T]; R] {
-    // SAFETY: the caller's promise.
-    unsafe { q45k_tile(base, rb, xs, false) }
-}
-
-/// # Safety
-/// As [`q45k_tile`].
-#[target_feature(enable = "avx2,fma")]
-unsafe fn q5k_tile<const R: usize, const T: usize>(
-    base: *const u8,
-    rb: usize,
-    xs: [&[BlockQ8K]; T],
-) -> [[f32; T]; R] {
-    // SAFETY: the caller's promise.
-    unsafe { q45k_tile(base, rb, xs, true) }
-}
-
 /// R consecutive Q6_K rows (210-byte blocks: 128 bytes of low nibbles, 64 of high bit pairs,
 /// 16 signed scales, f16 scale) dotted with T activation rows. The unsigned 6-bit weights are
-/// multiplied as they are and `Q6K_OFFSET` times the scaled activation sums (Q8_K's bsums)
-/// taken off, as `kquants::dot_q6k` gets from its signed values.
+/// multiplied as they are and the storage offset's share taken off (`kquants::q6k_offset`),
+/// which gives what `kquants::dot_q6k` gets from its signed values.
 ///
 /// # Safety
 /// AVX2 and FMA; `base` must point at R readable rows of `xs[t].len()` blocks.
@@ -365,8 +302,7 @@ unsafe fn q6k_tile<const R: usize, const T: usize>(
                 let d = f16_ptr(blk.add(208));
                 for t in 0..T {
                     let y = xs[t].get_unchecked(b);
-                    let offset: i32 = (0..16).map(|g| scales[g] as i32 * y.bsums[g] as i32).sum();
-                    let sumi = scaled_sum(&w, &sc, y) - Q6K_OFFSET * offset;
+                    let sumi = scaled_sum(&w, &sc, y) - q6k_offset(scales, y);
                     sum[r][t] += d * y.d * sumi as f32;
                 }
             }
