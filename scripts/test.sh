@@ -34,7 +34,7 @@ scripts/build_web.sh
 
 for features in "" relaxed-simd; do
   echo "test: cargo clippy --release (wasm32${features:+, --features $features}) -- -D warnings"
-  cargo clippy --release --target wasm32-unknown-unknown --lib --bins --test quant_kernels \
+  cargo clippy --release --target wasm32-unknown-unknown --lib --bins --test quant_kernels --test engine \
     ${features:+--features "$features"} -- -D warnings || {
     echo "test: FAIL - clippy found warnings in the wasm32 build${features:+ with $features}, see above" >&2
     exit 1
@@ -54,15 +54,15 @@ for want in index.html sw.js sw-register.js precache.json _headers README.txt mo
   }
 done
 
-# The browser's own kernels (simd128, and the relaxed-SIMD set of the second worker) against the
-# same references as the native ones, in headless Chromium through chromedriver (Node will not
-# do: Node 20's V8 has a pre-standard relaxed SIMD). After the web build, which has compiled most
-# of what these need.
+# The browser's own kernels (simd128, and the relaxed-SIMD set of the second worker) and each
+# architecture's model (tests/engine/arch_reference.rs) against the same references as the
+# native ones, in headless Chromium through chromedriver (Node will not do: Node 20's V8 has a
+# pre-standard relaxed SIMD). After the web build, which has compiled most of what these need.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_USE_BROWSER=1
 for features in "" relaxed-simd; do
-  echo "test: wasm kernel tests in headless Chromium${features:+ (--features $features)}"
-  cargo test --release --target wasm32-unknown-unknown --test quant_kernels ${features:+--features "$features"} || {
-    echo "test: FAIL - wasm kernel tests${features:+ with $features} failed, see above" >&2
+  echo "test: wasm kernel and architecture tests in headless Chromium${features:+ (--features $features)}"
+  cargo test --release --target wasm32-unknown-unknown --test quant_kernels --test engine ${features:+--features "$features"} || {
+    echo "test: FAIL - wasm kernel or architecture tests${features:+ with $features} failed, see above" >&2
     exit 1
   }
 done

@@ -2,12 +2,20 @@
 //! (tests/fixtures/arch/NAME.gguf, written with gguf-py by scripts/make_arch_fixtures.py, which
 //! also recorded llama.cpp's outputs in NAME.json): tokenization id for id, the full last-token
 //! logits of each prompt, llama.cpp's top-10 logits while teacher-forcing its greedy tokens, and
-//! free-running greedy generation up to the first near tie.
+//! free-running greedy generation up to the first near tie. The same tests run in the browser's
+//! wasm build (scripts/test.sh), with the fixtures compiled in.
 
 use crate::common;
 use axiscope::engine::sampler::argmax;
 use axiscope::engine::{Backend, GenerateOptions, Hooks, Model, SamplerConfig, Session};
-use common::{ids, root};
+use common::ids;
+// On wasm32 every `#[test]` below is a wasm-bindgen test.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// Threads for the CPU engine: two where there are threads (the matmuls split across them must
+/// not change a bit), one in a wasm test, which has no threads.
+const THREADS: usize = if cfg!(target_arch = "wasm32") { 1 } else { 2 };
 
 /// Largest |logit difference| allowed against llama.cpp, and the top-2 gap below which either
 /// token may be the greedy pick. Both engines quantize activations to Q8_0 before each matmul
@@ -23,13 +31,23 @@ struct Fixture {
     json: serde_json::Value,
 }
 
+/// Each fixture's model and llama.cpp record, compiled in (a wasm test has no file system).
 fn fixture(name: &str) -> Fixture {
-    let dir = root().join("tests/fixtures/arch");
-    let bytes = std::fs::read(dir.join(format!("{name}.gguf"))).unwrap();
-    let s = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+    macro_rules! files {
+        ($($n:literal),*) => {
+            match name {
+                $($n => (
+                    &include_bytes!(concat!("../fixtures/arch/", $n, ".gguf"))[..],
+                    include_str!(concat!("../fixtures/arch/", $n, ".json")),
+                ),)*
+                _ => panic!("no fixture {name}"),
+            }
+        };
+    }
+    let (bytes, json) = files!("llama3", "qwen2", "qwen3", "gemma3");
     Fixture {
-        model: Model::from_bytes(bytes).unwrap(),
-        json: serde_json::from_str(&s).unwrap(),
+        model: Model::from_bytes(bytes.to_vec()).unwrap(),
+        json: serde_json::from_str(json).unwrap(),
     }
 }
 
@@ -61,7 +79,7 @@ fn check_tokenization(f: &Fixture) {
 /// The prompt's last-token logits in full, then llama.cpp's greedy tokens fed back one at a
 /// time with its top-10 logits compared at each step. Returns the worst difference.
 fn check_logits(f: &Fixture) -> (f32, usize, usize) {
-    let mut backend = f.model.cpu_backend(2).unwrap();
+    let mut backend = f.model.cpu_backend(THREADS).unwrap();
     let (mut worst, mut exact, mut total) = (0f32, 0, 0);
     for case in f.json["cases"].as_array().unwrap() {
         let prompt = ids(&case["prompt_ids"]);
@@ -109,7 +127,7 @@ fn check_logits(f: &Fixture) -> (f32, usize, usize) {
 /// Returns the number of tokens compared.
 fn check_greedy(f: &Fixture) -> usize {
     let near_tie = f.json["settings"]["near_tie"].as_f64().unwrap();
-    let mut session = Session::new(Box::new(f.model.cpu_backend(2).unwrap()));
+    let mut session = Session::new(Box::new(f.model.cpu_backend(THREADS).unwrap()));
     let mut compared = 0;
     for case in f.json["cases"].as_array().unwrap() {
         let steps = case["steps"].as_array().unwrap();
