@@ -48,8 +48,12 @@ pub enum TokenKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateKind {
     /// `<|im_start|>role\ncontent<|im_end|>\n`; the template's own system prompt, if it injects
-    /// one when the conversation has none.
-    ChatMl { default_system: Option<String> },
+    /// one when the conversation has none. `empty_think`: Qwen3's template, run as its
+    /// `enable_thinking=false` renders it: each reply opens with an empty think block.
+    ChatMl {
+        default_system: Option<String>,
+        empty_think: bool,
+    },
     /// `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>`.
     Llama3,
     /// `<start_of_turn>user\ncontent<end_of_turn>\n`, the assistant named `model`. Gemma has no
@@ -107,6 +111,7 @@ impl ChatTemplate {
         } else {
             TemplateKind::ChatMl {
                 default_system: default_system_prompt(src),
+                empty_think: src.contains("enable_thinking"),
             }
         };
         Self { kind }
@@ -114,9 +119,30 @@ impl ChatTemplate {
 
     pub fn name(&self) -> &'static str {
         match self.kind {
+            TemplateKind::ChatMl {
+                empty_think: true, ..
+            } => "qwen3",
             TemplateKind::ChatMl { .. } => "chatml",
             TemplateKind::Llama3 => "llama3",
             TemplateKind::Gemma => "gemma",
+        }
+    }
+
+    /// What a person chatting should know about how this template places the conversation,
+    /// where it departs from the plain system / user / assistant turns.
+    pub fn note(&self) -> Option<&'static str> {
+        match self.kind {
+            TemplateKind::ChatMl {
+                empty_think: true, ..
+            } => Some(
+                "Thinking is off: each reply opens with an empty think block, as the model's \
+                 template writes it with enable_thinking=false.",
+            ),
+            TemplateKind::Gemma => Some(
+                "Gemma has no system role: a system prompt opens the first user turn, followed \
+                 by a blank line.",
+            ),
+            _ => None,
         }
     }
 
@@ -147,7 +173,10 @@ impl ChatTemplate {
         };
         let mut out = Vec::new();
         match &self.kind {
-            TemplateKind::ChatMl { default_system } => {
+            TemplateKind::ChatMl {
+                default_system,
+                empty_think,
+            } => {
                 if let (Some(sys), false) = (
                     default_system,
                     messages.first().is_some_and(|m| m.role == Role::System),
@@ -156,17 +185,40 @@ impl ChatTemplate {
                     out.push(p(sys.clone(), TokenKind::System, None));
                     out.push(p("<|im_end|>\n".into(), TokenKind::EndOfTurn, None));
                 }
+                // Qwen3 keeps a think block only on replies after the last user turn: the one
+                // being written and, when a conversation ends with it, the last one.
+                let last_query = messages
+                    .iter()
+                    .rposition(|m| m.role == Role::User)
+                    .unwrap_or(messages.len().saturating_sub(1));
                 for (i, m) in messages.iter().enumerate() {
                     out.push(p(
                         format!("<|im_start|>{}\n", role_name(m.role)),
                         TokenKind::Header,
                         Some(i),
                     ));
-                    out.push(p(m.content.clone(), content_kind(m.role), Some(i)));
+                    let mut content = m.content.as_str();
+                    if *empty_think && m.role == Role::Assistant {
+                        let (reasoning, rest) = split_think(content);
+                        content = rest;
+                        if i > last_query && (i + 1 == messages.len() || !reasoning.is_empty()) {
+                            out.push(p("<think>\n".into(), TokenKind::Header, Some(i)));
+                            if !reasoning.is_empty() {
+                                let kind = TokenKind::AssistantContent;
+                                out.push(p(reasoning.into(), kind, Some(i)));
+                            }
+                            out.push(p("\n</think>\n\n".into(), TokenKind::Header, Some(i)));
+                            content = content.trim_start_matches('\n');
+                        }
+                    }
+                    out.push(p(content.into(), content_kind(m.role), Some(i)));
                     out.push(p("<|im_end|>\n".into(), TokenKind::EndOfTurn, Some(i)));
                 }
                 if add_generation_prompt {
                     out.push(p("<|im_start|>assistant\n".into(), TokenKind::Header, None));
+                    if *empty_think {
+                        out.push(p("<think>\n\n</think>\n\n".into(), TokenKind::Header, None));
+                    }
                 }
             }
             TemplateKind::Llama3 => {
@@ -271,6 +323,22 @@ impl ChatTemplate {
     }
 }
 
+/// A reply's think block and the rest, as Qwen3's template splits them: the reasoning between
+/// the last `<think>` and the first `</think>`, the content after the last `</think>`; no block,
+/// no reasoning.
+fn split_think(reply: &str) -> (&str, &str) {
+    let Some((before, _)) = reply.split_once("</think>") else {
+        return ("", reply);
+    };
+    let content = reply.rsplit("</think>").next().unwrap_or_default();
+    let reasoning = before.trim_end_matches('\n');
+    let reasoning = reasoning.rsplit("<think>").next().unwrap_or_default();
+    (
+        reasoning.trim_matches('\n'),
+        content.trim_start_matches('\n'),
+    )
+}
+
 /// Finds the system prompt a ChatML template injects when the conversation has none: the first
 /// pure string literal of the form `<|im_start|>system\n...<|im_end|>` in the template source.
 fn default_system_prompt(src: &str) -> Option<String> {
@@ -298,7 +366,8 @@ mod tests {
             TemplateKind::ChatMl {
                 default_system: Some(
                     "You are a helpful AI assistant named SmolLM, trained by Hugging Face".into()
-                )
+                ),
+                empty_think: false,
             }
         );
         let text = t.render_text(&[Message::new(Role::User, "Hi")], true);
@@ -317,6 +386,66 @@ mod tests {
             with_system,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
         );
+    }
+
+    /// Each expected text is what jinja2 rendered from Qwen3-0.6B's own chat template (as
+    /// llama.cpp keeps it under models/templates) with `enable_thinking=false`, for the same
+    /// messages; the template source itself is not ours to commit, and only its
+    /// `enable_thinking` switch selects this behaviour.
+    #[test]
+    fn qwen3_opens_each_new_reply_with_an_empty_think_block() {
+        let t =
+            ChatTemplate::from_source("{%- if enable_thinking is defined %}<think>{%- endif %}");
+        assert_eq!((t.name(), t.end_of_turn()), ("qwen3", "<|im_end|>"));
+        let (s, u, a) = (Role::System, Role::User, Role::Assistant);
+        let m = |v: &[(Role, &str)]| {
+            v.iter()
+                .map(|&(r, c)| Message::new(r, c))
+                .collect::<Vec<_>>()
+        };
+        let cases = [
+            (
+                m(&[(u, "Hi")]),
+                true,
+                "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+            ),
+            // Earlier replies lose their block; the reply being written gets one.
+            (
+                m(&[(s, "Be brief."), (u, "Hi"), (a, "Hello."), (u, "And you?")]),
+                true,
+                "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nAnd you?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+            ),
+            // A conversation ending with a reply (how replies are measured) keeps that one's.
+            (
+                m(&[(s, "Be brief."), (u, "Hi"), (a, "Hello.")]),
+                false,
+                "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nHello.<|im_end|>\n",
+            ),
+            (
+                m(&[(u, "Hi"), (a, "Hello."), (u, "Why?"), (a, "\nBecause.")]),
+                false,
+                "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nBecause.<|im_end|>\n",
+            ),
+            // A think block the model wrote anyway is dropped from the history.
+            (
+                m(&[
+                    (u, "Hi"),
+                    (a, "<think>\nhm\n</think>\n\nHello."),
+                    (u, "Why?"),
+                ]),
+                true,
+                "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+            ),
+        ];
+        for (messages, generation_prompt, want) in cases {
+            assert_eq!(
+                t.render_text(&messages, generation_prompt),
+                want,
+                "{messages:?}"
+            );
+        }
+        assert_eq!(split_think("a<think>\nx\n</think>\n\nb"), ("x", "b"));
+        assert_eq!(split_think("plain"), ("", "plain"));
     }
 
     #[test]

@@ -251,6 +251,9 @@ pub struct ModelView {
     pub backend_reason: String,
     pub from_cache: bool,
     pub load_ms: f64,
+    /// How the model's chat template places the conversation, where a person should know
+    /// (Qwen3's thinking switched off, Gemma's missing system role).
+    pub template_note: Option<String>,
 }
 
 /// One role on the persona map.

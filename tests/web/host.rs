@@ -691,3 +691,20 @@ fn the_axis_exported_for_llama_cpp_is_one_mean_token_norm_along_it_at_every_laye
         assert!(cos > 0.99999, "layer {l}: cos with the axis {cos}");
     }
 }
+
+/// The page is told how a model's template places the conversation where it departs from
+/// plain turns: nothing for the default model, the system prompt's place for Gemma.
+#[test]
+fn the_model_view_says_how_the_template_places_the_conversation() {
+    let view = |m: Model| {
+        let mut host = Host::new();
+        host.set_model(m, factory(), None).unwrap();
+        host.model_view(1, "cpu".into(), String::new(), false, 1.0)
+            .unwrap()
+            .template_note
+    };
+    assert_eq!(view(model()), None);
+    let gemma = std::fs::read(root().join("tests/fixtures/arch/gemma3.gguf")).unwrap();
+    let note = view(Model::from_bytes(gemma).unwrap()).unwrap();
+    assert!(note.contains("no system role"), "{note}");
+}

@@ -43,6 +43,7 @@ fn model_view() -> ModelView {
         backend_reason: String::new(),
         from_cache: false,
         load_ms: 1.0,
+        template_note: None,
     }
 }
 

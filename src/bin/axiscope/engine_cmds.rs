@@ -86,7 +86,9 @@ pub fn inspect(path: &Path, as_json: bool) -> Result<()> {
         *quants.entry(format!("{:?}", t.qtype)).or_default() += 1;
     }
     let default_system = match &m.template.kind {
-        axiscope::engine::chat::TemplateKind::ChatMl { default_system } => default_system.clone(),
+        axiscope::engine::chat::TemplateKind::ChatMl { default_system, .. } => {
+            default_system.clone()
+        }
         _ => None,
     };
     let info = json!({

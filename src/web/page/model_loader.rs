@@ -198,6 +198,9 @@ pub fn ModelStatusLine() -> impl IntoView {
     };
     view! {
         <p class="model-status" data-testid="model-status" data-state=state aria-live="polite">{text}</p>
+            {move || app.model.get().and_then(|m| m.template_note).map(|note| view! {
+                <p class="note" data-testid="model-template-note">{note}</p>
+            })}
             {move || app.progress.get().map(|p| {
                 let fraction = p.fraction();
                 view! {

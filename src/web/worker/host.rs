@@ -257,7 +257,8 @@ impl Host {
         from_cache: bool,
         load_ms: f64,
     ) -> Option<ModelView> {
-        let c = &self.model.as_ref()?.config;
+        let model = self.model.as_ref()?;
+        let c = &model.config;
         Some(ModelView {
             // The readable name (from the file, as `{model_name}`), not the GGUF's
             // general.name, which is often a training run's ("Smollm2 135M 8k Lc100K Mix1 Ep2").
@@ -272,6 +273,7 @@ impl Host {
             backend_reason,
             from_cache,
             load_ms,
+            template_note: model.template.note().map(str::to_string),
         })
     }
 

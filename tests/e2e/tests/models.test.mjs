@@ -41,6 +41,9 @@ test('a menu model loads from its host and chats, with its costs said first', as
   await waitModelReady(page);
   const status = await page.getByTestId('model-status').textContent();
   assert.match(status, /gemma3/i, status);
+  // Gemma's template has no system role: the page says where a system prompt goes.
+  const templateNote = await page.getByTestId('model-template-note').textContent();
+  assert.match(templateNote, /no system role: a system prompt opens the first user turn/, templateNote);
 
   // A 2-layer model of width 64 replies faster than the chat helper can see Send disabled.
   const before = await page.getByTestId('assistant-message').count();
