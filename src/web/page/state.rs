@@ -124,6 +124,9 @@ pub struct AppState {
     /// Whether the worker has requests to finish, and whether one of them generates.
     busy: RwSignal<bool>,
     chatting: RwSignal<bool>,
+    /// [`Page::can_chat`] and [`Page::turns_in_context`], mirrored: the rules stay in `Page`.
+    can_chat: RwSignal<bool>,
+    turns_in_context: RwSignal<usize>,
     pub chat_error: RwSignal<Option<ChatError>>,
     /// User turns of a running preset conversation, next first.
     pub preset_queue: RwSignal<Vec<String>>,
@@ -184,6 +187,8 @@ impl AppState {
             turn_offset: RwSignal::new(0),
             busy: RwSignal::new(false),
             chatting: RwSignal::new(false),
+            can_chat: RwSignal::new(false),
+            turns_in_context: RwSignal::new(0),
             chat_error: RwSignal::new(None),
             preset_queue: RwSignal::new(Vec::new()),
             notice: RwSignal::new(None),
@@ -277,6 +282,8 @@ impl AppState {
         put(self.turn_offset, &p.turn_offset);
         put(self.busy, &p.busy());
         put(self.chatting, &p.chatting());
+        put(self.can_chat, &p.can_chat());
+        put(self.turns_in_context, &p.turns_in_context());
         put(self.chat_error, &p.chat_error);
         put(self.preset_queue, &p.preset_queue);
         put(self.notice, &p.notice);
@@ -331,7 +338,7 @@ impl AppState {
     }
 
     pub fn can_chat(&self) -> bool {
-        self.model.with(|m| m.is_some()) && !self.busy()
+        self.can_chat.get()
     }
 
     /// The map's layer: the one picked, or the bundle's analysis layer.
@@ -446,9 +453,7 @@ impl AppState {
 
     /// Turns the model still sees (not trimmed).
     pub fn turns_in_context(&self) -> usize {
-        self.turns
-            .with(|t| t.len())
-            .saturating_sub(self.turn_offset.get())
+        self.turns_in_context.get()
     }
 
     pub fn trim_oldest(&self) {
