@@ -28,6 +28,7 @@ pub const NAME: &str = if cfg!(feature = "relaxed-simd") {
     "simd128"
 };
 
+// The Tiles rows.rs dispatches to (Q4_1, Q5_0, Q8_0, Q4K, Q5K, Q6K), over the kernels below.
 tile_kernels!();
 
 /// `acc` plus the dot products of 16 unsigned weights below 128 with 16 signed activations,

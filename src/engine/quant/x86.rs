@@ -13,6 +13,7 @@ pub fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
+// The Tiles rows.rs dispatches to (Q4_1, Q5_0, Q8_0, Q4K, Q5K, Q6K), over the kernels below.
 tile_kernels!();
 
 #[inline]
