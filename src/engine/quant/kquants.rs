@@ -19,9 +19,15 @@ pub(super) fn q45k_offsets(five_bit: bool) -> (usize, usize, usize) {
     }
 }
 
+/// The eight 6-bit (scale, min) pairs of a Q4_K/Q5_K block, from its 12 packed bytes.
+#[inline]
+pub(super) fn scale_mins(q: &[u8]) -> [(u8, u8); 8] {
+    core::array::from_fn(|j| scale_min(j, q))
+}
+
 /// The j-th 6-bit (scale, min) pair of a Q4_K/Q5_K block.
 #[inline]
-pub(super) fn scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+fn scale_min(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -64,8 +70,7 @@ fn dequantize_q45k(b: &[u8], out: &mut [f32], five_bit: bool) {
         .zip(out.chunks_exact_mut(QK_K))
     {
         let (d, dmin, scales, v) = q45k_parts(blk, five_bit);
-        for j in 0..8 {
-            let (sc, m) = scale_min(j, scales);
+        for (j, (sc, m)) in scale_mins(scales).into_iter().enumerate() {
             let (ds, ms) = (d * sc as f32, dmin * m as f32);
             for l in 32 * j..32 * (j + 1) {
                 y[l] = ds * v[l] as f32 - ms;
@@ -78,28 +83,35 @@ fn dot_q45k(row: &[u8], x: &[BlockQ8K], five_bit: bool) -> f32 {
     let mut sum = 0f32;
     for (blk, y) in row.chunks_exact(q45k_offsets(five_bit).0).zip(x) {
         let (d, dmin, scales, v) = q45k_parts(blk, five_bit);
+        let sm = scale_mins(scales);
         let mut sumi = 0i32;
-        for j in 0..8 {
+        for (j, &(sc, _)) in sm.iter().enumerate() {
             let s: i32 = (32 * j..32 * (j + 1))
                 .map(|l| v[l] as i32 * y.qs[l] as i32)
                 .sum();
-            sumi += scale_min(j, scales).0 as i32 * s;
+            sumi += sc as i32 * s;
         }
-        sum += q45k_block_dot(d, dmin, scales, y, sumi);
+        sum += q45k_block_dot(d, dmin, &sm, y, sumi);
     }
     sum
 }
 
-/// A Q4_K/Q5_K super-block's share of a dot product, given `sumi`, the sum over its eight
-/// groups of scale x (values . activations): the minimums apply through the activations' group
-/// sums. The SIMD kernels (x86.rs, wasm.rs) finish each block here too, so they equal these
+/// A Q4_K/Q5_K super-block's share of a dot product, given its (scale, min) pairs `sm` and
+/// `sumi`, the sum over its eight groups of scale x (values . activations): the minimums apply
+/// through the activations' group sums. The SIMD kernels (x86.rs, wasm.rs) finish each block here too, so they equal these
 /// scalar kernels bit for bit.
 #[inline]
-pub(super) fn q45k_block_dot(d: f32, dmin: f32, scales: &[u8], y: &BlockQ8K, sumi: i32) -> f32 {
-    let summs: i32 = (0..8)
-        .map(|j| {
-            scale_min(j, scales).1 as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)
-        })
+pub(super) fn q45k_block_dot(
+    d: f32,
+    dmin: f32,
+    sm: &[(u8, u8); 8],
+    y: &BlockQ8K,
+    sumi: i32,
+) -> f32 {
+    let summs: i32 = sm
+        .iter()
+        .enumerate()
+        .map(|(j, &(_, m))| m as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32))
         .sum();
     d * y.d * sumi as f32 - dmin * y.d * summs as f32
 }

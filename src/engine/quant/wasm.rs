@@ -17,7 +17,7 @@
 //! bit-identical outputs.
 
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
-use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_min};
+use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
 use super::rows::{f16_ptr, tile_kernels};
 use core::arch::wasm32::*;
 
@@ -282,7 +282,7 @@ unsafe fn q45k_tile<const R: usize, const T: usize>(
             unsafe {
                 let blk = base.add(r * rb + b * size);
                 let scales = &*(blk.add(4) as *const [u8; 12]);
-                let sm: [(u8, u8); 8] = core::array::from_fn(|j| scale_min(j, scales));
+                let sm = scale_mins(scales);
                 let sc: [i32; 16] = core::array::from_fn(|g| sm[g / 2].0 as i32);
                 let qh = if five_bit {
                     load2(blk.add(qh_at))
@@ -312,7 +312,7 @@ unsafe fn q45k_tile<const R: usize, const T: usize>(
                 for t in 0..T {
                     let y = xs[t].get_unchecked(b);
                     let sumi = scaled_sum(&w, &sc, y);
-                    sum[r][t] += q45k_block_dot(d, dmin, scales, y, sumi);
+                    sum[r][t] += q45k_block_dot(d, dmin, &sm, y, sumi);
                 }
             }
         }

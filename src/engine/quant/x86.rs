@@ -5,7 +5,7 @@
 //! kernels' order, so they equal them bit for bit.
 
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
-use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_min};
+use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
 use super::rows::{f16_ptr, tile_kernels};
 use std::arch::x86_64::*;
 
@@ -217,7 +217,7 @@ unsafe fn q45k_tile<const R: usize, const T: usize>(
             for r in 0..R {
                 let blk = base.add(r * rb + b * size);
                 let scales = &*(blk.add(4) as *const [u8; 12]);
-                let sm: [(u8, u8); 8] = std::array::from_fn(|j| scale_min(j, scales));
+                let sm = scale_mins(scales);
                 let sc = sm.map(|(s, _)| _mm256_set1_epi16(s as i16));
                 let qh = if five_bit {
                     load(blk.add(qh_at))
@@ -242,7 +242,7 @@ unsafe fn q45k_tile<const R: usize, const T: usize>(
                 for t in 0..T {
                     let y = xs[t].get_unchecked(b);
                     let sumi = scaled_sum(&w, &sc, y);
-                    sum[r][t] += q45k_block_dot(d, dmin, scales, y, sumi);
+                    sum[r][t] += q45k_block_dot(d, dmin, &sm, y, sumi);
                 }
             }
         }
