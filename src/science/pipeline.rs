@@ -896,35 +896,69 @@ pub async fn run_rollouts_async(
     }
 }
 
-/// Hands out a build's plans to sessions (of one batch or of several jobs: it is shared):
-/// a session that just finished plan `i` gets `i + 1` when that is still free and has the
-/// same system prompt, whose cached tokens the session then reuses; otherwise the first free
-/// plan. Which session runs a plan changes no result, only the work.
+/// Hands out a build's plans to sessions (of one batch or of several jobs: it is shared) so
+/// that each session runs whole groups of consecutive plans with one system prompt, whose
+/// cached tokens it then reuses (the default's seeds of one question share the whole prompt):
+/// a session gets the next free plan of its last plan's group; else the first plan of a group
+/// no session has started; else, when every group is under way, the second half of the longest
+/// run of free plans left in a group (work split as a work-stealing queue splits it). Which
+/// session runs a plan changes no result, only the work.
 pub struct PlanQueue<'a> {
     plans: &'a [RolloutPlan],
-    taken: std::sync::Mutex<(Vec<bool>, usize)>,
+    /// Each plan's group: the index of the first plan of its run with the same system prompt.
+    group: Vec<usize>,
+    /// Which plans are taken, and which groups have been started.
+    state: std::sync::Mutex<(Vec<bool>, Vec<bool>)>,
 }
 
 impl<'a> PlanQueue<'a> {
     pub fn new(plans: &'a [RolloutPlan]) -> Self {
+        let mut group = Vec::with_capacity(plans.len());
+        for (i, p) in plans.iter().enumerate() {
+            let same = i > 0 && plans[i - 1].system == p.system;
+            group.push(if same { group[i - 1] } else { i });
+        }
         Self {
             plans,
-            taken: std::sync::Mutex::new((vec![false; plans.len()], 0)),
+            group,
+            state: std::sync::Mutex::new((vec![false; plans.len()], vec![false; plans.len()])),
         }
     }
 
     /// The next plan for a session whose last plan was `prev`, or `None` when all are taken.
     pub fn take(&self, prev: Option<usize>) -> Option<usize> {
-        let mut guard = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        let (taken, first_free) = &mut *guard;
-        let follow = prev.map(|i| i + 1).filter(|&j| {
-            j < self.plans.len() && !taken[j] && self.plans[j].system == self.plans[j - 1].system
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (taken, started) = &mut *guard;
+        let n = self.plans.len();
+        let group = &self.group;
+        let same = prev.and_then(|p| {
+            (p + 1..n)
+                .take_while(|&j| group[j] == group[p])
+                .find(|&j| !taken[j])
         });
-        while *first_free < taken.len() && taken[*first_free] {
-            *first_free += 1;
-        }
-        let i = follow.or((*first_free < taken.len()).then_some(*first_free))?;
+        let fresh = || (0..n).find(|&j| !taken[j] && !started[group[j]]);
+        let split = || {
+            // The longest run of free plans within one group: (start, length).
+            let mut best: Option<(usize, usize)> = None;
+            let mut j = 0;
+            while j < n {
+                if taken[j] {
+                    j += 1;
+                    continue;
+                }
+                let a = j;
+                while j < n && !taken[j] && group[j] == group[a] {
+                    j += 1;
+                }
+                if best.is_none_or(|(_, len)| j - a > len) {
+                    best = Some((a, j - a));
+                }
+            }
+            best.map(|(a, len)| a + len / 2)
+        };
+        let i = same.or_else(fresh).or_else(split)?;
         taken[i] = true;
+        started[group[i]] = true;
         Some(i)
     }
 }
@@ -1356,16 +1390,14 @@ mod tests {
         // a/0: plans 0 1, a/1: 2 3, b/0: 4 5.
         let plans = plan_rollouts(&[role("a", 2), role("b", 1)], None, &chosen, &opts).unwrap();
         let q = PlanQueue::new(&plans);
-        let (s0, s1) = (q.take(None), q.take(None));
-        assert_eq!((s0, s1), (Some(0), Some(1)));
-        // Session 1 finished plan 1: plan 2 has another prompt, so the first free one (2).
-        assert_eq!(q.take(Some(1)), Some(2));
-        // Session 0 finished plan 0: plan 1 is taken; first free is 3.
-        assert_eq!(q.take(Some(0)), Some(3));
-        assert_eq!(q.take(None), Some(4));
-        // Plan 3 -> 4 would change prompt anyway; 4 -> 5 keeps it.
-        assert_eq!(q.take(Some(4)), Some(5));
-        assert_eq!(q.take(Some(2)), None);
+        // Two sessions starting together take two prompts, not two halves of one.
+        assert_eq!((q.take(None), q.take(None)), (Some(0), Some(2)));
+        assert_eq!((q.take(Some(0)), q.take(Some(2))), (Some(1), Some(3)));
+        // a/0 is done: the next prompt no session has started.
+        assert_eq!(q.take(Some(1)), Some(4));
+        // Every prompt is under way: the rest of b/0 is split off.
+        assert_eq!(q.take(Some(3)), Some(5));
+        assert_eq!(q.take(Some(4)), None);
         let q = PlanQueue::new(&plans);
         let mut got = vec![q.take(None).unwrap()];
         while let Some(i) = q.take(got.last().copied()) {
@@ -1376,6 +1408,53 @@ mod tests {
             (0..6).collect::<Vec<_>>(),
             "one session runs them in order"
         );
+    }
+
+    #[test]
+    fn sessions_run_whole_prompts_and_split_the_last_ones() {
+        let opts = BuildOptions {
+            default_seeds: 4,
+            ..BuildOptions::quick()
+        };
+        let chosen = choose_questions(&qs(4), 2, 0).unwrap();
+        let roles: Vec<RoleSpec> = (0..20).map(|i| role(&format!("r{i}"), 1)).collect();
+        let default = role(DEFAULT_ROLE, 2);
+        // 20 roles x 2 questions, then the default's 2 prompts x 2 questions x 4 seeds.
+        let plans = plan_rollouts(&roles, Some(&default), &chosen, &opts).unwrap();
+        assert_eq!(plans.len(), 40 + 16);
+        let q = PlanQueue::new(&plans);
+        // 8 sessions finishing in turn, as a batch does.
+        let mut runs: Vec<Vec<usize>> = (0..8).map(|_| vec![q.take(None).unwrap()]).collect();
+        let mut open = true;
+        while open {
+            open = false;
+            for run in runs.iter_mut() {
+                if let Some(i) = q.take(run.last().copied()) {
+                    run.push(i);
+                    open = true;
+                }
+            }
+        }
+        let mut all: Vec<usize> = runs.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..plans.len()).collect::<Vec<_>>(), "each plan once");
+        // How many times a session starts a prompt it has not cached: once per role (each
+        // role's two questions on one session), and at most twice per default prompt plus the
+        // splits of the end.
+        let cold: usize = runs
+            .iter()
+            .map(|run| {
+                1 + run
+                    .windows(2)
+                    .filter(|w| plans[w[0]].system != plans[w[1]].system)
+                    .count()
+            })
+            .sum();
+        assert!(cold <= 20 + 2 + 8, "{cold} cold starts: {runs:?}");
+        for r in 0..20 {
+            let owner = |i: usize| runs.iter().position(|run| run.contains(&i));
+            assert_eq!(owner(2 * r), owner(2 * r + 1), "role {r} split");
+        }
     }
 
     #[test]
