@@ -1,6 +1,7 @@
 //! Messages between the page and the model worker, as JSON text (serde), so both sides share
 //! one definition and the protocol can be tested natively. Big binary payloads (a picked
-//! file, the cancel flag) travel beside the JSON in the same `postMessage`.
+//! file, the cancel flag, a file for the visitor to save) travel beside the JSON in the same
+//! `postMessage`: each message is an object whose `json` field holds the text.
 //!
 //! Over 600 lines: every message and every type a message carries (the map's views, the
 //! benchmark's report), so that the page and the worker read one definition in one place.
@@ -483,12 +484,14 @@ pub enum Event {
         /// The bundle's roles nearest to it on the first three PCs.
         nearest: Vec<String>,
     },
-    /// A file for the visitor to save, its bytes in base64url.
+    /// A file for the visitor to save. Its bytes are not in the JSON: they travel beside it in
+    /// the same `postMessage` as a transferred `ArrayBuffer` (moved, not copied or encoded).
     File {
         id: u32,
         name: String,
         mime: String,
-        base64: String,
+        #[serde(skip)]
+        bytes: Vec<u8>,
     },
     /// The request finished (successfully or not); the worker takes the next one.
     Done {
@@ -623,6 +626,22 @@ mod tests {
         assert!(json.contains(r#""type":"chat""#), "{json}");
         assert_eq!(decode::<Request>(&json).unwrap(), r);
         assert_eq!(r.id(), 7);
+    }
+
+    #[test]
+    fn a_files_bytes_stay_out_of_the_json() {
+        let file = Event::File {
+            id: 3,
+            name: "a.axb".into(),
+            mime: "application/octet-stream".into(),
+            bytes: vec![7; 4096],
+        };
+        let json = encode(&file);
+        assert!(json.len() < 200, "{json}");
+        let Event::File { bytes, name, .. } = decode::<Event>(&json).unwrap() else {
+            panic!("{json}")
+        };
+        assert_eq!((bytes.len(), name.as_str()), (0, "a.axb"));
     }
 
     #[test]

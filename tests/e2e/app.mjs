@@ -75,3 +75,14 @@ export async function markGap(page, from, to) {
     [from, to],
   );
 }
+
+/** A download's whole body (Playwright's `download.createReadStream()`), as bytes or text. */
+export async function streamBytes(stream) {
+  const chunks = [];
+  for await (const c of stream) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+export async function streamText(stream) {
+  return (await streamBytes(stream)).toString('utf8');
+}

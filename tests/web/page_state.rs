@@ -556,7 +556,7 @@ fn a_file_from_the_worker_is_saved_and_the_axis_is_asked_for() {
             id,
             name: "axis.json".into(),
             mime: "application/octet-stream".into(),
-            base64: "AAEC".into(),
+            bytes: vec![0, 1, 2],
         },
     );
     assert_eq!(
@@ -564,7 +564,7 @@ fn a_file_from_the_worker_is_saved_and_the_axis_is_asked_for() {
         [Effect::Save {
             name: "axis.json".into(),
             mime: "application/octet-stream".into(),
-            base64: "AAEC".into()
+            bytes: vec![0, 1, 2]
         }]
     );
 }

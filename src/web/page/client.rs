@@ -109,9 +109,17 @@ pub fn start(
     });
     let c = client.clone();
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        let text = ev.data().as_string().unwrap_or_default();
+        let data = ev.data();
+        let field = |name: &str| Reflect::get(&data, &name.into()).unwrap_or_default();
+        let text = field("json").as_string().unwrap_or_default();
         match decode::<Event>(&text) {
-            Ok(event) => {
+            Ok(mut event) => {
+                if let Event::File { bytes, .. } = &mut event {
+                    let buffer = field("bytes");
+                    if buffer.is_object() {
+                        *bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+                    }
+                }
                 if matches!(event, Event::Ready { .. }) {
                     c.ready.set(true);
                     for m in c.pending.borrow_mut().drain(..) {

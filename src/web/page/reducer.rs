@@ -131,11 +131,11 @@ pub enum Effect {
     Cancel(u32),
     /// A performance mark: the bench page and the browser tests time with them.
     Mark(&'static str),
-    /// A file from the worker for the visitor to save, its bytes in base64url.
+    /// A file from the worker for the visitor to save.
     Save {
         name: String,
         mime: String,
-        base64: String,
+        bytes: Vec<u8>,
     },
 }
 
@@ -709,8 +709,8 @@ impl Page {
                 self.custom_roles.push(role);
             }
             Event::File {
-                name, mime, base64, ..
-            } => self.effects.push(Effect::Save { name, mime, base64 }),
+                name, mime, bytes, ..
+            } => self.effects.push(Effect::Save { name, mime, bytes }),
             Event::Failed {
                 id,
                 what,

@@ -253,10 +253,12 @@ impl AppState {
                     client::cancel(id);
                 }
                 Effect::Mark(name) => dom::mark(name),
-                Effect::Save { name, mime, base64 } => {
-                    let saved = crate::web::share::base64url_decode(&base64)
-                        .ok_or_else(|| "the worker sent a damaged file".to_string())
-                        .and_then(|bytes| dom::download_bytes(&name, &mime, &bytes));
+                Effect::Save { name, mime, bytes } => {
+                    let saved = if bytes.is_empty() {
+                        Err("the worker sent an empty file".to_string())
+                    } else {
+                        dom::download_bytes(&name, &mime, &bytes)
+                    };
                     if let Err(e) = saved {
                         self.page
                             .update_value(|p| p.notice = Some(format!("download failed: {e}")));

@@ -34,7 +34,6 @@ use crate::web::protocol::{
     AxisFormat, BackendPref, BuildSize, Event, Fault, ModelSource, ModelView, Request, decode,
     encode,
 };
-use crate::web::share::base64url_encode;
 
 /// Cache Storage bucket for models and bundles; bump the suffix when the entry format changes.
 const CACHE_NAME: &str = "axiscope-v1";
@@ -90,8 +89,19 @@ struct Fetched {
 
 impl Worker {
     fn emit(&self, event: Event) {
+        let message = Object::new();
+        let _ = Reflect::set(&message, &"json".into(), &encode(&event).into());
+        // A file's bytes go beside the JSON, their buffer moved to the page rather than copied.
         // A page that went away cannot be told anything: ignore the failure.
-        let _ = self.scope.post_message(&JsValue::from_str(&encode(&event)));
+        let _ = match &event {
+            Event::File { bytes, .. } => {
+                let buffer = Uint8Array::from(bytes.as_slice()).buffer();
+                let _ = Reflect::set(&message, &"bytes".into(), &buffer);
+                self.scope
+                    .post_message_with_transfer(&message, &js_sys::Array::of1(&buffer))
+            }
+            _ => self.scope.post_message(&message),
+        };
     }
 
     fn receive(self: &Rc<Self>, ev: MessageEvent) {
@@ -342,7 +352,7 @@ impl Worker {
                         id,
                         name: name.into(),
                         mime: mime.into(),
-                        base64: base64url_encode(&bytes),
+                        bytes,
                     })
                 });
                 ("axis", sent)

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startApp } from '../harness.mjs';
-import { MODEL_TIMEOUT_MS, routeBundle, waitModelReady } from '../app.mjs';
+import { MODEL_TIMEOUT_MS, routeBundle, streamBytes, waitModelReady } from '../app.mjs';
 import { syntheticBundle } from '../bundle.mjs';
 
 let app;
@@ -40,6 +40,10 @@ test('without a bundle the map is built in the browser, and found again on the n
   await app.screenshot(page, 'built-in-browser');
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download-bundle').click()]);
   assert.match(download.suggestedFilename(), /\.axb$/);
+  // The bundle crossed from the worker as a transferred buffer: whole, with its magic.
+  const axb = await streamBytes(await download.createReadStream());
+  assert.equal(axb.subarray(0, 8).toString('latin1'), 'AXBUNDLE');
+  assert.ok(axb.length > 50_000, `${axb.length} bytes`);
   await page.close();
 
   // Next visit, still no bundle served: the map built here comes back from the cache.

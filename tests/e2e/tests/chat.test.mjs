@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startApp } from '../harness.mjs';
-import { chat, markGap, openReady, routeBundle, waitModelReady } from '../app.mjs';
+import { chat, markGap, openReady, routeBundle, waitModelReady, streamBytes, streamText } from '../app.mjs';
 import { ANALYSIS_LAYER, DEFAULT_PROJECTION, EXPLAINED, SYNTHETIC_ROLES } from '../bundle.mjs';
 
 let app;
@@ -163,16 +163,6 @@ test("a visitor's own role is answered in the worker and lands on the map", asyn
   await app.screenshot(page, 'custom-role');
   assert.deepEqual(problems, []);
 });
-
-async function streamBytes(stream) {
-  const chunks = [];
-  for await (const c of stream) chunks.push(c);
-  return Buffer.concat(chunks);
-}
-
-async function streamText(stream) {
-  return (await streamBytes(stream)).toString('utf8');
-}
 
 test('with the default settings a reply ends on its own; the model goes by its readable name', async () => {
   // No max tokens set: the page's default. Natively (seed 1, `axiscope generate`) this prompt's
