@@ -5,14 +5,15 @@
 // engines; every run is one fresh page in a browser context that keeps its caches, after an
 // untimed warm-up that puts the model in the cache (so load time is "model cached"). Last,
 // without isolation, the `?bench&map=SIZE` page times a persona map build (no warm-up: one
-// quick build takes minutes).
+// quick build takes minutes); `--map-isolated` times it on the isolated page with `&threads=2`
+// instead, where the worker's row helper takes part of every matmul on the second core.
 //
 // Writes target/bench/browser.json (runners and runs in run.py's record format), then
 // merge_browser.py folds them into target/bench/results.{json,md,svg}.
 //
 // Usage: node scripts/bench/browser.mjs [--reps N] [--tokens N] [--dist DIR] [--out DIR]
 //        [--bundle FILE.axb] [--only id,id] [--no-gpu] [--timeout-s S]
-//        [--map tiny|quick|standard|none] [--map-reps N] [--map-timeout-s S]
+//        [--map tiny|quick|standard|none] [--map-reps N] [--map-timeout-s S] [--map-isolated]
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -38,7 +39,7 @@ function parseArgs(argv) {
   const o = {
     reps: 3, tokens: 64, dist: path.join(root, 'dist'), out: path.join(root, 'target/bench'),
     bundle: null, only: null, gpu: true, timeoutS: 300, chromium: process.env.AXISCOPE_CHROMIUM ?? '/usr/bin/chromium',
-    map: 'quick', mapReps: 1, mapTimeoutS: 1800,
+    map: 'quick', mapReps: 1, mapTimeoutS: 1800, mapIsolated: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -65,6 +66,7 @@ function parseArgs(argv) {
     }
     else if (a === '--map-reps') o.mapReps = int(val(), 1);
     else if (a === '--map-timeout-s') o.mapTimeoutS = int(val(), 10);
+    else if (a === '--map-isolated') o.mapIsolated = true;
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -203,7 +205,7 @@ async function runAxiscope(ctx, mode, gpu, o, map = null, threads = 1) {
   try {
     const bundle = o.bundle ? '&bundle=../bundle.axb' : '';
     // The overheads are measured on one CPU thread only (a GPU run on SwiftShader is slow).
-    const extra = map ? `&overhead=0&map=${map}` : gpu ? '&overhead=0' : threads === 2 ? '&overhead=0&threads=2' : bundle;
+    const extra = map ? `&overhead=0&map=${map}${threads === 2 ? '&threads=2' : ''}` : gpu ? '&overhead=0' : threads === 2 ? '&overhead=0&threads=2' : bundle;
     await page.goto(`${mode.url}app/?bench&backend=${gpu ? 'gpu' : 'cpu'}&tokens=${o.tokens}${extra}`);
     const el = page.getByTestId('bench-result');
     await page.waitForFunction(
@@ -301,7 +303,7 @@ function mapRecord(base, map = {}) {
 }
 
 /** `reps` pages of `?bench&map=SIZE`, each a fresh build (the timed build skips the map cache),
- *  without isolation, as most visitors' pages are. */
+ *  without isolation, as most visitors' pages are (or isolated, with the row helper). */
 async function runMapBuilds(browser, server, o) {
   const runs = [];
   const ctx = await browser.newContext({ serviceWorkers: 'block' });
@@ -310,15 +312,15 @@ async function runMapBuilds(browser, server, o) {
       const base = { rep, attempt: 1, warmup: false };
       let got;
       try {
-        got = await watched(() => runAxiscope(ctx, { url: server.url }, false, o, o.map));
+        got = await watched(() => runAxiscope(ctx, { url: server.url }, false, o, o.map, o.mapIsolated ? 2 : 1));
       } catch (e) {
         runs.push(mapRecord({ ...base, error: String(e.message ?? e).split('\n')[0] }));
         console.log(`  rep ${rep} ${MAP_RUNNER}: FAILED ${runs.at(-1).error}`);
         continue;
       }
-      const busy = busyVerdict(1, got.machine);
+      const busy = busyVerdict(o.mapIsolated ? 2 : 1, got.machine);
       const rec = mapRecord(
-        { ...base, machine: got.machine, wall_s: got.machine.wall_s, busy: !!busy, busy_reason: busy },
+        { ...base, isolated: o.mapIsolated, machine: got.machine, wall_s: got.machine.wall_s, busy: !!busy, busy_reason: busy },
         got.value.map_build ? { ok: true, ...got.value.map_build } : { error: 'the page reported no map_build' });
       runs.push(rec);
       console.log(`  rep ${rep} ${MAP_RUNNER}: ${rec.ok ? `${o.map} map, ${rec.replies} replies in ${rec.seconds.toFixed(1)} s (${rec.replies_per_s.toFixed(2)} replies/s)` : `FAILED ${rec.error}`}${busy ? ` [busy: ${busy}]` : ''}`);
@@ -438,7 +440,7 @@ async function main() {
       }
       await ctx.close();
     }
-    if (mapBuild) mapRuns = await runMapBuilds(browser, servers.false, o);
+    if (mapBuild) mapRuns = await runMapBuilds(browser, servers[o.mapIsolated], o);
   } finally {
     await browser.close().catch(() => {});
     await servers.false.close();

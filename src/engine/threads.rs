@@ -1,6 +1,6 @@
 //! Data-parallel loops: a rayon pool natively, a plain loop in the browser (one wasm thread),
 //! plus, optionally, a [`RowHelper`]: in a cross-origin isolated page, a second worker that
-//! computes part of each one-token matmul's rows (the browser's second core; see
+//! computes part of each large matmul's rows (the browser's second core; see
 //! `web/row_helper.rs`).
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ pub struct Threads {
 }
 
 /// Rows `first..end` of a weight matrix, named by where it sits in the model file (which the
-/// helper holds a copy of), for one token's activations.
+/// helper holds a copy of), for `tokens` tokens' activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowJob {
     pub qtype: QType,
@@ -24,17 +24,21 @@ pub struct RowJob {
     pub offset: usize,
     pub first: usize,
     pub end: usize,
+    pub tokens: usize,
 }
 
 /// Computes a [`RowJob`] elsewhere while the caller computes the other rows. Without shared
 /// wasm memory (wasm threads need a std this toolchain cannot build), a second worker with its
 /// own copy of the model file is the way to the browser's second core.
 pub trait RowHelper: Send + Sync {
-    /// Starts `job` on the activations `x`; false when the helper cannot take it now (not
-    /// ready, or gone): the caller then computes every row itself.
+    /// The largest job it takes: floats of input (`tokens x cols`) and of output
+    /// (`tokens x (end - first)`).
+    fn capacity(&self) -> (usize, usize);
+    /// Starts `job` on the activations `x` (`[tokens][cols]`); false when the helper cannot
+    /// take it now (not ready, or gone): the caller then computes every row itself.
     fn start(&self, job: &RowJob, x: &[f32]) -> bool;
-    /// Waits for the job started last and writes its rows into `out`; false if the helper
-    /// failed, and the caller computes them itself.
+    /// Waits for the job started last and writes its rows into `out` (`[row][token]`); false
+    /// if the helper failed, and the caller computes them itself.
     fn finish(&self, out: &mut [f32]) -> bool;
 }
 
@@ -60,7 +64,7 @@ impl Threads {
         }
     }
 
-    /// The same, with `helper` taking part of each one-token matmul.
+    /// The same, with `helper` taking part of each large matmul.
     pub fn with_helper(mut self, helper: Arc<dyn RowHelper>) -> Self {
         self.helper = Some(helper);
         self

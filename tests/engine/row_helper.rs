@@ -1,7 +1,8 @@
-//! The row helper (the browser's second core: a second worker computing part of each one-token
+//! The row helper (the browser's second core: a second worker computing part of each large
 //! matmul from its own copy of the model file): sharing rows with it must change no bit of any
-//! result, and a helper that refuses, fails or gets a job that does not fit the file must leave
-//! the caller computing everything itself.
+//! result, whatever the tokens and however they are grouped into jobs, and a helper that
+//! refuses, fails or gets a job that does not fit the file must leave the caller computing
+//! everything itself.
 
 use crate::common;
 
@@ -20,27 +21,48 @@ pub(crate) struct LocalHelper {
     takes: bool,
     delivers: bool,
     done: Mutex<Option<Vec<f32>>>,
+    /// Its buffers' size, in floats of input and output.
+    capacity: (usize, usize),
     pub(crate) jobs: Mutex<usize>,
 }
 
 impl LocalHelper {
     pub(crate) fn new(file: &[u8], takes: bool, delivers: bool) -> Arc<Self> {
+        Self::with_capacity(file, takes, delivers, (64 * 1024, 1024 * 1024))
+    }
+
+    fn with_capacity(
+        file: &[u8],
+        takes: bool,
+        delivers: bool,
+        capacity: (usize, usize),
+    ) -> Arc<Self> {
         Arc::new(Self {
             file: Arc::new(file.to_vec()),
             takes,
             delivers,
             done: Mutex::new(None),
+            capacity,
             jobs: Mutex::new(0),
         })
     }
 }
 
 impl RowHelper for LocalHelper {
+    fn capacity(&self) -> (usize, usize) {
+        self.capacity
+    }
+
     fn start(&self, job: &RowJob, x: &[f32]) -> bool {
         if !self.takes {
             return false;
         }
-        let mut out = vec![f32::NAN; job.end - job.first];
+        assert!(x.len() <= self.capacity.0, "{job:?}");
+        assert!(
+            (job.end - job.first) * job.tokens <= self.capacity.1,
+            "{job:?}"
+        );
+        let mut out = vec![f32::NAN; (job.end - job.first) * job.tokens];
         QMatrix::serve(&self.file, job, x, &mut out).unwrap();
         *self.done.lock().unwrap() = Some(out);
         *self.jobs.lock().unwrap() += 1;
@@ -56,27 +78,39 @@ impl RowHelper for LocalHelper {
     }
 }
 
-/// A real layer matrix and the output head, shared or not, give the same bits.
+/// A real layer matrix and the output head, shared or not, give the same bits, for one token
+/// and for several (sent in groups the helper's buffers hold).
 #[test]
 fn shared_matmuls_equal_unshared_ones() {
     let m = default_model();
     let file = m.gguf.bytes();
-    let x: Vec<f32> = (0..576)
-        .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02)
-        .collect();
-    for name in [
-        "blk.3.ffn_gate.weight",
-        "blk.3.attn_k.weight",
-        "token_embd.weight",
+    for (name, tokens, capacity, want) in [
+        ("blk.3.ffn_gate.weight", 1, None, 1),
+        // attn_k (192 x 576) is below the size worth a hand-over for one token...
+        ("blk.3.attn_k.weight", 1, None, 0),
+        // ... not for five.
+        ("blk.3.attn_k.weight", 5, None, 1),
+        ("token_embd.weight", 1, None, 1),
+        ("blk.3.ffn_down.weight", 9, None, 1),
+        // Buffers for 2 tokens of 1536 inputs: 9 tokens go as 2 + 2 + 2 + 2 + 1.
+        ("blk.3.ffn_down.weight", 9, Some((2 * 1536, 1 << 20)), 5),
+        // The head's half (24,576 rows) for 3 tokens of output: 3 + 3 + 1.
+        ("token_embd.weight", 7, Some((1 << 16, 3 * 24_576)), 3),
     ] {
         let t = m.gguf.tensor(name).unwrap();
         let (rows, cols) = (t.shape[0], t.shape[1]);
         let q = QMatrix::new(t.qtype, rows, cols, file.clone(), t.offset);
-        let mut alone = vec![0f32; rows];
+        let x: Vec<f32> = (0..cols * tokens)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02)
+            .collect();
+        let mut alone = vec![0f32; rows * tokens];
         q.matmul(&x, &mut alone, &Threads::new(1));
         for (takes, delivers) in [(true, true), (false, true), (true, false)] {
-            let helper = LocalHelper::new(file, takes, delivers);
-            let mut shared = vec![f32::NAN; rows];
+            let helper = match capacity {
+                Some(c) => LocalHelper::with_capacity(file, takes, delivers, c),
+                None => LocalHelper::new(file, takes, delivers),
+            };
+            let mut shared = vec![f32::NAN; rows * tokens];
             q.matmul(
                 &x,
                 &mut shared,
@@ -86,10 +120,9 @@ fn shared_matmuls_equal_unshared_ones() {
                 .iter()
                 .zip(&alone)
                 .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{name}: takes {takes} delivers {delivers}");
-            // attn_k (192 x 576) is below the size worth a hand-over.
-            let want_jobs = usize::from(takes && name != "blk.3.attn_k.weight");
-            assert_eq!(*helper.jobs.lock().unwrap(), want_jobs, "{name}");
+            assert!(same, "{name} x {tokens}: takes {takes} delivers {delivers}");
+            let jobs = *helper.jobs.lock().unwrap();
+            assert_eq!(jobs, if takes { want } else { 0 }, "{name} x {tokens}");
         }
     }
 }
@@ -115,10 +148,11 @@ fn a_forward_pass_with_the_helper_is_the_same() {
     let helper = LocalHelper::new(m.gguf.bytes(), true, true);
     let with = run(Threads::new(1).with_helper(helper.clone()));
     let without = run(Threads::new(1));
-    // The decode step shares gate, up and down of every layer and the output head, the prompt's
-    // pass only its head (one row of logits); the attention matrices are below the size worth a
-    // hand-over, and a many-token matmul is not shared.
-    assert_eq!(*helper.jobs.lock().unwrap(), 3 * m.config.n_layers + 2);
+    // The prompt's pass (several tokens) shares all 7 matrices of every layer and its head (one
+    // row of logits); the decode step gate, up and down of every layer and the head: its
+    // attention matrices are below the size worth a hand-over for one token.
+    assert!(ids.len() > 4, "{} tokens", ids.len());
+    assert_eq!(*helper.jobs.lock().unwrap(), 10 * m.config.n_layers + 2);
     assert!(
         with.iter()
             .zip(&without)
@@ -137,6 +171,7 @@ fn jobs_that_do_not_fit_the_file_are_errors() {
         offset: 0,
         first: 2,
         end: 4,
+        tokens: 1,
     };
     let x = vec![0.5f32; 576];
     assert!(QMatrix::serve(&file, &ok, &x, &mut [0.0; 2]).is_ok());
@@ -157,6 +192,7 @@ fn jobs_that_do_not_fit_the_file_are_errors() {
             offset: usize::MAX,
             ..ok
         },
+        RowJob { tokens: 0, ..ok },
     ] {
         let out_len = bad.end.saturating_sub(bad.first);
         let err = QMatrix::serve(

@@ -16,11 +16,19 @@ pub struct QMatrix {
 /// Output rows per parallel task: big enough to amortise scheduling, small enough to balance.
 const ROWS_PER_TASK: usize = 32;
 
-/// Smallest matrix (weights) whose one-token matmul is shared with a [`RowHelper`]: below it the
-/// hand-over (tens of microseconds between workers) costs more than the rows it saves.
+/// Smallest matmul (weights x tokens) shared with a [`RowHelper`]: below it the hand-over (tens
+/// of microseconds between workers) costs more than the rows it saves.
 ///
 /// [`RowHelper`]: crate::engine::threads::RowHelper
 const HELPER_MIN_WEIGHTS: usize = 512 * 1024;
+
+/// How a matmul shares its rows with the threads' helper: rows `first..` go to it, at most
+/// `tokens` tokens per job (its buffers' size).
+#[derive(Clone, Copy)]
+struct HelperSplit {
+    first: usize,
+    tokens: usize,
+}
 
 impl QMatrix {
     pub fn new(qtype: QType, rows: usize, cols: usize, bytes: Arc<Vec<u8>>, offset: usize) -> Self {
@@ -57,82 +65,93 @@ impl QMatrix {
     pub fn matmul(&self, x: &[f32], out: &mut [f32], threads: &Threads) {
         let n_tok = x.len() / self.cols;
         debug_assert_eq!(out.len(), n_tok * self.rows);
-        let acts: Vec<Acts> = x
-            .chunks_exact(self.cols)
-            .map(|xt| Acts::quantize(self.qtype, xt))
-            .collect();
-        if n_tok == 1 && self.matvec_with_helper(x, &acts[0], out, threads) {
-            return;
-        }
-        // One token: chunks of rows. Several: row-major per weight row ([rows][n_tok]) so each
-        // row is read and unpacked once for all tokens, then transposed.
-        let (data, rb) = (self.data(), self.row_bytes());
-        if n_tok == 1 {
-            threads.for_each_chunk(out, ROWS_PER_TASK, |r0, chunk| {
-                let rows = &data[r0 * rb..(r0 + chunk.len()) * rb];
-                self.qtype.dot_tiles(rows, &acts, chunk);
-            });
-            return;
-        }
-        let mut tmp = vec![0f32; out.len()];
-        threads.for_each_chunk(&mut tmp, ROWS_PER_TASK * n_tok, |start, chunk| {
-            let r0 = start / n_tok;
-            let rows = &data[r0 * rb..(r0 + chunk.len() / n_tok) * rb];
-            self.qtype.dot_tiles(rows, &acts, chunk);
-        });
-        for r in 0..self.rows {
-            for t in 0..n_tok {
-                out[t * self.rows + r] = tmp[r * n_tok + t];
+        let split = self.helper_split(threads);
+        // Tokens go in groups a helper job holds (all at once without a helper). Each (row,
+        // token) pair is computed the same way in any group, so the grouping changes no bit.
+        let group = split.map_or(n_tok, |s| s.tokens).clamp(1, n_tok.max(1));
+        let mut tmp = Vec::new();
+        for (xs, outs) in x
+            .chunks(group * self.cols)
+            .zip(out.chunks_mut(group * self.rows))
+        {
+            let acts: Vec<Acts> = xs
+                .chunks_exact(self.cols)
+                .map(|xt| Acts::quantize(self.qtype, xt))
+                .collect();
+            if acts.len() == 1 {
+                self.rows_by_token(xs, &acts, outs, split, threads);
+                continue;
+            }
+            // Several tokens: row-major per weight row ([rows][n]) so each row is read and
+            // unpacked once for all tokens, then transposed.
+            tmp.clear();
+            tmp.resize(outs.len(), 0.0);
+            self.rows_by_token(xs, &acts, &mut tmp, split, threads);
+            let n = acts.len();
+            for r in 0..self.rows {
+                for t in 0..n {
+                    outs[t * self.rows + r] = tmp[r * n + t];
+                }
             }
         }
     }
-}
 
-impl QMatrix {
-    /// One token's matmul split with the threads' helper: it computes the upper half of the
-    /// rows while this thread computes the lower. False (nothing written) when there is no
-    /// helper, the matrix is too small, or the helper cannot take it.
-    fn matvec_with_helper(
-        &self,
-        x: &[f32],
-        acts: &Acts,
-        out: &mut [f32],
-        threads: &Threads,
-    ) -> bool {
-        let Some(helper) = threads.helper() else {
-            return false;
-        };
-        if self.rows * self.cols < HELPER_MIN_WEIGHTS {
-            return false;
-        }
+    /// Where a job for the threads' helper would start, and how many tokens one job holds;
+    /// `None` without a helper, or when not one token fits its buffers.
+    fn helper_split(&self, threads: &Threads) -> Option<HelperSplit> {
+        let helper = threads.helper()?;
         // A multiple of 4: whole groups for the multi-row kernels on both sides.
-        let split = (self.rows / 2).next_multiple_of(4).min(self.rows);
-        let job = RowJob {
-            qtype: self.qtype,
-            rows: self.rows,
-            cols: self.cols,
-            offset: self.offset,
-            first: split,
-            end: self.rows,
-        };
-        if !helper.start(&job, x) {
-            return false;
-        }
-        let rb = self.row_bytes();
-        let (mine, theirs) = out.split_at_mut(split);
-        self.qtype
-            .dot_tiles(&self.data()[..split * rb], std::slice::from_ref(acts), mine);
-        if !helper.finish(theirs) {
-            self.qtype.dot_tiles(
-                &self.data()[split * rb..],
-                std::slice::from_ref(acts),
-                theirs,
-            );
-        }
-        true
+        let first = (self.rows / 2).next_multiple_of(4).min(self.rows);
+        let (max_x, max_out) = helper.capacity();
+        let tokens = (max_x / self.cols).min(max_out / (self.rows - first).max(1));
+        (tokens > 0 && first < self.rows).then_some(HelperSplit { first, tokens })
     }
 
-    /// The helper's side of a [`RowJob`]: its rows for the activations `x`, from the helper's
+    /// `out[r][t] = W[r] . x[t]` for the tokens of `acts` (`x` unquantized, `[n][cols]`), each
+    /// weight row read and unpacked once for all of them. With `split`, the threads' helper
+    /// computes the upper rows meanwhile, when the job is big enough to pay for the hand-over
+    /// and the helper takes it; rows it fails to deliver are computed here.
+    fn rows_by_token(
+        &self,
+        x: &[f32],
+        acts: &[Acts],
+        out: &mut [f32],
+        split: Option<HelperSplit>,
+        threads: &Threads,
+    ) {
+        let n = acts.len();
+        let (data, rb) = (self.data(), self.row_bytes());
+        let shared = split.filter(|_| self.rows * self.cols * n >= HELPER_MIN_WEIGHTS);
+        let helper = threads.helper();
+        let started = shared.zip(helper).is_some_and(|(s, h)| {
+            let job = RowJob {
+                qtype: self.qtype,
+                rows: self.rows,
+                cols: self.cols,
+                offset: self.offset,
+                first: s.first,
+                end: self.rows,
+                tokens: n,
+            };
+            h.start(&job, x)
+        });
+        let mine_rows = match shared {
+            Some(s) if started => s.first,
+            _ => self.rows,
+        };
+        let (mine, theirs) = out.split_at_mut(mine_rows * n);
+        threads.for_each_chunk(mine, ROWS_PER_TASK * n, |start, chunk| {
+            let r0 = start / n;
+            let rows = &data[r0 * rb..(r0 + chunk.len() / n) * rb];
+            self.qtype.dot_tiles(rows, acts, chunk);
+        });
+        if started && !helper.is_some_and(|h| h.finish(theirs)) {
+            self.qtype.dot_tiles(&data[mine_rows * rb..], acts, theirs);
+        }
+    }
+
+    /// The helper's side of a [`RowJob`]: its rows for the activations `x` (`[tokens][cols]`),
+    /// written `[row][token]`, from the helper's
     /// copy of the model file. The job comes from another worker, so it is checked against the
     /// file (a mismatch is an error, not a panic).
     pub fn serve(
@@ -144,10 +163,11 @@ impl QMatrix {
         let (bs, ts) = (job.qtype.block_size(), job.qtype.type_size());
         let row_bytes = (job.cols / bs) * ts;
         let fits = job.cols.is_multiple_of(bs)
-            && x.len() == job.cols
+            && job.tokens > 0
+            && job.cols.checked_mul(job.tokens) == Some(x.len())
             && job.first <= job.end
             && job.end <= job.rows
-            && out.len() == job.end - job.first
+            && (job.end - job.first).checked_mul(job.tokens) == Some(out.len())
             && job
                 .rows
                 .checked_mul(row_bytes)
@@ -157,9 +177,12 @@ impl QMatrix {
             return Err(format!("row job {job:?} does not fit the model file"));
         }
         let m = QMatrix::new(job.qtype, job.rows, job.cols, file.clone(), job.offset);
-        let acts = Acts::quantize(job.qtype, x);
+        let acts: Vec<Acts> = x
+            .chunks_exact(job.cols)
+            .map(|xt| Acts::quantize(job.qtype, xt))
+            .collect();
         let rows = &m.data()[job.first * row_bytes..job.end * row_bytes];
-        job.qtype.dot_tiles(rows, std::slice::from_ref(&acts), out);
+        job.qtype.dot_tiles(rows, &acts, out);
         Ok(())
     }
 }

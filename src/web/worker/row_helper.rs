@@ -1,8 +1,9 @@
 //! The browser's second core without wasm threads (which need a std built with atomics, out of
 //! reach of this toolchain; BENCHMARKS.md): in a cross-origin isolated page the model worker
 //! starts a helper worker, another instance of its own module holding its own copy of the model
-//! file. For each large one-token matmul the helper computes the upper half of the rows while
-//! the model worker computes the lower half ([`RowHelper`], `QMatrix::matmul`); they meet in a
+//! file. For each large matmul (one token's, or a prompt's or a batch's tokens, in groups its
+//! buffers hold) the helper computes the upper half of the rows while the model worker computes
+//! the lower half ([`RowHelper`], `QMatrix::matmul`); they meet in a
 //! `SharedArrayBuffer`, synchronised with `Atomics` (blocking waits are allowed in workers).
 //! Both halves run the same kernels, so the results are bit-identical to one worker's.
 
@@ -22,7 +23,7 @@ use crate::engine::threads::{RowHelper, RowJob};
 /// Control words (i32) at the start of the shared buffer.
 const STATE: u32 = 0;
 const READY: u32 = 1;
-/// The job: qtype, rows, cols, offset, first, end.
+/// The job: qtype, rows, cols, offset, first, end, tokens.
 const JOB: u32 = 2;
 const HEADER_BYTES: u32 = 64;
 /// `STATE` values.
@@ -30,10 +31,11 @@ const IDLE: i32 = 0;
 const WORK: i32 = 1;
 const DONE: i32 = 2;
 const FAILED: i32 = 3;
-/// Largest input and output the buffer holds (SmolLM2: 1536 inputs, 24,576 output rows of the
-/// head's half); bigger jobs are computed by the model worker alone.
-const MAX_COLS: u32 = 16 * 1024;
-const MAX_ROWS: u32 = 256 * 1024;
+/// Largest input and output (floats) the buffer holds: for SmolLM2, 42 tokens of its widest input
+/// (1536) and 42 tokens of the head's half (24,576 rows); a matmul over more tokens sends them in
+/// groups of that size (4.3 MB shared in all).
+const MAX_X: u32 = 64 * 1024;
+const MAX_OUT: u32 = 1024 * 1024;
 /// How long the model worker waits for a job before it gives the helper up for lost.
 const TIMEOUT_MS: f64 = 10_000.0;
 /// How long a helper may take to start and take the file, and how often that is checked.
@@ -111,15 +113,15 @@ impl HelperWorker {
     }
 
     fn new(worker: Worker) -> Self {
-        let sab = SharedArrayBuffer::new(HEADER_BYTES + 4 * (MAX_COLS + MAX_ROWS));
+        let sab = SharedArrayBuffer::new(HEADER_BYTES + 4 * (MAX_X + MAX_OUT));
         Self {
             worker,
             ctl: Int32Array::new_with_byte_offset_and_length(&sab, 0, HEADER_BYTES / 4),
-            x: Float32Array::new_with_byte_offset_and_length(&sab, HEADER_BYTES, MAX_COLS),
+            x: Float32Array::new_with_byte_offset_and_length(&sab, HEADER_BYTES, MAX_X),
             out: Float32Array::new_with_byte_offset_and_length(
                 &sab,
-                HEADER_BYTES + 4 * MAX_COLS,
-                MAX_ROWS,
+                HEADER_BYTES + 4 * MAX_X,
+                MAX_OUT,
             ),
             lost: Cell::new(false),
         }
@@ -158,16 +160,23 @@ impl Drop for HelperWorker {
 }
 
 impl RowHelper for HelperWorker {
+    fn capacity(&self) -> (usize, usize) {
+        (MAX_X as usize, MAX_OUT as usize)
+    }
+
     fn start(&self, job: &RowJob, x: &[f32]) -> bool {
         let ready = Atomics::load(&self.ctl, READY).is_ok_and(|r| r == 1);
-        if self.lost.get() || !ready || job.cols > MAX_COLS as usize {
+        let (max_x, max_out) = self.capacity();
+        if self.lost.get() || !ready || x.len() > max_x {
             return false;
         }
-        if job.end - job.first > MAX_ROWS as usize {
+        if (job.end - job.first) * job.tokens > max_out {
             return false;
         }
         let code = QType::ALL.iter().position(|&q| q == job.qtype).unwrap_or(0);
-        let words = [code, job.rows, job.cols, job.offset, job.first, job.end];
+        let words = [
+            code, job.rows, job.cols, job.offset, job.first, job.end, job.tokens,
+        ];
         for (i, w) in words.into_iter().enumerate() {
             self.ctl.set_index(JOB + i as u32, w as i32);
         }
@@ -219,9 +228,9 @@ fn spin_while(ctl: &Int32Array, state: i32) -> bool {
 pub fn serve(sab: &SharedArrayBuffer, file: Vec<u8>) {
     let file = Arc::new(file);
     let ctl = Int32Array::new_with_byte_offset_and_length(sab, 0, HEADER_BYTES / 4);
-    let xs = Float32Array::new_with_byte_offset_and_length(sab, HEADER_BYTES, MAX_COLS);
+    let xs = Float32Array::new_with_byte_offset_and_length(sab, HEADER_BYTES, MAX_X);
     let outs =
-        Float32Array::new_with_byte_offset_and_length(sab, HEADER_BYTES + 4 * MAX_COLS, MAX_ROWS);
+        Float32Array::new_with_byte_offset_and_length(sab, HEADER_BYTES + 4 * MAX_X, MAX_OUT);
     let _ = Atomics::store(&ctl, READY, 1);
     let (mut x, mut out) = (Vec::new(), Vec::new());
     loop {
@@ -243,12 +252,17 @@ pub fn serve(sab: &SharedArrayBuffer, file: Vec<u8>) {
             offset: w(3),
             first: w(4),
             end: w(5),
+            tokens: w(6),
         };
-        x.resize(job.cols.min(MAX_COLS as usize), 0.0);
+        // Sizes clamped to the buffers: a job that does not fit is refused by `serve`.
+        x.resize(job.cols.saturating_mul(job.tokens).min(MAX_X as usize), 0.0);
         xs.subarray(0, x.len() as u32).copy_to(&mut x);
         out.clear();
         out.resize(
-            job.end.saturating_sub(job.first).min(MAX_ROWS as usize),
+            job.end
+                .saturating_sub(job.first)
+                .saturating_mul(job.tokens)
+                .min(MAX_OUT as usize),
             0.0,
         );
         let served = QMatrix::serve(&file, &job, &x, &mut out);
