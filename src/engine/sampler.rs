@@ -108,12 +108,8 @@ impl Sampler {
         if c.temperature <= 0.0 {
             return argmax(logits);
         }
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, l / c.temperature))
-            .collect();
-        cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let scaled: Vec<f32> = logits.iter().map(|&l| l / c.temperature).collect();
+        let mut cand = sorted_descending(&scaled);
         if c.top_k > 0 {
             cand.truncate(c.top_k);
         }
@@ -146,9 +142,84 @@ impl Sampler {
     }
 }
 
+/// `(index, value)` by value, largest first (`f32::total_cmp`), equal values by index: the one
+/// order a comparison sort with that rule gives, by a stable radix sort (three passes of 11
+/// bits over 49152 logits cost a fraction of a comparison sort, which was 8 % of a build's time).
+fn sorted_descending(values: &[f32]) -> Vec<(u32, f32)> {
+    // `total_cmp`'s order as unsigned keys (its own definition), flipped for largest first.
+    let key = |v: f32| {
+        let b = v.to_bits();
+        !(if b >> 31 == 1 { !b } else { b | 1 << 31 })
+    };
+    const BITS: u32 = 11;
+    const BUCKETS: usize = 1 << BITS;
+    let mut cur: Vec<(u32, u32)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (key(v), i as u32))
+        .collect();
+    let mut next = vec![(0u32, 0u32); cur.len()];
+    for shift in (0..32).step_by(BITS as usize) {
+        let digit = |k: u32| ((k >> shift) as usize) & (BUCKETS - 1);
+        let mut start = [0usize; BUCKETS];
+        for &(k, _) in &cur {
+            start[digit(k)] += 1;
+        }
+        let mut sum = 0;
+        for s in start.iter_mut() {
+            (*s, sum) = (sum, sum + *s);
+        }
+        // Stable: equal digits keep their order, so equal values stay in index order.
+        for &(k, i) in &cur {
+            let d = digit(k);
+            next[start[d]] = (k, i);
+            start[d] += 1;
+        }
+        std::mem::swap(&mut cur, &mut next);
+    }
+    cur.into_iter()
+        .map(|(_, i)| (i, values[i as usize]))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_radix_order_is_the_comparison_order() {
+        let mut rng = Rng::new(7);
+        let mut values: Vec<f32> = (0..5000)
+            .map(|_| ((rng.next_f64() - 0.5) * 80.0) as f32)
+            .collect();
+        // Ties, both zeros, infinities, subnormals, a NaN: every case of total_cmp.
+        values.extend([
+            3.5,
+            3.5,
+            0.0,
+            -0.0,
+            0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-40,
+            -1e-40,
+            f32::NAN,
+            f32::MAX,
+            f32::MIN,
+        ]);
+        values.extend_from_slice(&values.clone()[..100]);
+        let mut want: Vec<(u32, f32)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as u32, v))
+            .collect();
+        want.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let got = sorted_descending(&values);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((g.0, g.1.to_bits()), (w.0, w.1.to_bits()));
+        }
+    }
 
     #[test]
     fn greedy_takes_the_first_maximum() {
