@@ -10,6 +10,8 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
+use futures_util::future::{Either, select};
+use gloo_timers::future::TimeoutFuture;
 use js_sys::{
     Array, Atomics, Float32Array, Int32Array, Object, Reflect, SharedArrayBuffer, Uint8Array,
 };
@@ -39,8 +41,8 @@ const MAX_OUT: u32 = 1024 * 1024;
 /// How long the model worker waits for a job before it gives the helper up for lost.
 const TIMEOUT_MS: f64 = 10_000.0;
 /// How long a helper may take to start and take the file, and how often that is checked.
-const START_TIMEOUT_MS: i32 = 10_000;
-const POLL_MS: i32 = 10;
+const START_TIMEOUT_MS: u32 = 10_000;
+const POLL_MS: u32 = 10;
 
 /// The model worker's handle on its helper (dropped with the model: the helper is terminated).
 pub struct HelperWorker {
@@ -88,7 +90,7 @@ impl HelperWorker {
         let listening = js_sys::Promise::new(&mut |resolve, _| {
             helper.worker.set_onmessage(Some(&resolve));
         });
-        let started = within(&scope, listening, START_TIMEOUT_MS).await;
+        let started = within(listening, START_TIMEOUT_MS).await;
         helper.worker.set_onmessage(None);
         if !started {
             return None;
@@ -107,7 +109,7 @@ impl HelperWorker {
             if Atomics::load(&helper.ctl, READY).is_ok_and(|r| r == 1) {
                 return Some(Arc::new(helper));
             }
-            within(&scope, js_sys::Promise::new(&mut |_, _| {}), POLL_MS).await;
+            TimeoutFuture::new(POLL_MS).await;
         }
         None
     }
@@ -141,16 +143,12 @@ fn wanted(asked: Option<&str>, cores: f64) -> bool {
 }
 
 /// Whether `promise` settles within `ms` (this worker's event loop runs meanwhile).
-async fn within(scope: &DedicatedWorkerGlobalScope, promise: js_sys::Promise, ms: i32) -> bool {
-    let timer = js_sys::Promise::new(&mut |resolve, _| {
-        let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_1(
-            &resolve,
-            ms,
-            &JsValue::FALSE,
-        );
-    });
-    let first = js_sys::Promise::race(&Array::of2(&promise, &timer));
-    !matches!(JsFuture::from(first).await, Ok(v) if v == JsValue::FALSE)
+async fn within(promise: js_sys::Promise, ms: u32) -> bool {
+    let settled = JsFuture::from(promise);
+    matches!(
+        select(settled, TimeoutFuture::new(ms)).await,
+        Either::Left(_)
+    )
 }
 
 impl Drop for HelperWorker {

@@ -10,10 +10,11 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use gloo_timers::future::TimeoutFuture;
 use js_sys::{Atomics, Int32Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
+use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
 
 use crate::engine::Model;
@@ -166,7 +167,7 @@ impl Worker {
                 {
                     break;
                 }
-                self.sleep_ms(50).await;
+                TimeoutFuture::new(50).await;
             }
         }
         // A GPU failure part-way: the host took the turn back, so run the request again on
@@ -193,15 +194,6 @@ impl Worker {
             bytes: memory_bytes(),
         });
         self.emit(Event::Done { id });
-    }
-
-    /// Resolves after `ms` milliseconds (the worker's event loop runs meanwhile).
-    async fn sleep_ms(&self, ms: i32) {
-        let scope = self.scope.clone();
-        let promise = js_sys::Promise::new(&mut |resolve, _| {
-            let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
-        });
-        let _ = JsFuture::from(promise).await;
     }
 
     /// Why a failed request is the GPU's fault (device lost, or an error the device raised),
