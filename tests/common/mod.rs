@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: the default model and the committed fixtures.
 #![allow(dead_code)]
 
+pub mod arch;
 pub mod contract;
 pub mod tiny;
 

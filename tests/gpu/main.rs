@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod arch;
 mod contract;
 mod fallback;
 mod model;

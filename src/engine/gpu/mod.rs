@@ -33,7 +33,8 @@
 //! workgroup memory); only buffer sizes use the adapter's larger limits.
 //!
 //! A decoder layer is encoded as: `rms_norm(h → a)`; `Linear` q, k, v (`a → q,k,v`, plus
-//! `add` Broadcast for biases); `rope` on q and k; `copy_rows` AtPosition of k and v into
+//! `add` Broadcast for biases; qwen3: `head_rms_norm` of q and k into their own buffers);
+//! `rope` on q and k (Llama 3's frequency factors folded into its table); `copy_rows` AtPosition of k and v into
 //! the caches; `attention(q → o)`; `Linear` o (`o → t`); `add` PerToken (`h += t`);
 //! `rms_norm(h → a)`; `Linear` gate, up; `silu_mul`; `Linear` down (`→ t`); `add`
 //! PerToken; then the hook edits (`add` Broadcast, `clamp_projection`) and the record

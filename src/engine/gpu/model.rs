@@ -54,7 +54,7 @@ use super::elementwise::{AddMode, RowDest, add, copy_rows, silu_mul};
 use super::embedding::embedding;
 use super::hooks::clamp_projection;
 use super::matmul::{Linear, Tokens};
-use super::norm::rms_norm;
+use super::norm::{head_rms_norm, rms_norm};
 use super::rope::{RopeMode, rope};
 use super::{GpuContext, GpuError, GpuMatrix, Kernel, Step};
 use crate::engine::config::{Activation, ModelConfig, RopeStyle};
@@ -189,23 +189,12 @@ pub fn check_supported(c: &ModelConfig) -> Result<()> {
         || c.query_scale.is_some()
         || c.final_logit_softcap.is_some()
         || c.activation != Activation::Silu;
-    let missing = if gemma_steps {
-        Some("gemma3's layers (post-norms, GELU, sliding windows, scales, soft-cap)")
-    } else if c.qk_norm {
-        Some("the per-head q/k norms of qwen3")
-    } else if c.rope_freqs {
-        Some("Llama 3 rope scaling (rope_freqs.weight)")
-    } else if c.q_dim() != c.hidden {
-        Some("attention heads wider than the hidden size divided by the head count")
-    } else {
-        None
-    };
-    match missing {
-        Some(what) => Err(Error::Gpu(format!(
-            "the WebGPU backend does not apply {what} yet"
-        ))),
-        None => Ok(()),
+    if gemma_steps {
+        return Err(Error::Gpu(
+            "the WebGPU backend does not apply gemma3's layers (post-norms, GELU, sliding windows, scales, soft-cap) yet".into(),
+        ));
     }
+    Ok(())
 }
 
 impl GpuModel {
@@ -234,7 +223,7 @@ impl GpuModel {
         cfg.context = cfg.context.min(opts.max_context);
         let max_chunk = opts.max_chunk.min(cfg.context);
         let c = &cfg;
-        let (d, kvd, ffn) = (c.hidden, c.kv_dim(), c.ffn);
+        let (d, qd, kvd, ffn) = (c.hidden, c.q_dim(), c.kv_dim(), c.ffn);
         let cx: &GpuContext = &ctx;
         let step = Step::new(cx);
         let st = &step;
@@ -242,10 +231,17 @@ impl GpuModel {
         let tokens = buf("tokens", 1)?;
         let h = buf("h", d)?;
         let a = buf("a", d)?;
-        let q = buf("q", d)?;
+        let q = buf("q", qd)?;
         let k = buf("k", kvd)?;
         let v = buf("v", kvd)?;
-        let att = buf("att", d)?;
+        // qwen3 normalizes each head of q and k before rope: into these (a kernel may not read
+        // and write one buffer), which rope, the cache and attention then use.
+        let qk_normed = if c.qk_norm {
+            Some((buf("q normed", qd)?, buf("k normed", kvd)?))
+        } else {
+            None
+        };
+        let att = buf("att", qd)?;
         let t = buf("t", d)?;
         let gate = buf("gate", ffn)?;
         let up = buf("up", ffn)?;
@@ -259,6 +255,12 @@ impl GpuModel {
             head_dim: c.head_dim,
         };
         let (theta, hd) = (c.rope_theta, c.head_dim);
+        let rope_factors = if c.rope_freqs {
+            Some(vector(f, "rope_freqs.weight", hd / 2)?)
+        } else {
+            None
+        };
+        let ff = rope_factors.as_deref();
 
         let mut layers = Vec::with_capacity(c.n_layers);
         for l in 0..c.n_layers {
@@ -274,13 +276,13 @@ impl GpuModel {
             let attn_norm = norm_w(&n("attn_norm.weight"))?;
             let mut ops = vec![
                 Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &attn_norm, &h, &a)?),
-                lin(&n("attn_q.weight"), d, d, &a, &q)?,
+                lin(&n("attn_q.weight"), qd, d, &a, &q)?,
                 lin(&n("attn_k.weight"), kvd, d, &a, &k)?,
                 lin(&n("attn_v.weight"), kvd, d, &a, &v)?,
             ];
             if c.qkv_bias {
                 for (name, len, y) in [
-                    ("attn_q.bias", d, &q),
+                    ("attn_q.bias", qd, &q),
                     ("attn_k.bias", kvd, &k),
                     ("attn_v.bias", kvd, &v),
                 ] {
@@ -288,14 +290,29 @@ impl GpuModel {
                     ops.push(Op::Kernel(add(cx, st, len, AddMode::Broadcast, y, &bias)?));
                 }
             }
+            let (q, k) = match &qk_normed {
+                Some((qn, kn)) => {
+                    for (name, heads, x, y) in [
+                        ("attn_q_norm", c.n_heads, &q, qn),
+                        ("attn_k_norm", c.n_kv_heads, &k, kn),
+                    ] {
+                        let w = cx.upload(name, &vector(f, &n(&format!("{name}.weight")), hd)?)?;
+                        ops.push(Op::Kernel(head_rms_norm(
+                            cx, st, heads, hd, c.rms_eps, &w, x, y,
+                        )?));
+                    }
+                    (qn, kn)
+                }
+                None => (&q, &k),
+            };
             let ffn_norm = norm_w(&n("ffn_norm.weight"))?;
             ops.extend([
-                Op::Kernel(rope(cx, st, c.n_heads, hd, hd, theta, rope_mode, &q)?),
-                Op::Kernel(rope(cx, st, c.n_kv_heads, hd, hd, theta, rope_mode, &k)?),
-                Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, &k, &kc)?),
+                Op::Kernel(rope(cx, st, c.n_heads, hd, hd, theta, ff, rope_mode, q)?),
+                Op::Kernel(rope(cx, st, c.n_kv_heads, hd, hd, theta, ff, rope_mode, k)?),
+                Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, k, &kc)?),
                 Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, &v, &vc)?),
-                Op::Kernel(attention(cx, st, shape, &q, &kc, &vc, &att)?),
-                lin(&n("attn_output.weight"), d, d, &att, &t)?,
+                Op::Kernel(attention(cx, st, shape, q, &kc, &vc, &att)?),
+                lin(&n("attn_output.weight"), d, qd, &att, &t)?,
                 Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &t)?),
                 Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &ffn_norm, &h, &a)?),
                 lin(&n("ffn_gate.weight"), ffn, d, &a, &gate)?,

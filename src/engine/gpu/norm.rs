@@ -21,11 +21,28 @@ pub fn rms_norm(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> Result<Kernel> {
-    if n == 0 || n > u32::MAX as usize / 2 || !eps.is_finite() || eps < 0.0 {
-        return Err(gpu_err!("rms_norm: bad size {n} or eps {eps}"));
+    head_rms_norm(ctx, step, 1, n, eps, weight, x, y)
+}
+
+/// RMSNorm of each of a token's `heads` rows of `n` values on its own, all with the same
+/// `n` weights (qwen3's per-head q/k norms; `heads` = 1 is [`rms_norm`]).
+#[allow(clippy::too_many_arguments)]
+pub fn head_rms_norm(
+    ctx: &GpuContext,
+    step: &Step,
+    heads: usize,
+    n: usize,
+    eps: f32,
+    weight: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) -> Result<Kernel> {
+    if n == 0 || heads == 0 || n > u32::MAX as usize / 2 || !eps.is_finite() || eps < 0.0 {
+        return Err(gpu_err!("rms_norm: bad size {heads} x {n} or eps {eps}"));
     }
     need_tokens("rms_norm", "weight", weight, n)?;
-    let max_tok = need_tokens("rms_norm", "x", x, n)?.min(need_tokens("rms_norm", "y", y, n)?);
+    let row = heads * n;
+    let max_tok = need_tokens("rms_norm", "x", x, row)?.min(need_tokens("rms_norm", "y", y, row)?);
     let p = ctx.uniform(
         "rms_norm params",
         &Params {
@@ -40,6 +57,6 @@ pub fn rms_norm(
         &[&p, x, weight, y],
         step,
         max_tok,
-        |n_tok| [n_tok, 1, 1],
+        move |n_tok| [n_tok * heads as u32, 1, 1],
     ))
 }

@@ -1,4 +1,5 @@
-// RMSNorm, one workgroup per token: y = x / sqrt(mean(x^2) + eps) * weight.
+// RMSNorm, one workgroup per row of n values (a token, or one head of a token):
+// y = x / sqrt(mean(x^2) + eps) * weight.
 
 struct Params {
     n: u32,

@@ -21,11 +21,15 @@ struct Params {
     neox: u32,
 }
 
-/// `inv_freq[i] = theta^(-2i / n_rot)`, computed on the CPU in f64 so GPU and CPU
-/// engines share one table (and a rope-scaling variant only changes this table).
-pub fn inv_freq(n_rot: usize, theta: f32) -> Vec<f32> {
+/// `inv_freq[i] = theta^(-2i / n_rot) / factors[i]`, computed on the CPU in f64 so every
+/// kernel reads one table. `factors` are Llama 3's rope scaling (`rope_freqs.weight`, one
+/// divisor per pair), as llama.cpp divides each pair's angle by its factor.
+pub fn inv_freq(n_rot: usize, theta: f32, factors: Option<&[f32]>) -> Vec<f32> {
     (0..n_rot / 2)
-        .map(|i| (theta as f64).powf(-2.0 * i as f64 / n_rot as f64) as f32)
+        .map(|i| {
+            let f = factors.map_or(1.0, |f| f[i] as f64);
+            ((theta as f64).powf(-2.0 * i as f64 / n_rot as f64) / f) as f32
+        })
         .collect()
 }
 
@@ -38,6 +42,7 @@ pub fn rope(
     head_dim: usize,
     n_rot: usize,
     theta: f32,
+    factors: Option<&[f32]>,
     mode: RopeMode,
     x: &wgpu::Buffer,
 ) -> Result<Kernel> {
@@ -47,13 +52,15 @@ pub fn rope(
         || n_rot > head_dim
         || !theta.is_finite()
         || theta <= 0.0
+        || factors
+            .is_some_and(|f| f.len() != n_rot / 2 || f.iter().any(|&v| !v.is_finite() || v <= 0.0))
     {
         return Err(gpu_err!(
-            "rope: bad shape (heads {n_heads}, head_dim {head_dim}, n_rot {n_rot}) or theta {theta}"
+            "rope: bad shape (heads {n_heads}, head_dim {head_dim}, n_rot {n_rot}), theta {theta} or frequency factors"
         ));
     }
     let max_tok = need_tokens("rope", "x", x, n_heads * head_dim)?;
-    let freqs = ctx.upload("rope inv_freq", &inv_freq(n_rot, theta))?;
+    let freqs = ctx.upload("rope inv_freq", &inv_freq(n_rot, theta, factors))?;
     let p = ctx.uniform(
         "rope params",
         &Params {

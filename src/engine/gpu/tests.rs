@@ -460,37 +460,39 @@ fn embedding_full_size_q8_0_table() {
 
 // ---------------------------------------------------------------- norms, rope, attention
 
-/// RMSNorm vs f64; tolerance 1e-5 relative to each row's largest output.
+/// RMSNorm vs f64, a whole token per row and (qwen3's q/k norms) each head on its own;
+/// tolerance 1e-5 relative to each row's largest output.
 #[test]
 fn rms_norm_matches_cpu() {
     let Some(ctx) = gpu() else { return };
-    let (n, n_tok, eps) = (576usize, 3usize, 1e-5f32);
-    let mut rng = Rng(21);
-    let x = rng.vec(n * n_tok, 2.0);
-    let wt = rng.vec(n, 1.0);
-    let step = Step::new(ctx);
-    let (xb, wb, yb) = (
-        ctx.upload("x", &x).unwrap(),
-        ctx.upload("w", &wt).unwrap(),
-        ctx.storage("y", n * n_tok).unwrap(),
-    );
-    let k = norm::rms_norm(ctx, &step, n, eps, &wb, &xb, &yb).unwrap();
-    let got = run_and_read(ctx, &step, n_tok as u32, 0, &[&k], &yb, n * n_tok);
-    let mut want = Vec::new();
-    for t in 0..n_tok {
-        let row = &x[t * n..(t + 1) * n];
-        let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64;
-        let inv = 1.0 / (ms + eps as f64).sqrt();
-        want.extend(
-            row.iter()
-                .zip(&wt)
-                .map(|(&v, &g)| v as f64 * inv * g as f64),
+    for (heads, n) in [(1usize, 576usize), (4, 64)] {
+        let (n_tok, eps) = (3usize, 1e-5f32);
+        let mut rng = Rng(21);
+        let x = rng.vec(heads * n * n_tok, 2.0);
+        let wt = rng.vec(n, 1.0);
+        let step = Step::new(ctx);
+        let (xb, wb, yb) = (
+            ctx.upload("x", &x).unwrap(),
+            ctx.upload("w", &wt).unwrap(),
+            ctx.storage("y", x.len()).unwrap(),
         );
+        let k = norm::head_rms_norm(ctx, &step, heads, n, eps, &wb, &xb, &yb).unwrap();
+        let got = run_and_read(ctx, &step, n_tok as u32, 0, &[&k], &yb, x.len());
+        let mut want = Vec::new();
+        for row in x.chunks_exact(n) {
+            let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64;
+            let inv = 1.0 / (ms + eps as f64).sqrt();
+            want.extend(
+                row.iter()
+                    .zip(&wt)
+                    .map(|(&v, &g)| v as f64 * inv * g as f64),
+            );
+        }
+        let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        let err = max_rel_err(&got, &want, &vec![scale; want.len()]);
+        eprintln!("rms_norm {heads} x {n}: max rel err {err:.2e}");
+        assert!(err <= 1e-5, "rms_norm {heads} x {n}: error {err:.2e}");
     }
-    let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-    let err = max_rel_err(&got, &want, &vec![scale; want.len()]);
-    eprintln!("rms_norm max rel err {err:.2e}");
-    assert!(err <= 1e-5, "rms_norm error {err:.2e}");
 }
 
 /// RoPE reference: angles formed in f32 exactly as both engines do (position as f32
@@ -500,11 +502,10 @@ fn rope_reference(
     n_heads: usize,
     head_dim: usize,
     n_rot: usize,
-    theta: f32,
+    freqs: &[f32],
     mode: RopeMode,
     pos0: usize,
 ) -> Vec<f64> {
-    let freqs = inv_freq(n_rot, theta);
     let mut out = to_f64(x);
     let per_tok = n_heads * head_dim;
     for (t, tok) in out.chunks_exact_mut(per_tok).enumerate() {
@@ -525,24 +526,45 @@ fn rope_reference(
 }
 
 /// Both modes, at positions past 4000 (angles of thousands of radians, where an
-/// unreduced f32 sin/cos goes wrong), partial rotation in one case. Tolerance 1e-3 of
-/// the largest |x|: WGSL only promises 2^-11 absolute for sin/cos.
+/// unreduced f32 sin/cos goes wrong), partial rotation in one case, Llama 3 frequency
+/// factors in one. Tolerance 1e-3 of the largest |x|: WGSL only promises 2^-11 absolute
+/// for sin/cos.
 #[test]
 fn rope_matches_cpu() {
     let Some(ctx) = gpu() else { return };
-    for (mode, n_rot, pos0) in [
-        (RopeMode::Norm, 64, 0),
-        (RopeMode::Norm, 64, 4090),
-        (RopeMode::Neox, 64, 4090),
-        (RopeMode::Neox, 32, 7),
+    // Llama 3.x's shape: 1 for the fast pairs, up to the scale factor (8) for the slow ones.
+    let factors: Vec<f32> = (0..32)
+        .map(|i| 1.0 + 7.0 * (i as f32 / 31.0).powi(2))
+        .collect();
+    for (mode, n_rot, pos0, ff) in [
+        (RopeMode::Norm, 64, 0, None),
+        (RopeMode::Norm, 64, 4090, None),
+        (RopeMode::Neox, 64, 4090, None),
+        (RopeMode::Neox, 32, 7, None),
+        (RopeMode::Norm, 64, 1000, Some(&factors[..])),
     ] {
         let (n_heads, head_dim, n_tok, theta) = (3usize, 64usize, 4usize, 100_000.0f32);
         let x = Rng(31).vec(n_tok * n_heads * head_dim, 1.0);
         let step = Step::new(ctx);
         let xb = ctx.upload("x", &x).unwrap();
-        let k = rope(ctx, &step, n_heads, head_dim, n_rot, theta, mode, &xb).unwrap();
+        let k = rope(ctx, &step, n_heads, head_dim, n_rot, theta, ff, mode, &xb).unwrap();
         let got = run_and_read(ctx, &step, n_tok as u32, pos0 as u32, &[&k], &xb, x.len());
-        let want = rope_reference(&x, n_heads, head_dim, n_rot, theta, mode, pos0);
+        let freqs = inv_freq(n_rot, theta, ff);
+        let want = rope_reference(&x, n_heads, head_dim, n_rot, &freqs, mode, pos0);
+        if let Some(ff) = ff {
+            // The factors must matter here, or the case tests nothing.
+            let plain_freqs = inv_freq(n_rot, theta, None);
+            let plain = rope_reference(&x, n_heads, head_dim, n_rot, &plain_freqs, mode, pos0);
+            let moved = plain
+                .iter()
+                .zip(&want)
+                .fold(0f64, |a, (p, w)| a.max((p - w).abs()));
+            assert!(
+                moved > 0.1,
+                "factors {:?}.. move rope by only {moved}",
+                &ff[..2]
+            );
+        }
         let scale = x.iter().fold(0.0f32, |a, v| a.max(v.abs())) as f64;
         let err = max_rel_err(&got, &want, &vec![scale; x.len()]);
         eprintln!("rope {mode:?} n_rot {n_rot} pos0 {pos0}: max rel err {err:.2e}");
