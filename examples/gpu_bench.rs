@@ -145,6 +145,8 @@ mod native {
             n_head: 9,
             n_kv_head: 3,
             head_dim: 64,
+            scale: None,
+            window: None,
         };
         let ctx_len = 1024;
         let q = ctx.storage("q", 9 * 64)?;

@@ -27,7 +27,7 @@ import urllib.request
 HERE = pathlib.Path(__file__).resolve().parent.parent / "src" / "engine" / "gpu"
 QUANTS = ["f32", "f16", "q4_0", "q4_1", "q5_0", "q8_0", "q4_k", "q5_k", "q6_k"]
 WEIGHT_KERNELS = ["matvec", "matmul", "embedding"]
-PLAIN_KERNELS = ["rms_norm", "rope", "attention", "silu_mul", "add", "copy_rows", "argmax", "clamp_projection"]
+PLAIN_KERNELS = ["rms_norm", "rope", "attention", "silu_mul", "gelu_mul", "scale", "add", "copy_rows", "argmax", "clamp_projection"]
 DRIVER_PORT = 9515
 
 PAGE = """<!doctype html><html><body><pre id="out">pending</pre><script>

@@ -266,6 +266,13 @@ pub(crate) fn rope(
     }
 }
 
+/// Gemma's final logit soft-cap, `cap * tanh(logit / cap)` in ggml's order (scale by 1/cap,
+/// tanh, scale by cap); the GPU backend applies it to its read-back logits.
+pub(crate) fn softcap(logits: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
+    logits.iter_mut().for_each(|v| *v = (*v * inv).tanh() * cap);
+}
+
 fn add_in_place(x: &mut [f32], y: &[f32]) {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
 }
@@ -404,9 +411,7 @@ impl Weights {
         let mut logits = vec![0f32; x.len() / c.hidden * c.vocab];
         self.output.matmul(&normed, &mut logits, &self.threads);
         if let Some(cap) = c.final_logit_softcap {
-            // ggml's order: scale by 1/cap, tanh, scale by cap.
-            let inv = 1.0 / cap;
-            logits.iter_mut().for_each(|v| *v = (*v * inv).tanh() * cap);
+            softcap(&mut logits, cap);
         }
         logits
     }

@@ -3,7 +3,8 @@
 //   k, v  [ctx][n_kv_head][head_dim]       cache; positions 0 .. pos0 + n_tok filled
 //   out   [n_tok][n_head][head_dim]
 // Query head h reads KV head h / (n_head / n_kv_head). Token t (position p = pos0 + t)
-// attends to keys 0..=p with softmax(q.k * scale) in f32. Keys are taken 256 at a
+// attends to keys 0..=p (a local layer: its last `window` positions, p included) with
+// softmax(q.k * scale) in f32. Keys are taken 256 at a
 // time with an online softmax (running max and sum, rescaled per chunk), so the
 // context length is not bounded by workgroup memory.
 
@@ -13,6 +14,10 @@ struct Params {
     n_kv_head: u32,
     head_dim: u32,
     scale: f32,
+    window: u32, // 0: no window
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -62,6 +67,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     let h = wg.x;
     let t = wg.y;
     let n_keys = step.pos0 + t + 1u;
+    var first = 0u;
+    if (params.window != 0u && n_keys > params.window) {
+        first = n_keys - params.window;
+    }
     let kv_stride = params.n_kv_head * hd;
     let kv_off = (h / (params.n_head / params.n_kv_head)) * hd;
 
@@ -78,7 +87,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     var m = NEG;
     var l = 0.0;
     var acc = 0.0;
-    for (var k0 = 0u; k0 < n_keys; k0 += WG) {
+    for (var k0 = first; k0 < n_keys; k0 += WG) {
         workgroupBarrier(); // qs written / probs of the previous chunk consumed
         let key = k0 + tid;
         var s = NEG;

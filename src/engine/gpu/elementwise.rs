@@ -1,5 +1,5 @@
-//! Element-wise ops: SiLU gate (`silu_mul.wgsl`), adds (`add.wgsl`), strided row copies
-//! (`copy_rows.wgsl`). All are laid out `[n_tok][n]` and dispatched `(n / 256, n_tok)`.
+//! Element-wise ops: SiLU and GELU gates (`silu_mul.wgsl`, `gelu_mul.wgsl`), a scale
+//! (`scale.wgsl`), adds (`add.wgsl`), strided row copies (`copy_rows.wgsl`). All are laid out `[n_tok][n]` and dispatched `(n / 256, n_tok)`.
 
 use super::context::{Kernel, need_tokens};
 use super::{GpuContext, Result, Step, gpu_err};
@@ -28,11 +28,51 @@ pub fn silu_mul(
     gate: &wgpu::Buffer,
     up: &wgpu::Buffer,
 ) -> Result<Kernel> {
-    let n32 = check_n("silu_mul", n)?;
-    let max_tok =
-        need_tokens("silu_mul", "gate", gate, n)?.min(need_tokens("silu_mul", "up", up, n)?);
+    gated(
+        "silu_mul",
+        include_str!("silu_mul.wgsl"),
+        ctx,
+        step,
+        n,
+        gate,
+        up,
+    )
+}
+
+/// `gate[t][i] = gelu(gate[t][i]) * up[t][i]` (tanh form, rounded through f16 as ggml's
+/// CPU table does), in place on `gate`: gemma3's MLP.
+pub fn gelu_mul(
+    ctx: &GpuContext,
+    step: &Step,
+    n: usize,
+    gate: &wgpu::Buffer,
+    up: &wgpu::Buffer,
+) -> Result<Kernel> {
+    gated(
+        "gelu_mul",
+        include_str!("gelu_mul.wgsl"),
+        ctx,
+        step,
+        n,
+        gate,
+        up,
+    )
+}
+
+/// A gated activation kernel `source` over `gate` and `up`, `[n_tok][n]` each.
+fn gated(
+    op: &'static str,
+    source: &'static str,
+    ctx: &GpuContext,
+    step: &Step,
+    n: usize,
+    gate: &wgpu::Buffer,
+    up: &wgpu::Buffer,
+) -> Result<Kernel> {
+    let n32 = check_n(op, n)?;
+    let max_tok = need_tokens(op, "gate", gate, n)?.min(need_tokens(op, "up", up, n)?);
     let p = ctx.uniform(
-        "silu_mul params",
+        op,
         &Params4 {
             a: n32,
             b: 0,
@@ -41,9 +81,35 @@ pub fn silu_mul(
         },
     );
     Ok(ctx.kernel(
-        "silu_mul",
-        || include_str!("silu_mul.wgsl").to_string(),
+        op,
+        || source.to_string(),
         &[&p, gate, up],
+        step,
+        max_tok,
+        move |n_tok| [n32.div_ceil(256), n_tok, 1],
+    ))
+}
+
+/// `x *= s`, in place on `x [n_tok][n]` (gemma3's embedding scale).
+pub fn scale(ctx: &GpuContext, step: &Step, n: usize, s: f32, x: &wgpu::Buffer) -> Result<Kernel> {
+    let n32 = check_n("scale", n)?;
+    if !s.is_finite() {
+        return Err(gpu_err!("scale: factor {s}"));
+    }
+    let max_tok = need_tokens("scale", "x", x, n)?;
+    let p = ctx.uniform(
+        "scale params",
+        &Params4 {
+            a: n32,
+            b: s.to_bits(),
+            c: 0,
+            d: 0,
+        },
+    );
+    Ok(ctx.kernel(
+        "scale",
+        || include_str!("scale.wgsl").to_string(),
+        &[&p, x],
         step,
         max_tok,
         move |n_tok| [n32.div_ceil(256), n_tok, 1],

@@ -14,10 +14,12 @@
 //! | fused dequantize + matrix-vector (decode) | [`matmul::Linear`] | `matvec.wgsl` |
 //! | tiled dequantize + matrix-matrix (prefill) | [`matmul::Linear`] | `matmul.wgsl` |
 //! | embedding row gather | [`embedding::embedding`] | `embedding.wgsl` |
-//! | RMSNorm | [`norm::rms_norm`] | `rms_norm.wgsl` |
+//! | RMSNorm, of a whole token or (qwen3, gemma3) of each head | [`norm::rms_norm`], [`norm::head_rms_norm`] | `rms_norm.wgsl` |
 //! | RoPE, NORM and NEOX modes | [`rope::rope`] | `rope.wgsl` |
-//! | causal grouped-query attention over the GPU KV cache | [`attention::attention`] | `attention.wgsl` |
+//! | causal grouped-query attention over the GPU KV cache, sliding window optional | [`attention::attention`] | `attention.wgsl` |
 //! | SiLU gate `silu(gate) * up` | [`elementwise::silu_mul`] | `silu_mul.wgsl` |
+//! | GELU gate `gelu(gate) * up` (gemma3) | [`elementwise::gelu_mul`] | `gelu_mul.wgsl` |
+//! | scale (gemma3's embeddings) | [`elementwise::scale`] | `scale.wgsl` |
 //! | residual add, bias add, hook `add` | [`elementwise::add`] | `add.wgsl` |
 //! | KV-cache store, residual record | [`elementwise::copy_rows`] | `copy_rows.wgsl` |
 //! | hook `clamp projection` | [`hooks::clamp_projection`] | `clamp_projection.wgsl` |
@@ -32,14 +34,18 @@
 //! Kernels stay within WebGPU's default compute limits (256 invocations, 16 KiB of
 //! workgroup memory); only buffer sizes use the adapter's larger limits.
 //!
-//! A decoder layer is encoded as: `rms_norm(h → a)`; `Linear` q, k, v (`a → q,k,v`, plus
-//! `add` Broadcast for biases; qwen3: `head_rms_norm` of q and k into their own buffers);
-//! `rope` on q and k (Llama 3's frequency factors folded into its table); `copy_rows` AtPosition of k and v into
-//! the caches; `attention(q → o)`; `Linear` o (`o → t`); `add` PerToken (`h += t`);
-//! `rms_norm(h → a)`; `Linear` gate, up; `silu_mul`; `Linear` down (`→ t`); `add`
-//! PerToken; then the hook edits (`add` Broadcast, `clamp_projection`) and the record
-//! (`copy_rows` Interleaved). A buffer may not be bound twice in one op when one
-//! binding writes it (WebGPU usage rule), hence the separate `a`/`t` scratch buffers.
+//! The embedding gather (then, gemma3, `scale`); then each decoder layer is encoded as:
+//! `rms_norm(h → a)`; `Linear` q, k, v (`a → q,k,v`, plus `add` Broadcast for biases;
+//! qwen3 and gemma3: `head_rms_norm` of q and k into their own buffers); `rope` on q and k
+//! (Llama 3's frequency factors folded into its table, gemma3's local layers with their own
+//! base); `copy_rows` AtPosition of k and v into the caches; `attention(q → o)` (gemma3: its
+//! query scale, and a window on local layers); `Linear` o (`o → t`); `add` PerToken
+//! (`h += t`; gemma3: `rms_norm(t → a)` first and `h += a`); `rms_norm(h → a)`; `Linear`
+//! gate, up; `silu_mul` (gemma3: `gelu_mul`); `Linear` down (`→ t`); the same join; then
+//! the hook edits (`add` Broadcast, `clamp_projection`) and the record (`copy_rows`
+//! Interleaved). A buffer may not be bound twice in one op when one binding writes it
+//! (WebGPU usage rule), hence the separate `a`/`t` scratch buffers. gemma3's final logit
+//! soft-cap is applied to the read-back logits, as the CPU engine does.
 //! Readback: [`GpuContext::read_f32`] / `read_u32` (one u32 after [`argmax::argmax`]).
 //!
 //! Besides `cargo test` (lavapipe), `python3 scripts/wgsl_chromium_check.py`

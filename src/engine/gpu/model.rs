@@ -50,7 +50,7 @@
 use std::sync::Arc;
 
 use super::attention::{AttentionShape, attention};
-use super::elementwise::{AddMode, RowDest, add, copy_rows, silu_mul};
+use super::elementwise::{AddMode, RowDest, add, copy_rows, gelu_mul, scale, silu_mul};
 use super::embedding::embedding;
 use super::hooks::clamp_projection;
 use super::matmul::{Linear, Tokens};
@@ -61,7 +61,7 @@ use crate::engine::config::{Activation, ModelConfig, RopeStyle};
 use crate::engine::error::{Error, Result};
 use crate::engine::gguf::GgufFile;
 use crate::engine::hooks::{Edit, EditOp, Hooks};
-use crate::engine::model::vector;
+use crate::engine::model::{softcap, vector};
 
 impl From<GpuError> for Error {
     fn from(e: GpuError) -> Self {
@@ -136,6 +136,8 @@ pub struct GpuModel {
     /// Normed residual: the input of every product that follows a norm, and of the LM head.
     a: wgpu::Buffer,
     embed: Kernel,
+    /// gemma3: the embeddings times sqrt(hidden).
+    embed_scale: Option<Kernel>,
     layers: Vec<Vec<Op>>,
     final_norm: Kernel,
     /// The LM head for the chunk's last token only.
@@ -180,23 +182,6 @@ fn staging(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
     })
 }
 
-/// What the CPU engine applies and these kernels do not yet: refused with the reason, so the
-/// browser falls back to the CPU engine and says why.
-pub fn check_supported(c: &ModelConfig) -> Result<()> {
-    let gemma_steps = c.post_norms
-        || c.sliding_window.is_some()
-        || c.embed_scale.is_some()
-        || c.query_scale.is_some()
-        || c.final_logit_softcap.is_some()
-        || c.activation != Activation::Silu;
-    if gemma_steps {
-        return Err(Error::Gpu(
-            "the WebGPU backend does not apply gemma3's layers (post-norms, GELU, sliding windows, scales, soft-cap) yet".into(),
-        ));
-    }
-    Ok(())
-}
-
 impl GpuModel {
     /// Loads the model onto `ctx`'s device with the default sizes.
     pub fn load(f: &GgufFile, ctx: Arc<GpuContext>) -> Result<Self> {
@@ -214,7 +199,6 @@ impl GpuModel {
 
     pub fn load_with(f: &GgufFile, ctx: Arc<GpuContext>, opts: GpuModelOptions) -> Result<Self> {
         let mut cfg = ModelConfig::from_gguf(f)?;
-        check_supported(&cfg)?;
         if opts.max_context == 0 || opts.max_chunk == 0 {
             return Err(Error::Invalid(
                 "GPU cache length and chunk size must be positive".into(),
@@ -249,12 +233,7 @@ impl GpuModel {
             RopeStyle::Norm => RopeMode::Norm,
             RopeStyle::Neox => RopeMode::Neox,
         };
-        let shape = AttentionShape {
-            n_head: c.n_heads,
-            n_kv_head: c.n_kv_heads,
-            head_dim: c.head_dim,
-        };
-        let (theta, hd) = (c.rope_theta, c.head_dim);
+        let hd = c.head_dim;
         let rope_factors = if c.rope_freqs {
             Some(vector(f, "rope_freqs.weight", hd / 2)?)
         } else {
@@ -274,6 +253,33 @@ impl GpuModel {
             let kc = cx.storage(&n("k_cache"), c.context * kvd)?;
             let vc = cx.storage(&n("v_cache"), c.context * kvd)?;
             let attn_norm = norm_w(&n("attn_norm.weight"))?;
+            // A sub-layer's output `t` joins the residual stream, through gemma3's post-norm
+            // (into `a`, free by then) where the model has one.
+            let post_norms = if c.post_norms {
+                Some([
+                    norm_w(&n("post_attention_norm.weight"))?,
+                    norm_w(&n("post_ffw_norm.weight"))?,
+                ])
+            } else {
+                None
+            };
+            let join = |i: usize| -> Result<Vec<Op>> {
+                Ok(match &post_norms {
+                    Some(w) => vec![
+                        Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &w[i], &t, &a)?),
+                        Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &a)?),
+                    ],
+                    None => vec![Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &t)?)],
+                })
+            };
+            let shape = AttentionShape {
+                n_head: c.n_heads,
+                n_kv_head: c.n_kv_heads,
+                head_dim: hd,
+                scale: c.query_scale,
+                window: c.window_at(l),
+            };
+            let theta = c.rope_theta_at(l);
             let mut ops = vec![
                 Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &attn_norm, &h, &a)?),
                 lin(&n("attn_q.weight"), qd, d, &a, &q)?,
@@ -313,19 +319,26 @@ impl GpuModel {
                 Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, &v, &vc)?),
                 Op::Kernel(attention(cx, st, shape, q, &kc, &vc, &att)?),
                 lin(&n("attn_output.weight"), d, qd, &att, &t)?,
-                Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &t)?),
+            ]);
+            ops.extend(join(0)?);
+            let activation = match c.activation {
+                Activation::Silu => silu_mul(cx, st, ffn, &gate, &up)?,
+                Activation::GeluTanh => gelu_mul(cx, st, ffn, &gate, &up)?,
+            };
+            ops.extend([
                 Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &ffn_norm, &h, &a)?),
                 lin(&n("ffn_gate.weight"), ffn, d, &a, &gate)?,
                 lin(&n("ffn_up.weight"), ffn, d, &a, &up)?,
-                Op::Kernel(silu_mul(cx, st, ffn, &gate, &up)?),
+                Op::Kernel(activation),
                 lin(&n("ffn_down.weight"), d, ffn, &gate, &t)?,
-                Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &t)?),
             ]);
+            ops.extend(join(1)?);
             layers.push(ops);
         }
 
         let embed_m = matrix(cx, f, "token_embd.weight", c.vocab, d)?;
         let embed = embedding(cx, st, &embed_m, &tokens, &h)?;
+        let embed_scale = c.embed_scale.map(|s| scale(cx, st, d, s, &h)).transpose()?;
         let output = if c.tied_embeddings {
             embed_m
         } else {
@@ -346,6 +359,7 @@ impl GpuModel {
             h,
             a,
             embed,
+            embed_scale,
             layers,
             final_norm,
             head_last,
@@ -504,6 +518,10 @@ impl GpuModel {
         if n_rec > 0 {
             hooks.append_recorded(&recorded, d);
         }
+        if let Some(cap) = self.cfg.final_logit_softcap {
+            // On the read-back logits, as the CPU engine does: argmax is unchanged by it.
+            softcap(&mut logits, cap);
+        }
         Ok(logits)
     }
 
@@ -537,6 +555,9 @@ impl GpuModel {
                 timestamp_writes: None,
             });
             self.embed.encode(&mut pass)?;
+            if let Some(k) = &self.embed_scale {
+                k.encode(&mut pass)?;
+            }
             for (layer, hook_ops) in self.layers.iter().zip(&self.plan.ops) {
                 for op in layer {
                     op.encode(&mut pass)?;

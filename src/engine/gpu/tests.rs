@@ -15,7 +15,7 @@ use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
 
 use super::attention::{AttentionShape, attention};
-use super::elementwise::{AddMode, RowDest, add, copy_rows, silu_mul};
+use super::elementwise::{AddMode, RowDest, add, copy_rows, gelu_mul, scale, silu_mul};
 use super::matmul::{Linear, Tokens};
 use super::rope::{RopeMode, inv_freq, rope};
 use super::*;
@@ -589,14 +589,16 @@ fn attention_reference(
             let qv = &q[(t * s.n_head + h) * hd..][..hd];
             let kvh = h / group;
             let n_keys = pos0 + t + 1;
-            let scores: Vec<f64> = (0..n_keys)
+            let first = s.window.map_or(0, |w| n_keys.saturating_sub(w));
+            let scale = s.scale.map_or(1.0 / (hd as f64).sqrt(), |v| v as f64);
+            let scores: Vec<f64> = (first..n_keys)
                 .map(|j| {
                     let kv = &kc[(j * s.n_kv_head + kvh) * hd..][..hd];
                     qv.iter()
                         .zip(kv)
                         .map(|(&a, &b)| a as f64 * b as f64)
                         .sum::<f64>()
-                        / (hd as f64).sqrt()
+                        * scale
                 })
                 .collect();
             let m = scores.iter().cloned().fold(f64::MIN, f64::max);
@@ -604,8 +606,8 @@ fn attention_reference(
             let z: f64 = e.iter().sum();
             for d in 0..hd {
                 out.push(
-                    (0..n_keys)
-                        .map(|j| e[j] * vc[(j * s.n_kv_head + kvh) * hd + d] as f64)
+                    (first..n_keys)
+                        .map(|j| e[j - first] * vc[(j * s.n_kv_head + kvh) * hd + d] as f64)
                         .sum::<f64>()
                         / z,
                 );
@@ -616,7 +618,8 @@ fn attention_reference(
 }
 
 /// Prefill (pos0 0) and decode after 300 cached positions (two 256-key chunks of the
-/// online softmax), head_dim 64 (four V slices) and 96 (two, with idle threads).
+/// online softmax), head_dim 64 (four V slices) and 96 (two, with idle threads), and
+/// gemma3's local layers: a given scale and windows inside one chunk and across two.
 /// Tolerance 5e-5 of the largest |v| (WGSL's exp is accurate to a few ulp).
 #[test]
 fn attention_matches_cpu() {
@@ -627,6 +630,8 @@ fn attention_matches_cpu() {
                 n_head: 6,
                 n_kv_head: 2,
                 head_dim: 64,
+                scale: None,
+                window: None,
             },
             5usize,
             0usize,
@@ -636,6 +641,8 @@ fn attention_matches_cpu() {
                 n_head: 6,
                 n_kv_head: 2,
                 head_dim: 64,
+                scale: None,
+                window: None,
             },
             2,
             300,
@@ -645,9 +652,33 @@ fn attention_matches_cpu() {
                 n_head: 2,
                 n_kv_head: 2,
                 head_dim: 96,
+                scale: None,
+                window: None,
             },
             3,
             260,
+        ),
+        (
+            AttentionShape {
+                n_head: 4,
+                n_kv_head: 1,
+                head_dim: 64,
+                scale: Some(0.3),
+                window: Some(4),
+            },
+            6,
+            2,
+        ),
+        (
+            AttentionShape {
+                n_head: 4,
+                n_kv_head: 1,
+                head_dim: 64,
+                scale: Some(0.3),
+                window: Some(270),
+            },
+            3,
+            300,
         ),
     ];
     for (shape, n_tok, pos0) in cases {
@@ -690,6 +721,8 @@ fn attention_matches_cpu() {
         n_head: 2,
         n_kv_head: 1,
         head_dim: 64,
+        scale: None,
+        window: None,
     };
     let (q, kv, o) = (
         ctx.storage("q", 128).unwrap(),
@@ -706,6 +739,8 @@ fn attention_matches_cpu() {
         n_head: 6,
         n_kv_head: 4,
         head_dim: 64,
+        scale: None,
+        window: None,
     };
     let b = ctx.storage("b", 1024).unwrap();
     assert!(attention(ctx, &Step::new(ctx), bad, &b, &b, &b, &b).is_err());
@@ -735,6 +770,57 @@ fn silu_mul_matches_cpu() {
     let scale: Vec<f64> = want.iter().map(|w| w.abs().max(1e-3)).collect();
     let err = max_rel_err(&got, &want, &scale);
     assert!(err <= 1e-5, "silu_mul error {err:.2e}");
+}
+
+/// GELU gate vs the CPU engine's rule (tanh form in f64 here, input and output rounded to
+/// f16, 0 and x beyond +-10). Tolerance 2e-3 relative to each output's |u| (scale floor
+/// 1e-3): WGSL does not fix pack2x16float's rounding, so an input or output may land on the
+/// neighbouring f16 (2^-10 relative).
+#[test]
+fn gelu_mul_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let (n, n_tok) = (300usize, 2usize);
+    let mut rng = Rng(53);
+    let mut g = rng.vec(n * n_tok, 4.0);
+    g[..4].copy_from_slice(&[-200.0, 200.0, -10.0, 9.99]);
+    let u = rng.vec(n * n_tok, 1.0);
+    let step = Step::new(ctx);
+    let (gb, ub) = (ctx.upload("g", &g).unwrap(), ctx.upload("u", &u).unwrap());
+    let k = gelu_mul(ctx, &step, n, &gb, &ub).unwrap();
+    let got = run_and_read(ctx, &step, n_tok as u32, 0, &[&k], &gb, n * n_tok);
+    let f16 = |x: f64| half::f16::from_f64(x).to_f64();
+    let gelu = |x: f64| 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
+    let want: Vec<f64> = g
+        .iter()
+        .zip(&u)
+        .map(|(&a, &b)| {
+            let a = a as f64;
+            let y = match a {
+                a if a <= -10.0 => 0.0,
+                a if a >= 10.0 => a,
+                a => f16(gelu(f16(a))),
+            };
+            y * b as f64
+        })
+        .collect();
+    let scale: Vec<f64> = want.iter().map(|w| w.abs().max(1e-3)).collect();
+    let err = max_rel_err(&got, &want, &scale);
+    eprintln!("gelu_mul max rel err {err:.2e}");
+    assert!(err <= 2e-3, "gelu_mul error {err:.2e}");
+}
+
+/// A scale is one f32 product: bit for bit.
+#[test]
+fn scale_is_exact() {
+    let Some(ctx) = gpu() else { return };
+    let (n, n_tok, s) = (300usize, 3usize, 24.0f32.sqrt());
+    let x = Rng(57).vec(n * n_tok, 2.0);
+    let step = Step::new(ctx);
+    let xb = ctx.upload("x", &x).unwrap();
+    let k = scale(ctx, &step, n, s, &xb).unwrap();
+    let got = run_and_read(ctx, &step, n_tok as u32, 0, &[&k], &xb, x.len());
+    let want: Vec<f32> = x.iter().map(|v| v * s).collect();
+    assert_eq!(got, want);
 }
 
 /// Adds are exact in f32, so results must match the CPU f32 sums bit for bit.
