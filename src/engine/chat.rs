@@ -54,8 +54,11 @@ pub enum TemplateKind {
         default_system: Option<String>,
         empty_think: bool,
     },
-    /// `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>`.
-    Llama3,
+    /// `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>`. `system_preamble`:
+    /// Llama 3.1-3.3's templates always open with a system block that starts with the
+    /// knowledge cutoff and a date ("Cutting Knowledge Date: ...\nToday Date: ...\n\n"), the
+    /// system prompt (if any) after it; Llama 3.0's has none.
+    Llama3 { system_preamble: Option<String> },
     /// `<start_of_turn>user\ncontent<end_of_turn>\n`, the assistant named `model`. Gemma has no
     /// system role: a system prompt opens the next user turn, followed by a blank line (as both
     /// Gemma 3's own template and llama.cpp's built-in one place it).
@@ -105,7 +108,9 @@ impl ChatTemplate {
 
     pub fn from_source(src: &str) -> Self {
         let kind = if src.contains("<|start_header_id|>") {
-            TemplateKind::Llama3
+            TemplateKind::Llama3 {
+                system_preamble: llama31_preamble(src),
+            }
         } else if src.contains("<start_of_turn>") {
             TemplateKind::Gemma
         } else {
@@ -123,7 +128,7 @@ impl ChatTemplate {
                 empty_think: true, ..
             } => "qwen3",
             TemplateKind::ChatMl { .. } => "chatml",
-            TemplateKind::Llama3 => "llama3",
+            TemplateKind::Llama3 { .. } => "llama3",
             TemplateKind::Gemma => "gemma",
         }
     }
@@ -142,6 +147,13 @@ impl ChatTemplate {
                 "Gemma has no system role: a system prompt opens the first user turn, followed \
                  by a blank line.",
             ),
+            TemplateKind::Llama3 {
+                system_preamble: Some(_),
+            } => Some(
+                "The model's template opens every chat with a system block naming its knowledge \
+                 cutoff and a fixed date (the template's own fallback, so that runs repeat); a \
+                 system prompt follows it there.",
+            ),
             _ => None,
         }
     }
@@ -150,7 +162,7 @@ impl ChatTemplate {
     pub fn end_of_turn(&self) -> &'static str {
         match self.kind {
             TemplateKind::ChatMl { .. } => "<|im_end|>",
-            TemplateKind::Llama3 => "<|eot_id|>",
+            TemplateKind::Llama3 { .. } => "<|eot_id|>",
             TemplateKind::Gemma => "<end_of_turn>",
         }
     }
@@ -221,9 +233,23 @@ impl ChatTemplate {
                     }
                 }
             }
-            TemplateKind::Llama3 => {
+            TemplateKind::Llama3 { system_preamble } => {
                 out.push(p("<|begin_of_text|>".into(), TokenKind::Control, None));
-                for (i, m) in messages.iter().enumerate() {
+                let mut skip = 0;
+                if let Some(preamble) = system_preamble {
+                    // The first message, if a system one, goes into the template's own block.
+                    let sys = messages.first().filter(|m| m.role == Role::System);
+                    let at = sys.map(|_| 0);
+                    let header = "<|start_header_id|>system<|end_header_id|>\n\n";
+                    out.push(p(header.into(), TokenKind::Header, at));
+                    out.push(p(preamble.clone(), TokenKind::Control, at));
+                    if let Some(m) = sys {
+                        out.push(p(m.content.trim().to_string(), TokenKind::System, at));
+                        skip = 1;
+                    }
+                    out.push(p("<|eot_id|>".into(), TokenKind::EndOfTurn, at));
+                }
+                for (i, m) in messages.iter().enumerate().skip(skip) {
                     let header = format!(
                         "<|start_header_id|>{}<|end_header_id|>\n\n",
                         role_name(m.role)
@@ -353,9 +379,68 @@ fn default_system_prompt(src: &str) -> Option<String> {
     })
 }
 
+/// Llama 3.1-3.3's system preamble, read from the template source: its knowledge cutoff and
+/// the date its Jinja falls back to when the renderer offers no clock (`date_string`,
+/// "26 Jul 2024" in Meta's templates; llama.cpp's renderer prints today's date instead, which
+/// would make no two runs alike). `None` for a template without one (Llama 3.0).
+fn llama31_preamble(src: &str) -> Option<String> {
+    const CUTOFF: &str = "Cutting Knowledge Date: ";
+    let after = &src[src.find(CUTOFF)? + CUTOFF.len()..];
+    // Inside a Jinja string literal: up to its escaped newline or closing quote.
+    let cutoff = &after[..after.find(['\\', '"', '\''])?];
+    let date = src
+        .find("date_string = \"")
+        .map(|i| &src[i + "date_string = \"".len()..])
+        .and_then(|rest| rest.find('"').map(|end| &rest[..end]))
+        .unwrap_or("26 Jul 2024");
+    Some(format!("{CUTOFF}{cutoff}\nToday Date: {date}\n\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Llama 3.1-3.3: the system block comes first whatever the conversation, with the cutoff
+    /// and the fallback date read from the template, and a system prompt goes inside it (the
+    /// rendering Meta's template gives under jinja2, which defines no clock). The source here
+    /// holds only the lines that matter, in the template's own Jinja form.
+    #[test]
+    fn llama31_opens_with_its_system_block() {
+        let src = r#"{{- bos_token }}{%- set date_string = "26 Jul 2024" %}
+{{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+{{- "Cutting Knowledge Date: December 2023\n" }}{{- "Today Date: " + date_string + "\n\n" }}"#;
+        let t = ChatTemplate::from_source(src);
+        assert_eq!(t.name(), "llama3");
+        assert!(t.note().is_some());
+        let block = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n\
+                     Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n";
+        let user = Message::new(Role::User, " Hi ");
+        assert_eq!(
+            t.render_text(std::slice::from_ref(&user), true),
+            format!(
+                "{block}<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
+                 <|start_header_id|>assistant<|end_header_id|>\n\n"
+            )
+        );
+        let sys = Message::new(Role::System, "Be brief.\n");
+        assert_eq!(
+            t.render_text(&[sys, user], false),
+            format!(
+                "{block}Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+            )
+        );
+        // The preamble is framing, not the system prompt: the science must not count it.
+        let pieces = t.pieces(&[Message::new(Role::User, "Hi")], false);
+        assert_eq!(pieces[2].kind, TokenKind::Control);
+        assert!(pieces[2].text.starts_with("Cutting Knowledge Date"));
+        // Llama 3.0's template has no such block.
+        let plain = ChatTemplate::from_source("{{ '<|start_header_id|>' + role }}");
+        assert!(plain.note().is_none());
+        assert_eq!(
+            plain.render_text(&[Message::new(Role::User, "Hi")], false),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        );
+    }
 
     #[test]
     fn finds_smollm2_default_system_prompt() {
