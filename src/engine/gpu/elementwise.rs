@@ -3,6 +3,7 @@
 
 use super::context::{Kernel, need_tokens};
 use super::{GpuContext, Result, Step, gpu_err};
+use crate::engine::config::Activation;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -20,55 +21,21 @@ fn check_n(op: &str, n: usize) -> Result<u32> {
     Ok(n as u32)
 }
 
-/// `gate[t][i] = silu(gate[t][i]) * up[t][i]`, in place on `gate`.
-pub fn silu_mul(
+/// The gated MLP's activation, in place on `gate` (`[n_tok][n]`, as `up`):
+/// `gate = act(gate) * up`. SiLU (`silu_mul.wgsl`), or GELU's tanh form rounded through f16
+/// as ggml's CPU table does (`gelu_mul.wgsl`, gemma3).
+pub fn gated(
     ctx: &GpuContext,
     step: &Step,
+    act: Activation,
     n: usize,
     gate: &wgpu::Buffer,
     up: &wgpu::Buffer,
 ) -> Result<Kernel> {
-    gated(
-        "silu_mul",
-        include_str!("silu_mul.wgsl"),
-        ctx,
-        step,
-        n,
-        gate,
-        up,
-    )
-}
-
-/// `gate[t][i] = gelu(gate[t][i]) * up[t][i]` (tanh form, rounded through f16 as ggml's
-/// CPU table does), in place on `gate`: gemma3's MLP.
-pub fn gelu_mul(
-    ctx: &GpuContext,
-    step: &Step,
-    n: usize,
-    gate: &wgpu::Buffer,
-    up: &wgpu::Buffer,
-) -> Result<Kernel> {
-    gated(
-        "gelu_mul",
-        include_str!("gelu_mul.wgsl"),
-        ctx,
-        step,
-        n,
-        gate,
-        up,
-    )
-}
-
-/// A gated activation kernel `source` over `gate` and `up`, `[n_tok][n]` each.
-fn gated(
-    op: &'static str,
-    source: &'static str,
-    ctx: &GpuContext,
-    step: &Step,
-    n: usize,
-    gate: &wgpu::Buffer,
-    up: &wgpu::Buffer,
-) -> Result<Kernel> {
+    let (op, source) = match act {
+        Activation::Silu => ("silu_mul", include_str!("silu_mul.wgsl")),
+        Activation::GeluTanh => ("gelu_mul", include_str!("gelu_mul.wgsl")),
+    };
     let n32 = check_n(op, n)?;
     let max_tok = need_tokens(op, "gate", gate, n)?.min(need_tokens(op, "up", up, n)?);
     let p = ctx.uniform(

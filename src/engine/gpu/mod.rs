@@ -17,8 +17,7 @@
 //! | RMSNorm, of a whole token or (qwen3, gemma3) of each head | [`norm::rms_norm`], [`norm::head_rms_norm`] | `rms_norm.wgsl` |
 //! | RoPE, NORM and NEOX modes | [`rope::rope`] | `rope.wgsl` |
 //! | causal grouped-query attention over the GPU KV cache, sliding window optional | [`attention::attention`] | `attention.wgsl` |
-//! | SiLU gate `silu(gate) * up` | [`elementwise::silu_mul`] | `silu_mul.wgsl` |
-//! | GELU gate `gelu(gate) * up` (gemma3) | [`elementwise::gelu_mul`] | `gelu_mul.wgsl` |
+//! | SiLU or (gemma3) GELU gate `act(gate) * up` | [`elementwise::gated`] | `silu_mul.wgsl`, `gelu_mul.wgsl` |
 //! | scale (gemma3's embeddings) | [`elementwise::scale`] | `scale.wgsl` |
 //! | residual add, bias add, hook `add` | [`elementwise::add`] | `add.wgsl` |
 //! | KV-cache store, residual record | [`elementwise::copy_rows`] | `copy_rows.wgsl` |
@@ -41,7 +40,7 @@
 //! base); `copy_rows` AtPosition of k and v into the caches; `attention(q → o)` (gemma3: its
 //! query scale, and a window on local layers); `Linear` o (`o → t`); `add` PerToken
 //! (`h += t`; gemma3: `rms_norm(t → a)` first and `h += a`); `rms_norm(h → a)`; `Linear`
-//! gate, up; `silu_mul` (gemma3: `gelu_mul`); `Linear` down (`→ t`); the same join; then
+//! gate, up; `gated` (SiLU; gemma3: GELU); `Linear` down (`→ t`); the same join; then
 //! the hook edits (`add` Broadcast, `clamp_projection`) and the record (`copy_rows`
 //! Interleaved). A buffer may not be bound twice in one op when one binding writes it
 //! (WebGPU usage rule), hence the separate `a`/`t` scratch buffers. gemma3's final logit

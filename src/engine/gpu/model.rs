@@ -50,14 +50,14 @@
 use std::sync::Arc;
 
 use super::attention::{AttentionShape, attention};
-use super::elementwise::{AddMode, RowDest, add, copy_rows, gelu_mul, scale, silu_mul};
+use super::elementwise::{AddMode, RowDest, add, copy_rows, gated, scale};
 use super::embedding::embedding;
 use super::hooks::clamp_projection;
 use super::matmul::{Linear, Tokens};
 use super::norm::{head_rms_norm, rms_norm};
 use super::rope::{RopeMode, rope};
 use super::{GpuContext, GpuError, GpuMatrix, Kernel, Step};
-use crate::engine::config::{Activation, ModelConfig, RopeStyle};
+use crate::engine::config::{ModelConfig, RopeStyle};
 use crate::engine::error::{Error, Result};
 use crate::engine::gguf::GgufFile;
 use crate::engine::hooks::{Edit, EditOp, Hooks};
@@ -321,15 +321,11 @@ impl GpuModel {
                 lin(&n("attn_output.weight"), d, qd, &att, &t)?,
             ]);
             ops.extend(join(0)?);
-            let activation = match c.activation {
-                Activation::Silu => silu_mul(cx, st, ffn, &gate, &up)?,
-                Activation::GeluTanh => gelu_mul(cx, st, ffn, &gate, &up)?,
-            };
             ops.extend([
                 Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &ffn_norm, &h, &a)?),
                 lin(&n("ffn_gate.weight"), ffn, d, &a, &gate)?,
                 lin(&n("ffn_up.weight"), ffn, d, &a, &up)?,
-                Op::Kernel(activation),
+                Op::Kernel(gated(cx, st, c.activation, ffn, &gate, &up)?),
                 lin(&n("ffn_down.weight"), d, ffn, &gate, &t)?,
             ]);
             ops.extend(join(1)?);

@@ -15,10 +15,11 @@ use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
 
 use super::attention::{AttentionShape, attention};
-use super::elementwise::{AddMode, RowDest, add, copy_rows, gelu_mul, scale, silu_mul};
+use super::elementwise::{AddMode, RowDest, add, copy_rows, gated, scale};
 use super::matmul::{Linear, Tokens};
 use super::rope::{RopeMode, inv_freq, rope};
 use super::*;
+use crate::engine::config::Activation;
 use crate::engine::quant::QType;
 
 /// The shared test device, or `None` (with a visible SKIPPED line) when the machine has
@@ -760,7 +761,7 @@ fn silu_mul_matches_cpu() {
     let u = rng.vec(n * n_tok, 1.0);
     let step = Step::new(ctx);
     let (gb, ub) = (ctx.upload("g", &g).unwrap(), ctx.upload("u", &u).unwrap());
-    let k = silu_mul(ctx, &step, n, &gb, &ub).unwrap();
+    let k = gated(ctx, &step, Activation::Silu, n, &gb, &ub).unwrap();
     let got = run_and_read(ctx, &step, n_tok as u32, 0, &[&k], &gb, n * n_tok);
     let want: Vec<f64> = g
         .iter()
@@ -786,7 +787,7 @@ fn gelu_mul_matches_cpu() {
     let u = rng.vec(n * n_tok, 1.0);
     let step = Step::new(ctx);
     let (gb, ub) = (ctx.upload("g", &g).unwrap(), ctx.upload("u", &u).unwrap());
-    let k = gelu_mul(ctx, &step, n, &gb, &ub).unwrap();
+    let k = gated(ctx, &step, Activation::GeluTanh, n, &gb, &ub).unwrap();
     let got = run_and_read(ctx, &step, n_tok as u32, 0, &[&k], &gb, n * n_tok);
     let f16 = |x: f64| half::f16::from_f64(x).to_f64();
     let gelu = |x: f64| 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
