@@ -218,8 +218,8 @@ impl GpuModel {
         let q = buf("q", qd)?;
         let k = buf("k", kvd)?;
         let v = buf("v", kvd)?;
-        // qwen3 normalizes each head of q and k before rope: into these (a kernel may not read
-        // and write one buffer), which rope, the cache and attention then use.
+        // qwen3 and gemma3 normalize each head of q and k before rope: into these (a kernel
+        // may not read and write one buffer), which rope, the cache and attention then use.
         let qk_normed = if c.qk_norm {
             Some((buf("q normed", qd)?, buf("k normed", kvd)?))
         } else {
