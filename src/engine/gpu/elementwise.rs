@@ -1,5 +1,6 @@
 //! Element-wise ops: SiLU and GELU gates (`silu_mul.wgsl`, `gelu_mul.wgsl`), a scale
-//! (`scale.wgsl`), adds (`add.wgsl`), strided row copies (`copy_rows.wgsl`). All are laid out `[n_tok][n]` and dispatched `(n / 256, n_tok)`.
+//! (`scale.wgsl`), adds (`add.wgsl`), strided row copies (`copy_rows.wgsl`). All are laid
+//! out `[n_tok][n]` and dispatched `(n / 256, n_tok)`.
 
 use super::context::{Kernel, need_tokens};
 use super::{GpuContext, Result, Step, gpu_err};

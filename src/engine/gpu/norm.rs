@@ -25,7 +25,7 @@ pub fn rms_norm(
 }
 
 /// RMSNorm of each of a token's `heads` rows of `n` values on its own, all with the same
-/// `n` weights (qwen3's per-head q/k norms; `heads` = 1 is [`rms_norm`]).
+/// `n` weights (the per-head q/k norms of qwen3 and gemma3; `heads` = 1 is [`rms_norm`]).
 #[allow(clippy::too_many_arguments)]
 pub fn head_rms_norm(
     ctx: &GpuContext,
