@@ -11,6 +11,8 @@ pub mod gguf;
 pub mod gpu;
 pub mod hooks;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pool;
 pub mod quant;
 pub mod sampler;
 pub mod spm;

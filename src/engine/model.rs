@@ -436,48 +436,47 @@ impl Weights {
         };
         let window = c.window_at(l);
         let (kc, vc) = (&cache.k[l], &cache.v[l]);
-        let mut scores = vec![0f32; pos + n];
-        let mut q16 = vec![0f32; hd];
-        let mut acc = vec![0f32; hd];
-        for i in 0..n {
+        debug_assert_eq!(out.len(), n * c.n_heads * hd);
+        // One task per (token, head): each writes its own head_dim outputs, computed the same
+        // way on any thread.
+        self.threads.for_each_chunk(out, hd, |start, acc| {
+            let (i, h) = (start / hd / c.n_heads, start / hd % c.n_heads);
             // Keys `first..pos + i + 1`: all earlier positions, or a local layer's window.
             let first = window.map_or(0, |w| (pos + i + 1).saturating_sub(w));
             let len = pos + i + 1 - first;
-            for h in 0..c.n_heads {
-                let kvh = h / group;
-                let qh = &q[(i * c.n_heads + h) * hd..][..hd];
-                q16.iter_mut()
-                    .zip(qh)
-                    .for_each(|(a, &b)| *a = f16::from_f32(b).to_f32());
-                let keys = &kc[first * kvd + kvh * hd..];
-                let mut groups = scores[..len].chunks_exact_mut(KEYS_AT_ONCE);
-                for (g, out) in (&mut groups).enumerate() {
-                    out.copy_from_slice(&dots::<KEYS_AT_ONCE>(&q16, keys, g * KEYS_AT_ONCE, kvd));
-                }
-                let done = len / KEYS_AT_ONCE * KEYS_AT_ONCE;
-                for (i, out) in groups.into_remainder().iter_mut().enumerate() {
-                    *out = dots::<1>(&q16, keys, done + i, kvd)[0];
-                }
-                let mut max = f32::NEG_INFINITY;
-                for s in &mut scores[..len] {
-                    *s *= scale;
-                    max = max.max(*s);
-                }
-                let mut sum = 0f64;
-                for s in &mut scores[..len] {
-                    *s = (*s - max).exp();
-                    sum += *s as f64;
-                }
-                let inv = (1.0 / sum) as f32;
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for (j, &s) in scores[..len].iter().enumerate() {
-                    let p = f16::from_f32(s * inv).to_f32();
-                    let v = &vc[(first + j) * kvd + kvh * hd..][..hd];
-                    acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b);
-                }
-                out[(i * c.n_heads + h) * hd..][..hd].copy_from_slice(&acc);
+            let kvh = h / group;
+            let q16: Vec<f32> = q[start..][..hd]
+                .iter()
+                .map(|&b| f16::from_f32(b).to_f32())
+                .collect();
+            let keys = &kc[first * kvd + kvh * hd..];
+            let mut scores = vec![0f32; len];
+            let mut groups = scores.chunks_exact_mut(KEYS_AT_ONCE);
+            for (g, out) in (&mut groups).enumerate() {
+                out.copy_from_slice(&dots::<KEYS_AT_ONCE>(&q16, keys, g * KEYS_AT_ONCE, kvd));
             }
-        }
+            let done = len / KEYS_AT_ONCE * KEYS_AT_ONCE;
+            for (i, out) in groups.into_remainder().iter_mut().enumerate() {
+                *out = dots::<1>(&q16, keys, done + i, kvd)[0];
+            }
+            let mut max = f32::NEG_INFINITY;
+            for s in &mut scores {
+                *s *= scale;
+                max = max.max(*s);
+            }
+            let mut sum = 0f64;
+            for s in &mut scores {
+                *s = (*s - max).exp();
+                sum += *s as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (j, &s) in scores.iter().enumerate() {
+                let p = f16::from_f32(s * inv).to_f32();
+                let v = &vc[(first + j) * kvd + kvh * hd..][..hd];
+                acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b);
+            }
+        });
     }
 }
 

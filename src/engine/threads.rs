@@ -1,15 +1,18 @@
-//! Data-parallel loops: a rayon pool natively, a plain loop in the browser (one wasm thread),
+//! Data-parallel loops: a spinning pool natively ([`SpinPool`]), a plain loop in the browser
+//! (one wasm thread),
 //! plus, optionally, a [`RowHelper`]: in a cross-origin isolated page, a second worker that
 //! computes part of each large matmul's rows (the browser's second core; see
 //! `web/row_helper.rs`).
 
 use std::sync::Arc;
 
+#[cfg(not(target_arch = "wasm32"))]
+use crate::engine::pool::SpinPool;
 use crate::engine::quant::QType;
 
 pub struct Threads {
     #[cfg(not(target_arch = "wasm32"))]
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<SpinPool>,
     helper: Option<Arc<dyn RowHelper>>,
 }
 
@@ -43,7 +46,8 @@ pub trait RowHelper: Send + Sync {
 }
 
 impl Threads {
-    /// `n` worker threads; 0 means one per core. One thread runs inline, without a pool.
+    /// `n` threads computing, the caller's included; 0 means one per core. One thread runs
+    /// inline, without a pool.
     pub fn new(n: usize) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -52,9 +56,7 @@ impl Threads {
             } else {
                 n
             };
-            let pool = (n > 1)
-                .then(|| rayon::ThreadPoolBuilder::new().num_threads(n).build().ok())
-                .flatten();
+            let pool = (n > 1).then(|| SpinPool::new(n - 1));
             Self { pool, helper: None }
         }
         #[cfg(target_arch = "wasm32")]
@@ -82,7 +84,7 @@ impl Threads {
     fn pool_threads(&self) -> usize {
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(p) = &self.pool {
-            return p.current_num_threads();
+            return p.threads();
         }
         1
     }
@@ -94,11 +96,14 @@ impl Threads {
     {
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(pool) = &self.pool {
-            use rayon::prelude::*;
-            pool.install(|| {
-                out.par_chunks_mut(chunk)
-                    .enumerate()
-                    .for_each(|(i, c)| f(i * chunk, c))
+            let (len, base) = (out.len(), SharedOut(out.as_mut_ptr()));
+            pool.run(len.div_ceil(chunk), &|i| {
+                let start = i * chunk;
+                let n = chunk.min(len - start);
+                // SAFETY: task i is the only one writing out[start..start + n], and `run`
+                // returns only when every task is done, while `out` is still borrowed.
+                let c = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), n) };
+                f(start, c)
             });
             return;
         }
@@ -107,3 +112,22 @@ impl Threads {
         }
     }
 }
+
+/// `out`'s start, handed to the pool's threads, which write disjoint chunks of it.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl SharedOut {
+    // A method, so closures capture the whole (Sync) wrapper rather than its raw field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: see `for_each_chunk`: every task writes its own chunk.
+#[cfg(not(target_arch = "wasm32"))]
+unsafe impl Sync for SharedOut {}
+#[cfg(not(target_arch = "wasm32"))]
+unsafe impl Send for SharedOut {}

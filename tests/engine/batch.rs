@@ -170,6 +170,28 @@ fn each_sequence_of_a_batch_gets_its_own_logits_and_recordings_bit_for_bit() {
     assert_eq!(got[2].len(), batched[2].run.len() * m.config.vocab);
 }
 
+/// The CPU engine's threads (a spinning pool: the matmuls' rows and attention's heads split
+/// among them) change no bit: a batch with a prefill, a one-token step with edits and a chunk
+/// with every row's logits, on 1, 2 and 3 threads (more threads than this machine's cores too).
+#[test]
+fn threads_split_the_work_without_changing_a_bit() {
+    let m = default_model();
+    let run = |threads: usize| {
+        let mut cs = cases();
+        let mut seqs = sequences(m.cpu_backend(threads).unwrap(), &cs);
+        let logits = run_batched(&mut seqs, &mut cs).unwrap();
+        let recorded: Vec<Vec<u32>> = cs.iter().map(|c| bits(&c.hooks.recording.data)).collect();
+        (logits.iter().map(|l| bits(l)).collect::<Vec<_>>(), recorded)
+    };
+    let one = run(1);
+    assert!(one.1.iter().any(|r| !r.is_empty()), "nothing was recorded");
+    for threads in [2, 3] {
+        let got = run(threads);
+        assert!(got.0 == one.0, "{threads} threads: logits differ");
+        assert!(got.1 == one.1, "{threads} threads: recordings differ");
+    }
+}
+
 /// Greedy decoding of three sequences together, one finishing after three tokens: every
 /// sequence's tokens and logits are those it decodes alone, and the batch shrinks cleanly.
 #[test]
