@@ -15,6 +15,7 @@ pub mod model;
 pub mod pool;
 pub mod quant;
 pub mod sampler;
+pub mod speed;
 pub mod spm;
 pub mod threads;
 pub mod tokenizer;

@@ -59,13 +59,16 @@ pub struct TurnSettings {
     pub steer: f32,
 }
 
-/// Which backend the visitor asked for (`?backend=`); `Auto` lets the worker decide.
+/// Which backend the visitor asked for (`?backend=`); `Auto` lets the worker decide (by speed
+/// measured once per adapter and model), `Measure` makes it measure again, even a software
+/// WebGPU adapter that `Auto` passes over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendPref {
     Auto,
     Cpu,
     Gpu,
+    Measure,
 }
 
 impl BackendPref {
@@ -74,6 +77,7 @@ impl BackendPref {
             "auto" => Some(Self::Auto),
             "cpu" => Some(Self::Cpu),
             "gpu" => Some(Self::Gpu),
+            "measure" => Some(Self::Measure),
             _ => None,
         }
     }
@@ -83,6 +87,7 @@ impl BackendPref {
             Self::Auto => "auto",
             Self::Cpu => "cpu",
             Self::Gpu => "gpu",
+            Self::Measure => "measure",
         }
     }
 }
@@ -679,6 +684,7 @@ mod tests {
     fn backend_pref_parses_only_known_values() {
         assert_eq!(BackendPref::parse("gpu"), Some(BackendPref::Gpu));
         assert_eq!(BackendPref::parse("cpu"), Some(BackendPref::Cpu));
+        assert_eq!(BackendPref::parse("measure"), Some(BackendPref::Measure));
         assert_eq!(BackendPref::parse("GPU"), None);
         assert_eq!(BackendPref::parse("<script>"), None);
     }

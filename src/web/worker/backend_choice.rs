@@ -1,6 +1,8 @@
-//! Which backend runs the model in the browser: WebGPU where the worker finds an adapter whose
-//! device holds the model and runs a first token, else the CPU engine (with a row helper on a
-//! second core where the page allows one), with the reason shown to the visitor.
+//! Which backend runs the model in the browser: where the worker finds a hardware WebGPU
+//! adapter whose device holds the model and runs a first token, the faster of WebGPU and the
+//! CPU engine, measured at load and remembered per adapter and model (docs/ARCHITECTURE.md);
+//! else the CPU engine (with a row helper on a second core where the page allows one). The
+//! reason, with the measured speeds, is shown to the visitor.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -9,12 +11,16 @@ use js_sys::Reflect;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use serde::{Deserialize, Serialize};
+
 use crate::engine::backend::BackendFactory;
 use crate::engine::gpu::{GpuContext, GpuModel, GpuModelOptions};
+use crate::engine::speed::{SpeedPlan, first_is_faster, measure_decode};
 use crate::engine::threads::Threads;
 use crate::engine::{Backend, CpuModel, Hooks, Model};
 use crate::web::protocol::BackendPref;
 
+use super::download::Downloads;
 use super::row_helper::HelperWorker;
 
 /// What runs the model: the factory the host makes its sessions with, why it was chosen
@@ -31,16 +37,24 @@ pub struct BackendChoice {
 /// "context full", as on the CPU at the model's own context.
 const WEB_GPU_CONTEXT: usize = 2048;
 
-/// The one place the backend is chosen (the page's `?backend=` and the benchmark use it):
-/// WebGPU when the worker finds an adapter, gets a device whose limits hold the model's
-/// buffers, builds every pipeline and runs a first token; otherwise the CPU engine, with the
-/// reason. `?backend=cpu` skips the GPU; `?backend=gpu` says the GPU was asked for.
-pub async fn choose_backend(pref: BackendPref, model: &Model) -> BackendChoice {
+/// The one place the backend is chosen (the page's `?backend=` and the benchmark use it).
+/// WebGPU is a candidate when the worker finds an adapter, gets a device whose limits hold the
+/// model's buffers, builds every pipeline and runs a first token. Then `Auto` takes the faster
+/// of it and the CPU engine: as measured on an earlier visit with this adapter and model (kept
+/// in Cache Storage through `downloads`), else measured now. `?backend=cpu` skips the GPU;
+/// `?backend=gpu` takes it unmeasured; `?backend=measure` measures again, even a software
+/// adapter.
+pub async fn choose_backend(
+    pref: BackendPref,
+    model: &Model,
+    model_sha256: &str,
+    downloads: &Downloads<'_>,
+) -> BackendChoice {
     if pref == BackendPref::Cpu {
         return cpu_choice(model, "asked for the CPU (?backend=cpu)".into()).await;
     }
     // A software WebGPU (SwiftShader, llvmpipe) runs the model far slower than the wasm CPU
-    // engine (seconds per token against tens of tokens per second): only when asked for.
+    // engine (seconds per token against tens of tokens per second): not worth measuring.
     if pref == BackendPref::Auto
         && let Some(name) = software_adapter().await
     {
@@ -49,22 +63,124 @@ pub async fn choose_backend(pref: BackendPref, model: &Model) -> BackendChoice {
         );
         return cpu_choice(model, why).await;
     }
-    match open_gpu(model).await {
-        Ok((ctx, first)) => BackendChoice {
-            factory: gpu_factory(ctx.clone(), first),
-            reason: match pref {
-                BackendPref::Gpu => "asked for WebGPU (?backend=gpu)".into(),
-                _ => "WebGPU adapter found".into(),
-            },
-            gpu: Some(ctx),
-        },
+    let (ctx, mut first) = match open_gpu(model).await {
+        Ok(opened) => opened,
         Err(why) => {
             let why = match pref {
                 BackendPref::Gpu => format!("asked for WebGPU (?backend=gpu), but {why}"),
                 _ => format!("no usable WebGPU: {why}"),
             };
-            cpu_choice(model, why).await
+            return cpu_choice(model, why).await;
         }
+    };
+    if pref == BackendPref::Gpu {
+        return gpu_choice(ctx, first, "asked for WebGPU (?backend=gpu)".into());
+    }
+    let key = downloads
+        .local_key(&format!(
+            "axiscope-backend/{model_sha256}-{:016x}.json",
+            adapter_hash(&ctx.info)
+        ))
+        .ok();
+    let remembered = match (&key, pref) {
+        (Some(k), BackendPref::Auto) => downloads
+            .cached(k)
+            .await
+            .and_then(|b| serde_json::from_slice::<Measured>(&b).ok()),
+        _ => None,
+    };
+    let (measured, earlier) = match remembered {
+        Some(m) => (m, true),
+        None => match measure_both(model, &mut first).await {
+            Ok(m) => {
+                if let (Some(k), Ok(json)) = (&key, serde_json::to_vec(&m)) {
+                    downloads.store(k, &json, "").await;
+                }
+                (m, false)
+            }
+            Err(why) => {
+                let why = format!("WebGPU failed while its speed was measured: {why}");
+                return cpu_choice(model, why).await;
+            }
+        },
+    };
+    let reason = measured.reason(earlier);
+    if measured.gpu_is_faster {
+        gpu_choice(ctx, first, reason)
+    } else {
+        cpu_choice(model, reason).await
+    }
+}
+
+/// Decode speeds of both backends on this device and model, and which was faster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Measured {
+    gpu_tok_s: f64,
+    cpu_tok_s: f64,
+    gpu_is_faster: bool,
+}
+
+impl Measured {
+    fn reason(&self, earlier: bool) -> String {
+        let when = if earlier {
+            "measured on an earlier visit"
+        } else {
+            "measured at load"
+        };
+        format!(
+            "the faster here, {when}: WebGPU {} tok/s vs CPU {} tok/s (?backend=gpu or cpu forces one)",
+            rate(self.gpu_tok_s),
+            rate(self.cpu_tok_s)
+        )
+    }
+}
+
+/// A speed with two or three significant digits: "142", "31.5", "0.043".
+fn rate(tok_s: f64) -> String {
+    match tok_s {
+        x if x >= 100.0 => format!("{x:.0}"),
+        x if x >= 1.0 => format!("{x:.1}"),
+        x => format!("{x:.3}"),
+    }
+}
+
+/// Times decode steps of the GPU session `first` (warm: it ran a token at load) and of a CPU
+/// session on one thread (a row helper, where the page would start one, is not counted: it
+/// would only make the CPU faster than measured).
+async fn measure_both(model: &Model, first: &mut GpuModel) -> Result<Measured, String> {
+    let gpu = measure_decode(first, SpeedPlan::AT_LOAD)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut cpu = CpuModel::load_with(&model.gguf, Threads::new(1)).map_err(|e| e.to_string())?;
+    // One untimed step: the CPU's first touches the weights' pages.
+    let _ = cpu.forward(&[0], 0, &mut Hooks::none(), false);
+    let cpu = measure_decode(&mut cpu, SpeedPlan::AT_LOAD)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Measured {
+        gpu_tok_s: gpu.tok_per_s(),
+        cpu_tok_s: cpu.tok_per_s(),
+        gpu_is_faster: first_is_faster(&gpu, &cpu),
+    })
+}
+
+/// The adapter as a short key: a new driver or another GPU is measured again.
+fn adapter_hash(info: &wgpu::AdapterInfo) -> u64 {
+    let text = format!(
+        "{}|{}|{}|{}|{:?}",
+        info.name, info.vendor, info.device, info.driver, info.backend
+    );
+    // FNV-1a: stable across builds, unlike std's hasher.
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn gpu_choice(ctx: Arc<GpuContext>, first: GpuModel, reason: String) -> BackendChoice {
+    BackendChoice {
+        factory: gpu_factory(ctx.clone(), first),
+        reason,
+        gpu: Some(ctx),
     }
 }
 

@@ -57,6 +57,15 @@ impl Downloads<'_> {
         (bytes.len() as u64 == want).then_some(bytes)
     }
 
+    /// A Cache Storage key for something this worker makes (a built map, a measured choice):
+    /// `path` resolved against the worker's own URL, so it never names a real download.
+    pub fn local_key(&self, path: &str) -> Result<String, String> {
+        let base = self.worker.scope().location().href();
+        web_sys::Url::new_with_base(path, &base)
+            .map(|u| u.href())
+            .map_err(|e| js_error_text(&e))
+    }
+
     async fn open_cache(&self) -> Option<Cache> {
         let storage = self.worker.scope().caches().ok()?;
         JsFuture::from(storage.open(CACHE_NAME))

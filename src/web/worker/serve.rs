@@ -24,7 +24,6 @@ use crate::science::Bundle;
 use super::backend_choice::{choose_backend, cpu_factory};
 use super::download::{Downloads, Fetched, Requester, sha256_hex};
 use super::host::{Host, HostError, short_model_name};
-use crate::web::dom::js_error_text;
 use crate::web::protocol::{
     AxisFormat, BackendPref, BuildSize, Event, Fault, ModelSource, ModelView, Request, decode,
     encode,
@@ -377,7 +376,7 @@ impl Worker {
         let size = fetched.bytes.len() as u64;
         // The engine's own one-line reasons: not GGUF, damaged, unsupported architecture...
         let model = Model::from_bytes(fetched.bytes).map_err(|e| e.to_string())?;
-        let choice = choose_backend(pref, &model).await;
+        let choice = choose_backend(pref, &model, &fetched.sha256, &self.downloads(id)).await;
         let sha = Some(fetched.sha256.clone());
         let backend = self
             .host
@@ -415,7 +414,7 @@ impl Worker {
         }
         // A map built in this browser for this very model, if the served bundle does not fit.
         if !self.host.borrow().bundle_fits_model()
-            && let Ok(key) = built_bundle_key(&self.scope, &fetched.sha256)
+            && let Ok(key) = built_bundle_key(&self.downloads(id), &fetched.sha256)
             && let Some(bytes) = self.downloads(id).cached(&key).await
             && let Ok(bundle) = Bundle::from_blob(&bytes)
         {
@@ -437,7 +436,7 @@ impl Worker {
             .build_bundle(id, size, &|| self.cancelled(id), &mut emit)
             .await?;
         if !bundle.model.sha256.is_empty()
-            && let Ok(key) = built_bundle_key(&self.scope, &bundle.model.sha256)
+            && let Ok(key) = built_bundle_key(&self.downloads(id), &bundle.model.sha256)
         {
             let blob = bundle.to_blob();
             self.downloads(id).store(&key, &blob, "").await;
@@ -559,9 +558,6 @@ fn memory_bytes() -> u64 {
 }
 
 /// Where a map built in this browser is cached: beside the app, named by the model's hash.
-fn built_bundle_key(scope: &DedicatedWorkerGlobalScope, sha256: &str) -> Result<String, String> {
-    let base = scope.location().href();
-    web_sys::Url::new_with_base(&format!("axiscope-built/{sha256}.axb"), &base)
-        .map(|u| u.href())
-        .map_err(|e| js_error_text(&e))
+fn built_bundle_key(downloads: &Downloads<'_>, sha256: &str) -> Result<String, String> {
+    downloads.local_key(&format!("axiscope-built/{sha256}.axb"))
 }

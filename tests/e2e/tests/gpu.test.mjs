@@ -1,7 +1,8 @@
 // The WebGPU backend in the browser (SwiftShader's software adapter here, which the app uses
 // only when asked: ?backend=gpu): its greedy tokens agree with the CPU engine's
 // (`?backend=cpu`) up to the first near-tie, and a lost device moves the conversation to the
-// CPU without losing it.
+// CPU without losing it. `?backend=measure` times both at load and takes the faster: the CPU
+// engine here, SwiftShader being far slower.
 //
 // Token ids and each step's two best logits come from the worker's debug hook
 // (`self.__axiscope_debug.traces()`, docs/ARCHITECTURE.md), which also destroys the device
@@ -166,5 +167,31 @@ test('a lost WebGPU device moves the chat to the CPU and keeps the conversation'
   );
   await app.screenshot(page, 'gpu-lost-fallback');
   assert.deepEqual(gpuProblems, []);
+  await page.context().close();
+});
+
+test('?backend=measure times WebGPU and the CPU at load and takes the faster (the CPU, here)', async () => {
+  const { page, problems } = await openReady(app, {
+    backend: 'measure',
+    bundle: syntheticBundle({ sha256: '0'.repeat(64) }),
+  });
+  const line = await backendLine(page);
+  console.log(`measured choice: ${line.text}`);
+  const m = line.text.match(/measured at load: WebGPU ([\d.]+) tok\/s vs CPU ([\d.]+) tok\/s/);
+  assert.ok(m, line.text);
+  const [gpu, cpu] = [Number(m[1]), Number(m[2])];
+  assert.ok(gpu > 0 && cpu > 0, line.text);
+  // The choice follows the numbers shown: SwiftShader takes seconds per token, the CPU tens
+  // of tokens per second, so the CPU must win, by far.
+  assert.ok(cpu > 3 * gpu, line.text);
+  assert.equal(line.kind, 'cpu', line.text);
+  assert.match(line.text, /asked: measure\)/, line.text);
+  // The chosen backend then answers.
+  await send(page, PROMPT);
+  await waitIdle(page);
+  const [trace] = await traces(page);
+  assert.match(trace.backend, /^cpu/);
+  assert.ok(trace.tokens.length > 0);
+  assert.deepEqual(problems, []);
   await page.context().close();
 });
