@@ -7,6 +7,7 @@ use crate::common;
 use axiscope::engine::backend::{BatchStep, forward_batch};
 use axiscope::engine::{Backend, CpuModel, Edit, EditOp, Error, Hooks, ModelConfig, OnToken};
 use common::*;
+use std::time::Duration;
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
@@ -333,8 +334,10 @@ fn a_bad_step_refuses_the_batch_before_any_work() {
     }
 }
 
-/// A backend that does not batch (as the GPU backend): it runs its own calls only.
-struct Unbatched(CpuModel);
+/// A CPU sequence seen only through the `Backend` trait, so it does not batch (as the GPU
+/// backend): it runs its own calls only, each after a wait of `.1` (none: `Duration::ZERO`;
+/// `speed.rs` uses it as a slow backend).
+pub(crate) struct Unbatched(pub(crate) CpuModel, pub(crate) Duration);
 
 impl Backend for Unbatched {
     fn config(&self) -> &ModelConfig {
@@ -347,6 +350,7 @@ impl Backend for Unbatched {
         hooks: &mut Hooks,
         all_logits: bool,
     ) -> axiscope::engine::Result<Vec<f32>> {
+        std::thread::sleep(self.1);
         self.0.forward(tokens, pos, hooks, all_logits)
     }
     fn truncate(&mut self, len: usize) {
@@ -369,7 +373,7 @@ fn mixed_or_unbatched_sequences_run_one_after_another_with_the_same_results() {
     let mut seqs = sequences(m.cpu_backend(1).unwrap(), &batched);
     let want = run_batched(&mut seqs, &mut batched).unwrap();
     let mut cs = cases();
-    let mut a = Unbatched(m.cpu_backend(1).unwrap());
+    let mut a = Unbatched(m.cpu_backend(1).unwrap(), Duration::ZERO);
     let mut b = m.cpu_backend(1).unwrap();
     let mut c = m.cpu_backend(1).unwrap();
     let backends: [&mut dyn Backend; 3] = [&mut a, &mut b, &mut c];

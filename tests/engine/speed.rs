@@ -2,40 +2,13 @@
 //! when it is slower by more than the measurement's noise, whichever order they are measured
 //! in, and measuring leaves the backend as it found a new one (empty cache, same logits).
 
+use crate::batch::Unbatched as Slowed;
 use crate::common;
 use axiscope::engine::backend::now_or_err;
 use axiscope::engine::speed::{DecodeSpeed, SpeedPlan, first_is_faster, measure_decode};
-use axiscope::engine::{Backend, CpuModel, Hooks, ModelConfig};
+use axiscope::engine::{Backend, Hooks};
 use common::*;
 use std::time::Duration;
-
-/// The CPU engine made slower by a fixed wait per forward pass (a stand-in for a slow GPU).
-struct Slowed(CpuModel, Duration);
-
-impl Backend for Slowed {
-    fn config(&self) -> &ModelConfig {
-        self.0.config()
-    }
-    fn forward(
-        &mut self,
-        tokens: &[u32],
-        pos: usize,
-        hooks: &mut Hooks,
-        all_logits: bool,
-    ) -> axiscope::engine::Result<Vec<f32>> {
-        std::thread::sleep(self.1);
-        self.0.forward(tokens, pos, hooks, all_logits)
-    }
-    fn truncate(&mut self, len: usize) {
-        self.0.truncate(len)
-    }
-    fn cached(&self) -> usize {
-        self.0.cached()
-    }
-    fn describe(&self) -> String {
-        "slowed".into()
-    }
-}
 
 const PLAN: SpeedPlan = SpeedPlan {
     min_steps: 5,
