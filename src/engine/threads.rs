@@ -1,8 +1,7 @@
-//! Data-parallel loops: a spinning pool natively ([`SpinPool`]), a plain loop in the browser
-//! (one wasm thread),
-//! plus, optionally, a [`RowHelper`]: in a cross-origin isolated page, a second worker that
-//! computes part of each large matmul's rows (the browser's second core; see
-//! `web/row_helper.rs`).
+//! Data-parallel loops: a pool of spinning workers natively (`engine::pool`), a plain loop in
+//! the browser (one wasm thread), plus, optionally, a [`RowHelper`]: in a cross-origin isolated
+//! page, a second worker that computes part of each large matmul's rows (the browser's second
+//! core; see `web/row_helper.rs`).
 
 use std::sync::Arc;
 
