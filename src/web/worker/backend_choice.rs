@@ -41,9 +41,10 @@ const WEB_GPU_CONTEXT: usize = 2048;
 /// WebGPU is a candidate when the worker finds an adapter, gets a device whose limits hold the
 /// model's buffers, builds every pipeline and runs a first token. Then `Auto` takes the faster
 /// of it and the CPU engine: as measured on an earlier visit with this adapter and model (kept
-/// in Cache Storage through `downloads`), else measured now. `?backend=cpu` skips the GPU;
-/// `?backend=gpu` takes it unmeasured; `?backend=measure` measures again, even a software
-/// adapter.
+/// in Cache Storage through `downloads`, keyed by what `requestAdapter` says of the adapter,
+/// so that a remembered CPU choice opens no device), else measured now. `?backend=cpu` skips
+/// the GPU; `?backend=gpu` takes it unmeasured; `?backend=measure` measures again, even a
+/// software adapter.
 pub async fn choose_backend(
     pref: BackendPref,
     model: &Model,
@@ -53,13 +54,36 @@ pub async fn choose_backend(
     if pref == BackendPref::Cpu {
         return cpu_choice(model, "asked for the CPU (?backend=cpu)".into()).await;
     }
+    let adapter = probe_adapter().await;
+    let key = adapter.as_ref().and_then(|a| {
+        downloads
+            .local_key(&format!(
+                "axiscope-backend/{model_sha256}-{:016x}.json",
+                a.key
+            ))
+            .ok()
+    });
+    let remembered = match (&key, pref) {
+        (Some(k), BackendPref::Auto) => downloads
+            .cached(k)
+            .await
+            .and_then(|b| serde_json::from_slice::<Measured>(&b).ok()),
+        _ => None,
+    };
+    if let Some(m) = &remembered
+        && !m.gpu_is_faster
+    {
+        return cpu_choice(model, m.reason(true)).await;
+    }
     // A software WebGPU (SwiftShader, llvmpipe) runs the model far slower than the wasm CPU
     // engine (seconds per token against tens of tokens per second): not worth measuring.
     if pref == BackendPref::Auto
-        && let Some(name) = software_adapter().await
+        && remembered.is_none()
+        && let Some(a) = adapter.as_ref().filter(|a| a.software)
     {
         let why = format!(
-            "the WebGPU adapter ({name}) is a software renderer, slower than the CPU engine; ?backend=gpu uses it anyway"
+            "the WebGPU adapter ({}) is a software renderer, slower than the CPU engine; ?backend=gpu uses it anyway",
+            a.name
         );
         return cpu_choice(model, why).await;
     }
@@ -76,39 +100,25 @@ pub async fn choose_backend(
     if pref == BackendPref::Gpu {
         return gpu_choice(ctx, first, "asked for WebGPU (?backend=gpu)".into());
     }
-    let key = downloads
-        .local_key(&format!(
-            "axiscope-backend/{model_sha256}-{:016x}.json",
-            adapter_hash(&ctx.info)
-        ))
-        .ok();
-    let remembered = match (&key, pref) {
-        (Some(k), BackendPref::Auto) => downloads
-            .cached(k)
-            .await
-            .and_then(|b| serde_json::from_slice::<Measured>(&b).ok()),
-        _ => None,
-    };
-    let (measured, earlier) = match remembered {
-        Some(m) => (m, true),
-        None => match measure_both(model, &mut first).await {
-            Ok(m) => {
-                if let (Some(k), Ok(json)) = (&key, serde_json::to_vec(&m)) {
-                    downloads.store(k, &json, "").await;
-                }
-                (m, false)
+    if let Some(m) = remembered {
+        return gpu_choice(ctx, first, m.reason(true));
+    }
+    match measure_both(model, &mut first).await {
+        Ok(m) => {
+            if let (Some(k), Ok(json)) = (&key, serde_json::to_vec(&m)) {
+                downloads.store(k, &json, "").await;
             }
-            Err(why) => {
-                let why = format!("WebGPU failed while its speed was measured: {why}");
-                return cpu_choice(model, why).await;
+            let reason = m.reason(false);
+            if m.gpu_is_faster {
+                gpu_choice(ctx, first, reason)
+            } else {
+                cpu_choice(model, reason).await
             }
-        },
-    };
-    let reason = measured.reason(earlier);
-    if measured.gpu_is_faster {
-        gpu_choice(ctx, first, reason)
-    } else {
-        cpu_choice(model, reason).await
+        }
+        Err(why) => {
+            let why = format!("WebGPU failed while its speed was measured: {why}");
+            cpu_choice(model, why).await
+        }
     }
 }
 
@@ -164,18 +174,6 @@ async fn measure_both(model: &Model, first: &mut GpuModel) -> Result<Measured, S
     })
 }
 
-/// The adapter as a short key: a new driver or another GPU is measured again.
-fn adapter_hash(info: &wgpu::AdapterInfo) -> u64 {
-    let text = format!(
-        "{}|{}|{}|{}|{:?}",
-        info.name, info.vendor, info.device, info.driver, info.backend
-    );
-    // FNV-1a: stable across builds, unlike std's hasher.
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 fn gpu_choice(ctx: Arc<GpuContext>, first: GpuModel, reason: String) -> BackendChoice {
     BackendChoice {
         factory: gpu_factory(ctx.clone(), first),
@@ -225,17 +223,70 @@ fn gpu_factory(ctx: Arc<GpuContext>, first: GpuModel) -> BackendFactory {
     })
 }
 
-/// The adapter's name when `navigator.gpu` offers only a software one (the browser's fallback
-/// adapter, or a CPU rasteriser by name); `None` for a hardware adapter or none at all.
-async fn software_adapter() -> Option<String> {
+/// What `navigator.gpu.requestAdapter()` says of the adapter the GPU backend would open.
+struct AdapterSeen {
+    /// Vendor, architecture and description, for the visitor.
+    name: String,
+    /// The browser's fallback adapter, or a CPU rasteriser by name.
+    software: bool,
+    /// The adapter's identity as a short key: another GPU is measured again.
+    key: u64,
+}
+
+impl AdapterSeen {
+    /// From `GPUAdapterInfo`'s vendor, architecture, device and description.
+    fn new(fields: &[String; 4], fallback: bool) -> Self {
+        let [vendor, architecture, _, description] = fields;
+        let name = [vendor, architecture, description]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let lower = name.to_lowercase();
+        let by_name = ["swiftshader", "llvmpipe", "lavapipe", "software"]
+            .iter()
+            .any(|s| lower.contains(s));
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let key = fields
+            .join("|")
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        Self {
+            name: if name.is_empty() {
+                "fallback adapter".into()
+            } else {
+                name
+            },
+            software: fallback || by_name,
+            key,
+        }
+    }
+}
+
+/// The adapter, asked for as `GpuContext::new` asks (high performance), without opening a
+/// device; `None` where there is no `navigator.gpu` or no adapter.
+async fn probe_adapter() -> Option<AdapterSeen> {
     let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
     let gpu = Reflect::get(&navigator, &"gpu".into()).ok()?;
     let request: js_sys::Function = Reflect::get(&gpu, &"requestAdapter".into())
         .ok()?
         .dyn_into()
         .ok()?;
-    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let options = js_sys::Object::new();
+    Reflect::set(
+        &options,
+        &"powerPreference".into(),
+        &"high-performance".into(),
+    )
+    .ok()?;
+    let promise: js_sys::Promise = request.call1(&gpu, &options).ok()?.dyn_into().ok()?;
     let adapter = JsFuture::from(promise).await.ok()?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return None;
+    }
     let info = Reflect::get(&adapter, &"info".into()).ok()?;
     let text = |key: &str| {
         Reflect::get(&info, &key.into())
@@ -243,26 +294,14 @@ async fn software_adapter() -> Option<String> {
             .and_then(|v| v.as_string())
             .unwrap_or_default()
     };
-    let name = [text("vendor"), text("architecture"), text("description")]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" / ");
     let fallback = Reflect::get(&info, &"isFallbackAdapter".into())
         .ok()
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    let lower = name.to_lowercase();
-    let by_name = ["swiftshader", "llvmpipe", "lavapipe", "software"]
-        .iter()
-        .any(|s| lower.contains(s));
-    (fallback || by_name).then(|| {
-        if name.is_empty() {
-            "fallback adapter".into()
-        } else {
-            name
-        }
-    })
+    Some(AdapterSeen::new(
+        &["vendor", "architecture", "device", "description"].map(text),
+        fallback,
+    ))
 }
 
 /// A WebGPU device holding `model`, and a first session on it that ran one token.

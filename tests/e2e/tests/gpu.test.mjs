@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startApp } from '../harness.mjs';
-import { openReady, setSetting } from '../app.mjs';
+import { openReady, setSetting, waitModelReady } from '../app.mjs';
 import { syntheticBundle } from '../bundle.mjs';
 
 /** Greedy tokens compared (each costs a decode pass on SwiftShader). */
@@ -192,6 +192,21 @@ test('?backend=measure times WebGPU and the CPU at load and takes the faster (th
   const [trace] = await traces(page);
   assert.match(trace.backend, /^cpu/);
   assert.ok(trace.tokens.length > 0);
+
+  // A later visit (same browser profile) with the default `?backend=auto` takes the remembered
+  // choice, the same numbers "measured on an earlier visit", where without it `auto` would
+  // pass SwiftShader over as software. The key comes from `requestAdapter()`'s info, so the
+  // CPU is chosen before any device is opened.
+  const again = new URL(page.url());
+  again.searchParams.set('backend', 'auto');
+  await page.goto(again.href, { waitUntil: 'load' });
+  await waitModelReady(page);
+  const later = await backendLine(page);
+  console.log(`remembered choice: ${later.text}`);
+  const r = later.text.match(/measured on an earlier visit: WebGPU ([\d.]+) tok\/s vs CPU ([\d.]+) tok\/s/);
+  assert.ok(r, later.text);
+  assert.deepEqual([r[1], r[2]], [m[1], m[2]], later.text);
+  assert.equal(later.kind, 'cpu', later.text);
   assert.deepEqual(problems, []);
   await page.context().close();
 });
