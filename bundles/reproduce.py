@@ -111,6 +111,9 @@ def main():
     ap.add_argument("--out", default="bundles/results")
     ap.add_argument("--rollouts-cache", help="the build's --rollouts-cache: with the 'sizes' part, "
                     "re-assembles smaller plans from it (the curve of the figures against build size)")
+    ap.add_argument("--sizes-questions", type=int, default=16,
+                    help="with 'sizes': the largest plan's questions per role, as the cache was built "
+                    "(80, all of data/questions.jsonl, extends the curve past the committed build)")
     ap.add_argument("--parts", default="report,drift,capping",
                     help="comma-separated subset to run; 'defaults' prints the layer and capping default used")
     a = ap.parse_args()
@@ -299,6 +302,9 @@ def sizes(a, out):
     tmp = ROOT / "target" / "sizes"
     tmp.mkdir(parents=True, exist_ok=True)
     plans = [(4, 1), (4, 4), (8, 1), (8, 4), (12, 4), (16, 1), (16, 2), (16, 4)]
+    # Past the committed build: more questions, each a prefix of the same seeded shuffle, so
+    # every smaller plan's rollouts are in a larger build's cache.
+    plans += [(q, 4) for q in (24, 32, 48, 64, 80) if q <= a.sizes_questions]
     calls = [(a.bin, "build", "--model", a.model, "--questions-per-role", str(q), "--default-seeds", str(d),
               "--rollouts-cache", a.rollouts_cache, "--out", str(tmp / f"q{q}-d{d}.axb")) for q, d in plans]
     # build prints progress on stderr and nothing on stdout; `report --json` reads each bundle.
