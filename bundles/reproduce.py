@@ -189,6 +189,26 @@ def transcripts(kind):
     return [p for p in files if p.stem == kind or p.stem.startswith(kind + "-")]
 
 
+def trail_agreement(runs, sd):
+    """Whether the map's trail (a reply's PC1) and the drift chart (its projection on the axis)
+    tell the same story for the replies clearly off the average role: more than one reply's
+    SD away on the axis. A disagreement only contradicts the chart if the reply's PC1 is also
+    more than one SD to the other side; within that, the map shows it inside its own spread."""
+    clear = [(t["projection"], t["pc"][0]) for rs in runs.values() for r in rs for t in r["turns"]
+             if sd and abs(t["projection"]) > sd]
+    agree = sum(1 for p, pc1 in clear if (p > 0) == (pc1 > 0))
+    other = [pc1 for p, pc1 in clear if (p > 0) != (pc1 > 0)]
+    beyond = sum(1 for pc1 in other if abs(pc1) > sd)
+    n_all = sum(len(r["turns"]) for rs in runs.values() for r in rs)
+    text = (f"One reply's projection has SD {sd:.2f} (pooled spread of rollouts around their role's mean). "
+            f"{len(clear)} of {n_all} replies lie more than that from the average role; on "
+            f"{agree} of them the map's PC1 has the same sign as the drift projection")
+    if other:
+        text += (f"; the other {len(other)} lie within {max(map(abs, other)):.2f} of the average role on PC1, "
+                 f"and {beyond} of them more than one SD to the other side")
+    return text + "."
+
+
 def drift(a, out, common):
     calls, keys = [], []
     for kind in KINDS:
@@ -230,15 +250,7 @@ def drift(a, out, common):
             d, se = m1 - m2, math.hypot(s1, s2)
             cells.append("" if k1 == k2 else f"{d:+.2f}{' *' if abs(d) > 2 * se else ''}")
         print(f"| {k1} | " + " | ".join(cells) + " |")
-    # The map's trail (the reply on PC1) and the drift chart (the reply on the axis) should
-    # tell the same story for replies whose projection is clearly off the average role.
-    clear = [(t["projection"], t["pc"][0]) for rs in runs.values() for r in rs for t in r["turns"]
-             if sd and abs(t["projection"]) > sd]
-    agree = sum(1 for p, pc1 in clear if (p > 0) == (pc1 > 0))
-    n_all = sum(len(r["turns"]) for rs in runs.values() for r in rs)
-    print(f"\nOne reply's projection has SD {sd:.2f} (pooled spread of rollouts around their role's mean). "
-          f"{len(clear)} of {n_all} replies lie more than that from the average role; on "
-          f"{agree} of them the map's PC1 has the same sign as the drift projection.")
+    print("\n" + trail_agreement(runs, sd))
     print("\nPer turn (mean over all runs of a kind):\n")
     print("| turn | " + " | ".join(KINDS) + " |\n|---|" + "---|" * len(KINDS))
     n = min(len(r["turns"]) for rs in runs.values() for r in rs)
