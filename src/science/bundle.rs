@@ -1081,8 +1081,8 @@ mod tests {
 
     #[test]
     fn default_model_size_fits_the_budget() {
-        // SmolLM2-135M: 30 layers x 576, 8 PCs at every layer. 66 roles x 5 prompts x 16
-        // questions plus a 5 x 16 x 4 default = 5600 rollouts (the default plan has 1376).
+        // SmolLM2-135M: 30 layers x 576, 8 PCs at every layer, the default plan's 66 roles x
+        // 80 questions plus a 5 x 80 x 4 default = 6880 rollouts.
         // Sizes follow from the dtypes/shapes alone: about 2 R L H + 16 L H + 4 L K H +
         // N (2 L + 16) bytes, so each 1000 rollouts add 76 KB.
         let dims = Dims {
@@ -1090,7 +1090,7 @@ mod tests {
             layers: 30,
             hidden: 576,
             pcs: 8,
-            rollouts: 5600,
+            rollouts: 6880,
             version: VERSION,
         };
         let names = [

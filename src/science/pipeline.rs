@@ -33,8 +33,8 @@ pub const BUNDLE_PCS: usize = 8;
 /// Replies that came back empty are regenerated with a derived seed this many times in all.
 const MAX_ATTEMPTS: u32 = 3;
 
-/// How rollouts are produced. `standard()` is what `axiscope build` uses by default,
-/// `quick()` a small preset for tests and the browser.
+/// How rollouts are produced. `full()` is what `axiscope build` uses by default,
+/// `standard()` and `quick()` smaller plans by the same rule (the browser's build sizes).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BuildOptions {
     /// System prompts used per role: the first K of its file. The default condition always
@@ -58,10 +58,20 @@ pub struct BuildOptions {
 }
 
 impl BuildOptions {
-    /// The default plan: 16 questions x 1 prompt per role, the default's 5 prompts x the
-    /// same 16 questions x 4 seeds. The axis's noise comes mostly from the default's
-    /// rollouts and the question x default interaction, little from the roles' prompts
-    /// (docs/method.md, "Build plan"), so rollouts go to distinct questions and the default.
+    /// The default plan: every one of our 80 questions x 1 prompt per role, the default's 5
+    /// prompts x the same questions x 4 seeds. The axis's noise comes mostly from the
+    /// default's rollouts and the question x default interaction, little from the roles'
+    /// prompts, so rollouts go to distinct questions and the default; the Assistant's rank on
+    /// PC1 settles only past 64 questions (docs/method.md, "Build plan").
+    pub fn full() -> Self {
+        Self {
+            questions_per_role: 80,
+            ..Self::standard()
+        }
+    }
+
+    /// The same rule at a fifth of the size (16 questions), which a browser builds in
+    /// minutes: the axis is already stable, the Assistant's rank not yet.
     pub fn standard() -> Self {
         Self {
             questions_per_role: 16,

@@ -393,7 +393,7 @@ fn MapBuilder(open: bool) -> impl IntoView {
                     <select data-testid="build-size" prop:value=move || size.get() on:change=move |ev| size.set(event_target_value(&ev))>
                         <option value="tiny">{format!("first look: {}", describe(BuildSize::Tiny))}</option>
                         <option value="quick">{format!("quick, as axiscope build --quick: {}", describe(BuildSize::Quick))}</option>
-                        <option value="standard">{format!("standard, as axiscope build: {}", describe(BuildSize::Standard))}</option>
+                        <option value="standard">{format!("standard, as axiscope build --questions-per-role 16: {}", describe(BuildSize::Standard))}</option>
                     </select>
                 </label>
                 <button type="button" data-testid="build-start" disabled=move || !app.can_chat() on:click=start>"Build"</button>
