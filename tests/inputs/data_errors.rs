@@ -173,6 +173,35 @@ fn bad_role_files() {
     );
 }
 
+/// The default plan asks for 80 questions; a smaller file is taken whole, while an explicit
+/// `--questions-per-role` beyond the file is refused, naming both counts.
+#[test]
+fn a_preset_takes_a_smaller_question_file_whole() {
+    let dog = r#"{"instruction": [{"pos": "Be a dog."}]}"#;
+    let r = roles("roles-fewq", &[("cat", GOOD_ROLE), ("dog", dog)]);
+    let q = questions("three.jsonl", 3);
+    let out = scratch().join("fewq.axb").display().to_string();
+    let args = [
+        "build",
+        "--model",
+        &model(),
+        "--roles",
+        &r,
+        "--questions",
+        &q,
+        "--max-tokens",
+        "2",
+        "--out",
+        &out,
+    ];
+    let (ok, err) = cli(&args);
+    assert!(ok, "{err}");
+    assert!(err.contains(", 3 questions each,"), "{err}");
+    let mut explicit = args.to_vec();
+    explicit.extend(["--questions-per-role", "4"]);
+    fails_with(&explicit, &["4 questions per role asked, the file has 3"]);
+}
+
 #[test]
 fn bad_question_files() {
     let r = roles("roles-ok", &[("cat", GOOD_ROLE)]);
