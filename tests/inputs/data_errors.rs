@@ -52,6 +52,7 @@ fn questions(name: &str, n: usize) -> String {
 }
 
 const GOOD_ROLE: &str = r#"{"instruction": [{"pos": "Be a cat."}]}"#;
+const DOG_ROLE: &str = r#"{"instruction": [{"pos": "Be a dog."}]}"#;
 
 /// The run fails with exactly one line, holding every one of `expect`.
 fn fails_with(args: &[&str], expect: &[&str]) {
@@ -70,9 +71,11 @@ fn fails_with(args: &[&str], expect: &[&str]) {
     }
 }
 
-fn build(roles: &str, questions: &str) -> Vec<String> {
+/// A tiny-model build of `roles` and `questions` under `preset` (`--quick`, or none for the
+/// default plan), 2-token replies; the output path comes last, for a caller to replace.
+fn build(roles: &str, questions: &str, preset: &[&str]) -> Vec<String> {
     let out = scratch().join("never.axb").display().to_string();
-    [
+    let head = [
         "build",
         "--model",
         &model(),
@@ -80,18 +83,17 @@ fn build(roles: &str, questions: &str) -> Vec<String> {
         roles,
         "--questions",
         questions,
-        "--quick",
-        "--max-tokens",
-        "2",
-        "--out",
-        &out,
-    ]
-    .map(String::from)
-    .to_vec()
+    ];
+    let tail = ["--max-tokens", "2", "--out", &out];
+    head.iter()
+        .chain(preset)
+        .chain(&tail)
+        .map(|a| a.to_string())
+        .collect()
 }
 
 fn fails_building(roles: &str, questions: &str, expect: &[&str]) {
-    let args = build(roles, questions);
+    let args = build(roles, questions, &["--quick"]);
     fails_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), expect);
 }
 
@@ -177,29 +179,18 @@ fn bad_role_files() {
 /// `--questions-per-role` beyond the file is refused, naming both counts.
 #[test]
 fn a_preset_takes_a_smaller_question_file_whole() {
-    let dog = r#"{"instruction": [{"pos": "Be a dog."}]}"#;
-    let r = roles("roles-fewq", &[("cat", GOOD_ROLE), ("dog", dog)]);
+    let r = roles("roles-fewq", &[("cat", GOOD_ROLE), ("dog", DOG_ROLE)]);
     let q = questions("three.jsonl", 3);
-    let out = scratch().join("fewq.axb").display().to_string();
-    let args = [
-        "build",
-        "--model",
-        &model(),
-        "--roles",
-        &r,
-        "--questions",
-        &q,
-        "--max-tokens",
-        "2",
-        "--out",
-        &out,
-    ];
-    let (ok, err) = cli(&args);
+    let mut args = build(&r, &q, &[]);
+    *args.last_mut().unwrap() = scratch().join("fewq.axb").display().to_string();
+    let (ok, err) = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
     assert!(err.contains(", 3 questions each,"), "{err}");
-    let mut explicit = args.to_vec();
-    explicit.extend(["--questions-per-role", "4"]);
-    fails_with(&explicit, &["4 questions per role asked, the file has 3"]);
+    let explicit = build(&r, &q, &["--questions-per-role", "4"]);
+    fails_with(
+        &explicit.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["4 questions per role asked, the file has 3"],
+    );
 }
 
 #[test]
@@ -292,16 +283,10 @@ fn huge_data_files_are_refused_before_reading() {
 fn tiny_bundle() -> &'static str {
     static B: OnceLock<String> = OnceLock::new();
     B.get_or_init(|| {
-        let r = roles(
-            "roles-bundle",
-            &[
-                ("cat", GOOD_ROLE),
-                ("dog", r#"{"instruction": [{"pos": "Be a dog."}]}"#),
-            ],
-        );
+        let r = roles("roles-bundle", &[("cat", GOOD_ROLE), ("dog", DOG_ROLE)]);
         let q = questions("qb.jsonl", 2);
         let out = scratch().join("tiny.axb").display().to_string();
-        let mut args = build(&r, &q);
+        let mut args = build(&r, &q, &["--quick"]);
         *args.last_mut().unwrap() = out.clone();
         let (ok, err) = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(ok, "tiny build failed: {err}");
