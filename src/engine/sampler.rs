@@ -45,6 +45,14 @@ impl SamplerConfig {
     }
 }
 
+/// FNV-1a: a hash of bytes that is the same on every platform and build (unlike std's
+/// hasher), to turn names into seeds and an adapter's description into a cache key.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// SplitMix64: tiny, well distributed, identical on every platform.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

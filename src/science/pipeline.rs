@@ -22,7 +22,7 @@ use super::{Error, Result};
 use crate::engine::backend::now_or_err;
 use crate::engine::chat::{Message, Rendered, Role, TokenKind};
 use crate::engine::generate::{Input, Reply, SessionStep, run_batch_async};
-use crate::engine::sampler::Rng;
+use crate::engine::sampler::{Rng, fnv1a};
 use crate::engine::{
     Edit, EditOp, GenerateOptions, Hooks, Model, SamplerConfig, Session, StopReason,
 };
@@ -221,13 +221,6 @@ pub struct RolloutPlan {
     /// the default.
     pub sample: u32,
     pub seed: u64,
-}
-
-/// FNV-1a, to turn names into seeds the same way on every platform.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// The seed of one rollout: depends on the build seed and the rollout's identity only, so

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::backend::BackendFactory;
 use crate::engine::gpu::{GpuContext, GpuModel, GpuModelOptions};
+use crate::engine::sampler::fnv1a;
 use crate::engine::speed::{SpeedPlan, first_is_faster, measure_decode};
 use crate::engine::threads::Threads;
 use crate::engine::{Backend, CpuModel, Hooks, Model};
@@ -247,13 +248,7 @@ impl AdapterSeen {
         let by_name = ["swiftshader", "llvmpipe", "lavapipe", "software"]
             .iter()
             .any(|s| lower.contains(s));
-        // FNV-1a: stable across builds, unlike std's hasher.
-        let key = fields
-            .join("|")
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
+        let key = fnv1a(fields.join("|").as_bytes());
         Self {
             name: if name.is_empty() {
                 "fallback adapter".into()
