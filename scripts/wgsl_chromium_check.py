@@ -4,7 +4,8 @@
 naga (wgpu natively, `cargo test`) and Tint (the browser) disagree on some rules,
 uniformity analysis above all, so a shader that passes the lavapipe tests can still
 fail in the browser. This assembles each pipeline's source exactly as the Rust side
-does (quant_common.wgsl + quant_<type>.wgsl + kernel for the weight kernels),
+does (quant_common.wgsl + quant_<type>.wgsl + output snippets + kernel for the weight
+kernels, shared snippets before the others),
 creates every module and pipeline in headless Chromium through chromedriver, and
 prints ok/FAIL per pipeline. Exit status 1 on any failure.
 
@@ -26,8 +27,21 @@ import urllib.request
 # The kernels live beside the Rust that dispatches them.
 HERE = pathlib.Path(__file__).resolve().parent.parent / "src" / "engine" / "gpu"
 QUANTS = ["f32", "f16", "q4_0", "q4_1", "q5_0", "q8_0", "q4_k", "q5_k", "q6_k"]
-WEIGHT_KERNELS = ["matvec", "matmul", "embedding"]
-PLAIN_KERNELS = ["rms_norm", "rope", "attention", "silu_mul", "gelu_mul", "scale", "add", "copy_rows", "argmax", "clamp_projection"]
+# Where a product's rows go (src/engine/gpu/matmul.rs, `Output`): the snippets before the kernel.
+MATVEC_ENDS = {
+    "out": ["linear_out.wgsl", "matvec_store.wgsl"],
+    "qkv": ["linear_qkv.wgsl", "matvec_store.wgsl"],
+    "gated-silu": ["silu.wgsl", "matvec_gated.wgsl"],
+    "gated-gelu": ["gelu.wgsl", "matvec_gated.wgsl"],
+}
+MATMUL_OUTS = {"out": "linear_out.wgsl", "qkv": "linear_qkv.wgsl", "pairs": "linear_pairs.wgsl"}
+COMPOSED = {
+    "rope": ["rope_common.wgsl", "rope.wgsl"],
+    "rope_store": ["rope_common.wgsl", "rope_store.wgsl"],
+    "gated-silu": ["silu.wgsl", "gated.wgsl"],
+    "gated-gelu": ["gelu.wgsl", "gated.wgsl"],
+}
+PLAIN_KERNELS = ["rms_norm", "attention", "scale", "add", "copy_rows", "argmax", "clamp_projection"]
 DRIVER_PORT = 9515
 
 PAGE = """<!doctype html><html><body><pre id="out">pending</pre><script>
@@ -60,11 +74,19 @@ const srcs = %s;
 
 
 def sources():
+    """Each pipeline's source, assembled as the Rust side assembles it."""
     read = lambda name: (HERE / name).read_text()
+    join = lambda names: "\n".join(read(n) for n in names)
     srcs = {}
     for q in QUANTS:
-        for k in WEIGHT_KERNELS:
-            srcs[f"{k}/{q}"] = "\n".join([read("quant_common.wgsl"), read(f"quant_{q}.wgsl"), read(f"{k}.wgsl")])
+        quant = ["quant_common.wgsl", f"quant_{q}.wgsl"]
+        for kind, end in MATVEC_ENDS.items():
+            srcs[f"matvec/{q}/{kind}"] = join(quant + end + ["matvec.wgsl"])
+        for kind, out in MATMUL_OUTS.items():
+            srcs[f"matmul/{q}/{kind}"] = join(quant + [out, "matmul.wgsl"])
+        srcs[f"embedding/{q}"] = join(quant + ["embedding.wgsl"])
+    for name, parts in COMPOSED.items():
+        srcs[name] = join(parts)
     for k in PLAIN_KERNELS:
         srcs[k] = read(f"{k}.wgsl")
     return srcs

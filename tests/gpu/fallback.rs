@@ -17,6 +17,7 @@ fn opts() -> GpuModelOptions {
     GpuModelOptions {
         max_context: 64,
         max_chunk: 16,
+        ..GpuModelOptions::default()
     }
 }
 

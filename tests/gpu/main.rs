@@ -8,5 +8,6 @@ mod common;
 mod arch;
 mod contract;
 mod fallback;
+mod fused;
 mod model;
 mod model_weights;

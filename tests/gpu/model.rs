@@ -576,6 +576,7 @@ fn chunked_prompts_agree_with_one_chunk() {
     let opts = GpuModelOptions {
         max_context: 64,
         max_chunk: 8,
+        ..GpuModelOptions::default()
     };
     let mut small = GpuModel::load_with(&m.gguf, gpu.context().clone(), opts).unwrap();
     let mut h2 = Hooks::recording(layers.clone());

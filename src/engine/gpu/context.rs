@@ -489,6 +489,11 @@ impl Kernel {
         self.n_tok.load(Ordering::Relaxed)
     }
 
+    /// Workgroups this kernel dispatches for `n_tok` tokens.
+    pub(crate) fn grid(&self, n_tok: u32) -> [u32; 3] {
+        (self.grid)(n_tok)
+    }
+
     /// Refuse steps that reach past position `max_end` (the KV cache length).
     pub(crate) fn with_max_end(mut self, max_end: u32) -> Self {
         self.max_end = max_end;

@@ -1,4 +1,4 @@
-//! Element-wise ops: SiLU and GELU gates (`silu_mul.wgsl`, `gelu_mul.wgsl`), a scale
+//! Element-wise ops: SiLU and GELU gates (`gated.wgsl` after `silu.wgsl` or `gelu.wgsl`), a scale
 //! (`scale.wgsl`), adds (`add.wgsl`), strided row copies (`copy_rows.wgsl`). All are laid
 //! out `[n_tok][n]` and dispatched `(n / 256, n_tok)`.
 
@@ -22,9 +22,24 @@ fn check_n(op: &str, n: usize) -> Result<u32> {
     Ok(n as u32)
 }
 
+/// The activation's WGSL (`fn act`): SiLU, or GELU's tanh form rounded through f16 as ggml's
+/// CPU table does (gemma3).
+pub(crate) fn act_wgsl(act: Activation) -> &'static str {
+    match act {
+        Activation::Silu => include_str!("silu.wgsl"),
+        Activation::GeluTanh => include_str!("gelu.wgsl"),
+    }
+}
+
+pub(crate) fn act_name(act: Activation) -> &'static str {
+    match act {
+        Activation::Silu => "silu",
+        Activation::GeluTanh => "gelu",
+    }
+}
+
 /// The gated MLP's activation, in place on `gate` (`[n_tok][n]`, as `up`):
-/// `gate = act(gate) * up`. SiLU (`silu_mul.wgsl`), or GELU's tanh form rounded through f16
-/// as ggml's CPU table does (`gelu_mul.wgsl`, gemma3).
+/// `gate = act(gate) * up` ([`act_wgsl`]).
 pub fn gated(
     ctx: &GpuContext,
     step: &Step,
@@ -33,10 +48,8 @@ pub fn gated(
     gate: &wgpu::Buffer,
     up: &wgpu::Buffer,
 ) -> Result<Kernel> {
-    let (op, source) = match act {
-        Activation::Silu => ("silu_mul", include_str!("silu_mul.wgsl")),
-        Activation::GeluTanh => ("gelu_mul", include_str!("gelu_mul.wgsl")),
-    };
+    let op = format!("gated-{}", act_name(act));
+    let op = op.as_str();
     let n32 = check_n(op, n)?;
     let max_tok = need_tokens(op, "gate", gate, n)?.min(need_tokens(op, "up", up, n)?);
     let p = ctx.uniform(
@@ -50,7 +63,7 @@ pub fn gated(
     );
     Ok(ctx.kernel(
         op,
-        || source.to_string(),
+        || format!("{}\n{}", act_wgsl(act), include_str!("gated.wgsl")),
         &[&p, gate, up],
         step,
         max_tok,

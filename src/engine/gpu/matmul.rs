@@ -1,9 +1,12 @@
 //! Linear layers `y = x · Wᵀ` over a quantized [`GpuMatrix`]: a fused dequantize +
 //! matrix-vector kernel for decode (`matvec.wgsl`) and a tiled matrix-matrix kernel for
-//! prefill (`matmul.wgsl`), both generic over the type's `load8` decoder.
+//! prefill (`matmul.wgsl`), both generic over the type's `load8` decoder and over where the
+//! rows go ([`Output`]).
 
 use super::context::{Kernel, need_tokens};
+use super::elementwise::{act_name, act_wgsl, gated};
 use super::{GpuContext, GpuMatrix, Result, Step, gpu_err};
+use crate::engine::config::Activation;
 
 /// Up to this many tokens the matrix-vector kernel (one pass over W per token) beats
 /// the 64-token tiles of the matrix-matrix kernel, which would be mostly empty.
@@ -19,6 +22,10 @@ struct Params {
     cols: u32,
     row_words: u32,
     last_only: u32,
+    accumulate: u32,
+    split1: u32,
+    split2: u32,
+    _pad: u32,
 }
 
 /// Which tokens of the step a [`Linear`] reads.
@@ -30,14 +37,67 @@ pub enum Tokens {
     Last,
 }
 
-/// `y = x · Wᵀ` bound to its buffers; picks matrix-vector or matrix-matrix by token count.
+/// Where a [`Linear`] puts its rows (`linear_*.wgsl`, `matvec_*.wgsl`). The fused forms save
+/// decode steps whole dispatches: one pass over the input for q, k and v, the gated MLP in
+/// one kernel, the residual add inside the product.
+#[derive(Clone, Copy)]
+pub enum Output<'a> {
+    /// `y = x · Wᵀ`, `[n_tok][rows]`.
+    Set(&'a wgpu::Buffer),
+    /// `y += x · Wᵀ`: the residual add joined to the product.
+    Add(&'a wgpu::Buffer),
+    /// `W` is q, k and v stacked ([`GpuMatrix::stack`]): its rows go to three buffers,
+    /// split at `q_rows` and `q_rows + k_rows`.
+    Qkv {
+        q_rows: usize,
+        k_rows: usize,
+        q: &'a wgpu::Buffer,
+        k: &'a wgpu::Buffer,
+        v: &'a wgpu::Buffer,
+    },
+    /// `W` is gate and up interleaved four rows at a time ([`GpuMatrix::interleave4`]):
+    /// `gate = act(x · Wgᵀ) * (x · Wuᵀ)`, `[n_tok][rows / 2]`. Decode does it in one kernel;
+    /// prefill writes gate and up, then runs [`gated`].
+    Gated {
+        act: Activation,
+        gate: &'a wgpu::Buffer,
+        up: &'a wgpu::Buffer,
+    },
+}
+
+/// The product for a step's token count, with the kernel suited to its size.
 pub struct Linear {
     matvec: Kernel,
     /// Absent for [`Tokens::Last`], which always has one token.
     matmul: Option<Kernel>,
+    /// Runs after `matmul` ([`Output::Gated`]: the activation the matrix-vector kernel fuses).
+    then: Option<Kernel>,
+    /// Bytes of the repacked matrix, read once per pass.
+    weight_bytes: u64,
+}
+
+/// One pass of a forward step, in numbers (see `GpuModel::profile`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub dispatches: u32,
+    pub workgroups: u64,
+    /// Bytes of weight matrices the products read (embedding rows not counted).
+    pub weight_bytes: u64,
+}
+
+impl Profile {
+    pub(crate) fn kernel(&mut self, k: &Kernel, n_tok: u32) {
+        let [x, y, z] = k.grid(n_tok);
+        let groups = x as u64 * y as u64 * z as u64;
+        if groups > 0 {
+            self.dispatches += 1;
+            self.workgroups += groups;
+        }
+    }
 }
 
 impl Linear {
+    /// `y = x · Wᵀ` into one buffer.
     pub fn new(
         ctx: &GpuContext,
         step: &Step,
@@ -46,35 +106,135 @@ impl Linear {
         y: &wgpu::Buffer,
         tokens: Tokens,
     ) -> Result<Self> {
+        Self::to(ctx, step, w, x, Output::Set(y), tokens)
+    }
+
+    /// `x · Wᵀ` put where `out` says.
+    pub fn to(
+        ctx: &GpuContext,
+        step: &Step,
+        w: &GpuMatrix,
+        x: &wgpu::Buffer,
+        out: Output<'_>,
+        tokens: Tokens,
+    ) -> Result<Self> {
         let (rows, cols) = (w.rows, w.cols);
         if rows > u32::MAX as usize / 2 || cols > u32::MAX as usize / 2 {
             return Err(gpu_err!("linear: matrix {rows}x{cols} too large"));
         }
-        let x_tok = need_tokens("linear", "x", x, cols)?;
-        let y_tok = need_tokens("linear", "y", y, rows)?;
         let last_only = tokens == Tokens::Last;
-        let max_tok = if last_only { x_tok } else { x_tok.min(y_tok) };
-        let params = Params {
+        let x_tok = need_tokens("linear", "x", x, cols)?;
+        let mut params = Params {
             rows: rows as u32,
             cols: cols as u32,
             row_words: w.row_words() as u32,
             last_only: last_only as u32,
+            accumulate: 0,
+            split1: 0,
+            split2: 0,
+            _pad: 0,
         };
+        // (output snippet of the matrix-matrix kernel, end of the matrix-vector kernel,
+        // output bindings of each, tokens the outputs hold)
+        let (mm_out, mv_end, mm_bind, mv_bind, y_tok): (_, String, Vec<_>, Vec<_>, _) = match out {
+            Output::Set(y) | Output::Add(y) => {
+                params.accumulate = matches!(out, Output::Add(_)) as u32;
+                let end = format!(
+                    "{}\n{}",
+                    include_str!("linear_out.wgsl"),
+                    include_str!("matvec_store.wgsl")
+                );
+                (
+                    include_str!("linear_out.wgsl"),
+                    end,
+                    vec![y],
+                    vec![y],
+                    need_tokens("linear", "y", y, rows)?,
+                )
+            }
+            Output::Qkv {
+                q_rows,
+                k_rows,
+                q,
+                k,
+                v,
+            } => {
+                if last_only || q_rows == 0 || k_rows == 0 || q_rows + k_rows >= rows {
+                    return Err(gpu_err!(
+                        "linear: q/k/v split {q_rows}+{k_rows} of {rows} rows"
+                    ));
+                }
+                params.split1 = q_rows as u32;
+                params.split2 = (q_rows + k_rows) as u32;
+                let tok = need_tokens("linear", "q", q, q_rows)?
+                    .min(need_tokens("linear", "k", k, k_rows)?)
+                    .min(need_tokens("linear", "v", v, rows - q_rows - k_rows)?);
+                let end = format!(
+                    "{}\n{}",
+                    include_str!("linear_qkv.wgsl"),
+                    include_str!("matvec_store.wgsl")
+                );
+                (
+                    include_str!("linear_qkv.wgsl"),
+                    end,
+                    vec![q, k, v],
+                    vec![q, k, v],
+                    tok,
+                )
+            }
+            Output::Gated { act, gate, up } => {
+                if last_only || !rows.is_multiple_of(8) {
+                    return Err(gpu_err!(
+                        "linear: a gated pair of {rows} rows is not whole blocks of 8"
+                    ));
+                }
+                let tok = need_tokens("linear", "gate", gate, rows / 2)?.min(need_tokens(
+                    "linear",
+                    "up",
+                    up,
+                    rows / 2,
+                )?);
+                let end = format!("{}\n{}", act_wgsl(act), include_str!("matvec_gated.wgsl"));
+                (
+                    include_str!("linear_pairs.wgsl"),
+                    end,
+                    vec![gate, up],
+                    vec![gate],
+                    tok,
+                )
+            }
+        };
+        let max_tok = if last_only { x_tok } else { x_tok.min(y_tok) };
         let qname = w.qtype.name();
+        let kind = match out {
+            Output::Set(_) | Output::Add(_) => "out".to_string(),
+            Output::Qkv { .. } => "qkv".to_string(),
+            Output::Gated { act, .. } => format!("gated-{}", act_name(act)),
+        };
+        fn bind<'b>(
+            head: [&'b wgpu::Buffer; 4],
+            outs: &[&'b wgpu::Buffer],
+        ) -> Vec<&'b wgpu::Buffer> {
+            head.into_iter().chain(outs.iter().copied()).collect()
+        }
         let matvec = {
             let p = ctx.uniform("matvec params", &params);
+            let b = bind([&step.buffer, &p, &w.buffer, x], &mv_bind);
             let row_groups = (rows as u32).div_ceil(MATVEC_ROWS_PER_GROUP);
             ctx.kernel(
-                &format!("matvec/{qname}"),
-                || w.qtype.shader(include_str!("matvec.wgsl")),
-                &[&step.buffer, &p, &w.buffer, x, y],
+                &format!("matvec/{qname}/{kind}"),
+                || {
+                    w.qtype
+                        .shader(&format!("{mv_end}\n{}", include_str!("matvec.wgsl")))
+                },
+                &b,
                 step,
                 max_tok,
                 move |n| [row_groups, 1, if last_only { 1 } else { n }],
             )
         };
-        let matmul = if last_only {
-            None
+        let (matmul, then) = if last_only {
+            (None, None)
         } else {
             let p = ctx.uniform(
                 "matmul params",
@@ -83,24 +243,63 @@ impl Linear {
                     ..params
                 },
             );
+            let b = bind([&step.buffer, &p, &w.buffer, x], &mm_bind);
             let row_tiles = (rows as u32).div_ceil(MATMUL_TILE);
-            Some(ctx.kernel(
-                &format!("matmul/{qname}"),
-                || w.qtype.shader(include_str!("matmul.wgsl")),
-                &[&step.buffer, &p, &w.buffer, x, y],
+            let mm_kind = if let Output::Gated { .. } = out {
+                "pairs"
+            } else {
+                kind.as_str()
+            };
+            let matmul = ctx.kernel(
+                &format!("matmul/{qname}/{mm_kind}"),
+                || {
+                    w.qtype
+                        .shader(&format!("{mm_out}\n{}", include_str!("matmul.wgsl")))
+                },
+                &b,
                 step,
                 max_tok,
                 move |n| [row_tiles, n.div_ceil(MATMUL_TILE), 1],
-            ))
+            );
+            let then = match out {
+                Output::Gated { act, gate, up } => Some(gated(ctx, step, act, rows / 2, gate, up)?),
+                _ => None,
+            };
+            (Some(matmul), then)
         };
-        Ok(Self { matvec, matmul })
+        Ok(Self {
+            matvec,
+            matmul,
+            then,
+            weight_bytes: (w.rows * w.row_words() * 4) as u64,
+        })
+    }
+
+    /// The matrix-matrix kernel serves this many tokens or more.
+    fn uses_matmul(&self, n_tok: u32) -> bool {
+        self.matmul.is_some() && n_tok > MATVEC_MAX_TOKENS
+    }
+
+    /// Adds what [`Linear::encode`] records for `n_tok` tokens to `p`.
+    pub(crate) fn profile(&self, n_tok: u32, p: &mut Profile) {
+        match (&self.matmul, &self.then) {
+            (Some(mm), then) if self.uses_matmul(n_tok) => {
+                p.kernel(mm, n_tok);
+                if let Some(k) = then {
+                    p.kernel(k, n_tok);
+                }
+            }
+            _ => p.kernel(&self.matvec, n_tok),
+        }
+        p.weight_bytes += self.weight_bytes;
     }
 
     /// Record the product for the current step, with the kernel suited to its size.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
-        match &self.matmul {
-            Some(mm) if self.matvec.n_tok() > MATVEC_MAX_TOKENS => mm.encode(pass),
-            _ => self.matvec.encode(pass),
+        if self.uses_matmul(self.matvec.n_tok()) {
+            self.encode_matmul(pass)
+        } else {
+            self.matvec.encode(pass)
         }
     }
 
@@ -112,7 +311,10 @@ impl Linear {
     /// Force the matrix-matrix kernel (tests and benchmarks).
     pub fn encode_matmul(&self, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
         match &self.matmul {
-            Some(mm) => mm.encode(pass),
+            Some(mm) => {
+                mm.encode(pass)?;
+                self.then.as_ref().map_or(Ok(()), |k| k.encode(pass))
+            }
             None => Err(gpu_err!(
                 "linear: a last-token-only layer has no matrix-matrix kernel"
             )),

@@ -5,13 +5,19 @@
 // of x into workgroup memory (k-major, so the inner loop reads without bank conflicts),
 // then accumulates a 4 x 4 block of outputs. 16 KiB of workgroup memory: the WebGPU
 // default limit.
-// Prepended: quant_common.wgsl and the type's quant_*.wgsl (defines load8).
+// Prepended: quant_common.wgsl and the type's quant_*.wgsl (defines load8), and where the
+// rows go (linear_out.wgsl, linear_qkv.wgsl or linear_pairs.wgsl, defining store).
 
 struct Step { n_tok: u32, pos0: u32, _pad0: u32, _pad1: u32 }
 struct Params {
     rows: u32,
     cols: u32,
     row_words: u32,
+    // As matvec.wgsl's Params (last_only unused here).
+    last_only: u32,
+    accumulate: u32,
+    split1: u32,
+    split2: u32,
     _pad: u32,
 }
 
@@ -19,7 +25,6 @@ struct Params {
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> x: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 const TILE: u32 = 64u;
 const TK: u32 = 32u;
@@ -86,7 +91,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         for (var j = 0u; j < 4u; j++) {
             let r = row0 + tx + 16u * j;
             if (t < n_tok && r < rows) {
-                y[t * rows + r] = accs[i][j];
+                store(t, r, accs[i][j]);
             }
         }
     }

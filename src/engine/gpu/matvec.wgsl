@@ -3,7 +3,9 @@
 // One workgroup computes ROWS rows for one token (workgroup_id.z). Each row is handled by
 // LANES threads that walk its 8-value groups; x is staged in workgroup memory in chunks
 // and shared by all rows; per-row partial sums are reduced in workgroup memory.
-// Prepended: quant_common.wgsl and the type's quant_*.wgsl (defines load8).
+// Prepended: quant_common.wgsl and the type's quant_*.wgsl (defines load8), where the rows
+// go (linear_out.wgsl or linear_qkv.wgsl, defining store), and the end of the kernel
+// (matvec_store.wgsl, or matvec_gated.wgsl with an activation, defining finish).
 
 struct Step { n_tok: u32, pos0: u32, _pad0: u32, _pad1: u32 }
 struct Params {
@@ -12,13 +14,18 @@ struct Params {
     row_words: u32,
     // 1: only the last token of the step (x row n_tok - 1 -> y row 0), e.g. the LM head.
     last_only: u32,
+    // 1: add the product to y (linear_out.wgsl).
+    accumulate: u32,
+    // Where the q, k and v rows of a stacked matrix start (linear_qkv.wgsl).
+    split1: u32,
+    split2: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> x: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 const WG: u32 = 256u;
 const LANES: u32 = 32u;
@@ -75,7 +82,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             partial[tid] += partial[tid + s];
         }
     }
-    if (lane == 0u && row < params.rows) {
-        y[tok_out * params.rows + row] = partial[tid];
-    }
+    finish(lane, tid, row, tok_out);
 }

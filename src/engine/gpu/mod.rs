@@ -11,13 +11,14 @@
 //! | op | Rust | WGSL |
 //! |----|------|------|
 //! | weight upload + repack, block decoders | [`weights`] | `quant_common.wgsl`, `quant_{f32,f16,q4_0,q4_1,q5_0,q8_0,q4_k,q5_k,q6_k}.wgsl` |
-//! | fused dequantize + matrix-vector (decode) | [`matmul::Linear`] | `matvec.wgsl` |
+//! | fused dequantize + matrix-vector (decode) | [`matmul::Linear`] | `matvec.wgsl`, ending in `matvec_store.wgsl` or `matvec_gated.wgsl` |
 //! | tiled dequantize + matrix-matrix (prefill) | [`matmul::Linear`] | `matmul.wgsl` |
+//! | where a product's rows go: one buffer (set or added to), q/k/v, gate/up | [`matmul::Output`] | `linear_out.wgsl`, `linear_qkv.wgsl`, `linear_pairs.wgsl` |
 //! | embedding row gather | [`embedding::embedding`] | `embedding.wgsl` |
 //! | RMSNorm, of a whole token or (qwen3, gemma3) of each head | [`norm::rms_norm`], [`norm::head_rms_norm`] | `rms_norm.wgsl` |
-//! | RoPE, NORM and NEOX modes | [`rope::rope`] | `rope.wgsl` |
+//! | RoPE, NORM and NEOX modes; with the KV-cache store | [`rope::rope`], [`rope::rope_store`] | `rope_common.wgsl` + `rope.wgsl`, `rope_store.wgsl` |
 //! | causal grouped-query attention over the GPU KV cache, sliding window optional | [`attention::attention`] | `attention.wgsl` |
-//! | SiLU or (gemma3) GELU gate `act(gate) * up` | [`elementwise::gated`] | `silu_mul.wgsl`, `gelu_mul.wgsl` |
+//! | SiLU or (gemma3) GELU gate `act(gate) * up` | [`elementwise::gated`] | `silu.wgsl` or `gelu.wgsl` + `gated.wgsl` |
 //! | scale (gemma3's embeddings) | [`elementwise::scale`] | `scale.wgsl` |
 //! | residual add, bias add, hook `add` | [`elementwise::add`] | `add.wgsl` |
 //! | KV-cache store, residual record | [`elementwise::copy_rows`] | `copy_rows.wgsl` |
@@ -33,7 +34,16 @@
 //! Kernels stay within WebGPU's default compute limits (256 invocations, 16 KiB of
 //! workgroup memory); only buffer sizes use the adapter's larger limits.
 //!
-//! The embedding gather (then, gemma3, `scale`); then each decoder layer is encoded as:
+//! The forward is fused by default ([`GpuModelOptions::fused`]), which on SmolLM2-135M takes a
+//! decode step from 513 dispatches to 243 (the same weights read; BENCHMARKS.md):
+//! `rms_norm`; one `Linear` for q, k and v (a stacked matrix, [`matmul::Output::Qkv`], where
+//! the three share a type); `rope_store` (RoPE of q and k, k and v into the caches);
+//! `attention`; `Linear` o adding into `h` ([`matmul::Output::Add`]); `rms_norm`; one `Linear`
+//! for gate and up, interleaved by four rows, whose matrix-vector kernel also applies the
+//! activation ([`matmul::Output::Gated`]); `Linear` down adding into `h`; then the hooks.
+//! gemma3's post-norms keep their own adds. Unfused (the reference the fused forward is
+//! tested against, bit for bit: `tests/gpu/fused.rs`), the embedding gather (then, gemma3,
+//! `scale`); then each decoder layer is encoded as:
 //! `rms_norm(h → a)`; `Linear` q, k, v (`a → q,k,v`, plus `add` Broadcast for biases;
 //! qwen3 and gemma3: `head_rms_norm` of q and k into their own buffers); `rope` on q and k
 //! (Llama 3's frequency factors folded into its table, gemma3's local layers with their own

@@ -53,9 +53,9 @@ use super::attention::{AttentionShape, attention};
 use super::elementwise::{AddMode, RowDest, add, copy_rows, gated, scale};
 use super::embedding::embedding;
 use super::hooks::clamp_projection;
-use super::matmul::{Linear, Tokens};
+use super::matmul::{Linear, Output, Profile, Tokens};
 use super::norm::{head_rms_norm, rms_norm};
-use super::rope::{RopeMode, rope};
+use super::rope::{RopeMode, rope, rope_store};
 use super::{GpuContext, GpuError, GpuMatrix, Kernel, Step};
 use crate::engine::config::{ModelConfig, RopeStyle};
 use crate::engine::error::{Error, Result};
@@ -79,6 +79,11 @@ pub struct GpuModelOptions {
     /// Tokens per submitted chunk: activation buffers hold this many. Longer prompts run
     /// in several chunks.
     pub max_chunk: usize,
+    /// Fused products (on by default): q, k and v in one pass, the gated MLP in one kernel
+    /// when decoding, the residual adds inside the o and down products
+    /// ([`Output`](super::matmul::Output)). Off, every op is its own dispatch: the
+    /// reference the fused forward is tested against.
+    pub fused: bool,
 }
 
 impl Default for GpuModelOptions {
@@ -86,6 +91,7 @@ impl Default for GpuModelOptions {
         Self {
             max_context: 4096,
             max_chunk: 256,
+            fused: true,
         }
     }
 }
@@ -101,6 +107,13 @@ impl Op {
         match self {
             Op::Kernel(k) => k.encode(pass),
             Op::Linear(l) => l.encode(pass),
+        }
+    }
+
+    fn profile(&self, n_tok: u32, p: &mut Profile) {
+        match self {
+            Op::Kernel(k) => p.kernel(k, n_tok),
+            Op::Linear(l) => l.profile(n_tok, p),
         }
     }
 }
@@ -171,6 +184,45 @@ fn matrix(
     Ok(ctx.shared_matrix(f.bytes(), name, || {
         GpuMatrix::upload(ctx, name, t.qtype, rows, cols, f.tensor_bytes(t))
     })?)
+}
+
+/// Several same-type matrices of one width uploaded as one (q, k and v stacked, or gate and
+/// up interleaved), shape-checked as [`matrix`] does; `None` when their types differ (a
+/// Q4_K_M file often keeps v in Q6_K), so the caller keeps them apart.
+fn joined(
+    ctx: &GpuContext,
+    f: &GgufFile,
+    names: &[(&str, usize)],
+    cols: usize,
+    interleave: bool,
+) -> Result<Option<GpuMatrix>> {
+    let mut parts = Vec::with_capacity(names.len());
+    for &(name, rows) in names {
+        let t = f.tensor(name)?;
+        if t.shape != [rows, cols] {
+            return Err(Error::BadShape {
+                name: name.into(),
+                got: t.shape.clone(),
+                expected: vec![rows, cols],
+            });
+        }
+        parts.push((t.qtype, rows, f.tensor_bytes(t)));
+    }
+    let qtype = parts[0].0;
+    if parts.iter().any(|p| p.0 != qtype) {
+        return Ok(None);
+    }
+    let label = names.iter().map(|n| n.0).collect::<Vec<_>>().join("+");
+    let m = ctx.shared_matrix(f.bytes(), &label, || match (interleave, &parts[..]) {
+        (true, [(_, rows, a), (_, _, b)]) => {
+            GpuMatrix::interleave4(ctx, &label, qtype, *rows, cols, a, b)
+        }
+        _ => {
+            let rows: Vec<(usize, &[u8])> = parts.iter().map(|p| (p.1, p.2)).collect();
+            GpuMatrix::stack(ctx, &label, qtype, cols, &rows)
+        }
+    })?;
+    Ok(Some(m))
 }
 
 fn staging(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
@@ -263,13 +315,23 @@ impl GpuModel {
             } else {
                 None
             };
-            let join = |i: usize| -> Result<Vec<Op>> {
-                Ok(match &post_norms {
-                    Some(w) => vec![
-                        Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &w[i], &t, &a)?),
+            // The o and down products (`post_norms[i]`): `h += x · Wᵀ`, as one op when fused.
+            let into_residual = |name: &str, cols: usize, x: &wgpu::Buffer, i: usize| {
+                let w = matrix(cx, f, name, d, cols)?;
+                let product = |out| -> Result<Op> {
+                    Ok(Op::Linear(Linear::to(cx, st, &w, x, out, Tokens::All)?))
+                };
+                Ok::<_, Error>(match &post_norms {
+                    Some(nw) => vec![
+                        product(Output::Set(&t))?,
+                        Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &nw[i], &t, &a)?),
                         Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &a)?),
                     ],
-                    None => vec![Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &t)?)],
+                    None if opts.fused => vec![product(Output::Add(&h))?],
+                    None => vec![
+                        product(Output::Set(&t))?,
+                        Op::Kernel(add(cx, st, d, AddMode::PerToken, &h, &t)?),
+                    ],
                 })
             };
             let shape = AttentionShape {
@@ -280,12 +342,37 @@ impl GpuModel {
                 window: c.window_at(l),
             };
             let theta = c.rope_theta_at(l);
-            let mut ops = vec![
-                Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &attn_norm, &h, &a)?),
-                lin(&n("attn_q.weight"), qd, d, &a, &q)?,
-                lin(&n("attn_k.weight"), kvd, d, &a, &k)?,
-                lin(&n("attn_v.weight"), kvd, d, &a, &v)?,
+            let mut ops = vec![Op::Kernel(rms_norm(
+                cx, st, d, c.rms_eps, &attn_norm, &h, &a,
+            )?)];
+            let qkv = [
+                (n("attn_q.weight"), qd),
+                (n("attn_k.weight"), kvd),
+                (n("attn_v.weight"), kvd),
             ];
+            let stacked = if opts.fused {
+                let names: Vec<(&str, usize)> = qkv.iter().map(|(s, r)| (s.as_str(), *r)).collect();
+                joined(cx, f, &names, d, false)?
+            } else {
+                None
+            };
+            match stacked {
+                Some(w) => {
+                    let out = Output::Qkv {
+                        q_rows: qd,
+                        k_rows: kvd,
+                        q: &q,
+                        k: &k,
+                        v: &v,
+                    };
+                    ops.push(Op::Linear(Linear::to(cx, st, &w, &a, out, Tokens::All)?));
+                }
+                None => {
+                    for ((name, rows), y) in qkv.iter().zip([&q, &k, &v]) {
+                        ops.push(lin(name, *rows, d, &a, y)?);
+                    }
+                }
+            }
             if c.qkv_bias {
                 for (name, len, y) in [
                     ("attn_q.bias", qd, &q),
@@ -312,23 +399,53 @@ impl GpuModel {
                 None => (&q, &k),
             };
             let ffn_norm = norm_w(&n("ffn_norm.weight"))?;
-            ops.extend([
-                Op::Kernel(rope(cx, st, c.n_heads, hd, hd, theta, ff, rope_mode, q)?),
-                Op::Kernel(rope(cx, st, c.n_kv_heads, hd, hd, theta, ff, rope_mode, k)?),
-                Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, k, &kc)?),
-                Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, &v, &vc)?),
-                Op::Kernel(attention(cx, st, shape, q, &kc, &vc, &att)?),
-                lin(&n("attn_output.weight"), d, qd, &att, &t)?,
-            ]);
-            ops.extend(join(0)?);
-            ops.extend([
-                Op::Kernel(rms_norm(cx, st, d, c.rms_eps, &ffn_norm, &h, &a)?),
-                lin(&n("ffn_gate.weight"), ffn, d, &a, &gate)?,
-                lin(&n("ffn_up.weight"), ffn, d, &a, &up)?,
-                Op::Kernel(gated(cx, st, c.activation, ffn, &gate, &up)?),
-                lin(&n("ffn_down.weight"), d, ffn, &gate, &t)?,
-            ]);
-            ops.extend(join(1)?);
+            if opts.fused {
+                let heads = (c.n_heads, c.n_kv_heads, hd);
+                ops.push(Op::Kernel(rope_store(
+                    cx,
+                    st,
+                    heads,
+                    theta,
+                    ff,
+                    rope_mode,
+                    (q, k, &v),
+                    (&kc, &vc),
+                )?));
+            } else {
+                ops.extend([
+                    Op::Kernel(rope(cx, st, c.n_heads, hd, hd, theta, ff, rope_mode, q)?),
+                    Op::Kernel(rope(cx, st, c.n_kv_heads, hd, hd, theta, ff, rope_mode, k)?),
+                    Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, k, &kc)?),
+                    Op::Kernel(copy_rows(cx, st, kvd, RowDest::AtPosition, &v, &vc)?),
+                ]);
+            }
+            ops.push(Op::Kernel(attention(cx, st, shape, q, &kc, &vc, &att)?));
+            ops.extend(into_residual(&n("attn_output.weight"), qd, &att, 0)?);
+            ops.push(Op::Kernel(rms_norm(
+                cx, st, d, c.rms_eps, &ffn_norm, &h, &a,
+            )?));
+            let (gate_name, up_name) = (n("ffn_gate.weight"), n("ffn_up.weight"));
+            let pair = if opts.fused && ffn.is_multiple_of(4) {
+                joined(cx, f, &[(&gate_name, ffn), (&up_name, ffn)], d, true)?
+            } else {
+                None
+            };
+            match pair {
+                Some(w) => {
+                    let out = Output::Gated {
+                        act: c.activation,
+                        gate: &gate,
+                        up: &up,
+                    };
+                    ops.push(Op::Linear(Linear::to(cx, st, &w, &a, out, Tokens::All)?));
+                }
+                None => ops.extend([
+                    lin(&gate_name, ffn, d, &a, &gate)?,
+                    lin(&up_name, ffn, d, &a, &up)?,
+                    Op::Kernel(gated(cx, st, c.activation, ffn, &gate, &up)?),
+                ]),
+            }
+            ops.extend(into_residual(&n("ffn_down.weight"), ffn, &gate, 1)?);
             layers.push(ops);
         }
 
@@ -394,6 +511,28 @@ impl GpuModel {
             "" => "webgpu (unnamed adapter)".to_string(),
             name => format!("webgpu ({name})"),
         }
+    }
+
+    /// What one forward step of `n_tok` tokens that returns the last token's logits records:
+    /// dispatches, workgroups and bytes of weight matrices read, with the hooks of the last
+    /// call (device-independent figures of a decode step, BENCHMARKS.md).
+    pub fn profile(&self, n_tok: u32) -> Profile {
+        let mut p = Profile::default();
+        p.kernel(&self.embed, n_tok);
+        if let Some(k) = &self.embed_scale {
+            p.kernel(k, n_tok);
+        }
+        for (l, layer) in self.layers.iter().enumerate() {
+            for op in layer {
+                op.profile(n_tok, &mut p);
+            }
+            for k in self.plan.ops.get(l).into_iter().flatten() {
+                p.kernel(k, n_tok);
+            }
+        }
+        p.kernel(&self.final_norm, n_tok);
+        self.head_last.profile(n_tok, &mut p);
+        p
     }
 
     /// Rebuilds the hook ops when `hooks.record` or `hooks.edits` differ from the last

@@ -1,4 +1,5 @@
-//! Rotary position embedding (`rope.wgsl`), llama.cpp's NORM and NEOX modes.
+//! Rotary position embedding (`rope.wgsl`, and with the KV-cache store `rope_store.wgsl`;
+//! both after `rope_common.wgsl`), llama.cpp's NORM and NEOX modes.
 
 use super::context::{Kernel, need_tokens};
 use super::{GpuContext, Result, Step, gpu_err};
@@ -33,19 +34,15 @@ pub fn inv_freq(n_rot: usize, theta: f32, factors: Option<&[f32]>) -> Vec<f32> {
         .collect()
 }
 
-/// RoPE in place on `x [n_tok][n_heads][head_dim]` at positions `pos0..pos0 + n_tok`.
-#[allow(clippy::too_many_arguments)]
-pub fn rope(
+/// Refuses shapes and frequencies the kernels cannot turn; uploads the frequency table.
+fn freqs(
     ctx: &GpuContext,
-    step: &Step,
     n_heads: usize,
     head_dim: usize,
     n_rot: usize,
     theta: f32,
     factors: Option<&[f32]>,
-    mode: RopeMode,
-    x: &wgpu::Buffer,
-) -> Result<Kernel> {
+) -> Result<wgpu::Buffer> {
     if n_heads == 0
         || n_rot == 0
         || !n_rot.is_multiple_of(2)
@@ -59,8 +56,28 @@ pub fn rope(
             "rope: bad shape (heads {n_heads}, head_dim {head_dim}, n_rot {n_rot}), theta {theta} or frequency factors"
         ));
     }
+    ctx.upload("rope inv_freq", &inv_freq(n_rot, theta, factors))
+}
+
+fn source(kernel: &str) -> String {
+    format!("{}\n{kernel}", include_str!("rope_common.wgsl"))
+}
+
+/// RoPE in place on `x [n_tok][n_heads][head_dim]` at positions `pos0..pos0 + n_tok`.
+#[allow(clippy::too_many_arguments)]
+pub fn rope(
+    ctx: &GpuContext,
+    step: &Step,
+    n_heads: usize,
+    head_dim: usize,
+    n_rot: usize,
+    theta: f32,
+    factors: Option<&[f32]>,
+    mode: RopeMode,
+    x: &wgpu::Buffer,
+) -> Result<Kernel> {
+    let freqs = freqs(ctx, n_heads, head_dim, n_rot, theta, factors)?;
     let max_tok = need_tokens("rope", "x", x, n_heads * head_dim)?;
-    let freqs = ctx.upload("rope inv_freq", &inv_freq(n_rot, theta, factors))?;
     let p = ctx.uniform(
         "rope params",
         &Params {
@@ -73,10 +90,78 @@ pub fn rope(
     let groups = ((n_heads * n_rot / 2) as u32).div_ceil(64);
     Ok(ctx.kernel(
         "rope",
-        || include_str!("rope.wgsl").to_string(),
+        || source(include_str!("rope.wgsl")),
         &[&step.buffer, &p, &freqs, x],
         step,
         max_tok,
         move |n_tok| [groups, n_tok, 1],
     ))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StoreParams {
+    rope: Params,
+    n_kv_heads: u32,
+    _pad: [u32; 3],
+}
+
+/// The attention's inputs in one op (`rope_store.wgsl`): RoPE in place on `q
+/// [n_tok][n_heads][head_dim]`, RoPE of `k [n_tok][n_kv_heads][head_dim]` into rows `pos0..`
+/// of the cache `k_cache [ctx][n_kv_heads * head_dim]`, and `v` copied into `v_cache` there.
+/// What [`rope`] twice and [`copy_rows`](super::elementwise::copy_rows) twice do, with every
+/// dimension turned (`n_rot = head_dim`).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_store(
+    ctx: &GpuContext,
+    step: &Step,
+    (n_heads, n_kv_heads, head_dim): (usize, usize, usize),
+    theta: f32,
+    factors: Option<&[f32]>,
+    mode: RopeMode,
+    (q, k, v): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+    (k_cache, v_cache): (&wgpu::Buffer, &wgpu::Buffer),
+) -> Result<Kernel> {
+    let freqs = freqs(
+        ctx,
+        n_heads.min(n_kv_heads),
+        head_dim,
+        head_dim,
+        theta,
+        factors,
+    )?;
+    let kvd = n_kv_heads * head_dim;
+    let max_tok = need_tokens("rope_store", "q", q, n_heads * head_dim)?
+        .min(need_tokens("rope_store", "k", k, kvd)?)
+        .min(need_tokens("rope_store", "v", v, kvd)?);
+    let cache_rows = need_tokens("rope_store", "k_cache", k_cache, kvd)?.min(need_tokens(
+        "rope_store",
+        "v_cache",
+        v_cache,
+        kvd,
+    )?);
+    let p = ctx.uniform(
+        "rope_store params",
+        &StoreParams {
+            rope: Params {
+                n_heads: n_heads as u32,
+                head_dim: head_dim as u32,
+                n_rot: head_dim as u32,
+                neox: (mode == RopeMode::Neox) as u32,
+            },
+            n_kv_heads: n_kv_heads as u32,
+            _pad: [0; 3],
+        },
+    );
+    let groups = (((n_heads + n_kv_heads) * head_dim / 2) as u32).div_ceil(64);
+    Ok(ctx
+        .kernel(
+            "rope_store",
+            || source(include_str!("rope_store.wgsl")),
+            &[&step.buffer, &p, &freqs, q, k, v, k_cache, v_cache],
+            step,
+            max_tok,
+            move |n_tok| [groups, n_tok, 1],
+        )
+        .with_max_end(cache_rows))
 }

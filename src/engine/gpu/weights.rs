@@ -180,4 +180,46 @@ impl GpuMatrix {
     pub fn row_words(&self) -> usize {
         self.qtype.row_words(self.cols)
     }
+
+    /// One matrix of the rows of `parts` (GGUF bytes of `[rows_i][cols]` tensors of one type),
+    /// one part after another: q, k and v as one product ([`Output::Qkv`](super::matmul::Output)).
+    pub fn stack(
+        ctx: &GpuContext,
+        label: &str,
+        qtype: QType,
+        cols: usize,
+        parts: &[(usize, &[u8])],
+    ) -> Result<Self> {
+        let rows = parts.iter().map(|p| p.0).sum();
+        let bytes: Vec<u8> = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
+        Self::upload(ctx, label, qtype, rows, cols, &bytes)
+    }
+
+    /// One matrix of two `[rows][cols]` tensors of one type interleaved four rows at a time
+    /// (`a`'s rows 4b..4b+3, then `b`'s): gate and up as one product whose matrix-vector
+    /// kernel finds a row's gate and up sums in one workgroup
+    /// ([`Output::Gated`](super::matmul::Output)).
+    pub fn interleave4(
+        ctx: &GpuContext,
+        label: &str,
+        qtype: QType,
+        rows: usize,
+        cols: usize,
+        a: &[u8],
+        b: &[u8],
+    ) -> Result<Self> {
+        let rb = qtype.row_bytes(cols);
+        if !rows.is_multiple_of(4) || a.len() != rows * rb || b.len() != rows * rb {
+            return Err(gpu_err!(
+                "{label}: two {rows}x{cols} {} matrices cannot be interleaved by four rows",
+                qtype.name()
+            ));
+        }
+        let bytes: Vec<u8> = a
+            .chunks_exact(4 * rb)
+            .zip(b.chunks_exact(4 * rb))
+            .flat_map(|(x, y)| x.iter().chain(y).copied())
+            .collect();
+        Self::upload(ctx, label, qtype, 2 * rows, cols, &bytes)
+    }
 }

@@ -1,4 +1,5 @@
-// SwiGLU gate, in place: gate[t][i] = silu(gate[t][i]) * up[t][i].
+// The gated MLP's activation, in place: gate[t][i] = act(gate[t][i]) * up[t][i].
+// Prepended: silu.wgsl or gelu.wgsl (defines act).
 
 struct Params {
     n: u32,
@@ -17,8 +18,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let i = gid.y * params.n + gid.x;
-    let g = gate[i];
-    // g / (1 + e^-g): for very negative g the denominator overflows to inf and the
-    // result is the correct -0.
-    gate[i] = g / (1.0 + exp(-g)) * up[i];
+    gate[i] = act(gate[i]) * up[i];
 }
