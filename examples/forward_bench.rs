@@ -1,9 +1,10 @@
 //! Whole-model throughput, GPU next to CPU in the same run:
 //! `cargo run --release --example forward_bench [-- MODEL.gguf] [--prompt N] [--decode N] [--threads N]`.
 //!
-//! For each backend: one untimed warm-up forward, then a prefill of an N-token prompt
-//! (default 128) in one `forward` call, then N greedy decode steps (default 32), one
-//! `forward` per token, each reading back the logits as generation does. Prints tok/s.
+//! For each backend (the CPU; the GPU fused and unfused, with what a decode step dispatches):
+//! one untimed warm-up forward, then a prefill of an N-token prompt (default 128) in one
+//! `forward` call, then N greedy decode steps (default 32), one `forward` per token, each
+//! reading back the logits as generation does. Prints tok/s.
 //! Without a GPU adapter the GPU line says why and the CPU numbers still print.
 
 #[cfg(target_arch = "wasm32")]
@@ -22,7 +23,9 @@ mod native {
     use std::time::Instant;
 
     use anyhow::{Context, Result, bail};
-    use axiscope::engine::gpu::GpuModel;
+    use std::sync::Arc;
+
+    use axiscope::engine::gpu::{GpuContext, GpuModel, GpuModelOptions};
     use axiscope::engine::{Backend, Hooks, Model};
 
     struct Args {
@@ -112,13 +115,30 @@ mod native {
             cpu.describe()
         );
 
-        match pollster::block_on(GpuModel::open(&m.gguf)) {
-            Ok(mut gpu) => {
-                let (p, d) = measure(&mut gpu, &prompt, a.decode)?;
-                println!(
-                    "{:<48} prefill {p:>8.1} tok/s   decode {d:>7.2} tok/s",
-                    gpu.describe()
-                );
+        match pollster::block_on(GpuContext::new()) {
+            Ok(ctx) => {
+                let ctx = Arc::new(ctx);
+                // Fused (the default) and unfused side by side: same device, same run.
+                for fused in [true, false] {
+                    let opts = GpuModelOptions {
+                        fused,
+                        ..GpuModelOptions::default()
+                    };
+                    let mut gpu = GpuModel::load_with(&m.gguf, ctx.clone(), opts)?;
+                    let (p, d) = measure(&mut gpu, &prompt, a.decode)?;
+                    let step = gpu.profile(1);
+                    let what = if fused { "fused" } else { "unfused" };
+                    println!(
+                        "{:<48} prefill {p:>8.1} tok/s   decode {d:>7.2} tok/s",
+                        format!("{} {what}", gpu.describe())
+                    );
+                    println!(
+                        "  a decode step: {} dispatches, {} workgroups, {:.1} MB of weights",
+                        step.dispatches,
+                        step.workgroups,
+                        step.weight_bytes as f64 / 1e6
+                    );
+                }
             }
             Err(e) => println!("gpu: not measured: {e}"),
         }
