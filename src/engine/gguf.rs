@@ -93,6 +93,19 @@ impl GgufFile {
             .ok_or_else(|| Error::MissingTensor(name.to_string()))
     }
 
+    /// The weight matrix `name`, checked to be `[rows][cols]` as the config says.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<&TensorEntry> {
+        let t = self.tensor(name)?;
+        if t.shape != [rows, cols] {
+            return Err(Error::BadShape {
+                name: name.into(),
+                got: t.shape.clone(),
+                expected: vec![rows, cols],
+            });
+        }
+        Ok(t)
+    }
+
     pub fn tensor_bytes(&self, t: &TensorEntry) -> &[u8] {
         &self.bytes[t.offset..t.offset + t.len]
     }

@@ -91,14 +91,7 @@ struct Seq<'a> {
 
 /// Loads a weight matrix, checking its shape against the config.
 pub(crate) fn matrix(f: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<QMatrix> {
-    let t = f.tensor(name)?;
-    if t.shape != [rows, cols] {
-        return Err(Error::BadShape {
-            name: name.into(),
-            got: t.shape.clone(),
-            expected: vec![rows, cols],
-        });
-    }
+    let t = f.matrix(name, rows, cols)?;
     Ok(QMatrix::new(
         t.qtype,
         rows,

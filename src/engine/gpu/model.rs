@@ -173,14 +173,7 @@ fn matrix(
     rows: usize,
     cols: usize,
 ) -> Result<GpuMatrix> {
-    let t = f.tensor(name)?;
-    if t.shape != [rows, cols] {
-        return Err(Error::BadShape {
-            name: name.into(),
-            got: t.shape.clone(),
-            expected: vec![rows, cols],
-        });
-    }
+    let t = f.matrix(name, rows, cols)?;
     Ok(ctx.shared_matrix(f.bytes(), name, || {
         GpuMatrix::upload(ctx, name, t.qtype, rows, cols, f.tensor_bytes(t))
     })?)
@@ -198,14 +191,7 @@ fn joined(
 ) -> Result<Option<GpuMatrix>> {
     let mut parts = Vec::with_capacity(names.len());
     for &(name, rows) in names {
-        let t = f.tensor(name)?;
-        if t.shape != [rows, cols] {
-            return Err(Error::BadShape {
-                name: name.into(),
-                got: t.shape.clone(),
-                expected: vec![rows, cols],
-            });
-        }
+        let t = f.matrix(name, rows, cols)?;
         parts.push((t.qtype, rows, f.tensor_bytes(t)));
     }
     let qtype = parts[0].0;

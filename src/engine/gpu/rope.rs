@@ -20,6 +20,9 @@ struct Params {
     head_dim: u32,
     n_rot: u32,
     neox: u32,
+    /// `rope_store` only.
+    n_kv_heads: u32,
+    _pad: [u32; 3],
 }
 
 /// `inv_freq[i] = theta^(-2i / n_rot) / factors[i]`, computed on the CPU in f64 so every
@@ -85,6 +88,8 @@ pub fn rope(
             head_dim: head_dim as u32,
             n_rot: n_rot as u32,
             neox: (mode == RopeMode::Neox) as u32,
+            n_kv_heads: 0,
+            _pad: [0; 3],
         },
     );
     let groups = ((n_heads * n_rot / 2) as u32).div_ceil(64);
@@ -96,14 +101,6 @@ pub fn rope(
         max_tok,
         move |n_tok| [groups, n_tok, 1],
     ))
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct StoreParams {
-    rope: Params,
-    n_kv_heads: u32,
-    _pad: [u32; 3],
 }
 
 /// The attention's inputs in one op (`rope_store.wgsl`): RoPE in place on `q
@@ -142,13 +139,11 @@ pub fn rope_store(
     )?);
     let p = ctx.uniform(
         "rope_store params",
-        &StoreParams {
-            rope: Params {
-                n_heads: n_heads as u32,
-                head_dim: head_dim as u32,
-                n_rot: head_dim as u32,
-                neox: (mode == RopeMode::Neox) as u32,
-            },
+        &Params {
+            n_heads: n_heads as u32,
+            head_dim: head_dim as u32,
+            n_rot: head_dim as u32,
+            neox: (mode == RopeMode::Neox) as u32,
             n_kv_heads: n_kv_heads as u32,
             _pad: [0; 3],
         },

@@ -1,7 +1,24 @@
 // RoPE's rotation, shared by rope.wgsl and rope_store.wgsl. Token t sits at absolute
 // position pos0 + t; pair j (< n_rot / 2) turns by angle = position * inv_freq[j]. NORM mode
 // (llama) rotates (x[2j], x[2j+1]), NEOX mode (qwen2) rotates (x[j], x[j + n_rot/2]).
-// The kernel declares params (n_rot, neox) and inv_freq.
+// Bindings 0-2 here; the kernel's buffers from binding 3.
+
+struct Step { n_tok: u32, pos0: u32, _pad0: u32, _pad1: u32 }
+struct Params {
+    n_heads: u32,
+    head_dim: u32,
+    n_rot: u32,
+    neox: u32,
+    // rope_store.wgsl: the heads of k and v.
+    n_kv_heads: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> params: Params;
+@group(0) @binding(2) var<storage, read> inv_freq: array<f32>;
 
 // 2 pi split in two so that k * TWO_PI_HI is exact for k < 2^16: the reduction to
 // [-pi, pi] then adds no error beyond that of the f32 angle itself. WGSL only

@@ -4,21 +4,6 @@
 // One thread per pair: the first n_heads * half threads turn q, the next n_kv_heads * half
 // turn k and carry the same two values of v.
 
-struct Step { n_tok: u32, pos0: u32, _pad0: u32, _pad1: u32 }
-struct Params {
-    n_heads: u32,
-    head_dim: u32,
-    n_rot: u32,
-    neox: u32,
-    n_kv_heads: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<uniform> params: Params;
-@group(0) @binding(2) var<storage, read> inv_freq: array<f32>;
 @group(0) @binding(3) var<storage, read_write> q: array<f32>;
 @group(0) @binding(4) var<storage, read> k: array<f32>;
 @group(0) @binding(5) var<storage, read> v: array<f32>;
