@@ -65,6 +65,20 @@ pub enum Output<'a> {
     },
 }
 
+/// What an [`Output`] changes in [`Linear::to`]: each kernel's WGSL before its body and its
+/// pipeline name, its output bindings, the tokens those hold, and the activation prefill runs
+/// after the product ([`Output::Gated`]).
+struct Wiring<'a> {
+    mm_out: &'static str,
+    mm_kind: &'static str,
+    mv_end: String,
+    mv_kind: String,
+    mm_bind: Vec<&'a wgpu::Buffer>,
+    mv_bind: Vec<&'a wgpu::Buffer>,
+    y_tok: u32,
+    then: Option<(Activation, &'a wgpu::Buffer, &'a wgpu::Buffer)>,
+}
+
 /// The product for a step's token count, with the kernel suited to its size.
 pub struct Linear {
     matvec: Kernel,
@@ -134,23 +148,32 @@ impl Linear {
             split2: 0,
             _pad: 0,
         };
-        // (output snippet of the matrix-matrix kernel, end of the matrix-vector kernel,
-        // output bindings of each, tokens the outputs hold)
-        let (mm_out, mv_end, mm_bind, mv_bind, y_tok): (_, String, Vec<_>, Vec<_>, _) = match out {
+        let store =
+            |snippet: &'static str| format!("{snippet}\n{}", include_str!("matvec_store.wgsl"));
+        let Wiring {
+            mm_out,
+            mm_kind,
+            mv_end,
+            mv_kind,
+            mm_bind,
+            mv_bind,
+            y_tok,
+            then,
+        } = match out {
             Output::Set(y) | Output::Add(y) => {
                 params.accumulate = matches!(out, Output::Add(_)) as u32;
-                let end = format!(
-                    "{}\n{}",
-                    include_str!("linear_out.wgsl"),
-                    include_str!("matvec_store.wgsl")
-                );
-                (
-                    include_str!("linear_out.wgsl"),
-                    end,
-                    vec![y],
-                    vec![y],
-                    need_tokens("linear", "y", y, rows)?,
-                )
+                let out = include_str!("linear_out.wgsl");
+                let tok = need_tokens("linear", "y", y, rows)?;
+                Wiring {
+                    mm_out: out,
+                    mm_kind: "out",
+                    mv_end: store(out),
+                    mv_kind: "out".into(),
+                    mm_bind: vec![y],
+                    mv_bind: vec![y],
+                    y_tok: tok,
+                    then: None,
+                }
             }
             Output::Qkv {
                 q_rows,
@@ -169,18 +192,17 @@ impl Linear {
                 let tok = need_tokens("linear", "q", q, q_rows)?
                     .min(need_tokens("linear", "k", k, k_rows)?)
                     .min(need_tokens("linear", "v", v, rows - q_rows - k_rows)?);
-                let end = format!(
-                    "{}\n{}",
-                    include_str!("linear_qkv.wgsl"),
-                    include_str!("matvec_store.wgsl")
-                );
-                (
-                    include_str!("linear_qkv.wgsl"),
-                    end,
-                    vec![q, k, v],
-                    vec![q, k, v],
-                    tok,
-                )
+                let out = include_str!("linear_qkv.wgsl");
+                Wiring {
+                    mm_out: out,
+                    mm_kind: "qkv",
+                    mv_end: store(out),
+                    mv_kind: "qkv".into(),
+                    mm_bind: vec![q, k, v],
+                    mv_bind: vec![q, k, v],
+                    y_tok: tok,
+                    then: None,
+                }
             }
             Output::Gated { act, gate, up } => {
                 if last_only || !rows.is_multiple_of(8) {
@@ -194,23 +216,20 @@ impl Linear {
                     up,
                     rows / 2,
                 )?);
-                let end = format!("{}\n{}", act_wgsl(act), include_str!("matvec_gated.wgsl"));
-                (
-                    include_str!("linear_pairs.wgsl"),
-                    end,
-                    vec![gate, up],
-                    vec![gate],
-                    tok,
-                )
+                Wiring {
+                    mm_out: include_str!("linear_pairs.wgsl"),
+                    mm_kind: "pairs",
+                    mv_end: format!("{}\n{}", act_wgsl(act), include_str!("matvec_gated.wgsl")),
+                    mv_kind: format!("gated-{}", act_name(act)),
+                    mm_bind: vec![gate, up],
+                    mv_bind: vec![gate],
+                    y_tok: tok,
+                    then: Some((act, gate, up)),
+                }
             }
         };
         let max_tok = if last_only { x_tok } else { x_tok.min(y_tok) };
         let qname = w.qtype.name();
-        let kind = match out {
-            Output::Set(_) | Output::Add(_) => "out".to_string(),
-            Output::Qkv { .. } => "qkv".to_string(),
-            Output::Gated { act, .. } => format!("gated-{}", act_name(act)),
-        };
         fn bind<'b>(
             head: [&'b wgpu::Buffer; 4],
             outs: &[&'b wgpu::Buffer],
@@ -222,7 +241,7 @@ impl Linear {
             let b = bind([&step.buffer, &p, &w.buffer, x], &mv_bind);
             let row_groups = (rows as u32).div_ceil(MATVEC_ROWS_PER_GROUP);
             ctx.kernel(
-                &format!("matvec/{qname}/{kind}"),
+                &format!("matvec/{qname}/{mv_kind}"),
                 || {
                     w.qtype
                         .shader(&format!("{mv_end}\n{}", include_str!("matvec.wgsl")))
@@ -245,11 +264,6 @@ impl Linear {
             );
             let b = bind([&step.buffer, &p, &w.buffer, x], &mm_bind);
             let row_tiles = (rows as u32).div_ceil(MATMUL_TILE);
-            let mm_kind = if let Output::Gated { .. } = out {
-                "pairs"
-            } else {
-                kind.as_str()
-            };
             let matmul = ctx.kernel(
                 &format!("matmul/{qname}/{mm_kind}"),
                 || {
@@ -261,10 +275,9 @@ impl Linear {
                 max_tok,
                 move |n| [row_tiles, n.div_ceil(MATMUL_TILE), 1],
             );
-            let then = match out {
-                Output::Gated { act, gate, up } => Some(gated(ctx, step, act, rows / 2, gate, up)?),
-                _ => None,
-            };
+            let then = then
+                .map(|(act, gate, up)| gated(ctx, step, act, rows / 2, gate, up))
+                .transpose()?;
             (Some(matmul), then)
         };
         Ok(Self {
