@@ -3,6 +3,7 @@
 //! Q8_K keeps `d` in f32 and the sums of each 16 values. Rounding the stored scales matters:
 //! it is part of what makes greedy decoding agree with llama.cpp token for token.
 
+use super::rows::TOKENS;
 use super::{QK, QK_K, QType};
 
 #[derive(Clone, Copy)]
@@ -23,6 +24,16 @@ pub struct BlockQ8K {
     pub d: f32,
     pub qs: [i8; QK_K],
     pub bsums: [i16; QK_K / 16],
+}
+
+/// One block's scales of [`TOKENS`] activation rows side by side (Q8_1's sums in `s`; zeros
+/// for Q8_0): a tile kernel scales a weight block for all the rows with one vector product
+/// instead of one scalar product per row.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+pub struct TokenScales {
+    pub d: [f32; TOKENS],
+    pub s: [f32; TOKENS],
 }
 
 /// One activation row, in the form the weight type's dot product wants.
@@ -94,6 +105,29 @@ impl Acts {
             Acts::Q8K(x) => x.as_slice(),
             _ => unreachable!("K-quant weights take Q8_K activations"),
         })
+    }
+
+    /// Each block's [`TokenScales`] across `xs` ([`TOKENS`] rows of Q8_0 or Q8_1 blocks);
+    /// None for the other forms.
+    pub fn gather(xs: &[Acts]) -> Option<Vec<TokenScales>> {
+        assert_eq!(xs.len(), TOKENS);
+        let scales = |x: &Acts, b: usize| match x {
+            Acts::Q8_0(x) => Some((x[b].d, 0.0)),
+            Acts::Q8_1(x) => Some((x[b].d, x[b].s)),
+            _ => None,
+        };
+        (0..xs[0].blocks())
+            .map(|b| {
+                let mut g = TokenScales {
+                    d: [0.0; TOKENS],
+                    s: [0.0; TOKENS],
+                };
+                for (t, x) in xs.iter().enumerate() {
+                    (g.d[t], g.s[t]) = scales(x, b)?;
+                }
+                Some(g)
+            })
+            .collect()
     }
 
     pub fn quantize(qtype: QType, x: &[f32]) -> Acts {

@@ -6,9 +6,14 @@
 //! more memory requests in flight (the weights stream from memory, and that is the limit).
 //! Several tokens (a prompt, or a batch of sequences each at its next token) use tiles of 1 x
 //! `TOKENS` (then 4, 2, 1): each weight block is loaded and unpacked once for all of them,
-//! which is most of a 4-bit kernel's work. Every (row, token) pair runs the same operations in the same order
-//! whichever tile computes it, so the results are bit-identical to one pair alone.
+//! which is most of a 4-bit kernel's work. Once that is shared, the per-token scalar work
+//! (scale times scale, Q4_1's min term) is what is left beside the integer dot products, so the
+//! formats with one scale per activation block take the `TOKENS` rows' scales gathered side by
+//! side (`Acts::gather`, once per call) and do it for all of them in one vector operation.
+//! Every (row, token) pair runs the same operations in the same order whichever tile computes
+//! it, so the results are bit-identical to one pair alone.
 
+use super::act::TokenScales;
 use super::{Acts, QType};
 
 /// Weight rows per tile when there is one activation row.
@@ -16,7 +21,7 @@ const ROWS: usize = 4;
 /// Activation rows per tile when there are several (then 4, 2 and 1 for the rest): eight
 /// accumulators and the unpacked weights fit the 16 AVX2 registers; on one core, batches of 8
 /// decoded 130 tok/s with 8, 123 with 4 and 111 with 2 x 4 tiles (issue 14's measurements).
-const TOKENS: usize = 8;
+pub(super) const TOKENS: usize = 8;
 
 /// A format's tile kernel: `out[r][t]` = row `r` (of `rb` bytes from `base`) dotted with `xs[t]`.
 pub trait Tile {
@@ -29,21 +34,41 @@ pub trait Tile {
         rb: usize,
         xs: &[Acts],
     ) -> [[f32; T]; R];
+
+    /// The row at `base` dotted with [`TOKENS`] activation rows whose block scales `g` holds
+    /// ([`Acts::gather`]): `tile::<1, TOKENS>`'s results, bit for bit, by a kernel that
+    /// scales each weight block for all the rows at once (the plain tile where the format has
+    /// no such kernel).
+    ///
+    /// # Safety
+    /// As [`Tile::tile`], with `g` gathered from `xs`.
+    unsafe fn tile_gathered(
+        &self,
+        base: *const u8,
+        rb: usize,
+        xs: &[Acts],
+        _g: &[TokenScales],
+    ) -> [f32; TOKENS] {
+        // SAFETY: the caller's promise.
+        unsafe { self.tile::<1, TOKENS>(base, rb, xs)[0] }
+    }
 }
 
 /// Declares the [`Tile`] of each format with a fast kernel, running the kernel file's (x86.rs,
 /// wasm.rs) `q4_1_tile`, `q5_0_tile`, `q8_0_tile`, `q45k_tile` (Q4_K and Q5_K, told which by a
-/// flag) and `q6k_tile` on the activation rows as [`Acts`] hands them over.
+/// flag) and `q6k_tile` on the activation rows as [`Acts`] hands them over, and for the formats
+/// whose activations have one scale per block, `q4_1_tile8`, `q5_0_tile8` and `q8_0_tile8` on
+/// gathered scales.
 macro_rules! tile_kernels {
     () => {
-        tile_kernels!(Q4_1, q4_1_tile, q8_1_rows);
-        tile_kernels!(Q5_0, q5_0_tile, q8_0_rows);
-        tile_kernels!(Q8_0, q8_0_tile, q8_0_rows);
+        tile_kernels!(Q4_1, q4_1_tile, q8_1_rows; q4_1_tile8);
+        tile_kernels!(Q5_0, q5_0_tile, q8_0_rows; q5_0_tile8);
+        tile_kernels!(Q8_0, q8_0_tile, q8_0_rows; q8_0_tile8);
         tile_kernels!(Q4K, q45k_tile, q8k_rows, false);
         tile_kernels!(Q5K, q45k_tile, q8k_rows, true);
         tile_kernels!(Q6K, q6k_tile, q8k_rows);
     };
-    ($name:ident, $kernel:ident, $rows:ident $(, $flag:expr)?) => {
+    ($name:ident, $kernel:ident, $rows:ident $(, $flag:expr)? $(; $gathered:ident)?) => {
         pub(in $crate::engine::quant) struct $name;
 
         impl $crate::engine::quant::rows::Tile for $name {
@@ -56,6 +81,18 @@ macro_rules! tile_kernels {
                 // SAFETY: the caller's promise (Tile::tile).
                 unsafe { $kernel(base, rb, $crate::engine::quant::Acts::$rows(xs) $(, $flag)?) }
             }
+            $(
+            unsafe fn tile_gathered(
+                &self,
+                base: *const u8,
+                _rb: usize,
+                xs: &[$crate::engine::quant::Acts],
+                g: &[$crate::engine::quant::act::TokenScales],
+            ) -> [f32; $crate::engine::quant::rows::TOKENS] {
+                // SAFETY: the caller's promise (Tile::tile_gathered).
+                unsafe { $gathered(base, $crate::engine::quant::Acts::$rows(xs), g) }
+            }
+            )?
         }
     };
 }
@@ -118,13 +155,21 @@ pub unsafe fn by_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32], k: 
             }
             return;
         }
+        // Once per call, not per row: the rows share the activations.
+        let gathered: Vec<_> = xs.chunks_exact(TOKENS).map(Acts::gather).collect();
         for (r, per_tok) in out.chunks_exact_mut(n_tok).enumerate() {
             let row = base.add(r * rb);
             let mut t = 0;
             while t < n_tok {
                 let (o, x) = (&mut per_tok[t..], &xs[t..]);
                 t += match n_tok - t {
-                    TOKENS.. => put(o, k.tile::<1, TOKENS>(row, rb, x)),
+                    TOKENS.. => put(
+                        o,
+                        [match &gathered[t / TOKENS] {
+                            Some(g) => k.tile_gathered(row, rb, x, g),
+                            None => k.tile::<1, TOKENS>(row, rb, x)[0],
+                        }],
+                    ),
                     4.. => put(o, k.tile::<1, 4>(row, rb, x)),
                     2.. => put(o, k.tile::<1, 2>(row, rb, x)),
                     _ => put(o, k.tile::<1, 1>(row, rb, x)),

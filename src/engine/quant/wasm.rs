@@ -16,9 +16,10 @@
 //! 16-bit sums (at most 2 * 127 * 63) cannot saturate, so it is exact: both builds give
 //! bit-identical outputs.
 
+use super::act::TokenScales;
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
 use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
-use super::rows::{f16_ptr, tile_kernels};
+use super::rows::{TOKENS, f16_ptr, tile_kernels};
 use core::arch::wasm32::*;
 
 /// Which kernels this build runs, for the backend line and the benchmarks.
@@ -102,7 +103,6 @@ unsafe fn q4_1_tile<const R: usize, const T: usize>(
     rb: usize,
     xs: [&[BlockQ8_1]; T],
 ) -> [[f32; T]; R] {
-    let low = u8x16_splat(0x0F);
     let mut acc = [[f32x4_splat(0.0); T]; R];
     let mut mins = [[0f32; T]; R];
     for b in 0..xs[0].len() {
@@ -111,20 +111,94 @@ unsafe fn q4_1_tile<const R: usize, const T: usize>(
         unsafe {
             let a: [(v128, v128); T] = ys.map(|y| load2(y.qs.as_ptr()));
             for r in 0..R {
-                let blk = base.add(r * rb + b * 20);
-                let qs = v128_load(blk.add(4) as *const v128);
-                let (lo, hi) = (v128_and(qs, low), u8x16_shr(qs, 4));
-                let (dw, mw) = (f16_ptr(blk), f16_ptr(blk.add(2)));
+                let (lo, hi, dw, mw) = q4_1_weights(base.add(r * rb + b * 20));
                 for t in 0..T {
                     let s = dot_32(lo, hi, a[t].0, a[t].1);
-                    let d = f32x4_splat(dw * ys[t].d);
-                    acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(f32x4_convert_i32x4(s), d));
+                    acc[r][t] = scaled_add(acc[r][t], s, dw * ys[t].d);
                     mins[r][t] += mw * ys[t].s;
                 }
             }
         }
     }
     core::array::from_fn(|r| core::array::from_fn(|t| hsum(acc[r][t]) + mins[r][t]))
+}
+
+/// One Q4_1 row dotted with [`TOKENS`] activation rows, each block's scales taken for all of
+/// them at once from `g`: per row the same operations as [`q4_1_tile`], so the same bits.
+///
+/// # Safety
+/// `base` must point at a readable row of `g.len()` blocks, as many as each `xs[t]` holds.
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+unsafe fn q4_1_tile8(
+    base: *const u8,
+    xs: [&[BlockQ8_1]; TOKENS],
+    g: &[TokenScales],
+) -> [f32; TOKENS] {
+    assert!(xs.iter().all(|x| x.len() == g.len()));
+    let mut acc = [f32x4_splat(0.0); TOKENS];
+    let mut mins = [f32x4_splat(0.0); 2];
+    for (b, g) in g.iter().enumerate() {
+        // SAFETY: the caller's row holds g.len() blocks, as each xs[t] does (asserted).
+        unsafe {
+            let (lo, hi, dw, mw) = q4_1_weights(base.add(b * 20));
+            let d = scales(dw, &g.d);
+            let m = scales(mw, &g.s);
+            for h in 0..2 {
+                mins[h] = f32x4_add(mins[h], v128_load(m.as_ptr().add(4 * h) as *const v128));
+            }
+            for t in 0..TOKENS {
+                let (a0, a1) = load2(block(&xs, t, b).qs.as_ptr());
+                acc[t] = scaled_add(acc[t], dot_32(lo, hi, a0, a1), d[t]);
+            }
+        }
+    }
+    // SAFETY: two f32x4 are eight f32.
+    let mins: [f32; TOKENS] = unsafe { core::mem::transmute(mins) };
+    core::array::from_fn(|t| hsum(acc[t]) + mins[t])
+}
+
+/// A Q4_1 block (20 bytes: f16 scale, f16 min, 16 bytes of nibbles) as its weights 0-15 and
+/// 16-31 (0..15 each), scale and min.
+///
+/// # Safety
+/// `blk` must point at 20 readable bytes.
+#[inline]
+unsafe fn q4_1_weights(blk: *const u8) -> (v128, v128, f32, f32) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let qs = v128_load(blk.add(4) as *const v128);
+        let (lo, hi) = (v128_and(qs, u8x16_splat(0x0F)), u8x16_shr(qs, 4));
+        (lo, hi, f16_ptr(blk), f16_ptr(blk.add(2)))
+    }
+}
+
+/// `acc` plus the block's integer sums `s` times its scale `d`.
+#[inline]
+fn scaled_add(acc: v128, s: v128, d: f32) -> v128 {
+    f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(s), f32x4_splat(d)))
+}
+
+/// `k * v[t]` for each token, rounded as the scalar product is.
+#[inline]
+fn scales(k: f32, v: &[f32; TOKENS]) -> [f32; TOKENS] {
+    let k = f32x4_splat(k);
+    // SAFETY: eight f32 are two f32x4, and back.
+    unsafe {
+        let (v0, v1) = load2(v.as_ptr());
+        core::mem::transmute([f32x4_mul(k, v0), f32x4_mul(k, v1)])
+    }
+}
+
+/// Block `b` of activation row `t`, unchecked: the 8-token kernels' hot loop reads eight rows
+/// per block.
+///
+/// # Safety
+/// Every row of `xs` holds more than `b` blocks.
+#[inline(always)]
+unsafe fn block<'a, B>(xs: &[&'a [B]; TOKENS], t: usize, b: usize) -> &'a B {
+    debug_assert!(b < xs[t].len());
+    // SAFETY: the caller's promise.
+    unsafe { &*xs[t].as_ptr().add(b) }
 }
 
 /// Q5_0's fifth bits as 0x10 in byte i for value i (bit i of `qh`): values 0-15, then 16-31.
@@ -156,34 +230,82 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(
     rb: usize,
     xs: [&[BlockQ8_0]; T],
 ) -> [[f32; T]; R] {
-    let (low, one) = (u8x16_splat(0x0F), u8x16_splat(1));
     let mut acc = [[f32x4_splat(0.0); T]; R];
     for b in 0..xs[0].len() {
         let ys: [&BlockQ8_0; T] = core::array::from_fn(|t| &xs[t][b]);
         // SAFETY: as in `q4_1_tile`.
         unsafe {
             let a: [(v128, v128); T] = ys.map(|y| load2(y.qs.as_ptr()));
-            let a16: [v128; T] = a.map(|(a0, a1)| i32x4_shl(dot_32(one, one, a0, a1), 4));
+            let a16: [v128; T] = a.map(|(a0, a1)| sixteen_times(a0, a1));
             for r in 0..R {
-                let blk = base.add(r * rb + b * 22);
-                let qs = v128_load(blk.add(6) as *const v128);
-                let qh =
-                    u32::from_le_bytes(core::ptr::read_unaligned(blk.add(2) as *const [u8; 4]));
-                let (h0, h1) = q5_0_high_bits(qh);
-                let (lo, hi) = (
-                    v128_or(v128_and(qs, low), h0),
-                    v128_or(u8x16_shr(qs, 4), h1),
-                );
-                let dw = f16_ptr(blk);
+                let (lo, hi, dw) = q5_0_weights(base.add(r * rb + b * 22));
                 for t in 0..T {
                     let s = i32x4_sub(dot_32(lo, hi, a[t].0, a[t].1), a16[t]);
-                    let d = f32x4_splat(dw * ys[t].d);
-                    acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(f32x4_convert_i32x4(s), d));
+                    acc[r][t] = scaled_add(acc[r][t], s, dw * ys[t].d);
                 }
             }
         }
     }
     core::array::from_fn(|r| core::array::from_fn(|t| hsum(acc[r][t])))
+}
+
+/// One Q5_0 row dotted with [`TOKENS`] activation rows, each block's scales taken for all of
+/// them at once from `g`: per row the same operations as [`q5_0_tile`], so the same bits.
+///
+/// # Safety
+/// As [`q4_1_tile8`].
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+unsafe fn q5_0_tile8(
+    base: *const u8,
+    xs: [&[BlockQ8_0]; TOKENS],
+    g: &[TokenScales],
+) -> [f32; TOKENS] {
+    assert!(xs.iter().all(|x| x.len() == g.len()));
+    let mut acc = [f32x4_splat(0.0); TOKENS];
+    for (b, g) in g.iter().enumerate() {
+        // SAFETY: as in `q4_1_tile8`.
+        unsafe {
+            let (lo, hi, dw) = q5_0_weights(base.add(b * 22));
+            let d = scales(dw, &g.d);
+            for t in 0..TOKENS {
+                let (a0, a1) = load2(block(&xs, t, b).qs.as_ptr());
+                let s = i32x4_sub(dot_32(lo, hi, a0, a1), sixteen_times(a0, a1));
+                acc[t] = scaled_add(acc[t], s, d[t]);
+            }
+        }
+    }
+    core::array::from_fn(|t| hsum(acc[t]))
+}
+
+/// A Q5_0 block (22 bytes: f16 scale, 32 fifth bits, 16 bytes of nibbles) as its unsigned
+/// weights 0-15 and 16-31 (0..31 each) and scale.
+///
+/// # Safety
+/// `blk` must point at 22 readable bytes.
+#[inline]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+unsafe fn q5_0_weights(blk: *const u8) -> (v128, v128, f32) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let qs = v128_load(blk.add(6) as *const v128);
+        let qh = u32::from_le_bytes(core::ptr::read_unaligned(blk.add(2) as *const [u8; 4]));
+        let (h0, h1) = q5_0_high_bits(qh);
+        let low = u8x16_splat(0x0F);
+        let (lo, hi) = (
+            v128_or(v128_and(qs, low), h0),
+            v128_or(u8x16_shr(qs, 4), h1),
+        );
+        (lo, hi, f16_ptr(blk))
+    }
+}
+
+/// 16 times the sums of 32 activations, as four i32 lanes: what the unsigned Q5_0 weights'
+/// products overcount.
+#[inline]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+fn sixteen_times(a0: v128, a1: v128) -> v128 {
+    let one = u8x16_splat(1);
+    i32x4_shl(dot_32(one, one, a0, a1), 4)
 }
 
 /// R consecutive Q8_0 rows (34-byte blocks: f16 scale, 32 signed bytes) dotted with T
@@ -209,18 +331,48 @@ unsafe fn q8_0_tile<const R: usize, const T: usize>(
                 let w = widen(blk.add(2) as *const i8);
                 let dw = f16_ptr(blk);
                 for t in 0..T {
-                    let a = &a[t];
-                    let s = i32x4_add(
-                        i32x4_add(i32x4_dot_i16x8(w[0], a[0]), i32x4_dot_i16x8(w[1], a[1])),
-                        i32x4_add(i32x4_dot_i16x8(w[2], a[2]), i32x4_dot_i16x8(w[3], a[3])),
-                    );
-                    let d = f32x4_splat(dw * ys[t].d);
-                    acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(f32x4_convert_i32x4(s), d));
+                    acc[r][t] = scaled_add(acc[r][t], dot_i16(&w, &a[t]), dw * ys[t].d);
                 }
             }
         }
     }
     core::array::from_fn(|r| core::array::from_fn(|t| hsum(acc[r][t])))
+}
+
+/// One Q8_0 row dotted with [`TOKENS`] activation rows, each block's scales taken for all of
+/// them at once from `g`: per row the same operations as [`q8_0_tile`], so the same bits.
+///
+/// # Safety
+/// As [`q4_1_tile8`].
+unsafe fn q8_0_tile8(
+    base: *const u8,
+    xs: [&[BlockQ8_0]; TOKENS],
+    g: &[TokenScales],
+) -> [f32; TOKENS] {
+    assert!(xs.iter().all(|x| x.len() == g.len()));
+    let mut acc = [f32x4_splat(0.0); TOKENS];
+    for (b, g) in g.iter().enumerate() {
+        // SAFETY: as in `q4_1_tile8`.
+        unsafe {
+            let blk = base.add(b * 34);
+            let w = widen(blk.add(2) as *const i8);
+            let d = scales(f16_ptr(blk), &g.d);
+            for t in 0..TOKENS {
+                let a = widen(block(&xs, t, b).qs.as_ptr());
+                acc[t] = scaled_add(acc[t], dot_i16(&w, &a), d[t]);
+            }
+        }
+    }
+    core::array::from_fn(|t| hsum(acc[t]))
+}
+
+/// Dot product of 32 widened weights with 32 widened activations, as four i32 lanes.
+#[inline]
+fn dot_i16(w: &[v128; 4], a: &[v128; 4]) -> v128 {
+    i32x4_add(
+        i32x4_add(i32x4_dot_i16x8(w[0], a[0]), i32x4_dot_i16x8(w[1], a[1])),
+        i32x4_add(i32x4_dot_i16x8(w[2], a[2]), i32x4_dot_i16x8(w[3], a[3])),
+    )
 }
 
 /// 32 signed bytes from `p` widened to four i16x8 vectors.

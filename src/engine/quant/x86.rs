@@ -4,9 +4,10 @@
 //! float summation order; the K-quant kernels combine each block's integer sums in the scalar
 //! kernels' order, so they equal them bit for bit.
 
+use super::act::TokenScales;
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
 use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
-use super::rows::{f16_ptr, tile_kernels};
+use super::rows::{TOKENS, f16_ptr, tile_kernels};
 use std::arch::x86_64::*;
 
 pub fn has_avx2() -> bool {
@@ -57,27 +58,101 @@ unsafe fn q4_1_tile<const R: usize, const T: usize>(
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut mins = [[0f32; T]; R];
-        let low = _mm_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
         for b in 0..xs[0].len() {
             let ys: [&BlockQ8_1; T] = std::array::from_fn(|t| &xs[t][b]);
             let a: [__m256i; T] = ys.map(|y| load(y.qs.as_ptr() as *const u8));
             for r in 0..R {
-                let blk = base.add(r * rb + b * 20);
-                let qs = _mm_loadu_si128(blk.add(4) as *const __m128i);
-                let lo = _mm_and_si128(qs, low);
-                let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), low);
-                let w = _mm256_set_m128i(hi, lo);
-                let (dw, mw) = (f16_ptr(blk), f16_ptr(blk.add(2)));
+                let (w, dw, mw) = q4_1_weights(base.add(r * rb + b * 20));
                 for t in 0..T {
-                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(w, a[t]), ones);
                     let d = _mm256_set1_ps(dw * ys[t].d);
-                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r][t]);
+                    acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8(w, a[t])), acc[r][t]);
                     mins[r][t] += mw * ys[t].s;
                 }
             }
         }
         std::array::from_fn(|r| std::array::from_fn(|t| hsum(acc[r][t]) + mins[r][t]))
+    }
+}
+
+/// One Q4_1 row dotted with [`TOKENS`] activation rows, each block's scales taken for all of
+/// them at once from `g`: per row the same operations as [`q4_1_tile`], so the same bits.
+///
+/// # Safety
+/// AVX2 and FMA; `base` must point at a readable row of `g.len()` blocks, as many as each
+/// `xs[t]` holds.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q4_1_tile8(
+    base: *const u8,
+    xs: [&[BlockQ8_1]; TOKENS],
+    g: &[TokenScales],
+) -> [f32; TOKENS] {
+    unsafe {
+        assert!(xs.iter().all(|x| x.len() == g.len()));
+        let mut acc = [_mm256_setzero_ps(); TOKENS];
+        let mut mins = _mm256_setzero_ps();
+        for (b, g) in g.iter().enumerate() {
+            let (w, dw, mw) = q4_1_weights(base.add(b * 20));
+            let d = scales(dw, &g.d);
+            mins = _mm256_add_ps(
+                mins,
+                _mm256_mul_ps(_mm256_set1_ps(mw), _mm256_load_ps(g.s.as_ptr())),
+            );
+            for t in 0..TOKENS {
+                let p = dot_u8(w, load(block(&xs, t, b).qs.as_ptr() as *const u8));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(p), acc[t]);
+            }
+        }
+        let mins = std::mem::transmute::<__m256, [f32; TOKENS]>(mins);
+        std::array::from_fn(|t| hsum(acc[t]) + mins[t])
+    }
+}
+
+/// Block `b` of activation row `t`, unchecked: the 8-token kernels' hot loop reads eight rows
+/// per block, and their bounds checks cost ~5 % of a batched decode.
+///
+/// # Safety
+/// Every row of `xs` holds more than `b` blocks.
+#[inline(always)]
+unsafe fn block<'a, B>(xs: &[&'a [B]; TOKENS], t: usize, b: usize) -> &'a B {
+    debug_assert!(b < xs[t].len());
+    // SAFETY: the caller's promise.
+    unsafe { &*xs[t].as_ptr().add(b) }
+}
+
+/// A Q4_1 block (20 bytes: f16 scale, f16 min, 16 bytes of nibbles) as its 32 weights (0..15,
+/// low nibbles first), scale and min.
+///
+/// # Safety
+/// AVX2 and FMA; `blk` must point at 20 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q4_1_weights(blk: *const u8) -> (__m256i, f32, f32) {
+    unsafe {
+        let qs = _mm_loadu_si128(blk.add(4) as *const __m128i);
+        let low = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(qs, low);
+        let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), low);
+        (_mm256_set_m128i(hi, lo), f16_ptr(blk), f16_ptr(blk.add(2)))
+    }
+}
+
+/// Unsigned weights below 128 times signed activations, summed in fours to i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn dot_u8(w: __m256i, a: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))
+}
+
+/// `dw * d[t]` for each token, rounded as the scalar product is.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scales(dw: f32, d: &[f32; TOKENS]) -> [f32; TOKENS] {
+    // SAFETY: both arrays hold eight f32.
+    unsafe {
+        std::mem::transmute::<__m256, [f32; TOKENS]>(_mm256_mul_ps(
+            _mm256_set1_ps(dw),
+            _mm256_loadu_ps(d.as_ptr()),
+        ))
     }
 }
 
@@ -116,31 +191,83 @@ unsafe fn q5_0_tile<const R: usize, const T: usize>(
 ) -> [[f32; T]; R] {
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let low = _mm_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
-        let sixteen = _mm256_set1_epi8(16);
         for b in 0..xs[0].len() {
             let ys: [&BlockQ8_0; T] = std::array::from_fn(|t| &xs[t][b]);
             let a: [__m256i; T] = ys.map(|y| load(y.qs.as_ptr() as *const u8));
-            let a16: [__m256i; T] = a.map(|a| _mm256_maddubs_epi16(sixteen, a));
+            let a16: [__m256i; T] = a.map(|a| sixteen_times(a));
             for r in 0..R {
-                let blk = base.add(r * rb + b * 22);
-                let qs = _mm_loadu_si128(blk.add(6) as *const __m128i);
-                let lo = _mm_and_si128(qs, low);
-                let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), low);
-                let qh = u32::from_le_bytes(std::ptr::read_unaligned(blk.add(2) as *const [u8; 4]));
-                let w = _mm256_or_si256(_mm256_set_m128i(hi, lo), q5_0_high_bits(qh));
-                let dw = f16_ptr(blk);
+                let (w, dw) = q5_0_weights(base.add(r * rb + b * 22));
                 for t in 0..T {
-                    let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(w, a[t]), a16[t]);
-                    let p = _mm256_madd_epi16(pairs, ones);
                     let d = _mm256_set1_ps(dw * ys[t].d);
+                    let p = q5_0_product(w, a[t], a16[t]);
                     acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r][t]);
                 }
             }
         }
         std::array::from_fn(|r| std::array::from_fn(|t| hsum(acc[r][t])))
     }
+}
+
+/// One Q5_0 row dotted with [`TOKENS`] activation rows, each block's scales taken for all of
+/// them at once from `g`: per row the same operations as [`q5_0_tile`], so the same bits.
+///
+/// # Safety
+/// As [`q4_1_tile8`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q5_0_tile8(
+    base: *const u8,
+    xs: [&[BlockQ8_0]; TOKENS],
+    g: &[TokenScales],
+) -> [f32; TOKENS] {
+    unsafe {
+        assert!(xs.iter().all(|x| x.len() == g.len()));
+        let mut acc = [_mm256_setzero_ps(); TOKENS];
+        for (b, g) in g.iter().enumerate() {
+            let (w, dw) = q5_0_weights(base.add(b * 22));
+            let d = scales(dw, &g.d);
+            for t in 0..TOKENS {
+                let a = load(block(&xs, t, b).qs.as_ptr() as *const u8);
+                let p = q5_0_product(w, a, sixteen_times(a));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(p), acc[t]);
+            }
+        }
+        std::array::from_fn(|t| hsum(acc[t]))
+    }
+}
+
+/// A Q5_0 block (22 bytes: f16 scale, 32 fifth bits, 16 bytes of nibbles) as its 32 unsigned
+/// weights (0..31) and scale.
+///
+/// # Safety
+/// AVX2 and FMA; `blk` must point at 22 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q5_0_weights(blk: *const u8) -> (__m256i, f32) {
+    unsafe {
+        let low = _mm_set1_epi8(0x0F);
+        let qs = _mm_loadu_si128(blk.add(6) as *const __m128i);
+        let lo = _mm_and_si128(qs, low);
+        let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), low);
+        let qh = u32::from_le_bytes(std::ptr::read_unaligned(blk.add(2) as *const [u8; 4]));
+        let w = _mm256_or_si256(_mm256_set_m128i(hi, lo), q5_0_high_bits(qh));
+        (w, f16_ptr(blk))
+    }
+}
+
+/// 16 times the activations' pair sums, as i16 lanes: what the unsigned Q5_0 weights' products
+/// overcount.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sixteen_times(a: __m256i) -> __m256i {
+    _mm256_maddubs_epi16(_mm256_set1_epi8(16), a)
+}
+
+/// Signed Q5_0 weights (`w` unsigned, 16 over) times the activations `a`, summed in fours.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn q5_0_product(w: __m256i, a: __m256i, a16: __m256i) -> __m256i {
+    let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(w, a), a16);
+    _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
 }
 
 /// R consecutive Q8_0 rows dotted with T activation rows.
@@ -156,28 +283,55 @@ unsafe fn q8_0_tile<const R: usize, const T: usize>(
 ) -> [[f32; T]; R] {
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let ones = _mm256_set1_epi16(1);
         for b in 0..xs[0].len() {
             let ys: [&BlockQ8_0; T] = std::array::from_fn(|t| &xs[t][b]);
             let a: [__m256i; T] = ys.map(|y| load(y.qs.as_ptr() as *const u8));
             for r in 0..R {
                 let blk = base.add(r * rb + b * 34);
-                let w = load(blk.add(2));
-                // maddubs needs an unsigned operand: move w's sign onto a.
-                let wabs = _mm256_sign_epi8(w, w);
-                let dw = f16_ptr(blk);
+                let (w, dw) = (load(blk.add(2)), f16_ptr(blk));
                 for t in 0..T {
-                    let p = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a[t], w)),
-                        ones,
-                    );
                     let d = _mm256_set1_ps(dw * ys[t].d);
+                    let p = q8_0_product(w, a[t]);
                     acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r][t]);
                 }
             }
         }
         std::array::from_fn(|r| std::array::from_fn(|t| hsum(acc[r][t])))
     }
+}
+
+/// One Q8_0 row dotted with [`TOKENS`] activation rows, each block's scales taken for all of
+/// them at once from `g`: per row the same operations as [`q8_0_tile`], so the same bits.
+///
+/// # Safety
+/// As [`q4_1_tile8`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8_0_tile8(
+    base: *const u8,
+    xs: [&[BlockQ8_0]; TOKENS],
+    g: &[TokenScales],
+) -> [f32; TOKENS] {
+    unsafe {
+        assert!(xs.iter().all(|x| x.len() == g.len()));
+        let mut acc = [_mm256_setzero_ps(); TOKENS];
+        for (b, g) in g.iter().enumerate() {
+            let blk = base.add(b * 34);
+            let (w, d) = (load(blk.add(2)), scales(f16_ptr(blk), &g.d));
+            for t in 0..TOKENS {
+                let p = q8_0_product(w, load(block(&xs, t, b).qs.as_ptr() as *const u8));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(p), acc[t]);
+            }
+        }
+        std::array::from_fn(|t| hsum(acc[t]))
+    }
+}
+
+/// Signed weights times signed activations, summed in fours to i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn q8_0_product(w: __m256i, a: __m256i) -> __m256i {
+    // maddubs needs an unsigned operand: move w's sign onto a.
+    dot_u8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
 }
 
 /// Sum over a super-block's eight (or sixteen) groups of scale x (unsigned weights . activations):
