@@ -5,7 +5,7 @@
 //! The same tests run on wasm32 in headless Chromium (wasm-bindgen-test-runner and chromedriver;
 //! scripts/test.sh), once per browser kernel set: simd128 and `--features relaxed-simd`.
 
-use axiscope::engine::quant::{Acts, QMatrix, QType, kquants, reference};
+use axiscope::engine::quant::{Acts, Gathered, QMatrix, QType, kquants, reference};
 use axiscope::engine::threads::Threads;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
@@ -165,7 +165,7 @@ fn tiled_kernels_equal_single_dots() {
             for (first, count) in [(0, 11), (0, 4), (3, 5), (10, 1), (2, 9)] {
                 let mut out = vec![f32::NAN; count * n_tok];
                 let rows = &m.data()[first * m.row_bytes()..(first + count) * m.row_bytes()];
-                qtype.dot_tiles(rows, xs, &mut out);
+                qtype.dot_tiles(rows, xs, &Gathered::of(xs), &mut out);
                 for (i, per_tok) in out.chunks_exact(n_tok).enumerate() {
                     for (t, &o) in per_tok.iter().enumerate() {
                         let want = qtype.dot(m.row(first + i), &xs[t]);

@@ -36,6 +36,43 @@ pub struct TokenScales {
     pub s: [f32; TOKENS],
 }
 
+/// The [`TokenScales`] of each group of [`TOKENS`] activation rows, gathered once per matrix
+/// product and shared by all its row chunks; a group's entry is None where the rows' form has
+/// no single scale per block (F32, F16, Q8_K).
+#[derive(Default)]
+pub struct Gathered(Vec<Option<Vec<TokenScales>>>);
+
+impl Gathered {
+    pub fn of(xs: &[Acts]) -> Self {
+        Self(xs.chunks_exact(TOKENS).map(gather).collect())
+    }
+
+    /// The scales of rows `TOKENS * i ..`.
+    pub fn group(&self, i: usize) -> Option<&[TokenScales]> {
+        self.0.get(i)?.as_deref()
+    }
+}
+
+/// Each block's [`TokenScales`] across `xs` ([`TOKENS`] rows of Q8_0 or Q8_1 blocks).
+fn gather(xs: &[Acts]) -> Option<Vec<TokenScales>> {
+    let zero = TokenScales {
+        d: [0.0; TOKENS],
+        s: [0.0; TOKENS],
+    };
+    let mut g = vec![zero; xs[0].blocks()];
+    for (t, x) in xs.iter().enumerate() {
+        match x {
+            Acts::Q8_0(x) => g.iter_mut().zip(x).for_each(|(g, b)| g.d[t] = b.d),
+            Acts::Q8_1(x) => g
+                .iter_mut()
+                .zip(x)
+                .for_each(|(g, b)| (g.d[t], g.s[t]) = (b.d, b.s)),
+            _ => return None,
+        }
+    }
+    Some(g)
+}
+
 /// One activation row, in the form the weight type's dot product wants.
 pub enum Acts {
     F32(Vec<f32>),
@@ -105,29 +142,6 @@ impl Acts {
             Acts::Q8K(x) => x.as_slice(),
             _ => unreachable!("K-quant weights take Q8_K activations"),
         })
-    }
-
-    /// Each block's [`TokenScales`] across `xs` ([`TOKENS`] rows of Q8_0 or Q8_1 blocks);
-    /// None for the other forms.
-    pub fn gather(xs: &[Acts]) -> Option<Vec<TokenScales>> {
-        assert_eq!(xs.len(), TOKENS);
-        let scales = |x: &Acts, b: usize| match x {
-            Acts::Q8_0(x) => Some((x[b].d, 0.0)),
-            Acts::Q8_1(x) => Some((x[b].d, x[b].s)),
-            _ => None,
-        };
-        (0..xs[0].blocks())
-            .map(|b| {
-                let mut g = TokenScales {
-                    d: [0.0; TOKENS],
-                    s: [0.0; TOKENS],
-                };
-                for (t, x) in xs.iter().enumerate() {
-                    (g.d[t], g.s[t]) = scales(x, b)?;
-                }
-                Some(g)
-            })
-            .collect()
     }
 
     pub fn quantize(qtype: QType, x: &[f32]) -> Acts {

@@ -1,6 +1,6 @@
 //! A weight matrix inside the model file's bytes, and the matmul every layer uses.
 
-use super::{Acts, QType};
+use super::{Acts, Gathered, QType};
 use crate::engine::threads::{RowJob, Threads};
 use std::sync::Arc;
 
@@ -140,13 +140,15 @@ impl QMatrix {
             _ => self.rows,
         };
         let (mine, theirs) = out.split_at_mut(mine_rows * n);
+        let g = Gathered::of(acts);
         threads.for_each_chunk(mine, ROWS_PER_TASK * n, |start, chunk| {
             let r0 = start / n;
             let rows = &data[r0 * rb..(r0 + chunk.len() / n) * rb];
-            self.qtype.dot_tiles(rows, acts, chunk);
+            self.qtype.dot_tiles(rows, acts, &g, chunk);
         });
         if started && !helper.is_some_and(|h| h.finish(theirs)) {
-            self.qtype.dot_tiles(&data[mine_rows * rb..], acts, theirs);
+            self.qtype
+                .dot_tiles(&data[mine_rows * rb..], acts, &g, theirs);
         }
     }
 
@@ -182,7 +184,7 @@ impl QMatrix {
             .map(|xt| Acts::quantize(job.qtype, xt))
             .collect();
         let rows = &m.data()[job.first * row_bytes..job.end * row_bytes];
-        job.qtype.dot_tiles(rows, &acts, out);
+        job.qtype.dot_tiles(rows, &acts, &Gathered::of(&acts), out);
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ use wasm as simd;
 #[cfg(target_arch = "x86_64")]
 use x86 as simd;
 
-pub use act::Acts;
+pub use act::{Acts, Gathered};
 pub use matrix::QMatrix;
 
 use candle_core::quantized::GgmlDType;
@@ -141,7 +141,8 @@ impl QType {
     /// for this weight type.
     pub fn dot(self, row: &[u8], x: &Acts) -> f32 {
         let mut out = [0f32];
-        if fast_tiles(self, row, std::slice::from_ref(x), &mut out) {
+        let xs = std::slice::from_ref(x);
+        if fast_tiles(self, row, xs, &Gathered::default(), &mut out) {
             return out[0];
         }
         match (self, x) {
@@ -162,9 +163,10 @@ impl QType {
 impl QType {
     /// `out[r * xs.len() + t]` = row `r` of `rows` (consecutive rows of one matrix) dotted with
     /// `xs[t]`: what [`QType::dot`] gives for each pair, bit for bit, on a tiled kernel where
-    /// one exists (rows.rs).
-    pub fn dot_tiles(self, rows: &[u8], xs: &[Acts], out: &mut [f32]) {
-        if fast_tiles(self, rows, xs, out) {
+    /// one exists (rows.rs). `g` holds the scales of `xs` gathered for the kernels
+    /// ([`Gathered::of`]), once for all the row chunks of one product.
+    pub fn dot_tiles(self, rows: &[u8], xs: &[Acts], g: &Gathered, out: &mut [f32]) {
+        if fast_tiles(self, rows, xs, g, out) {
             return;
         }
         let rb = rows.len() * xs.len() / out.len().max(1);
@@ -192,7 +194,7 @@ pub fn kernels() -> &'static str {
 /// The fast kernels this machine has (AVX2, simd128 or relaxed SIMD): `out[r][t]` = row `r` of
 /// `rows` dotted with `xs[t]`, in tiles. False where there is none for `qtype` (F32, F16, Q4_0),
 /// and the caller runs the scalar kernels.
-fn fast_tiles(qtype: QType, rows: &[u8], xs: &[Acts], out: &mut [f32]) -> bool {
+fn fast_tiles(qtype: QType, rows: &[u8], xs: &[Acts], g: &Gathered, out: &mut [f32]) -> bool {
     if xs.is_empty() || out.is_empty() {
         return false;
     }
@@ -203,14 +205,14 @@ fn fast_tiles(qtype: QType, rows: &[u8], xs: &[Acts], out: &mut [f32]) -> bool {
     if x86::has_avx2() {
         // SAFETY: checked just above; the kernels take the activations in the form
         // `Acts::quantize` gives `qtype` and panic on another.
-        return unsafe { rows::dot_tiles(qtype, rows, rb, xs, out) };
+        return unsafe { rows::dot_tiles(qtype, rows, rb, xs, g, out) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     // SAFETY: as above.
-    return unsafe { rows::dot_tiles(qtype, rows, rb, xs, out) };
+    return unsafe { rows::dot_tiles(qtype, rows, rb, xs, g, out) };
     #[allow(unreachable_code)]
     {
-        let _ = rb;
+        let _ = (rb, g);
         false
     }
 }

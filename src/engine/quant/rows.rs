@@ -9,11 +9,11 @@
 //! which is most of a 4-bit kernel's work. Once that is shared, the per-token scalar work
 //! (scale times scale, Q4_1's min term) is what is left beside the integer dot products, so the
 //! formats with one scale per activation block take the `TOKENS` rows' scales gathered side by
-//! side (`Acts::gather`, once per call) and do it for all of them in one vector operation.
+//! side (`Gathered`, once per product) and do it for all of them in one vector operation.
 //! Every (row, token) pair runs the same operations in the same order whichever tile computes
 //! it, so the results are bit-identical to one pair alone.
 
-use super::act::TokenScales;
+use super::act::{Gathered, TokenScales};
 use super::{Acts, QType};
 
 /// Weight rows per tile when there is one activation row.
@@ -36,7 +36,7 @@ pub trait Tile {
     ) -> [[f32; T]; R];
 
     /// The row at `base` dotted with [`TOKENS`] activation rows whose block scales `g` holds
-    /// ([`Acts::gather`]): `tile::<1, TOKENS>`'s results, bit for bit, by a kernel that
+    /// ([`Gathered`]): `tile::<1, TOKENS>`'s results, bit for bit, by a kernel that
     /// scales each weight block for all the rows at once (the plain tile where the format has
     /// no such kernel).
     ///
@@ -104,24 +104,25 @@ pub(super) use tile_kernels;
 ///
 /// # Safety
 /// The CPU has the kernels' instructions (x86: AVX2 and FMA); every `xs[t]` was quantized for
-/// `qtype` (`Acts::quantize`) from a row as wide as the weight rows.
+/// `qtype` (`Acts::quantize`) from a row as wide as the weight rows; `g` was gathered from `xs`.
 pub unsafe fn dot_tiles(
     qtype: QType,
     rows: &[u8],
     rb: usize,
     xs: &[Acts],
+    g: &Gathered,
     out: &mut [f32],
 ) -> bool {
     use super::simd::{Q4_1, Q4K, Q5_0, Q5K, Q6K, Q8_0};
     // SAFETY: the caller's promise.
     unsafe {
         match qtype {
-            QType::Q4_1 => by_tiles(rows, rb, xs, out, &Q4_1),
-            QType::Q5_0 => by_tiles(rows, rb, xs, out, &Q5_0),
-            QType::Q8_0 => by_tiles(rows, rb, xs, out, &Q8_0),
-            QType::Q4K => by_tiles(rows, rb, xs, out, &Q4K),
-            QType::Q5K => by_tiles(rows, rb, xs, out, &Q5K),
-            QType::Q6K => by_tiles(rows, rb, xs, out, &Q6K),
+            QType::Q4_1 => by_tiles(rows, rb, xs, g, out, &Q4_1),
+            QType::Q5_0 => by_tiles(rows, rb, xs, g, out, &Q5_0),
+            QType::Q8_0 => by_tiles(rows, rb, xs, g, out, &Q8_0),
+            QType::Q4K => by_tiles(rows, rb, xs, g, out, &Q4K),
+            QType::Q5K => by_tiles(rows, rb, xs, g, out, &Q5K),
+            QType::Q6K => by_tiles(rows, rb, xs, g, out, &Q6K),
             _ => return false,
         }
     }
@@ -132,8 +133,15 @@ pub unsafe fn dot_tiles(
 /// `xs[t]`, in tiles through `k`, the rest one pair at a time through the same kernel.
 ///
 /// # Safety
-/// As [`Tile::tile`] for every row of `rows` and every `xs[t]`.
-pub unsafe fn by_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32], k: &impl Tile) {
+/// As [`Tile::tile`] for every row of `rows` and every `xs[t]`; `g` was gathered from `xs`.
+pub unsafe fn by_tiles(
+    rows: &[u8],
+    rb: usize,
+    xs: &[Acts],
+    g: &Gathered,
+    out: &mut [f32],
+    k: &impl Tile,
+) {
     let n_tok = xs.len();
     assert_eq!(rows.len() * n_tok, rb * out.len());
     let base = rows.as_ptr();
@@ -155,8 +163,6 @@ pub unsafe fn by_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32], k: 
             }
             return;
         }
-        // Once per call, not per row: the rows share the activations.
-        let gathered: Vec<_> = xs.chunks_exact(TOKENS).map(Acts::gather).collect();
         for (r, per_tok) in out.chunks_exact_mut(n_tok).enumerate() {
             let row = base.add(r * rb);
             let mut t = 0;
@@ -165,7 +171,7 @@ pub unsafe fn by_tiles(rows: &[u8], rb: usize, xs: &[Acts], out: &mut [f32], k: 
                 t += match n_tok - t {
                     TOKENS.. => put(
                         o,
-                        [match &gathered[t / TOKENS] {
+                        [match g.group(t / TOKENS) {
                             Some(g) => k.tile_gathered(row, rb, x, g),
                             None => k.tile::<1, TOKENS>(row, rb, x)[0],
                         }],
