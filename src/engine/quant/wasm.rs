@@ -260,17 +260,46 @@ unsafe fn q5_0_tile8(
     xs: [&[BlockQ8_0]; TOKENS],
     g: &[TokenScales],
 ) -> [f32; TOKENS] {
+    let unpack = |blk| {
+        // SAFETY: q8_0_acts_tile8 points at whole blocks of the row.
+        let (lo, hi, d) = unsafe { q5_0_weights(blk) };
+        ((lo, hi), d)
+    };
+    let product = |&(lo, hi): &(v128, v128), &(a0, a1): &(v128, v128)| {
+        i32x4_sub(dot_32(lo, hi, a0, a1), sixteen_times(a0, a1))
+    };
+    // SAFETY: the caller's promise.
+    unsafe { q8_0_acts_tile8(base, 22, xs, g, unpack, |a| load2(a), product) }
+}
+
+/// One row of `size`-byte blocks dotted with [`TOKENS`] rows of Q8_0 activations, each block's
+/// scales taken for all of them at once from `g`: `unpack` gives a block's weights and scale,
+/// `load` an activation block in the form `product` takes, which gives their integer dot
+/// products in i32 lanes.
+///
+/// # Safety
+/// As [`q4_1_tile8`], for blocks of `size` bytes that `unpack` reads.
+#[inline]
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+unsafe fn q8_0_acts_tile8<W, A>(
+    base: *const u8,
+    size: usize,
+    xs: [&[BlockQ8_0]; TOKENS],
+    g: &[TokenScales],
+    unpack: impl Fn(*const u8) -> (W, f32),
+    load: impl Fn(*const i8) -> A,
+    product: impl Fn(&W, &A) -> v128,
+) -> [f32; TOKENS] {
     assert!(xs.iter().all(|x| x.len() == g.len()));
     let mut acc = [f32x4_splat(0.0); TOKENS];
     for (b, g) in g.iter().enumerate() {
-        // SAFETY: as in `q4_1_tile8`.
+        // SAFETY: the caller's row holds g.len() blocks, as each xs[t] does (asserted).
         unsafe {
-            let (lo, hi, dw) = q5_0_weights(base.add(b * 22));
+            let (w, dw) = unpack(base.add(b * size));
             let d = scales(dw, &g.d);
             for t in 0..TOKENS {
-                let (a0, a1) = load2(block(&xs, t, b).qs.as_ptr());
-                let s = i32x4_sub(dot_32(lo, hi, a0, a1), sixteen_times(a0, a1));
-                acc[t] = scaled_add(acc[t], s, d[t]);
+                let a = load(block(&xs, t, b).qs.as_ptr());
+                acc[t] = scaled_add(acc[t], product(&w, &a), d[t]);
             }
         }
     }
@@ -349,21 +378,12 @@ unsafe fn q8_0_tile8(
     xs: [&[BlockQ8_0]; TOKENS],
     g: &[TokenScales],
 ) -> [f32; TOKENS] {
-    assert!(xs.iter().all(|x| x.len() == g.len()));
-    let mut acc = [f32x4_splat(0.0); TOKENS];
-    for (b, g) in g.iter().enumerate() {
-        // SAFETY: as in `q4_1_tile8`.
-        unsafe {
-            let blk = base.add(b * 34);
-            let w = widen(blk.add(2) as *const i8);
-            let d = scales(f16_ptr(blk), &g.d);
-            for t in 0..TOKENS {
-                let a = widen(block(&xs, t, b).qs.as_ptr());
-                acc[t] = scaled_add(acc[t], dot_i16(&w, &a), d[t]);
-            }
-        }
-    }
-    core::array::from_fn(|t| hsum(acc[t]))
+    // SAFETY (both): q8_0_acts_tile8 points at whole 34-byte blocks (weights from byte 2) and
+    // at 32-value activation blocks.
+    let unpack = |blk: *const u8| unsafe { (widen(blk.add(2) as *const i8), f16_ptr(blk)) };
+    let load = |a| unsafe { widen(a) };
+    // SAFETY: the caller's promise.
+    unsafe { q8_0_acts_tile8(base, 34, xs, g, unpack, load, dot_i16) }
 }
 
 /// Dot product of 32 widened weights with 32 widened activations, as four i32 lanes.

@@ -219,15 +219,35 @@ unsafe fn q5_0_tile8(
     xs: [&[BlockQ8_0]; TOKENS],
     g: &[TokenScales],
 ) -> [f32; TOKENS] {
+    let product = |w, a| q5_0_product(w, a, sixteen_times(a));
+    // SAFETY: the caller's promise.
+    unsafe { q8_0_acts_tile8(base, 22, xs, g, |blk| q5_0_weights(blk), product) }
+}
+
+/// One row of `size`-byte blocks dotted with [`TOKENS`] rows of Q8_0 activations, each block's
+/// scales taken for all of them at once from `g`: `unpack` gives a block's weights and scale,
+/// `product` their integer dot products with an activation block, in i32 lanes.
+///
+/// # Safety
+/// As [`q4_1_tile8`], for blocks of `size` bytes that `unpack` reads.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8_0_acts_tile8(
+    base: *const u8,
+    size: usize,
+    xs: [&[BlockQ8_0]; TOKENS],
+    g: &[TokenScales],
+    unpack: impl Fn(*const u8) -> (__m256i, f32),
+    product: impl Fn(__m256i, __m256i) -> __m256i,
+) -> [f32; TOKENS] {
     unsafe {
         assert!(xs.iter().all(|x| x.len() == g.len()));
         let mut acc = [_mm256_setzero_ps(); TOKENS];
         for (b, g) in g.iter().enumerate() {
-            let (w, dw) = q5_0_weights(base.add(b * 22));
+            let (w, dw) = unpack(base.add(b * size));
             let d = scales(dw, &g.d);
             for t in 0..TOKENS {
-                let a = load(block(&xs, t, b).qs.as_ptr() as *const u8);
-                let p = q5_0_product(w, a, sixteen_times(a));
+                let p = product(w, load(block(&xs, t, b).qs.as_ptr() as *const u8));
                 acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(p), acc[t]);
             }
         }
@@ -311,18 +331,10 @@ unsafe fn q8_0_tile8(
     xs: [&[BlockQ8_0]; TOKENS],
     g: &[TokenScales],
 ) -> [f32; TOKENS] {
+    // SAFETY: the caller's promise; a block is 34 bytes, its weights from byte 2.
     unsafe {
-        assert!(xs.iter().all(|x| x.len() == g.len()));
-        let mut acc = [_mm256_setzero_ps(); TOKENS];
-        for (b, g) in g.iter().enumerate() {
-            let blk = base.add(b * 34);
-            let (w, d) = (load(blk.add(2)), scales(f16_ptr(blk), &g.d));
-            for t in 0..TOKENS {
-                let p = q8_0_product(w, load(block(&xs, t, b).qs.as_ptr() as *const u8));
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d[t]), _mm256_cvtepi32_ps(p), acc[t]);
-            }
-        }
-        std::array::from_fn(|t| hsum(acc[t]))
+        let unpack = |blk: *const u8| (load(blk.add(2)), f16_ptr(blk));
+        q8_0_acts_tile8(base, 34, xs, g, unpack, |w, a| q8_0_product(w, a))
     }
 }
 
