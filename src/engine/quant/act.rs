@@ -3,7 +3,6 @@
 //! Q8_K keeps `d` in f32 and the sums of each 16 values. Rounding the stored scales matters:
 //! it is part of what makes greedy decoding agree with llama.cpp token for token.
 
-use super::rows::TOKENS;
 use super::{QK, QK_K, QType};
 
 #[derive(Clone, Copy)]
@@ -24,53 +23,6 @@ pub struct BlockQ8K {
     pub d: f32,
     pub qs: [i8; QK_K],
     pub bsums: [i16; QK_K / 16],
-}
-
-/// One block's scales of [`TOKENS`] activation rows side by side (Q8_1's sums in `s`; zeros
-/// for Q8_0): a tile kernel scales a weight block for all the rows with one vector product
-/// instead of one scalar product per row.
-#[derive(Clone, Copy)]
-#[repr(C, align(32))]
-pub struct TokenScales {
-    pub d: [f32; TOKENS],
-    pub s: [f32; TOKENS],
-}
-
-/// The [`TokenScales`] of each group of [`TOKENS`] activation rows, gathered once per matrix
-/// product and shared by all its row chunks; a group's entry is None where the rows' form has
-/// no single scale per block (F32, F16, Q8_K).
-#[derive(Default)]
-pub struct Gathered(Vec<Option<Vec<TokenScales>>>);
-
-impl Gathered {
-    pub fn of(xs: &[Acts]) -> Self {
-        Self(xs.chunks_exact(TOKENS).map(gather).collect())
-    }
-
-    /// The scales of rows `TOKENS * i ..`.
-    pub fn group(&self, i: usize) -> Option<&[TokenScales]> {
-        self.0.get(i)?.as_deref()
-    }
-}
-
-/// Each block's [`TokenScales`] across `xs` ([`TOKENS`] rows of Q8_0 or Q8_1 blocks).
-fn gather(xs: &[Acts]) -> Option<Vec<TokenScales>> {
-    let zero = TokenScales {
-        d: [0.0; TOKENS],
-        s: [0.0; TOKENS],
-    };
-    let mut g = vec![zero; xs[0].blocks()];
-    for (t, x) in xs.iter().enumerate() {
-        match x {
-            Acts::Q8_0(x) => g.iter_mut().zip(x).for_each(|(g, b)| g.d[t] = b.d),
-            Acts::Q8_1(x) => g
-                .iter_mut()
-                .zip(x)
-                .for_each(|(g, b)| (g.d[t], g.s[t]) = (b.d, b.s)),
-            _ => return None,
-        }
-    }
-    Some(g)
 }
 
 /// One activation row, in the form the weight type's dot product wants.

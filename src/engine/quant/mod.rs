@@ -34,8 +34,9 @@ use wasm as simd;
 #[cfg(target_arch = "x86_64")]
 use x86 as simd;
 
-pub use act::{Acts, Gathered};
+pub use act::Acts;
 pub use matrix::QMatrix;
+pub use rows::Gathered;
 
 use candle_core::quantized::GgmlDType;
 use serde::Serialize;

@@ -13,7 +13,6 @@
 //! Every (row, token) pair runs the same operations in the same order whichever tile computes
 //! it, so the results are bit-identical to one pair alone.
 
-use super::act::{Gathered, TokenScales};
 use super::{Acts, QType};
 
 /// Weight rows per tile when there is one activation row.
@@ -22,6 +21,53 @@ const ROWS: usize = 4;
 /// accumulators and the unpacked weights fit the 16 AVX2 registers; on one core, batches of 8
 /// decoded 130 tok/s with 8, 123 with 4 and 111 with 2 x 4 tiles (issue 14's measurements).
 pub(super) const TOKENS: usize = 8;
+
+/// One block's scales of [`TOKENS`] activation rows side by side (Q8_1's sums in `s`; zeros
+/// for Q8_0): a tile kernel scales a weight block for all the rows with one vector product
+/// instead of one scalar product per row.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+pub struct TokenScales {
+    pub d: [f32; TOKENS],
+    pub s: [f32; TOKENS],
+}
+
+/// The [`TokenScales`] of each group of [`TOKENS`] activation rows, gathered once per matrix
+/// product and shared by all its row chunks; a group's entry is None where the rows' form has
+/// no single scale per block (F32, F16, Q8_K).
+#[derive(Default)]
+pub struct Gathered(Vec<Option<Vec<TokenScales>>>);
+
+impl Gathered {
+    pub fn of(xs: &[Acts]) -> Self {
+        Self(xs.chunks_exact(TOKENS).map(gather).collect())
+    }
+
+    /// The scales of rows `TOKENS * i ..`.
+    pub fn group(&self, i: usize) -> Option<&[TokenScales]> {
+        self.0.get(i)?.as_deref()
+    }
+}
+
+/// Each block's [`TokenScales`] across `xs` ([`TOKENS`] rows of Q8_0 or Q8_1 blocks).
+fn gather(xs: &[Acts]) -> Option<Vec<TokenScales>> {
+    let zero = TokenScales {
+        d: [0.0; TOKENS],
+        s: [0.0; TOKENS],
+    };
+    let mut g = vec![zero; xs[0].blocks()];
+    for (t, x) in xs.iter().enumerate() {
+        match x {
+            Acts::Q8_0(x) => g.iter_mut().zip(x).for_each(|(g, b)| g.d[t] = b.d),
+            Acts::Q8_1(x) => g
+                .iter_mut()
+                .zip(x)
+                .for_each(|(g, b)| (g.d[t], g.s[t]) = (b.d, b.s)),
+            _ => return None,
+        }
+    }
+    Some(g)
+}
 
 /// A format's tile kernel: `out[r][t]` = row `r` (of `rb` bytes from `base`) dotted with `xs[t]`.
 pub trait Tile {
@@ -87,7 +133,7 @@ macro_rules! tile_kernels {
                 base: *const u8,
                 _rb: usize,
                 xs: &[$crate::engine::quant::Acts],
-                g: &[$crate::engine::quant::act::TokenScales],
+                g: &[$crate::engine::quant::rows::TokenScales],
             ) -> [f32; $crate::engine::quant::rows::TOKENS] {
                 // SAFETY: the caller's promise (Tile::tile_gathered).
                 unsafe { $gathered(base, $crate::engine::quant::Acts::$rows(xs), g) }

@@ -16,10 +16,9 @@
 //! 16-bit sums (at most 2 * 127 * 63) cannot saturate, so it is exact: both builds give
 //! bit-identical outputs.
 
-use super::act::TokenScales;
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
 use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
-use super::rows::{TOKENS, f16_ptr, tile_kernels};
+use super::rows::{TOKENS, TokenScales, f16_ptr, tile_kernels};
 use core::arch::wasm32::*;
 
 /// Which kernels this build runs, for the backend line and the benchmarks.

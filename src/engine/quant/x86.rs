@@ -4,10 +4,9 @@
 //! float summation order; the K-quant kernels combine each block's integer sums in the scalar
 //! kernels' order, so they equal them bit for bit.
 
-use super::act::TokenScales;
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
 use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
-use super::rows::{TOKENS, f16_ptr, tile_kernels};
+use super::rows::{TOKENS, TokenScales, f16_ptr, tile_kernels};
 use std::arch::x86_64::*;
 
 pub fn has_avx2() -> bool {
