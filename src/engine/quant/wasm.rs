@@ -18,7 +18,7 @@
 
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
 use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
-use super::rows::{TOKENS, TokenScales, f16_ptr, tile_kernels};
+use super::rows::{TOKENS, TokenScales, block, f16_ptr, tile_kernels};
 use core::arch::wasm32::*;
 
 /// Which kernels this build runs, for the backend line and the benchmarks.
@@ -133,11 +133,10 @@ unsafe fn q4_1_tile8(
     xs: [&[BlockQ8_1]; TOKENS],
     g: &[TokenScales],
 ) -> [f32; TOKENS] {
-    assert!(xs.iter().all(|x| x.len() == g.len()));
     let mut acc = [f32x4_splat(0.0); TOKENS];
     let mut mins = [f32x4_splat(0.0); 2];
     for (b, g) in g.iter().enumerate() {
-        // SAFETY: the caller's row holds g.len() blocks, as each xs[t] does (asserted).
+        // SAFETY: the caller's row holds g.len() blocks, as each xs[t] does.
         unsafe {
             let (lo, hi, dw, mw) = q4_1_weights(base.add(b * 20));
             let d = scales(dw, &g.d);
@@ -186,18 +185,6 @@ fn scales(k: f32, v: &[f32; TOKENS]) -> [f32; TOKENS] {
         let (v0, v1) = load2(v.as_ptr());
         core::mem::transmute([f32x4_mul(k, v0), f32x4_mul(k, v1)])
     }
-}
-
-/// Block `b` of activation row `t`, unchecked: the 8-token kernels' hot loop reads eight rows
-/// per block.
-///
-/// # Safety
-/// Every row of `xs` holds more than `b` blocks.
-#[inline(always)]
-unsafe fn block<'a, B>(xs: &[&'a [B]; TOKENS], t: usize, b: usize) -> &'a B {
-    debug_assert!(b < xs[t].len());
-    // SAFETY: the caller's promise.
-    unsafe { &*xs[t].as_ptr().add(b) }
 }
 
 /// Q5_0's fifth bits as 0x10 in byte i for value i (bit i of `qh`): values 0-15, then 16-31.
@@ -289,10 +276,9 @@ unsafe fn q8_0_acts_tile8<W, A>(
     load: impl Fn(*const i8) -> A,
     product: impl Fn(&W, &A) -> v128,
 ) -> [f32; TOKENS] {
-    assert!(xs.iter().all(|x| x.len() == g.len()));
     let mut acc = [f32x4_splat(0.0); TOKENS];
     for (b, g) in g.iter().enumerate() {
-        // SAFETY: the caller's row holds g.len() blocks, as each xs[t] does (asserted).
+        // SAFETY: the caller's row holds g.len() blocks, as each xs[t] does.
         unsafe {
             let (w, dw) = unpack(base.add(b * size));
             let d = scales(dw, &g.d);

@@ -6,7 +6,7 @@
 
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
 use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
-use super::rows::{TOKENS, TokenScales, f16_ptr, tile_kernels};
+use super::rows::{TOKENS, TokenScales, block, f16_ptr, tile_kernels};
 use std::arch::x86_64::*;
 
 pub fn has_avx2() -> bool {
@@ -86,7 +86,6 @@ unsafe fn q4_1_tile8(
     g: &[TokenScales],
 ) -> [f32; TOKENS] {
     unsafe {
-        assert!(xs.iter().all(|x| x.len() == g.len()));
         let mut acc = [_mm256_setzero_ps(); TOKENS];
         let mut mins = _mm256_setzero_ps();
         for (b, g) in g.iter().enumerate() {
@@ -104,18 +103,6 @@ unsafe fn q4_1_tile8(
         let mins = std::mem::transmute::<__m256, [f32; TOKENS]>(mins);
         std::array::from_fn(|t| hsum(acc[t]) + mins[t])
     }
-}
-
-/// Block `b` of activation row `t`, unchecked: the 8-token kernels' hot loop reads eight rows
-/// per block, and their bounds checks cost ~5 % of a batched decode.
-///
-/// # Safety
-/// Every row of `xs` holds more than `b` blocks.
-#[inline(always)]
-unsafe fn block<'a, B>(xs: &[&'a [B]; TOKENS], t: usize, b: usize) -> &'a B {
-    debug_assert!(b < xs[t].len());
-    // SAFETY: the caller's promise.
-    unsafe { &*xs[t].as_ptr().add(b) }
 }
 
 /// A Q4_1 block (20 bytes: f16 scale, f16 min, 16 bytes of nibbles) as its 32 weights (0..15,
@@ -240,7 +227,6 @@ unsafe fn q8_0_acts_tile8(
     product: impl Fn(__m256i, __m256i) -> __m256i,
 ) -> [f32; TOKENS] {
     unsafe {
-        assert!(xs.iter().all(|x| x.len() == g.len()));
         let mut acc = [_mm256_setzero_ps(); TOKENS];
         for (b, g) in g.iter().enumerate() {
             let (w, dw) = unpack(base.add(b * size));
