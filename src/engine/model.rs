@@ -12,9 +12,9 @@ use super::config::{Activation, ModelConfig, RopeStyle};
 use super::error::{Error, Result};
 use super::gguf::GgufFile;
 use super::hooks::Hooks;
+use super::quant::float::round_f16;
 use super::quant::{QMatrix, QType};
 use super::threads::Threads;
-use half::f16;
 use std::sync::Arc;
 
 struct Layer {
@@ -289,7 +289,7 @@ fn gelu_mul(g: &mut [f32], u: &[f32]) {
         } else if x >= 10.0 {
             x
         } else {
-            f16::from_f32(gelu(f16::from_f32(x).to_f32())).to_f32()
+            round_f16(gelu(round_f16(x)))
         };
         *a = y * b;
     }
@@ -370,9 +370,8 @@ impl Weights {
             let mut r = 0;
             for s in seqs.iter_mut() {
                 let (kv_rows, rows) = (r * kvd..(r + s.n) * kvd, r * qd..(r + s.n) * qd);
-                let f16_round = |&a: &f32| f16::from_f32(a).to_f32();
-                s.cache.k[l].extend(k[kv_rows.clone()].iter().map(f16_round));
-                s.cache.v[l].extend(v[kv_rows].iter().map(f16_round));
+                s.cache.k[l].extend(k[kv_rows.clone()].iter().map(|&a| round_f16(a)));
+                s.cache.v[l].extend(v[kv_rows].iter().map(|&a| round_f16(a)));
                 self.attention(s.cache, l, &q[rows.clone()], s.pos, s.n, &mut att[rows]);
                 r += s.n;
             }
@@ -438,10 +437,7 @@ impl Weights {
             let first = window.map_or(0, |w| (pos + i + 1).saturating_sub(w));
             let len = pos + i + 1 - first;
             let kvh = h / group;
-            let q16: Vec<f32> = q[start..][..hd]
-                .iter()
-                .map(|&b| f16::from_f32(b).to_f32())
-                .collect();
+            let q16: Vec<f32> = q[start..][..hd].iter().map(|&b| round_f16(b)).collect();
             let keys = &kc[first * kvd + kvh * hd..];
             let mut scores = vec![0f32; len];
             let mut groups = scores.chunks_exact_mut(KEYS_AT_ONCE);
@@ -465,7 +461,7 @@ impl Weights {
             let inv = (1.0 / sum) as f32;
             acc.iter_mut().for_each(|a| *a = 0.0);
             for (j, &s) in scores.iter().enumerate() {
-                let p = f16::from_f32(s * inv).to_f32();
+                let p = round_f16(s * inv);
                 let v = &vc[(first + j) * kvd + kvh * hd..][..hd];
                 acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b);
             }

@@ -3,6 +3,7 @@
 //! Q8_K keeps `d` in f32 and the sums of each 16 values. Rounding the stored scales matters:
 //! it is part of what makes greedy decoding agree with llama.cpp token for token.
 
+use super::float::round_f16;
 use super::{QK, QK_K, QType};
 
 #[derive(Clone, Copy)]
@@ -40,10 +41,6 @@ pub enum Acts {
 #[inline(always)]
 fn round_even(x: f32) -> i32 {
     ((x + 12_582_912.0) - 12_582_912.0) as i32
-}
-
-fn round_f16(x: f32) -> f32 {
-    half::f16::from_f32(x).to_f32()
 }
 
 /// Quantizes 32 values to i8 with llama.cpp's x86 rounding; returns (d as stored, sum of q).
