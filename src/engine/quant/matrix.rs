@@ -30,6 +30,9 @@ struct HelperSplit {
     tokens: usize,
 }
 
+/// Rows per block of the transposition after a several-token product (see `matmul`).
+const TRANSPOSE_ROWS: usize = 64;
+
 impl QMatrix {
     pub fn new(qtype: QType, rows: usize, cols: usize, bytes: Arc<Vec<u8>>, offset: usize) -> Self {
         debug_assert!(
@@ -87,10 +90,16 @@ impl QMatrix {
             tmp.clear();
             tmp.resize(outs.len(), 0.0);
             self.rows_by_token(xs, &acts, &mut tmp, split, threads);
+            // In blocks of rows: one token's outputs of a block are contiguous, so each store
+            // lands in a cache line just written (row by row, the head's eight outputs per row
+            // went to eight places 196 kB apart, ~4 % of a batched build).
             let n = acts.len();
-            for r in 0..self.rows {
-                for t in 0..n {
-                    outs[t * self.rows + r] = tmp[r * n + t];
+            for r0 in (0..self.rows).step_by(TRANSPOSE_ROWS) {
+                let block = r0..(r0 + TRANSPOSE_ROWS).min(self.rows);
+                for (t, out) in outs.chunks_exact_mut(self.rows).enumerate() {
+                    for r in block.clone() {
+                        out[r] = tmp[r * n + t];
+                    }
                 }
             }
         }
