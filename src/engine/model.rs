@@ -89,16 +89,10 @@ struct Seq<'a> {
     hooks: &'a mut Hooks,
 }
 
-/// Loads a weight matrix, checking its shape against the config.
+/// Loads a weight matrix for the CPU engine, checking its shape against the config.
 pub(crate) fn matrix(f: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<QMatrix> {
     let t = f.matrix(name, rows, cols)?;
-    Ok(QMatrix::new(
-        t.qtype,
-        rows,
-        cols,
-        f.bytes().clone(),
-        t.offset,
-    ))
+    Ok(QMatrix::new(t.qtype, rows, cols, f.bytes().clone(), t.offset).packed_for_cpu())
 }
 
 /// Loads a small f32 vector (norm weights, biases), from F32 or F16 storage.

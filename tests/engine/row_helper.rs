@@ -8,7 +8,7 @@ use crate::common;
 
 use std::sync::{Arc, Mutex};
 
-use axiscope::engine::quant::{QMatrix, QType};
+use axiscope::engine::quant::{QMatrix, QType, RowServer, packed};
 use axiscope::engine::threads::{RowHelper, RowJob, Threads};
 use axiscope::engine::{Backend, CpuModel, Hooks};
 use common::default_model;
@@ -16,7 +16,7 @@ use common::default_model;
 /// A helper in this process: serves each job at `start` from its own copy of the file, as the
 /// browser's helper worker does, and hands the rows over at `finish`.
 pub(crate) struct LocalHelper {
-    file: Arc<Vec<u8>>,
+    server: Mutex<RowServer>,
     /// Whether `start` takes jobs, and whether `finish` delivers them.
     takes: bool,
     delivers: bool,
@@ -38,7 +38,7 @@ impl LocalHelper {
         capacity: (usize, usize),
     ) -> Arc<Self> {
         Arc::new(Self {
-            file: Arc::new(file.to_vec()),
+            server: Mutex::new(RowServer::new(Arc::new(file.to_vec()))),
             takes,
             delivers,
             done: Mutex::new(None),
@@ -63,7 +63,7 @@ impl RowHelper for LocalHelper {
             "{job:?}"
         );
         let mut out = vec![f32::NAN; (job.end - job.first) * job.tokens];
-        QMatrix::serve(&self.file, job, x, &mut out).unwrap();
+        self.server.lock().unwrap().serve(job, x, &mut out).unwrap();
         *self.done.lock().unwrap() = Some(out);
         *self.jobs.lock().unwrap() += 1;
         true
@@ -99,7 +99,8 @@ fn shared_matmuls_equal_unshared_ones() {
     ] {
         let t = m.gguf.tensor(name).unwrap();
         let (rows, cols) = (t.shape[0], t.shape[1]);
-        let q = QMatrix::new(t.qtype, rows, cols, file.clone(), t.offset);
+        // As the CPU engine prepares it (and the helper too).
+        let q = QMatrix::new(t.qtype, rows, cols, file.clone(), t.offset).packed_for_cpu();
         let x: Vec<f32> = (0..cols * tokens)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02)
             .collect();
@@ -174,7 +175,8 @@ fn jobs_that_do_not_fit_the_file_are_errors() {
         tokens: 1,
     };
     let x = vec![0.5f32; 576];
-    assert!(QMatrix::serve(&file, &ok, &x, &mut [0.0; 2]).is_ok());
+    let mut server = RowServer::new(file);
+    assert!(server.serve(&ok, &x, &mut [0.0; 2]).is_ok());
     for bad in [
         RowJob { offset: 8, ..ok },
         RowJob {
@@ -195,12 +197,19 @@ fn jobs_that_do_not_fit_the_file_are_errors() {
         RowJob { tokens: 0, ..ok },
     ] {
         let out_len = bad.end.saturating_sub(bad.first);
-        let err = QMatrix::serve(
-            &file,
-            &bad,
-            &x[..bad.cols.min(576)],
-            &mut vec![0.0; out_len],
-        );
+        let err = server.serve(&bad, &x[..bad.cols.min(576)], &mut vec![0.0; out_len]);
         assert!(err.unwrap_err().contains("does not fit"), "{bad:?}");
     }
+    // Packed rows (where this machine packs Q4_1) go in whole groups of eight.
+    let mut server = RowServer::new(Arc::new(vec![0u8; 20 * 18 * 8]));
+    let half = RowJob {
+        rows: 8,
+        first: 4,
+        end: 8,
+        ..ok
+    };
+    let split = server.serve(&half, &x, &mut [0.0; 4]);
+    assert_eq!(split.is_err(), packed::available(), "{split:?}");
+    let whole = RowJob { first: 0, ..half };
+    assert!(server.serve(&whole, &x, &mut [0.0; 8]).is_ok());
 }

@@ -1,7 +1,8 @@
 //! A weight matrix inside the model file's bytes, and the matmul every layer uses.
 
-use super::{Acts, Gathered, QType};
+use super::{Acts, Gathered, QType, packed};
 use crate::engine::threads::{RowJob, Threads};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -11,6 +12,9 @@ pub struct QMatrix {
     pub cols: usize,
     bytes: Arc<Vec<u8>>,
     offset: usize,
+    /// The rows interleaved for the CPU's packed kernel (packed.rs), which products then read
+    /// instead of `bytes`; `row`, `data` and the GPU keep the file's layout.
+    packed: Option<Arc<Vec<u8>>>,
 }
 
 /// Output rows per parallel task: big enough to amortise scheduling, small enough to balance.
@@ -44,7 +48,19 @@ impl QMatrix {
             cols,
             bytes,
             offset,
+            packed: None,
         }
+    }
+
+    /// This matrix with an interleaved copy of its rows for the CPU's products, where its type
+    /// and shape have one and this machine runs it ([`packed::available`]); unchanged elsewhere.
+    /// The copy costs the matrix's size once more, and is only made for matrices the CPU
+    /// engine multiplies.
+    pub fn packed_for_cpu(mut self) -> Self {
+        if self.qtype == QType::Q4_1 && packed::available() {
+            self.packed = packed::pack_q4_1(self.data(), self.rows, self.cols).map(Arc::new);
+        }
+        self
     }
 
     pub fn row_bytes(&self) -> usize {
@@ -109,8 +125,10 @@ impl QMatrix {
     /// `None` without a helper, or when not one token fits its buffers.
     fn helper_split(&self, threads: &Threads) -> Option<HelperSplit> {
         let helper = threads.helper()?;
-        // A multiple of 4: whole groups for the multi-row kernels on both sides.
-        let first = (self.rows / 2).next_multiple_of(4).min(self.rows);
+        // Whole groups for the multi-row kernels (and packed rows) on both sides.
+        let first = (self.rows / 2)
+            .next_multiple_of(packed::GROUP)
+            .min(self.rows);
         let (max_x, max_out) = helper.capacity();
         let tokens = (max_x / self.cols).min(max_out / (self.rows - first).max(1));
         (tokens > 0 && first < self.rows).then_some(HelperSplit { first, tokens })
@@ -129,7 +147,7 @@ impl QMatrix {
         threads: &Threads,
     ) {
         let n = acts.len();
-        let (data, rb) = (self.data(), self.row_bytes());
+        let (data, rb) = (self.product_bytes(), self.row_bytes());
         let shared = split.filter(|_| self.rows * self.cols * n >= HELPER_MIN_WEIGHTS);
         let helper = threads.helper();
         let started = shared.zip(helper).is_some_and(|(s, h)| {
@@ -149,28 +167,60 @@ impl QMatrix {
             _ => self.rows,
         };
         let (mine, theirs) = out.split_at_mut(mine_rows * n);
-        let g = Gathered::of(acts);
+        let g = self.gathered(acts);
         threads.for_each_chunk(mine, ROWS_PER_TASK * n, |start, chunk| {
             let r0 = start / n;
-            let rows = &data[r0 * rb..(r0 + chunk.len() / n) * rb];
-            self.qtype.dot_tiles(rows, acts, &g, chunk);
+            self.dot_rows(&data[r0 * rb..(r0 + chunk.len() / n) * rb], acts, &g, chunk);
         });
         if started && !helper.is_some_and(|h| h.finish(theirs)) {
-            self.qtype
-                .dot_tiles(&data[mine_rows * rb..], acts, &g, theirs);
+            self.dot_rows(&data[mine_rows * rb..], acts, &g, theirs);
         }
     }
 
-    /// The helper's side of a [`RowJob`]: its rows for the activations `x` (`[tokens][cols]`),
-    /// written `[row][token]`, from the helper's
-    /// copy of the model file. The job comes from another worker, so it is checked against the
-    /// file (a mismatch is an error, not a panic).
-    pub fn serve(
-        file: &Arc<Vec<u8>>,
-        job: &RowJob,
-        x: &[f32],
-        out: &mut [f32],
-    ) -> Result<(), String> {
+    /// The rows products read: the packed copy where there is one, else the file's.
+    fn product_bytes(&self) -> &[u8] {
+        self.packed.as_deref().map_or(self.data(), |p| &p[..])
+    }
+
+    /// The activations' scales gathered for the tile kernels (packed rows need none).
+    fn gathered(&self, acts: &[Acts]) -> Gathered {
+        match self.packed {
+            Some(_) => Gathered::default(),
+            None => Gathered::of(acts),
+        }
+    }
+
+    /// Rows of [`QMatrix::product_bytes`] dotted with `acts`.
+    fn dot_rows(&self, rows: &[u8], acts: &[Acts], g: &Gathered, out: &mut [f32]) {
+        if self.packed.is_some() {
+            packed::dot_tiles_q4_1(rows, self.row_bytes(), acts, out);
+        } else {
+            self.qtype.dot_tiles(rows, acts, g, out);
+        }
+    }
+}
+
+/// The helper's side of [`RowJob`]s: its copy of the model file, and each matrix it has been
+/// asked for, prepared as the caller prepares its own ([`QMatrix::packed_for_cpu`]) so that
+/// every row comes out with the bits the caller would compute.
+pub struct RowServer {
+    file: Arc<Vec<u8>>,
+    /// By offset in the file; a job naming another type or shape there replaces the entry.
+    matrices: HashMap<usize, QMatrix>,
+}
+
+impl RowServer {
+    pub fn new(file: Arc<Vec<u8>>) -> Self {
+        Self {
+            file,
+            matrices: HashMap::new(),
+        }
+    }
+
+    /// Rows `job.first..job.end` for the activations `x` (`[tokens][cols]`), written
+    /// `[row][token]`. The job comes from another worker, so it is checked against the file
+    /// (a mismatch is an error, not a panic).
+    pub fn serve(&mut self, job: &RowJob, x: &[f32], out: &mut [f32]) -> Result<(), String> {
         let (bs, ts) = (job.qtype.block_size(), job.qtype.type_size());
         let row_bytes = (job.cols / bs) * ts;
         let fits = job.cols.is_multiple_of(bs)
@@ -183,17 +233,28 @@ impl QMatrix {
                 .rows
                 .checked_mul(row_bytes)
                 .and_then(|n| n.checked_add(job.offset))
-                .is_some_and(|end| end <= file.len());
+                .is_some_and(|end| end <= self.file.len());
         if !fits {
             return Err(format!("row job {job:?} does not fit the model file"));
         }
-        let m = QMatrix::new(job.qtype, job.rows, job.cols, file.clone(), job.offset);
+        let m = match self.matrices.get(&job.offset) {
+            Some(m) if (m.qtype, m.rows, m.cols) == (job.qtype, job.rows, job.cols) => m,
+            _ => {
+                let m = QMatrix::new(job.qtype, job.rows, job.cols, self.file.clone(), job.offset);
+                self.matrices.insert(job.offset, m.packed_for_cpu());
+                &self.matrices[&job.offset]
+            }
+        };
+        let whole = |r: usize| r.is_multiple_of(packed::GROUP);
+        if m.packed.is_some() && !(whole(job.first) && whole(job.end)) {
+            return Err(format!("row job {job:?} splits a group of packed rows"));
+        }
         let acts: Vec<Acts> = x
             .chunks_exact(job.cols)
             .map(|xt| Acts::quantize(job.qtype, xt))
             .collect();
-        let rows = &m.data()[job.first * row_bytes..job.end * row_bytes];
-        job.qtype.dot_tiles(rows, &acts, &Gathered::of(&acts), out);
+        let rows = &m.product_bytes()[job.first * row_bytes..job.end * row_bytes];
+        m.dot_rows(rows, &acts, &m.gathered(&acts), out);
         Ok(())
     }
 }

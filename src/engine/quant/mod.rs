@@ -1,4 +1,5 @@
-//! CPU quantized kernels. Weights stay in their GGUF blocks and are read in place; activations
+//! CPU quantized kernels. Weights stay in their GGUF blocks and are read in place (Q4_1 rows
+//! interleaved by eight where the machine has the kernel for it, `packed.rs`); activations
 //! are quantized the way llama.cpp quantizes them before each dot product (Q8_0, Q8_1 or Q8_K,
 //! f16 for f16 weights), so our logits track llama.cpp's, not just the float ideal.
 //!
@@ -9,6 +10,8 @@
 //! - `reference.rs`: the unoptimised twin (dequantize, f64 dot with unquantized activations)
 //!   that tests hold the fast kernels to.
 //! - `matrix.rs`: `QMatrix`, a weight matrix inside the file's bytes, and its threaded matmul.
+//! - `packed.rs`: Q4_1 with eight rows interleaved, which the CPU engine computes from where
+//!   this machine has the kernel (AVX2): the scalar kernel's values, bit for bit, faster.
 //! - `x86.rs` (AVX2) and `wasm.rs` (simd128, relaxed SIMD): fast Q4_1, Q5_0, Q8_0 and K-quant
 //!   dot products, weight rows by activation rows in tiles (`rows.rs`), chosen by
 //!   [`QType::dot`] and [`QType::dot_tiles`].
@@ -18,6 +21,7 @@ pub mod float;
 pub mod kquants;
 pub mod legacy;
 pub mod matrix;
+pub mod packed;
 pub mod reference;
 #[cfg(any(
     target_arch = "x86_64",
@@ -35,7 +39,7 @@ use wasm as simd;
 use x86 as simd;
 
 pub use act::Acts;
-pub use matrix::QMatrix;
+pub use matrix::{QMatrix, RowServer};
 pub use rows::Gathered;
 
 use candle_core::quantized::GgmlDType;

@@ -462,3 +462,60 @@ unsafe fn q6k_tile<const R: usize, const T: usize>(
     }
     sum
 }
+
+/// AVX2 with FMA and F16C: what [`q4_1_packed`] runs on.
+pub fn has_packed() -> bool {
+    has_avx2() && is_x86_feature_detected!("f16c")
+}
+
+/// Eight interleaved Q4_1 rows (one group of packed.rs's layout: blocks of 160 bytes, `blocks`
+/// of them from `g`) dotted with the first T activation rows of `xs`, as `[token][row]`: per
+/// token, each block's integer sums for the eight rows in one register, then
+/// [`super::legacy::dot_q4_1`]'s float steps on the eight at once.
+///
+/// # Safety
+/// AVX2, FMA and F16C; `g` points at `blocks` group blocks, and `xs` holds at least T rows of
+/// `blocks` blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::needless_range_loop)] // t indexes the accumulators and the rows alike
+pub unsafe fn q4_1_group<const T: usize>(
+    g: *const u8,
+    blocks: usize,
+    xs: &[&[BlockQ8_1]],
+) -> [[f32; 8]; T] {
+    unsafe {
+        let low = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let mut sum = [_mm256_setzero_ps(); T];
+        let mut mins = [_mm256_setzero_ps(); T];
+        let ys: [*const BlockQ8_1; T] = std::array::from_fn(|t| xs[t].as_ptr());
+        for b in 0..blocks {
+            let p = g.add(b * 160);
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+            let mw = _mm256_cvtph_ps(_mm_loadu_si128(p.add(16) as *const __m128i));
+            let q: [__m256i; 4] = std::array::from_fn(|c| load(p.add(32 + 32 * c)));
+            let lo = q.map(|q| _mm256_and_si256(q, low));
+            let hi = q.map(|q| _mm256_and_si256(_mm256_srli_epi16(q, 4), low));
+            for t in 0..T {
+                let y = &*ys[t].add(b);
+                let a = y.qs.as_ptr() as *const i32;
+                // Weights 4c.. (low nibbles) meet activations 4c..; 16 + 4c.. (high) meet 16 + 4c...
+                // Each i16 lane sums at most 16 products of 15 by 128: no overflow.
+                let mut p16 = _mm256_setzero_si256();
+                for c in 0..4 {
+                    let al = _mm256_set1_epi32(std::ptr::read_unaligned(a.add(c)));
+                    let ah = _mm256_set1_epi32(std::ptr::read_unaligned(a.add(4 + c)));
+                    p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(lo[c], al));
+                    p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(hi[c], ah));
+                }
+                let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(y.d));
+                sum[t] = _mm256_add_ps(sum[t], _mm256_mul_ps(d, s));
+                mins[t] = _mm256_add_ps(mins[t], _mm256_mul_ps(mw, _mm256_set1_ps(y.s)));
+            }
+        }
+        std::array::from_fn(|t| {
+            std::mem::transmute::<__m256, [f32; 8]>(_mm256_add_ps(sum[t], mins[t]))
+        })
+    }
+}

@@ -19,7 +19,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, Worker, WorkerOptions};
 
-use crate::engine::quant::{QMatrix, QType};
+use crate::engine::quant::{QType, RowServer};
 use crate::engine::threads::{RowHelper, RowJob};
 
 /// Control words (i32) at the start of the shared buffer.
@@ -224,7 +224,7 @@ fn spin_while(ctl: &Int32Array, state: i32) -> bool {
 /// The helper worker's whole life, from the message that made it one: holds `file` and serves
 /// jobs until the model worker terminates it (never returns).
 pub fn serve(sab: &SharedArrayBuffer, file: Vec<u8>) {
-    let file = Arc::new(file);
+    let mut server = RowServer::new(Arc::new(file));
     let ctl = Int32Array::new_with_byte_offset_and_length(sab, 0, HEADER_BYTES / 4);
     let xs = Float32Array::new_with_byte_offset_and_length(sab, HEADER_BYTES, MAX_X);
     let outs =
@@ -263,7 +263,7 @@ pub fn serve(sab: &SharedArrayBuffer, file: Vec<u8>) {
                 .min(MAX_OUT as usize),
             0.0,
         );
-        let served = QMatrix::serve(&file, &job, &x, &mut out);
+        let served = server.serve(&job, &x, &mut out);
         if served.is_ok() {
             outs.subarray(0, out.len() as u32).copy_from(&out);
         }
