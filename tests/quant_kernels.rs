@@ -5,7 +5,7 @@
 //! The same tests run on wasm32 in headless Chromium (wasm-bindgen-test-runner and chromedriver;
 //! scripts/test.sh), once per browser kernel set: simd128 and `--features relaxed-simd`.
 
-use axiscope::engine::quant::{Acts, Gathered, QMatrix, QType, kquants, reference};
+use axiscope::engine::quant::{Acts, Gathered, QMatrix, QType, kquants, legacy, packed, reference};
 use axiscope::engine::threads::Threads;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
@@ -143,6 +143,35 @@ fn threaded_matmul_equals_single_dots() {
                         qtype.dot(m.row(r), &acts),
                         "{qtype:?} tok {t} row {r}"
                     );
+                }
+            }
+        }
+    }
+}
+
+/// Packed Q4_1 (rows interleaved by eight, packed.rs) gives the scalar kernel's value for every
+/// (row, token) pair, bit for bit, through the matmul the engine runs: one token, whole tiles of
+/// tokens and the rest, on one thread and two.
+#[test]
+fn packed_q4_1_equals_the_scalar_kernel() {
+    if !packed::available() {
+        return eprintln!("skipped: no packed Q4_1 kernel on this machine");
+    }
+    let (qtype, rows) = (QType::Q4_1, 24);
+    let (bytes, _) = quantized(qtype, rows, COLS, 8);
+    let m = QMatrix::new(qtype, rows, COLS, Arc::new(bytes), 0).packed_for_cpu();
+    for n_tok in [1, 2, 3, 4, 5, 9] {
+        let x = values(n_tok * COLS, 9);
+        for threads in [1, 2] {
+            let mut out = vec![f32::NAN; n_tok * rows];
+            m.matmul(&x, &mut out, &Threads::new(threads));
+            for (t, out) in out.chunks_exact(rows).enumerate() {
+                let Acts::Q8_1(a) = Acts::quantize(qtype, &x[t * COLS..(t + 1) * COLS]) else {
+                    unreachable!("Q4_1 takes Q8_1 activations")
+                };
+                for (r, o) in out.iter().enumerate() {
+                    let want = legacy::dot_q4_1(m.row(r), &a);
+                    assert_eq!(o.to_bits(), want.to_bits(), "row {r}, token {t} of {n_tok}");
                 }
             }
         }

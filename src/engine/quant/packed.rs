@@ -22,11 +22,13 @@ pub const GROUP: usize = 8;
 /// Bytes of one block of a group.
 pub const GROUP_BLOCK: usize = GROUP * 20;
 
-/// Whether this machine runs packed Q4_1 (AVX2 with FMA and F16C); elsewhere matrices keep the
-/// file's layout and its kernels.
+/// Whether this machine runs packed Q4_1 (AVX2 with FMA and F16C, or wasm's simd128);
+/// elsewhere matrices keep the file's layout and its kernels.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     return super::x86::has_packed();
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return true;
     #[allow(unreachable_code)]
     false
 }
@@ -100,14 +102,20 @@ pub fn dot_tiles_q4_1(groups: &[u8], rb: usize, xs: &[Acts], out: &mut [f32]) {
 fn tile<const T: usize>(g: &[u8], xs: &[&[BlockQ8_1]]) -> [[f32; GROUP]; T] {
     let blocks = g.len() / GROUP_BLOCK;
     assert!(xs[..T].iter().all(|x| x.len() == blocks));
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ))]
     // SAFETY: the kernel's instructions are there (the caller asserted `available`), `g` holds
     // `blocks` group blocks and each of the T activation rows as many blocks (asserted).
     unsafe {
-        super::x86::q4_1_group::<T>(g.as_ptr(), blocks, xs)
+        super::simd::q4_1_group::<T>(g.as_ptr(), blocks, xs)
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no packed kernel on this target")
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )))]
+    unreachable!("packed rows on a target without the kernel")
 }
 
 /// Writes a tile (`v[t][r]`) at `out[r * n + t0 + t]`; returns its tokens.
@@ -123,68 +131,10 @@ fn put<const T: usize>(out: &mut [f32], n: usize, t0: usize, v: [[f32; GROUP]; T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::quant::legacy;
-
-    /// Q4_1 rows of random bytes whose f16 scales and mins are small and of both signs (a
-    /// scale's sign does not occur in real files, but the kernel must not depend on it).
-    fn random_rows(rows: usize, blocks: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 33) as u32
-        };
-        let mut out = Vec::with_capacity(rows * blocks * 20);
-        for _ in 0..rows * blocks {
-            for _ in 0..2 {
-                let v = (next() % 2000) as f32 / 1000.0 - 1.0;
-                out.extend_from_slice(&half::f16::from_f32(v * 0.05).to_le_bytes());
-            }
-            out.extend((0..16).map(|_| next() as u8));
-        }
-        out
-    }
-
-    fn random_acts(cols: usize, seed: u64) -> Acts {
-        let x: Vec<f32> = (0..cols)
-            .map(|i| ((i as u64 * 7919 + seed * 104729) % 1000) as f32 / 250.0 - 2.0)
-            .collect();
-        Acts::quantize(QType::Q4_1, &x)
-    }
-
-    #[test]
-    fn packed_products_equal_the_scalar_kernel_bit_for_bit() {
-        if !available() {
-            return eprintln!("skipped: no packed Q4_1 kernel on this machine");
-        }
-        let (rows, cols) = (24, 5 * QK);
-        let rb = cols / QK * 20;
-        let bytes = random_rows(rows, cols / QK, 1);
-        let packed = pack_q4_1(&bytes, rows, cols).unwrap();
-        assert_ne!(packed, bytes, "packing moved nothing");
-        // Every token count the kernel splits differently (tiles of 4, 2, 1).
-        for n in 1..=9 {
-            let xs: Vec<Acts> = (0..n).map(|t| random_acts(cols, t as u64 + 3)).collect();
-            let mut out = vec![0f32; rows * n];
-            dot_tiles_q4_1(&packed, rb, &xs, &mut out);
-            for r in 0..rows {
-                for (t, x) in xs.iter().enumerate() {
-                    let Acts::Q8_1(x) = x else { unreachable!() };
-                    let want = legacy::dot_q4_1(&bytes[r * rb..(r + 1) * rb], x);
-                    assert_eq!(
-                        out[r * n + t].to_bits(),
-                        want.to_bits(),
-                        "row {r}, token {t} of {n}"
-                    );
-                }
-            }
-        }
-    }
 
     #[test]
     fn rows_that_do_not_fill_groups_stay_unpacked() {
-        let bytes = random_rows(12, 2, 2);
+        let bytes = vec![7u8; 12 * 40];
         assert!(pack_q4_1(&bytes, 12, 2 * QK).is_none());
         assert!(pack_q4_1(&bytes[..8 * 40 - 1], 8, 2 * QK).is_none());
         assert!(pack_q4_1(&bytes[..8 * 40], 8, 2 * QK).is_some());

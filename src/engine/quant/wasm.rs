@@ -527,3 +527,101 @@ unsafe fn q6k_tile<const R: usize, const T: usize>(
     }
     sum
 }
+
+/// Four rows' dot products of four weights (bytes `4r..4r + 4` of `w`, unsigned below 128) with
+/// the four activation bytes repeated across `a`, added to `acc`: one i32 lane per row.
+#[cfg(not(feature = "relaxed-simd"))]
+#[inline]
+fn dot4_acc(w: v128, a: v128, acc: v128) -> v128 {
+    let a = i16x8_extend_low_i8x16(a);
+    // Lanes (row, pair): rows 0-1, then 2-3; the shuffles add each row's two pairs.
+    let lo = i32x4_dot_i16x8(u16x8_extend_low_u8x16(w), a);
+    let hi = i32x4_dot_i16x8(u16x8_extend_high_u8x16(w), a);
+    let rows = i32x4_add(
+        i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
+        i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
+    );
+    i32x4_add(acc, rows)
+}
+
+#[cfg(feature = "relaxed-simd")]
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
+fn dot4_acc(w: v128, a: v128, acc: v128) -> v128 {
+    i32x4_relaxed_dot_i8x16_i7x16_add(a, w, acc)
+}
+
+/// Four f16 from `p` as f32 lanes, through the shared table.
+///
+/// # Safety
+/// `p` must point at 8 readable bytes.
+#[inline]
+unsafe fn f16x4(p: *const u8) -> v128 {
+    // SAFETY: the caller's promise.
+    unsafe {
+        f32x4(
+            f16_ptr(p),
+            f16_ptr(p.add(2)),
+            f16_ptr(p.add(4)),
+            f16_ptr(p.add(6)),
+        )
+    }
+}
+
+/// Eight interleaved Q4_1 rows (one group of packed.rs's layout: blocks of 160 bytes, `blocks`
+/// of them from `g`) dotted with the first T activation rows of `xs`, as `[token][row]`: per
+/// token, each block's integer sums for four rows in one vector (two vectors for the eight),
+/// then [`super::legacy::dot_q4_1`]'s float steps on four rows at once.
+///
+/// # Safety
+/// `g` points at `blocks` group blocks, and `xs` holds at least T rows of `blocks` blocks.
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+#[allow(clippy::needless_range_loop)] // t and h index the accumulators and the rows alike
+pub unsafe fn q4_1_group<const T: usize>(
+    g: *const u8,
+    blocks: usize,
+    xs: &[&[BlockQ8_1]],
+) -> [[f32; 8]; T] {
+    let low = u8x16_splat(0x0F);
+    let mut sum = [[f32x4_splat(0.0); 2]; T];
+    let mut mins = [[f32x4_splat(0.0); 2]; T];
+    let ys: [*const BlockQ8_1; T] = core::array::from_fn(|t| xs[t].as_ptr());
+    for b in 0..blocks {
+        // SAFETY: the caller's promise: block b of the group and of each activation row.
+        unsafe {
+            let p = g.add(b * 160);
+            let mut s = [[i32x4_splat(0); 2]; T];
+            // Chunk c: bytes 4c..4c + 4 of each row; low nibbles are weights 4c.., high ones
+            // 16 + 4c.., meeting activations 4c.. and 16 + 4c...
+            for c in 0..4 {
+                let q = [0, 16].map(|h| v128_load(p.add(32 + 32 * c + h) as *const v128));
+                let lo = q.map(|q| v128_and(q, low));
+                let hi = q.map(|q| u8x16_shr(q, 4));
+                for t in 0..T {
+                    let a = (*ys[t].add(b)).qs.as_ptr() as *const u32;
+                    let al = u32x4_splat(core::ptr::read_unaligned(a.add(c)));
+                    let ah = u32x4_splat(core::ptr::read_unaligned(a.add(4 + c)));
+                    for h in 0..2 {
+                        s[t][h] = dot4_acc(hi[h], ah, dot4_acc(lo[h], al, s[t][h]));
+                    }
+                }
+            }
+            let dw = [f16x4(p), f16x4(p.add(8))];
+            let mw = [f16x4(p.add(16)), f16x4(p.add(24))];
+            for t in 0..T {
+                let y = &*ys[t].add(b);
+                let (d, m) = (f32x4_splat(y.d), f32x4_splat(y.s));
+                for h in 0..2 {
+                    let prod = f32x4_mul(f32x4_mul(dw[h], d), f32x4_convert_i32x4(s[t][h]));
+                    sum[t][h] = f32x4_add(sum[t][h], prod);
+                    mins[t][h] = f32x4_add(mins[t][h], f32x4_mul(mw[h], m));
+                }
+            }
+        }
+    }
+    core::array::from_fn(|t| {
+        let v = [0, 1].map(|h| f32x4_add(sum[t][h], mins[t][h]));
+        // SAFETY: two f32x4 are eight f32.
+        unsafe { core::mem::transmute::<[v128; 2], [f32; 8]>(v) }
+    })
+}
