@@ -117,37 +117,102 @@ impl Sampler {
             return argmax(logits);
         }
         let scaled: Vec<f32> = logits.iter().map(|&l| l / c.temperature).collect();
-        let mut cand = sorted_descending(&scaled);
-        if c.top_k > 0 {
+        let (cand, weights) = if c.top_k > 0 {
+            let mut cand = sorted_descending(&scaled);
             cand.truncate(c.top_k);
-        }
-        let max = cand[0].1;
-        let mut probs: Vec<f64> = cand
-            .iter()
-            .map(|&(_, l)| ((l - max) as f64).exp())
-            .collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if c.top_p < 1.0 {
-            let mut acc = 0.0;
-            let keep = probs.iter().position(|&p| {
-                acc += p;
-                acc >= c.top_p as f64
-            });
-            let keep = keep.map_or(probs.len(), |i| i + 1);
-            probs.truncate(keep);
-            let total: f64 = probs.iter().sum();
-            probs.iter_mut().for_each(|p| *p /= total);
-        }
-        let mut r = self.rng.next_f64();
-        for (i, &p) in probs.iter().enumerate() {
-            if r < p {
-                return cand[i].0;
+            let max = cand[0].1;
+            let w: Vec<f64> = cand.iter().map(|&(_, l)| exp((l - max) as f64)).collect();
+            let keep = nucleus_len(&w, w.iter().sum(), c.top_p);
+            (cand[..keep].to_vec(), w[..keep].to_vec())
+        } else {
+            nucleus(&scaled, c.top_p)
+        };
+        let total: f64 = weights.iter().sum();
+        let mut r = self.rng.next_f64() * total;
+        for (&(id, _), &w) in cand.iter().zip(&weights) {
+            if r < w {
+                return id;
             }
-            r -= p;
+            r -= w;
         }
-        cand[probs.len() - 1].0
+        cand[cand.len() - 1].0
     }
+}
+
+/// The smallest number of leading `weights` (largest first) holding `top_p` of `total`: all of
+/// them when `top_p` is 1 or more.
+fn nucleus_len(weights: &[f64], total: f64, top_p: f32) -> usize {
+    if top_p >= 1.0 {
+        return weights.len();
+    }
+    let need = top_p as f64 * total;
+    let mut acc = 0.0;
+    weights
+        .iter()
+        .position(|&w| {
+            acc += w;
+            acc >= need
+        })
+        .map_or(weights.len(), |i| i + 1)
+}
+
+/// The top-p nucleus of `scaled` (logits over the temperature): its tokens largest first
+/// (ties by index) with their weights `exp(l - max)`. Only the tokens that can be in it are
+/// sorted: those whose weight is at least a cutoff, lowered until their mass covers `top_p` of
+/// the whole (a sort of the 49,152 logits and an exponential each were a tenth of a build).
+fn nucleus(scaled: &[f32], top_p: f32) -> (Vec<(u32, f32)>, Vec<f64>) {
+    let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = scaled.iter().map(|&l| exp((l - max) as f64)).collect();
+    let total: f64 = weights.iter().sum();
+    // The largest weight is 1: the first cutoff keeps the tokens within ~9 nats of the top.
+    let mut cutoff = 1e-4;
+    loop {
+        let mut cand: Vec<(u32, f32)> = (0..scaled.len())
+            .filter(|&i| weights[i] >= cutoff)
+            .map(|i| (i as u32, scaled[i]))
+            .collect();
+        cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let w: Vec<f64> = cand.iter().map(|&(i, _)| weights[i as usize]).collect();
+        let keep = nucleus_len(&w, total, top_p);
+        // Inside the candidates unless the walk ran off their end (then lower tokens may
+        // belong, unless there are none).
+        if keep < cand.len() || cand.len() == scaled.len() || cutoff == 0.0 {
+            return (cand[..keep].to_vec(), w[..keep].to_vec());
+        }
+        cutoff = if cutoff > 1e-300 { cutoff * 1e-8 } else { 0.0 };
+    }
+}
+
+/// `1 / n!` for n = 0..=12, the Taylor coefficients of `e^r`.
+const INV_FACTORIAL: [f64; 13] = {
+    let mut c = [1.0; 13];
+    let mut n = 1;
+    while n < 13 {
+        c[n] = c[n - 1] / n as f64;
+        n += 1;
+    }
+    c
+};
+
+/// `e^x` for `x <= 0` in plain f64 arithmetic, the same bits natively and in the browser (the
+/// platforms' `exp` differ in the last bit) and vectorizable: `x = k ln 2 + r` with
+/// `|r| <= ln 2 / 2`, a degree-12 Taylor polynomial for `e^r` (error below 2e-16), times
+/// `2^k` built in the exponent bits. Below -708 (and for NaN) it gives 0.
+fn exp(x: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
+    // ln 2 split so that k * LN2_HI is exact for any k here (fdlibm's constants).
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+    let inside = x >= -708.0;
+    let x = if inside { x } else { 0.0 };
+    let t = x * std::f64::consts::LOG2_E + MAGIC;
+    let k = t - MAGIC;
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = INV_FACTORIAL.iter().rev().fold(0.0, |p, &c| p * r + c);
+    // k (an integer in t's low mantissa bits) into the exponent field.
+    let k_bits = t.to_bits().wrapping_sub(MAGIC.to_bits());
+    let scale = f64::from_bits(k_bits.wrapping_add(1023) << 52);
+    if inside { p * scale } else { 0.0 }
 }
 
 /// `(index, value)` by value, largest first (`f32::total_cmp`), equal values by index: the one
@@ -275,5 +340,46 @@ mod tests {
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn the_portable_exponential_is_within_two_ulps_of_the_platforms() {
+        let mut x = -708.0f64;
+        while x <= 0.0 {
+            let (got, want) = (exp(x), x.exp());
+            let ulps = (got.to_bits() as i64 - want.to_bits() as i64).abs();
+            assert!(ulps <= 2, "exp({x}) = {got}, platform {want}");
+            x += 0.0137;
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-1e-300), 1.0);
+        assert_eq!(exp(f64::NEG_INFINITY), 0.0);
+        assert_eq!(exp(f64::NAN), 0.0);
+        assert_eq!(exp(-709.0), 0.0);
+    }
+
+    /// The nucleus from the cutoff search is the one a full sort finds: the same tokens in
+    /// the same order with the same weights, for wide and narrow distributions and every
+    /// top-p, including off (1.0) and ties.
+    #[test]
+    fn the_nucleus_is_the_full_sorts() {
+        let mut rng = Rng::new(3);
+        for spread in [0.5, 4.0, 40.0, 400.0] {
+            let mut scaled: Vec<f32> = (0..3000)
+                .map(|_| ((rng.next_f64() - 0.5) * spread) as f32)
+                .collect();
+            scaled[17] = scaled[5];
+            for top_p in [0.05, 0.5, 0.9, 0.999_999, 1.0] {
+                let (cand, w) = nucleus(&scaled, top_p);
+                let all = sorted_descending(&scaled);
+                let max = all[0].1;
+                let wa: Vec<f64> = all.iter().map(|&(_, l)| exp((l - max) as f64)).collect();
+                // The whole mass summed in index order, as `nucleus` sums it.
+                let total = scaled.iter().map(|&l| exp((l - max) as f64)).sum();
+                let keep = nucleus_len(&wa, total, top_p);
+                assert_eq!(cand, all[..keep], "spread {spread}, top-p {top_p}");
+                assert_eq!(w, wa[..keep], "spread {spread}, top-p {top_p}");
+            }
+        }
     }
 }
