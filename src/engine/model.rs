@@ -47,12 +47,32 @@ struct Weights {
     threads: Threads,
 }
 
-/// One sequence's cache: per layer, `[pos][kv_dim]` keys and values, rounded to f16 as
-/// llama.cpp stores them by default, but kept as f32 so attention reads them without converting.
+/// One sequence's cache: per layer, keys and values rounded to f16 as llama.cpp stores them by
+/// default, but kept as f32 so attention reads them without converting. Values are `[pos][kv_dim]`;
+/// keys go in blocks of [`KEY_BLOCK`] positions, each `[kv_dim][KEY_BLOCK]`, so that attention
+/// scores a block's keys in vector lanes, one key per lane (see [`block_dots`]).
 struct KvCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     cached: usize,
+}
+
+/// Positions per block of the key cache.
+const KEY_BLOCK: usize = 8;
+
+/// Stores the keys of positions `pos..` (`keys`: `[n][kv_dim]`, rounded to f16) in a layer's
+/// key cache of blocks (see [`KvCache`]).
+fn store_keys(cache: &mut Vec<f32>, keys: &[f32], pos: usize, kv_dim: usize) {
+    let n = keys.len() / kv_dim;
+    let blocks = (pos + n).div_ceil(KEY_BLOCK);
+    cache.resize(blocks * kv_dim * KEY_BLOCK, 0.0);
+    for (i, key) in keys.chunks_exact(kv_dim).enumerate() {
+        let (b, lane) = ((pos + i) / KEY_BLOCK, (pos + i) % KEY_BLOCK);
+        let block = &mut cache[b * kv_dim * KEY_BLOCK..][..kv_dim * KEY_BLOCK];
+        for (j, &x) in key.iter().enumerate() {
+            block[j * KEY_BLOCK + lane] = round_f16(x);
+        }
+    }
 }
 
 impl KvCache {
@@ -364,7 +384,7 @@ impl Weights {
             let mut r = 0;
             for s in seqs.iter_mut() {
                 let (kv_rows, rows) = (r * kvd..(r + s.n) * kvd, r * qd..(r + s.n) * qd);
-                s.cache.k[l].extend(k[kv_rows.clone()].iter().map(|&a| round_f16(a)));
+                store_keys(&mut s.cache.k[l], &k[kv_rows.clone()], s.pos, kvd);
                 s.cache.v[l].extend(v[kv_rows].iter().map(|&a| round_f16(a)));
                 self.attention(s.cache, l, &q[rows.clone()], s.pos, s.n, &mut att[rows]);
                 r += s.n;
@@ -432,15 +452,20 @@ impl Weights {
             let len = pos + i + 1 - first;
             let kvh = h / group;
             let q16: Vec<f32> = q[start..][..hd].iter().map(|&b| round_f16(b)).collect();
-            let keys = &kc[first * kvd + kvh * hd..];
             let mut scores = vec![0f32; len];
-            let mut groups = scores.chunks_exact_mut(KEYS_AT_ONCE);
-            for (g, out) in (&mut groups).enumerate() {
-                out.copy_from_slice(&dots::<KEYS_AT_ONCE>(&q16, keys, g * KEYS_AT_ONCE, kvd));
-            }
-            let done = len / KEYS_AT_ONCE * KEYS_AT_ONCE;
-            for (i, out) in groups.into_remainder().iter_mut().enumerate() {
-                *out = dots::<1>(&q16, keys, done + i, kvd)[0];
+            for b in first / KEY_BLOCK..(first + len).div_ceil(KEY_BLOCK) {
+                let block = &kc[(b * kvd + kvh * hd) * KEY_BLOCK..][..hd * KEY_BLOCK];
+                let d = block_dots(&q16, block);
+                // The block's lanes inside the keys attended to (a window or the cache's end
+                // may cut the first and last block).
+                for (lane, &d) in d.iter().enumerate() {
+                    if let Some(s) = (b * KEY_BLOCK + lane)
+                        .checked_sub(first)
+                        .and_then(|j| scores.get_mut(j))
+                    {
+                        *s = d;
+                    }
+                }
             }
             let mut max = f32::NEG_INFINITY;
             for s in &mut scores {
@@ -463,19 +488,15 @@ impl Weights {
     }
 }
 
-/// Cached keys scored together in attention (see [`dots`]).
-const KEYS_AT_ONCE: usize = 4;
-
-/// `q . key[first + i]` for N consecutive keys of a cache with rows of `stride` floats. Each sum
-/// runs over the elements in order, as a lone dot product would (the same bits), but the N sums
-/// are independent, so they overlap instead of waiting on one chain of dependent additions.
-fn dots<const N: usize>(q: &[f32], keys: &[f32], first: usize, stride: usize) -> [f32; N] {
-    let rows: [&[f32]; N] = std::array::from_fn(|i| &keys[(first + i) * stride..][..q.len()]);
-    // -0.0: where `Iterator::sum` starts, so even a zero sum keeps its sign.
-    let mut d = [-0.0f32; N];
-    for (e, &qe) in q.iter().enumerate() {
-        for (di, row) in d.iter_mut().zip(&rows) {
-            *di += qe * row[e];
+/// `q` dotted with each of a key block's [`KEY_BLOCK`] keys (`block`: `[head_dim][KEY_BLOCK]`, one
+/// key per lane). Each key's sum runs over the elements in order from -0.0, as `Iterator::sum`
+/// of the products would (so a zero sum keeps its sign), and the lanes are independent, so they
+/// proceed side by side in vector registers instead of one chain of additions at a time.
+fn block_dots(q: &[f32], block: &[f32]) -> [f32; KEY_BLOCK] {
+    let mut d = [-0.0f32; KEY_BLOCK];
+    for (&qe, keys) in q.iter().zip(block.chunks_exact(KEY_BLOCK)) {
+        for (di, &k) in d.iter_mut().zip(keys) {
+            *di += qe * k;
         }
     }
     d
@@ -567,7 +588,8 @@ impl KvCache {
     fn truncate(&mut self, len: usize, kv_dim: usize) {
         let len = len.min(self.cached);
         for (kc, vc) in self.k.iter_mut().zip(&mut self.v) {
-            kc.truncate(len * kv_dim);
+            // Whole key blocks: lanes past `len` are overwritten before they are read again.
+            kc.truncate(len.div_ceil(KEY_BLOCK) * kv_dim * KEY_BLOCK);
             vc.truncate(len * kv_dim);
         }
         self.cached = len;
@@ -626,25 +648,29 @@ impl CpuModel {
 mod tests {
     use super::*;
 
-    /// Scoring keys several at a time changes no bit of any score (zero sums included).
+    /// Keys stored in blocks and scored a block at a time give every score a lone dot product
+    /// of the stored (f16-rounded) key gives, bit for bit, zero sums included, for a second
+    /// kv head and a last block cut short.
     #[test]
-    fn grouped_key_scores_equal_lone_dot_products() {
-        let (hd, stride, n) = (64, 192, 11);
+    fn block_key_scores_equal_lone_dot_products() {
+        let (hd, kvd, n, kvh) = (64, 192, 11, 1);
         let wave = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) * 1.37e-3;
         let q: Vec<f32> = (0..hd).map(wave).collect();
-        let mut keys: Vec<f32> = (0..n * stride).map(|i| wave(i + 17)).collect();
-        keys[3 * stride..3 * stride + hd].fill(0.0);
-        let lone =
-            |j: usize| -> f32 { q.iter().zip(&keys[j * stride..]).map(|(a, b)| a * b).sum() };
-        let four = dots::<4>(&q, &keys, 0, stride);
-        let more = dots::<4>(&q, &keys, 4, stride);
-        for j in 0..8 {
-            let got = if j < 4 { four[j] } else { more[j - 4] };
+        let mut keys: Vec<f32> = (0..n * kvd).map(|i| wave(i + 17)).collect();
+        keys[3 * kvd + kvh * hd..][..hd].fill(0.0);
+        let mut cache = Vec::new();
+        // In two steps, as a prompt then more tokens arrive.
+        store_keys(&mut cache, &keys[..5 * kvd], 0, kvd);
+        store_keys(&mut cache, &keys[5 * kvd..], 5, kvd);
+        let lone = |j: usize| -> f32 {
+            let key = &keys[j * kvd + kvh * hd..][..hd];
+            q.iter().zip(key).map(|(a, &b)| a * round_f16(b)).sum()
+        };
+        for j in 0..n {
+            let (b, lane) = (j / KEY_BLOCK, j % KEY_BLOCK);
+            let block = &cache[(b * kvd + kvh * hd) * KEY_BLOCK..][..hd * KEY_BLOCK];
+            let got = block_dots(&q, block)[lane];
             assert_eq!(got.to_bits(), lone(j).to_bits(), "key {j}");
         }
-        assert_eq!(
-            dots::<1>(&q, &keys, 10, stride)[0].to_bits(),
-            lone(10).to_bits()
-        );
     }
 }

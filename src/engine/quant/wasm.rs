@@ -15,6 +15,9 @@
 //! operand has its top bit set; the unsigned 4-, 5- and 6-bit weights never do, and the pairwise
 //! 16-bit sums (at most 2 * 127 * 63) cannot saturate, so it is exact: both builds give
 //! bit-identical outputs.
+//!
+//! Over 600 lines: the browser's whole kernel set (each format's tiles, and packed Q4_1), so
+//! that each kernel's simd128 and relaxed forms sit beside each other, as x86.rs holds AVX2's.
 
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
 use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
