@@ -4,6 +4,9 @@
 //! kernels up to float summation order, and the K-quant kernels, which combine each block's
 //! integer sums in the scalar kernels' order, equal them bit for bit.
 //!
+//! Over 600 lines: the browser's whole kernel set (each format's tiles, and packed Q4_1), so
+//! that each kernel's simd128 and relaxed forms sit beside each other, as x86.rs holds AVX2's.
+//!
 //! Decoding runs them four rows at a time (tiles, rows.rs): the activations are loaded once per
 //! block for all four, and four independent weight streams keep the memory busy. That alone took
 //! decoding in Chromium from 24 to 32 tokens/s (BENCHMARKS.md).
@@ -15,9 +18,6 @@
 //! operand has its top bit set; the unsigned 4-, 5- and 6-bit weights never do, and the pairwise
 //! 16-bit sums (at most 2 * 127 * 63) cannot saturate, so it is exact: both builds give
 //! bit-identical outputs.
-//!
-//! Over 600 lines: the browser's whole kernel set (each format's tiles, and packed Q4_1), so
-//! that each kernel's simd128 and relaxed forms sit beside each other, as x86.rs holds AVX2's.
 
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
 use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
