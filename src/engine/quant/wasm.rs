@@ -547,12 +547,9 @@ fn dot4_acc(w: v128, a: v128, acc: v128) -> v128 {
     i32x4_add(acc, rows)
 }
 
+// The relaxed dot's lanes already sum four consecutive products each.
 #[cfg(feature = "relaxed-simd")]
-#[inline]
-#[target_feature(enable = "relaxed-simd")]
-fn dot4_acc(w: v128, a: v128, acc: v128) -> v128 {
-    i32x4_relaxed_dot_i8x16_i7x16_add(a, w, acc)
-}
+use dot_acc as dot4_acc;
 
 /// Four f16 from `p` as f32 lanes, through the shared table.
 ///
