@@ -43,14 +43,31 @@ fn round_even(x: f32) -> i32 {
     ((x + 12_582_912.0) - 12_582_912.0) as i32
 }
 
+/// [`round_even`] for |x| < 2^22 and NaN (0, as `as` gives) by bit arithmetic: the sum's low
+/// mantissa bits are the rounded value. No float-to-int conversion, whose saturating `as` keeps
+/// x86 code scalar, so a block's loop vectorizes.
+#[inline(always)]
+fn round_even_small(x: f32) -> i32 {
+    let r = (x + 12_582_912.0).to_bits() as i32 - 0x4B40_0000;
+    if x.is_nan() { 0 } else { r }
+}
+
 /// Quantizes 32 values to i8 with llama.cpp's x86 rounding; returns (d as stored, sum of q).
 fn q8_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, f32, i32) {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    // Maxima in eight lanes, then across them: the largest |x| (NaN skipped) in any order.
+    let mut lanes = [0f32; 8];
+    for c in x.chunks_exact(8) {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v.abs());
+        }
+    }
+    let amax = lanes.iter().fold(0f32, |m, &v| m.max(v));
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut sum = 0i32;
     for (q, &v) in qs.iter_mut().zip(x) {
-        let r = round_even(v * id);
+        // |v * id| <= 127 unless v is infinite, and then id is 0 and v * id NaN.
+        let r = round_even_small(v * id);
         *q = r as i8;
         sum += r;
     }
@@ -157,4 +174,37 @@ fn q8k_block(x: &[f32]) -> BlockQ8K {
     }
     b.d = 1.0 / iscale;
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_rounding_equals_the_conversion() {
+        // Every quarter step over the range a block reaches, the halves included, both signs.
+        for i in -4 * 130..=4 * 130 {
+            let x = i as f32 / 4.0;
+            assert_eq!(round_even_small(x), round_even(x), "{x}");
+        }
+        for x in [0.0, -0.0, 126.99999, -127.00001, 1e-30, -1e-30, f32::NAN] {
+            assert_eq!(round_even_small(x), round_even(x), "{x}");
+        }
+    }
+
+    #[test]
+    fn a_block_skips_nan_and_maps_its_largest_value_to_127() {
+        let mut x: Vec<f32> = (0..QK).map(|i| (i as f32 - 11.3) * 0.37).collect();
+        x[5] = f32::NAN;
+        x[30] = -20.0;
+        let mut qs = [0i8; QK];
+        let (_, d, sum) = q8_block(&x, &mut qs);
+        assert_eq!(d, 20.0 / 127.0);
+        assert_eq!((qs[5], qs[30]), (0, -127));
+        assert_eq!(sum, qs.iter().map(|&q| q as i32).sum::<i32>());
+        let mut inf = x.clone();
+        inf[7] = f32::INFINITY;
+        let (_, d, sum) = q8_block(&inf, &mut qs);
+        assert_eq!((d, sum), (f32::INFINITY, 0));
+    }
 }
