@@ -17,7 +17,9 @@
 //! and two 16-bit dot products. Its result is implementation-defined only when the second
 //! operand has its top bit set; the unsigned 4-, 5- and 6-bit weights never do, and the pairwise
 //! 16-bit sums (at most 2 * 127 * 63) cannot saturate, so it is exact: both builds give
-//! bit-identical outputs.
+//! bit-identical outputs. Packed Q4_1 keeps a block's sums in 16-bit lanes
+//! (`i16x8.relaxed_dot_i8x16_i7x16`, one instruction where the 32-bit form takes three on x86)
+//! and widens them once per block.
 
 use super::act::{BlockQ8_0, BlockQ8_1, BlockQ8K};
 use super::kquants::{q6k_offset, q45k_block_dot, q45k_offsets, scale_mins};
@@ -531,26 +533,6 @@ unsafe fn q6k_tile<const R: usize, const T: usize>(
     sum
 }
 
-/// Four rows' dot products of four weights (bytes `4r..4r + 4` of `w`, unsigned below 128) with
-/// the four activation bytes repeated across `a`, added to `acc`: one i32 lane per row.
-#[cfg(not(feature = "relaxed-simd"))]
-#[inline]
-fn dot4_acc(w: v128, a: v128, acc: v128) -> v128 {
-    let a = i16x8_extend_low_i8x16(a);
-    // Lanes (row, pair): rows 0-1, then 2-3; the shuffles add each row's two pairs.
-    let lo = i32x4_dot_i16x8(u16x8_extend_low_u8x16(w), a);
-    let hi = i32x4_dot_i16x8(u16x8_extend_high_u8x16(w), a);
-    let rows = i32x4_add(
-        i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
-        i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
-    );
-    i32x4_add(acc, rows)
-}
-
-// The relaxed dot's lanes already sum four consecutive products each.
-#[cfg(feature = "relaxed-simd")]
-use dot_acc as dot4_acc;
-
 /// Four f16 from `p` as f32 lanes, through the shared table.
 ///
 /// # Safety
@@ -568,10 +550,86 @@ unsafe fn f16x4(p: *const u8) -> v128 {
     }
 }
 
+/// One token's four activation bytes `4c..4c + 4` of `a` (16 bytes) repeated across a vector.
+#[inline]
+fn repeat4<const C: usize>(a: v128) -> v128 {
+    i32x4_shuffle::<C, C, C, C>(a, a)
+}
+
+/// Four interleaved rows' products with one token, summed over a block as 16-bit lanes: each
+/// lane takes one (relaxed: two) products of a 4-bit weight by an activation byte per (chunk,
+/// nibble), eight of those a block, so at most 16 * 15 * 128 = 30720 in magnitude: no overflow,
+/// and integer sums in any order are exact.
+#[cfg(feature = "relaxed-simd")]
+mod four_rows {
+    use core::arch::wasm32::*;
+
+    /// Lanes (row, pair of weights).
+    pub type Sums = v128;
+    /// A chunk's 16 bytes as loaded (four of each row).
+    pub type Weights = v128;
+
+    pub const ZERO: Sums = u64x2(0, 0);
+
+    #[inline]
+    pub fn weights(q: v128) -> Weights {
+        q
+    }
+
+    /// Adds the products of `w` with `a` (four activation bytes repeated).
+    #[inline]
+    #[target_feature(enable = "relaxed-simd")]
+    pub fn add(s: Sums, w: Weights, a: v128) -> Sums {
+        i16x8_add(s, i16x8_relaxed_dot_i8x16_i7x16(a, w))
+    }
+
+    /// Each row's sum, as four i32 lanes.
+    #[inline]
+    pub fn rows(s: Sums) -> v128 {
+        i32x4_extadd_pairwise_i16x8(s)
+    }
+}
+
+#[cfg(not(feature = "relaxed-simd"))]
+mod four_rows {
+    use core::arch::wasm32::*;
+
+    /// Lanes (row, weight): rows 0-1, then rows 2-3.
+    pub type Sums = [v128; 2];
+    /// A chunk's 16 bytes widened to 16 bits: rows 0-1, then 2-3.
+    pub type Weights = [v128; 2];
+
+    pub const ZERO: Sums = [u64x2(0, 0); 2];
+
+    #[inline]
+    pub fn weights(q: v128) -> Weights {
+        [u16x8_extend_low_u8x16(q), u16x8_extend_high_u8x16(q)]
+    }
+
+    #[inline]
+    pub fn add(s: Sums, w: Weights, a: v128) -> Sums {
+        let a = i16x8_extend_low_i8x16(a);
+        [0, 1].map(|i| i16x8_add(s[i], i16x8_mul(w[i], a)))
+    }
+
+    #[inline]
+    pub fn rows(s: Sums) -> v128 {
+        let (lo, hi) = (
+            i32x4_extadd_pairwise_i16x8(s[0]),
+            i32x4_extadd_pairwise_i16x8(s[1]),
+        );
+        i32x4_add(
+            i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
+            i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
+        )
+    }
+}
+
 /// Eight interleaved Q4_1 rows (one group of packed.rs's layout: blocks of 160 bytes, `blocks`
 /// of them from `g`) dotted with the first T activation rows of `xs`, as `[token][row]`: per
-/// token, each block's integer sums for four rows in one vector (two vectors for the eight),
-/// then [`super::legacy::dot_q4_1`]'s float steps on four rows at once.
+/// block, the weights are unpacked once for all T tokens; per token, the block's integer sums
+/// for four rows build up in one set of 16-bit lanes ([`four_rows`]), then
+/// [`super::legacy::dot_q4_1`]'s float steps run on four rows at once.
 ///
 /// # Safety
 /// `g` points at `blocks` group blocks, and `xs` holds at least T rows of `blocks` blocks.
@@ -590,29 +648,36 @@ pub unsafe fn q4_1_group<const T: usize>(
         // SAFETY: the caller's promise: block b of the group and of each activation row.
         unsafe {
             let p = g.add(b * 160);
-            let mut s = [[i32x4_splat(0); 2]; T];
-            // Chunk c: bytes 4c..4c + 4 of each row; low nibbles are weights 4c.., high ones
-            // 16 + 4c.., meeting activations 4c.. and 16 + 4c...
-            for c in 0..4 {
-                let q = [0, 16].map(|h| v128_load(p.add(32 + 32 * c + h) as *const v128));
-                let lo = q.map(|q| v128_and(q, low));
-                let hi = q.map(|q| u8x16_shr(q, 4));
-                for t in 0..T {
-                    let a = (*ys[t].add(b)).qs.as_ptr() as *const u32;
-                    let al = u32x4_splat(core::ptr::read_unaligned(a.add(c)));
-                    let ah = u32x4_splat(core::ptr::read_unaligned(a.add(4 + c)));
-                    for h in 0..2 {
-                        s[t][h] = dot4_acc(hi[h], ah, dot4_acc(lo[h], al, s[t][h]));
-                    }
-                }
-            }
+            // Chunk c holds bytes 4c..4c + 4 of each row: low nibbles are weights 4c.., high
+            // ones 16 + 4c.., meeting activations 4c.. and 16 + 4c... Per half h (four rows):
+            // [c][nibble].
+            let w: [[[four_rows::Weights; 2]; 4]; 2] = core::array::from_fn(|h| {
+                core::array::from_fn(|c| {
+                    let q = v128_load(p.add(32 + 32 * c + 16 * h) as *const v128);
+                    [v128_and(q, low), u8x16_shr(q, 4)].map(four_rows::weights)
+                })
+            });
             let dw = [f16x4(p), f16x4(p.add(8))];
             let mw = [f16x4(p.add(16)), f16x4(p.add(24))];
             for t in 0..T {
                 let y = &*ys[t].add(b);
+                let a = [0, 16].map(|i| v128_load(y.qs.as_ptr().add(i) as *const v128));
+                let a: [[v128; 2]; 4] = [
+                    [repeat4::<0>(a[0]), repeat4::<0>(a[1])],
+                    [repeat4::<1>(a[0]), repeat4::<1>(a[1])],
+                    [repeat4::<2>(a[0]), repeat4::<2>(a[1])],
+                    [repeat4::<3>(a[0]), repeat4::<3>(a[1])],
+                ];
                 let (d, m) = (f32x4_splat(y.d), f32x4_splat(y.s));
                 for h in 0..2 {
-                    let prod = f32x4_mul(f32x4_mul(dw[h], d), f32x4_convert_i32x4(s[t][h]));
+                    let mut s = four_rows::ZERO;
+                    for c in 0..4 {
+                        for n in 0..2 {
+                            s = four_rows::add(s, w[h][c][n], a[c][n]);
+                        }
+                    }
+                    let s = f32x4_convert_i32x4(four_rows::rows(s));
+                    let prod = f32x4_mul(f32x4_mul(dw[h], d), s);
                     sum[t][h] = f32x4_add(sum[t][h], prod);
                     mins[t][h] = f32x4_add(mins[t][h], f32x4_mul(mw[h], m));
                 }

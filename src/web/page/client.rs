@@ -35,7 +35,7 @@ fn worker_script() -> String {
     }
 }
 
-/// Runs the one relaxed instruction the kernels use on known inputs: validating is not enough,
+/// Runs the two relaxed instructions the kernels use on known inputs: validating is not enough,
 /// as an engine's early, pre-standard version (Node 20's V8 behind a flag) computes another sum.
 fn relaxed_dot_is_standard() -> bool {
     let bytes = js_sys::Uint8Array::from(relaxed_dot_probe().as_slice());
@@ -50,19 +50,27 @@ fn relaxed_dot_is_standard() -> bool {
         .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
         .and_then(|f| f.call0(&JsValue::NULL).ok())
         .and_then(|v| v.as_f64())
-        == Some(-60.0)
+        == Some(-90.0)
 }
 
-/// A module exporting `f: () -> i32`, lane 0 of `i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c)`
-/// with a = -1 (signed), b = 15 (7-bit), c = 0: four products summed, -60 by the standard.
+/// A module exporting `f: () -> i32`: lane 0 of `i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c)`
+/// plus lane 0 of `i16x8.relaxed_dot_i8x16_i7x16_s(a, b)`, with a = -1 (signed), b = 15
+/// (7-bit), c = 0: four products summed and two, -60 - 30 = -90 by the standard.
 fn relaxed_dot_probe() -> Vec<u8> {
     let mut body = vec![0x00]; // no locals
-    for byte in [0xff, 15, 0] {
-        body.extend([0xfd, 0x0c]); // v128.const
-        body.extend([byte; 16]);
-    }
+    let consts = |body: &mut Vec<u8>, bytes: &[u8]| {
+        for &byte in bytes {
+            body.extend([0xfd, 0x0c]); // v128.const
+            body.extend([byte; 16]);
+        }
+    };
+    consts(&mut body, &[0xff, 15, 0]);
     body.extend([0xfd, 0x93, 0x02]); // i32x4.relaxed_dot_i8x16_i7x16_add_s (0x113, LEB128)
-    body.extend([0xfd, 0x1b, 0x00, 0x0b]); // i32x4.extract_lane 0, end
+    body.extend([0xfd, 0x1b, 0x00]); // i32x4.extract_lane 0
+    consts(&mut body, &[0xff, 15]);
+    body.extend([0xfd, 0x92, 0x02]); // i16x8.relaxed_dot_i8x16_i7x16_s (0x112)
+    body.extend([0xfd, 0x18, 0x00]); // i16x8.extract_lane_s 0
+    body.extend([0x6a, 0x0b]); // i32.add, end
     let mut m = vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]; // "\0asm", version 1
     m.extend([0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f]); // type section: [] -> [i32]
     m.extend([0x03, 0x02, 0x01, 0x00]); // function section: one function of type 0
