@@ -45,7 +45,7 @@ pub struct BuildArgs {
     /// comes from the default's rollouts and from how the default answers each question,
     /// little from the roles' prompts, so the default plan spends rollouts on distinct
     /// questions and on the default: 80 questions x 1 prompt per role, the default's 5
-    /// prompts x 80 questions x 4 seeds, 6880 rollouts, about 26 minutes on 2 cores
+    /// prompts x 80 questions x 4 seeds, 6880 rollouts, about 11 minutes on 2 cores
     /// (docs/method.md, "Build plan").
     #[arg(long)]
     pub default_seeds: Option<usize>,
