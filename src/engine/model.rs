@@ -433,70 +433,140 @@ impl Weights {
         out: &mut [f32],
     ) {
         let c = &self.cfg;
-        let (hd, kvd) = (c.head_dim, c.kv_dim());
-        let group = c.n_heads / c.n_kv_heads;
+        let hd = c.head_dim;
         // With a query scale the queries were scaled already (see `run_blocks`).
         let scale = match c.query_scale {
             Some(_) => 1.0,
             None => 1.0 / (hd as f32).sqrt(),
         };
-        let window = c.window_at(l);
-        let (kc, vc) = (&cache.k[l], &cache.v[l]);
+        let heads = Heads {
+            hd,
+            kvd: c.kv_dim(),
+            n_heads: c.n_heads,
+            group: c.n_heads / c.n_kv_heads,
+            scale,
+            window: c.window_at(l),
+            keys: &cache.k[l],
+            values: &cache.v[l],
+            q,
+            pos,
+        };
         debug_assert_eq!(out.len(), n * c.n_heads * hd);
         // One task per (token, head): each writes its own head_dim outputs, computed the same
         // way on any thread.
-        self.threads.for_each_chunk(out, hd, |start, acc| {
-            let (i, h) = (start / hd / c.n_heads, start / hd % c.n_heads);
-            // Keys `first..pos + i + 1`: all earlier positions, or a local layer's window.
-            let first = window.map_or(0, |w| (pos + i + 1).saturating_sub(w));
-            let len = pos + i + 1 - first;
-            let kvh = h / group;
-            let q16: Vec<f32> = q[start..][..hd].iter().map(|&b| round_f16(b)).collect();
-            let mut scores = vec![0f32; len];
-            for b in first / KEY_BLOCK..(first + len).div_ceil(KEY_BLOCK) {
-                let block = &kc[(b * kvd + kvh * hd) * KEY_BLOCK..][..hd * KEY_BLOCK];
-                let d = block_dots(&q16, block);
-                // The block's lanes inside the keys attended to (a window or the cache's end
-                // may cut the first and last block).
-                for (lane, &d) in d.iter().enumerate() {
-                    if let Some(s) = (b * KEY_BLOCK + lane)
-                        .checked_sub(first)
-                        .and_then(|j| scores.get_mut(j))
-                    {
-                        *s = d;
-                    }
-                }
-            }
-            let mut max = f32::NEG_INFINITY;
-            for s in &mut scores {
-                *s *= scale;
-                max = max.max(*s);
-            }
-            let mut sum = 0f64;
-            for s in &mut scores {
-                *s = (*s - max).exp();
-                sum += *s as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            acc.iter_mut().for_each(|a| *a = 0.0);
-            for (j, &s) in scores.iter().enumerate() {
-                let p = round_f16(s * inv);
-                let v = &vc[(first + j) * kvd + kvh * hd..][..hd];
-                acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b);
-            }
-        });
+        self.threads
+            .for_each_chunk(out, hd, |start, acc| heads.attend(start, acc));
     }
 }
 
-/// `q` dotted with each of a key block's [`KEY_BLOCK`] keys (`block`: `[head_dim][KEY_BLOCK]`, one
-/// key per lane). Each key's sum runs over the elements in order from -0.0, as `Iterator::sum`
-/// of the products would (so a zero sum keeps its sign), and the lanes are independent, so they
-/// proceed side by side in vector registers instead of one chain of additions at a time.
-fn block_dots(q: &[f32], block: &[f32]) -> [f32; KEY_BLOCK] {
-    let mut d = [-0.0f32; KEY_BLOCK];
-    for (&qe, keys) in q.iter().zip(block.chunks_exact(KEY_BLOCK)) {
-        for (di, &k) in d.iter_mut().zip(keys) {
-            *di += qe * k;
+/// What attention's (token, head) tasks share: one layer's cache and the new tokens' queries.
+struct Heads<'a> {
+    hd: usize,
+    kvd: usize,
+    n_heads: usize,
+    /// Query heads per key/value head.
+    group: usize,
+    scale: f32,
+    window: Option<usize>,
+    keys: &'a [f32],
+    values: &'a [f32],
+    q: &'a [f32],
+    /// The first new token's position.
+    pos: usize,
+}
+
+impl Heads<'_> {
+    /// The task whose outputs start at `start` (of `[token][head][head_dim]`) into `acc`.
+    fn attend(&self, start: usize, acc: &mut [f32]) {
+        // Natively the crate targets plain x86-64 (SSE2): with AVX2 the same loops run in
+        // 256-bit lanes (key blocks of eight in one register, values in eights). The same
+        // operations in the same order per element (no fused multiply-add), so the same bits.
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.attend_avx2(start, acc) };
+        }
+        self.attend_here(start, acc)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn attend_avx2(&self, start: usize, acc: &mut [f32]) {
+        self.attend_here(start, acc)
+    }
+
+    #[inline(always)]
+    fn attend_here(&self, start: usize, acc: &mut [f32]) {
+        let (hd, kvd) = (self.hd, self.kvd);
+        let (i, h) = (start / hd / self.n_heads, start / hd % self.n_heads);
+        // Keys `first..pos + i + 1`: all earlier positions, or a local layer's window.
+        let first = self
+            .window
+            .map_or(0, |w| (self.pos + i + 1).saturating_sub(w));
+        let len = self.pos + i + 1 - first;
+        let kvh = h / self.group;
+        let q16: Vec<f32> = self.q[start..][..hd]
+            .iter()
+            .map(|&b| round_f16(b))
+            .collect();
+        let mut scores = vec![0f32; len];
+        let block = |b: usize| &self.keys[(b * kvd + kvh * hd) * KEY_BLOCK..][..hd * KEY_BLOCK];
+        let mut put = |b: usize, d: &[f32; KEY_BLOCK]| {
+            // The block's lanes inside the keys attended to (a window or the cache's end
+            // may cut the first and last block).
+            for (lane, &d) in d.iter().enumerate() {
+                if let Some(s) = (b * KEY_BLOCK + lane)
+                    .checked_sub(first)
+                    .and_then(|j| scores.get_mut(j))
+                {
+                    *s = d;
+                }
+            }
+        };
+        let (mut b, end) = (first / KEY_BLOCK, (first + len).div_ceil(KEY_BLOCK));
+        while b + 4 <= end {
+            let d = block_dots(&q16, [b, b + 1, b + 2, b + 3].map(block));
+            (0..4).for_each(|k| put(b + k, &d[k]));
+            b += 4;
+        }
+        for b in b..end {
+            put(b, &block_dots(&q16, [block(b)])[0]);
+        }
+        let mut max = f32::NEG_INFINITY;
+        for s in &mut scores {
+            *s *= self.scale;
+            max = max.max(*s);
+        }
+        let mut sum = 0f64;
+        for s in &mut scores {
+            *s = (*s - max).exp();
+            sum += *s as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        acc.iter_mut().for_each(|a| *a = 0.0);
+        for (j, &s) in scores.iter().enumerate() {
+            let p = round_f16(s * inv);
+            let v = &self.values[(first + j) * kvd + kvh * hd..][..hd];
+            acc.iter_mut().zip(v).for_each(|(a, b)| *a += p * b);
+        }
+    }
+}
+
+/// `q` dotted with each of N key blocks' [`KEY_BLOCK`] keys (each block `[head_dim][KEY_BLOCK]`,
+/// one key per lane). Each key's sum runs over the elements in order from -0.0, as
+/// `Iterator::sum` of the products would (so a zero sum keeps its sign). The keys are
+/// independent, so a block's proceed side by side in vector lanes, and several blocks' chains
+/// of additions interleave instead of each waiting on the last addition's latency.
+#[inline(always)]
+fn block_dots<const N: usize>(q: &[f32], blocks: [&[f32]; N]) -> [[f32; KEY_BLOCK]; N] {
+    assert!(blocks.iter().all(|b| b.len() == q.len() * KEY_BLOCK));
+    let mut d = [[-0.0f32; KEY_BLOCK]; N];
+    for (e, &qe) in q.iter().enumerate() {
+        for (dn, block) in d.iter_mut().zip(&blocks) {
+            let keys = &block[e * KEY_BLOCK..][..KEY_BLOCK];
+            for (di, &k) in dn.iter_mut().zip(keys) {
+                *di += qe * k;
+            }
         }
     }
     d
@@ -648,9 +718,9 @@ impl CpuModel {
 mod tests {
     use super::*;
 
-    /// Keys stored in blocks and scored a block at a time give every score a lone dot product
-    /// of the stored (f16-rounded) key gives, bit for bit, zero sums included, for a second
-    /// kv head and a last block cut short.
+    /// Keys stored in blocks and scored a block or several at a time give every score a lone
+    /// dot product of the stored (f16-rounded) key gives, bit for bit, zero sums included, for
+    /// a second kv head and a last block cut short.
     #[test]
     fn block_key_scores_equal_lone_dot_products() {
         let (hd, kvd, n, kvh) = (64, 192, 11, 1);
@@ -666,11 +736,18 @@ mod tests {
             let key = &keys[j * kvd + kvh * hd..][..hd];
             q.iter().zip(key).map(|(a, &b)| a * round_f16(b)).sum()
         };
+        let block = |b: usize| &cache[(b * kvd + kvh * hd) * KEY_BLOCK..][..hd * KEY_BLOCK];
+        // Both blocks at once, as attention takes runs of blocks, and each alone.
+        let both = block_dots(&q, [block(0), block(1)]);
         for j in 0..n {
             let (b, lane) = (j / KEY_BLOCK, j % KEY_BLOCK);
-            let block = &cache[(b * kvd + kvh * hd) * KEY_BLOCK..][..hd * KEY_BLOCK];
-            let got = block_dots(&q, block)[lane];
-            assert_eq!(got.to_bits(), lone(j).to_bits(), "key {j}");
+            let alone = block_dots(&q, [block(b)])[0][lane];
+            assert_eq!(alone.to_bits(), lone(j).to_bits(), "key {j}");
+            assert_eq!(
+                both[b][lane].to_bits(),
+                lone(j).to_bits(),
+                "key {j}, two blocks"
+            );
         }
     }
 }
