@@ -6,6 +6,7 @@ pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod exp;
 pub mod generate;
 pub mod gguf;
 pub mod gpu;

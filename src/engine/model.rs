@@ -287,7 +287,18 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 fn silu_mul(g: &mut [f32], u: &[f32]) {
     g.iter_mut()
         .zip(u)
-        .for_each(|(a, &b)| *a = *a / (1.0 + (-*a).exp()) * b);
+        .for_each(|(a, &b)| *a = *a / (1.0 + exp(-*a)) * b);
+}
+
+/// `e^x` in the forward pass: the platform's natively (the committed bundles were built with
+/// it), the portable one in the browser, where Rust's libm (fdlibm's, a division per call) took
+/// 7 % of a map build for SiLU and attention (BENCHMARKS.md).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    #[cfg(target_arch = "wasm32")]
+    return crate::engine::exp::exp_f32(x);
+    #[cfg(not(target_arch = "wasm32"))]
+    x.exp()
 }
 
 /// `g = gelu(g) * u` with GELU's tanh form, as ggml's CPU computes it: the input rounded to
@@ -535,11 +546,13 @@ impl Heads<'_> {
         let mut max = f32::NEG_INFINITY;
         for s in &mut scores {
             *s *= self.scale;
-            max = max.max(*s);
+            // `f32::max` without its NaN rule (max is never NaN, and a NaN score is skipped
+            // either way), which wasm can only do by a call to libm's fmaxf.
+            max = if *s > max { *s } else { max };
         }
         let mut sum = 0f64;
         for s in &mut scores {
-            *s = (*s - max).exp();
+            *s = exp(*s - max);
             sum += *s as f64;
         }
         let inv = (1.0 / sum) as f32;

@@ -2,6 +2,7 @@
 //! and vLLM, which the paper's rollouts used), after a repetition penalty. Seeded and portable:
 //! the same seed gives the same tokens natively and in the browser.
 
+use crate::engine::exp::exp_nonpositive;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +122,10 @@ impl Sampler {
             let mut cand = sorted_descending(&scaled);
             cand.truncate(c.top_k);
             let max = cand[0].1;
-            let w: Vec<f64> = cand.iter().map(|&(_, l)| exp((l - max) as f64)).collect();
+            let w: Vec<f64> = cand
+                .iter()
+                .map(|&(_, l)| exp_nonpositive((l - max) as f64))
+                .collect();
             let keep = nucleus_len(&w, w.iter().sum(), c.top_p);
             (cand[..keep].to_vec(), w[..keep].to_vec())
         } else {
@@ -162,7 +166,10 @@ fn nucleus_len(weights: &[f64], total: f64, top_p: f32) -> usize {
 /// the whole (a sort of the 49,152 logits and an exponential each were a tenth of a build).
 fn nucleus(scaled: &[f32], top_p: f32) -> (Vec<(u32, f32)>, Vec<f64>) {
     let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let weights: Vec<f64> = scaled.iter().map(|&l| exp((l - max) as f64)).collect();
+    let weights: Vec<f64> = scaled
+        .iter()
+        .map(|&l| exp_nonpositive((l - max) as f64))
+        .collect();
     let total: f64 = weights.iter().sum();
     // The largest weight is 1: the first cutoff keeps the tokens within ~9 nats of the top.
     let mut cutoff = 1e-4;
@@ -181,38 +188,6 @@ fn nucleus(scaled: &[f32], top_p: f32) -> (Vec<(u32, f32)>, Vec<f64>) {
         }
         cutoff = if cutoff > 1e-300 { cutoff * 1e-8 } else { 0.0 };
     }
-}
-
-/// `1 / n!` for n = 0..=12, the Taylor coefficients of `e^r`.
-const INV_FACTORIAL: [f64; 13] = {
-    let mut c = [1.0; 13];
-    let mut n = 1;
-    while n < 13 {
-        c[n] = c[n - 1] / n as f64;
-        n += 1;
-    }
-    c
-};
-
-/// `e^x` for `x <= 0` in plain f64 arithmetic, the same bits natively and in the browser (the
-/// platforms' `exp` differ in the last bit) and vectorizable: `x = k ln 2 + r` with
-/// `|r| <= ln 2 / 2`, a degree-12 Taylor polynomial for `e^r` (error below 2e-16), times
-/// `2^k` built in the exponent bits. Below -708 (and for NaN) it gives 0.
-fn exp(x: f64) -> f64 {
-    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
-    // ln 2 split so that k * LN2_HI is exact for any k here (fdlibm's constants).
-    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
-    let inside = x >= -708.0;
-    let x = if inside { x } else { 0.0 };
-    let t = x * std::f64::consts::LOG2_E + MAGIC;
-    let k = t - MAGIC;
-    let r = (x - k * LN2_HI) - k * LN2_LO;
-    let p = INV_FACTORIAL.iter().rev().fold(0.0, |p, &c| p * r + c);
-    // k (an integer in t's low mantissa bits) into the exponent field.
-    let k_bits = t.to_bits().wrapping_sub(MAGIC.to_bits());
-    let scale = f64::from_bits(k_bits.wrapping_add(1023) << 52);
-    if inside { p * scale } else { 0.0 }
 }
 
 /// `(index, value)` by value, largest first (`f32::total_cmp`), equal values by index: the one
@@ -342,22 +317,6 @@ mod tests {
         assert_ne!(draw(1), draw(2));
     }
 
-    #[test]
-    fn the_portable_exponential_is_within_two_ulps_of_the_platforms() {
-        let mut x = -708.0f64;
-        while x <= 0.0 {
-            let (got, want) = (exp(x), x.exp());
-            let ulps = (got.to_bits() as i64 - want.to_bits() as i64).abs();
-            assert!(ulps <= 2, "exp({x}) = {got}, platform {want}");
-            x += 0.0137;
-        }
-        assert_eq!(exp(0.0), 1.0);
-        assert_eq!(exp(-1e-300), 1.0);
-        assert_eq!(exp(f64::NEG_INFINITY), 0.0);
-        assert_eq!(exp(f64::NAN), 0.0);
-        assert_eq!(exp(-709.0), 0.0);
-    }
-
     /// The nucleus from the cutoff search is the one a full sort finds: the same tokens in
     /// the same order with the same weights, for wide and narrow distributions and every
     /// top-p, including off (1.0) and ties.
@@ -373,9 +332,15 @@ mod tests {
                 let (cand, w) = nucleus(&scaled, top_p);
                 let all = sorted_descending(&scaled);
                 let max = all[0].1;
-                let wa: Vec<f64> = all.iter().map(|&(_, l)| exp((l - max) as f64)).collect();
+                let wa: Vec<f64> = all
+                    .iter()
+                    .map(|&(_, l)| exp_nonpositive((l - max) as f64))
+                    .collect();
                 // The whole mass summed in index order, as `nucleus` sums it.
-                let total = scaled.iter().map(|&l| exp((l - max) as f64)).sum();
+                let total = scaled
+                    .iter()
+                    .map(|&l| exp_nonpositive((l - max) as f64))
+                    .sum();
                 let keep = nucleus_len(&wa, total, top_p);
                 assert_eq!(cand, all[..keep], "spread {spread}, top-p {top_p}");
                 assert_eq!(w, wa[..keep], "spread {spread}, top-p {top_p}");
