@@ -41,11 +41,12 @@ fn the_slowed_backend_is_never_chosen() {
                 "{d:?}"
             );
         }
-        // The measurement sees the delay: the slowed median is at least the delay longer,
-        // more than the noise of either.
+        // The measurement sees the delay: the slowed median is longer by most of the delay
+        // (on a loaded machine the two backends' own steps can differ by tens of ms: a CI run
+        // sharing its 2 cores saw 22 ms against 12), and by more than the noise of either.
         let gap = s.median_ms() - f.median_ms();
         assert!(
-            gap >= 80.0 * 0.9,
+            gap >= 80.0 * 0.5,
             "round {round}: gap {gap} ms, {f:?} {s:?}"
         );
         assert!(gap > f.noise_ms() + s.noise_ms(), "{f:?} {s:?}");
