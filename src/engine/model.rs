@@ -12,7 +12,7 @@ use super::config::{Activation, ModelConfig, RopeStyle};
 use super::error::{Error, Result};
 use super::gguf::GgufFile;
 use super::hooks::Hooks;
-use super::quant::float::round_f16;
+use super::quant::float::{max_of, round_f16};
 use super::quant::{QMatrix, QType};
 use super::threads::Threads;
 use std::sync::Arc;
@@ -546,9 +546,7 @@ impl Heads<'_> {
         let mut max = f32::NEG_INFINITY;
         for s in &mut scores {
             *s *= self.scale;
-            // `f32::max` without its NaN rule (max is never NaN, and a NaN score is skipped
-            // either way), which wasm can only do by a call to libm's fmaxf.
-            max = if *s > max { *s } else { max };
+            max = max_of(max, *s);
         }
         let mut sum = 0f64;
         for s in &mut scores {

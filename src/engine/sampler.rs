@@ -3,6 +3,7 @@
 //! the same seed gives the same tokens natively and in the browser.
 
 use crate::engine::exp::exp_nonpositive;
+use crate::engine::quant::float::max_of;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,7 +166,7 @@ fn nucleus_len(weights: &[f64], total: f64, top_p: f32) -> usize {
 /// sorted: those whose weight is at least a cutoff, lowered until their mass covers `top_p` of
 /// the whole (a sort of the 49,152 logits and an exponential each were a tenth of a build).
 fn nucleus(scaled: &[f32], top_p: f32) -> (Vec<(u32, f32)>, Vec<f64>) {
-    let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = scaled.iter().copied().fold(f32::NEG_INFINITY, max_of);
     let weights: Vec<f64> = scaled
         .iter()
         .map(|&l| exp_nonpositive((l - max) as f64))

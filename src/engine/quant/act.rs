@@ -3,7 +3,7 @@
 //! Q8_K keeps `d` in f32 and the sums of each 16 values. Rounding the stored scales matters:
 //! it is part of what makes greedy decoding agree with llama.cpp token for token.
 
-use super::float::round_f16;
+use super::float::{max_of, round_f16};
 use super::{QK, QK_K, QType};
 
 #[derive(Clone, Copy)]
@@ -49,16 +49,13 @@ fn round_even(x: f32) -> i32 {
 /// Quantizes 32 values to i8 with llama.cpp's x86 rounding; returns (d as stored, sum of q).
 fn q8_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, f32, i32) {
     // Maxima in eight lanes, then across them: the largest |x| (NaN skipped) in any order.
-    // A comparison, not `f32::max`: the same value here (the maxima start at 0 and are never
-    // NaN), and wasm has no instruction for max's NaN rule, so it called libm's fmaxf per value.
-    let max = |m: f32, v: f32| if v > m { v } else { m };
     let mut lanes = [0f32; 8];
     for c in x.chunks_exact(8) {
         for (m, v) in lanes.iter_mut().zip(c) {
-            *m = max(*m, v.abs());
+            *m = max_of(*m, v.abs());
         }
     }
-    let amax = lanes.iter().fold(0f32, |m, &v| max(m, v));
+    let amax = lanes.iter().fold(0f32, |m, &v| max_of(m, v));
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut sum = 0i32;

@@ -25,6 +25,14 @@ pub fn round_f16(x: f32) -> f32 {
     f32::from_bits((b + 0xFFF + ((b >> 13) & 1)) & !0x1FFF)
 }
 
+/// The larger of `m` and `v`, skipping `v` when it is NaN: `f32::max`'s value wherever `m` is
+/// never NaN (a running maximum from 0 or -inf). A comparison, because wasm has no instruction
+/// for `f32::max`'s NaN rule and called libm's `fmaxf` per value.
+#[inline(always)]
+pub fn max_of(m: f32, v: f32) -> f32 {
+    if v > m { v } else { m }
+}
+
 pub fn dequantize_f32(b: &[u8], out: &mut [f32]) {
     for (y, c) in out.iter_mut().zip(b.chunks_exact(4)) {
         *y = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
